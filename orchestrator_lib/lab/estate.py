@@ -1,0 +1,332 @@
+"""The local lab: the estate an environment file describes, built from real parts on this machine.
+
+Each host is a network namespace on a private bridge plus private mount/UTS/IPC/PID namespaces
+whose PID 1 is runit, supervising Debian's sshd and the host's services. The host's /etc, /usr,
+/var ... are overlays: image layers (base, then web, lb or notify) over the machine's own
+directories, with the host's writes in a directory of its own under the lab's state directory.
+Every process the lab starts is recorded by PID (with its start time) and stopped by that PID.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ..errors import LabError
+from ..inventory import Host, Inventory
+from . import aptrepo, network
+
+FILES = Path(__file__).parent / "files"
+ROLES = ("web", "lb", "notify", "plain")
+ROLE_PORTS = {"web": (22, 8080, 80), "lb": (22, 80), "notify": (22, 8025), "plain": (22,)}
+READY_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    name: str
+    address: str
+    role: str
+    running: bool
+    answering: dict[int, bool]  # port -> answers
+
+    @property
+    def healthy(self) -> bool:
+        return self.running and all(self.answering.values())
+
+
+def _write_ssh_key(path: Path, comment: str) -> str:
+    """Write an ed25519 key pair in OpenSSH format; return the public line. In-process, because a
+    1,000-host lab would spend seconds forking ssh-keygen."""
+    key = Ed25519PrivateKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH).decode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(private)
+    Path(f"{path}.pub").write_text(f"{public} {comment}\n")
+    return public
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of a live process: with the PID, it names the process we started
+    even after PIDs wrap around. A zombie counts as gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def _answers(address: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class Lab:
+    """The lab of one environment. Everything it creates lives under `state_dir` or is named
+    after the environment's bridge."""
+
+    def __init__(self, inventory: Inventory) -> None:
+        self.inventory = inventory
+        settings = dict(inventory.lab)
+        if not settings:
+            raise LabError(f"{inventory.path}: no 'lab:' section: this environment is not a local lab")
+        self.bridge: str = settings.get("bridge", "labbr0")
+        self.subnet = ipaddress.ip_network(settings.get("subnet", "10.231.0.0/24"), strict=False)
+        self.gateway: str = settings.get("gateway", str(next(self.subnet.hosts())))
+        self.backend: str = settings.get("backend", "app")
+        self.app_port: int = int(settings.get("app_port", 8080))
+        if inventory.known_hosts is None or inventory.hosts and next(iter(inventory.hosts.values())).key is None:
+            raise LabError(f"{inventory.path}: a lab environment needs 'known_hosts' and 'defaults.key'")
+        self.known_hosts: Path = inventory.known_hosts
+        self.client_key: Path = next(iter(inventory.hosts.values())).key  # type: ignore[assignment]
+        self.state_dir = Path(settings.get("state_dir") or self.known_hosts.parent)
+        self.hosts: list[Host] = list(inventory.hosts.values())
+        for host in self.hosts:
+            if self.role(host) not in ROLES:
+                raise LabError(f"{inventory.path}: hosts.{host.name}.lab.role: expected one of {', '.join(ROLES)}")
+            if ipaddress.ip_address(host.address) not in self.subnet:
+                raise LabError(f"{inventory.path}: hosts.{host.name}.address: {host.address} is outside the lab subnet {self.subnet}")
+
+    # ---- naming and paths -------------------------------------------------------------------
+    @staticmethod
+    def role(host: Host) -> str:
+        return str(host.lab.get("role", "plain"))
+
+    def host(self, name: str) -> Host:
+        try:
+            return self.inventory.hosts[name]
+        except KeyError:
+            raise LabError(f"no host {name!r} in {self.inventory.path}") from None
+
+    def _netns(self, host: Host) -> str:
+        return network.netns_name(self.bridge, host.name)
+
+    def _veth(self, host: Host) -> str:
+        return network.veth_name(self.bridge, self.hosts.index(host))
+
+    def _host_dir(self, host: Host) -> Path:
+        return self.state_dir / "hosts" / host.name
+
+    def _layers_for(self, host: Host) -> str:
+        role = self.role(host)
+        names = ["base"] if role == "plain" else [role, "base"]
+        return ":".join(str(self.state_dir / "layers" / n) for n in names)
+
+    # ---- processes ----------------------------------------------------------------------------
+    def _pid_file(self, host: Host) -> Path:
+        return self._host_dir(host) / "pid"
+
+    def _running_pid(self, host: Host) -> int | None:
+        try:
+            pid_text, started = self._pid_file(host).read_text().split()
+        except (OSError, ValueError):
+            return None
+        pid = int(pid_text)
+        return pid if _start_time(pid) == started else None
+
+    def _kill(self, *hosts: Host) -> None:
+        """SIGKILL to each host's `unshare`: it ignores SIGTERM, and --kill-child then takes the
+        whole PID namespace down with it. All are signalled first, then awaited together."""
+        pids = [pid for pid in (self._running_pid(h) for h in hosts) if pid is not None]
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        for pid in pids:
+            while time.monotonic() < deadline:
+                try:
+                    os.waitpid(pid, os.WNOHANG)  # reap it when we are its parent
+                except ChildProcessError:
+                    pass
+                if _start_time(pid) is None:
+                    break
+                time.sleep(0.01)
+        for host in hosts:
+            self._pid_file(host).unlink(missing_ok=True)
+
+    def _spawn(self, host: Host) -> None:
+        hdir = self._host_dir(host)
+        upper = hdir / "upper"
+        upper.mkdir(parents=True, exist_ok=True)
+        argv = ["ip", "netns", "exec", self._netns(host), "unshare", "-m", "-u", "-i", "-p", "-f",
+                "--mount-proc", "--kill-child", str(FILES / "hostinit.sh"), "run", host.name,
+                str(upper), self._layers_for(host), str(self.state_dir / "apt")]
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+               "LAB_ADDR": f"{host.address}/{self.subnet.prefixlen}"}
+        with open(hdir / "console.log", "ab") as log:
+            proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        started = None
+        while started is None:  # the process exists once Popen returns; read its start time
+            started = _start_time(proc.pid)
+        self._pid_file(host).write_text(f"{proc.pid} {started}\n")
+
+    def _init_pid(self, host: Host) -> int:
+        """PID of the host's own PID 1 (runsvdir), the child of its `unshare`."""
+        pid = self._running_pid(host)
+        if pid is None:
+            raise LabError(f"lab host {host.name} is not running")
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if not children:
+            raise LabError(f"lab host {host.name} has not started its init yet")
+        return int(children[0])
+
+    def exec_in(self, name: str, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run a command inside a host, around the deployer: lets tests read a host's real state."""
+        host = self.host(name)
+        return subprocess.run(["nsenter", "-t", str(self._init_pid(host)), "-m", "-u", "-i", "-n", "-p",
+                               "--", *argv], capture_output=True, text=True, timeout=timeout)
+
+    # ---- image layers -----------------------------------------------------------------------
+    def _build_layer(self, name: str, lowers: list[str], env: dict[str, str]) -> None:
+        layer = self.state_dir / "layers" / name
+        if layer.exists():
+            shutil.rmtree(layer)
+        layer.mkdir(parents=True)
+        lower = ":".join(str(self.state_dir / "layers" / n) for n in lowers)
+        argv = ["unshare", "-m", "-u", "-i", "-p", "-n", "-f", "--mount-proc", "--kill-child",
+                str(FILES / "hostinit.sh"), "build", f"layer-{name}", str(layer), lower,
+                str(self.state_dir / "apt"), str(FILES / f"layer-{name}.sh")]
+        done = subprocess.run(argv, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **env},
+                              capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise LabError(f"building image layer {name!r} failed: {last[0]}")
+        shutil.rmtree(layer / ".work", ignore_errors=True)
+
+    def _haproxy_config(self) -> Path:
+        servers = "\n".join(f"    server {h.name} {h.address}:{self.app_port}"
+                            for h in self.hosts if self.role(h) == "web")
+        text = (FILES / "haproxy.cfg.tmpl").read_text().format(backend=self.backend, servers=servers,
+                                                                 address="*")
+        path = self.state_dir / "haproxy.cfg"
+        path.write_text(text)
+        return path
+
+    def _build_layers(self) -> None:
+        """Rebuilt at every `up`: the lowest layer is the live machine, so a copied-up dpkg status
+        from an older build could disagree with /usr."""
+        self._build_layer("base", [], {"LAB_CLIENT_PUBKEY": f"{self.client_key}.pub"})
+        roles = {self.role(h) for h in self.hosts}
+        initial = " ".join(f"{p}={v}" for p, v in aptrepo.INITIAL.items())
+        jobs = {"web": {"LAB_INITIAL": initial}, "lb": {"LAB_HAPROXY_CFG": str(self._haproxy_config())},
+                "notify": {}}
+        with ThreadPoolExecutor(3) as pool:
+            futures = [pool.submit(self._build_layer, role, ["base"], env)
+                       for role, env in jobs.items() if role in roles]
+            for future in futures:
+                future.result()
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def is_up(self) -> bool:
+        return all(self._running_pid(h) is not None for h in self.hosts) and bool(self.hosts)
+
+    def up(self, fresh: bool = False, progress=print) -> float:
+        """Bring the estate up from scratch (cleaning what a crashed run left); a no-op when it is
+        already running, unless `fresh`."""
+        if self.is_up() and not fresh:
+            progress(f"lab {self.inventory.name}: already up ({len(self.hosts)} hosts)")
+            return 0.0
+        started = time.monotonic()
+        self.down(progress=lambda _msg: None)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if not self.client_key.exists():
+            _write_ssh_key(self.client_key, f"deployer@{self.inventory.name}")
+        aptrepo.build_repository(self.state_dir / "apt")
+        self._build_layers()
+        known = []
+        for host in self.hosts:
+            key = self._host_dir(host) / "upper" / "etc" / "ssh" / "ssh_host_ed25519_key"
+            public = _write_ssh_key(key, f"root@{host.name}")
+            known.append(f"{host.name},{host.address} {public}")
+        self.known_hosts.write_text("\n".join(known) + "\n")
+        network.create(self.bridge, self.gateway, str(self.subnet),
+                       [(self._netns(h), self._veth(h)) for h in self.hosts])
+        for host in self.hosts:
+            self._spawn(host)
+        self.wait_ready(self.hosts)
+        elapsed = time.monotonic() - started
+        progress(f"lab {self.inventory.name}: {len(self.hosts)} hosts up in {elapsed:.1f} s")
+        return elapsed
+
+    def wait_ready(self, hosts: list[Host], timeout: float = READY_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+
+        def ready(host: Host) -> str | None:
+            for port in ROLE_PORTS[self.role(host)]:
+                while not _answers(host.address, port):
+                    if self._running_pid(host) is None:
+                        return f"{host.name}: its init exited (see {self._host_dir(host) / 'console.log'})"
+                    if time.monotonic() > deadline:
+                        return f"{host.name}: port {port} did not answer within {timeout:.0f} s"
+                    time.sleep(0.05)
+            return None
+
+        with ThreadPoolExecutor(min(64, max(1, len(hosts)))) as pool:
+            problems = [p for p in pool.map(ready, hosts) if p]
+        if problems:
+            raise LabError(f"lab hosts not ready: {'; '.join(problems)}")
+
+    def down(self, progress=print) -> None:
+        """Stop exactly the processes the lab started, then remove its links, namespaces and files.
+        The mounts live in the hosts' own mount namespaces and go with their processes."""
+        self._kill(*self.hosts)
+        network.destroy(self.bridge, {self._netns(h) for h in self.hosts},
+                        {self._veth(h) for h in self.hosts})
+        for sub in ("hosts", "layers"):
+            shutil.rmtree(self.state_dir / sub, ignore_errors=True)
+        progress(f"lab {self.inventory.name}: down")
+
+    def stop_host(self, name: str) -> None:
+        self._kill(self.host(name))
+
+    def start_host(self, name: str) -> None:
+        host = self.host(name)
+        if self._running_pid(host) is None:
+            self._spawn(host)
+        self.wait_ready([host])
+
+    def rekey(self, name: str, update_known_hosts: bool = False) -> None:
+        """Give a host a new host key (as after a reinstall), written while it is stopped."""
+        host = self.host(name)
+        was_running = self._running_pid(host) is not None
+        self._kill(host)
+        key = self._host_dir(host) / "upper" / "etc" / "ssh" / "ssh_host_ed25519_key"
+        public = _write_ssh_key(key, f"root@{host.name}")
+        if update_known_hosts:
+            lines = [line for line in self.known_hosts.read_text().splitlines()
+                     if line.split(" ", 1)[0].split(",")[0] != host.name]
+            lines.append(f"{host.name},{host.address} {public}")
+            self.known_hosts.write_text("\n".join(lines) + "\n")
+        if was_running:
+            self._spawn(host)
+            self.wait_ready([host])
+
+    def status(self) -> list[HostStatus]:
+        def one(host: Host) -> HostStatus:
+            running = self._running_pid(host) is not None
+            ports = {p: running and _answers(host.address, p) for p in ROLE_PORTS[self.role(host)]}
+            return HostStatus(host.name, host.address, self.role(host), running, ports)
+
+        with ThreadPoolExecutor(min(64, max(1, len(self.hosts)))) as pool:
+            return list(pool.map(one, self.hosts))

@@ -1,0 +1,42 @@
+#!/bin/sh
+# A lab host's init, run inside fresh mount/UTS/IPC/PID namespaces (and, for a host, its own
+# network namespace). It gives the host copy-on-write views of the machine's system directories,
+# so packages, /etc and services are the host's own and the machine is never written.
+#
+#   hostinit.sh run   NAME UPPER LAYERS REPO            -> becomes the host's PID 1 (runsvdir)
+#   hostinit.sh build NAME UPPER LAYERS REPO SCRIPT     -> runs SCRIPT to fill an image layer
+#
+# UPPER is the directory that takes this host's (or layer's) writes; LAYERS is a ':'-separated list
+# of image layer directories, top first (may be empty); REPO is the lab apt repository.
+set -eu
+mode=$1 name=$2 upper=$3 layers=$4 repo=$5
+
+mount --make-rprivate /
+for d in etc var usr opt srv root home; do
+    mkdir -p "$upper/$d" "$upper/.work/$d"
+    lower=""
+    if [ -n "$layers" ]; then
+        lower=$(printf '%s\n' "$layers" | tr ':' '\n' | sed "s|\$|/$d|" | paste -sd:):
+    fi
+    mount -t overlay "lab-$name-$d" -o "lowerdir=$lower/$d,upperdir=$upper/$d,workdir=$upper/.work/$d" "/$d"
+done
+for d in /run /tmp /dev/shm; do
+    mount -t tmpfs -o mode=1777 "lab-$name-tmpfs" "$d"
+done
+chmod 755 /run
+mkdir -p /srv/apt
+mount --bind "$repo" /srv/apt
+mount -o remount,bind,ro /srv/apt
+mount -o remount,bind,ro /
+mkdir -p /run/sshd /run/lock /run/runit/supervise /run/runit/sv /run/haproxy
+hostname "$name"
+ip link set lo up 2>/dev/null || true
+if [ -n "${LAB_ADDR:-}" ]; then
+    ip addr add "$LAB_ADDR" dev eth0
+    ip link set eth0 up
+fi
+
+if [ "$mode" = build ]; then
+    exec /bin/sh "$6"
+fi
+exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin runsvdir -P /etc/service

@@ -1,0 +1,34 @@
+#!/bin/sh
+# Image layer "base", shared by every lab host: sshd for key logins only, apt pointed only at the
+# lab repository, Debian's stock root dotfiles, and the machine's service blockers removed.
+set -eu
+# The machine image forbids starting services (exit 101); a host must be able to.
+rm -f /usr/sbin/policy-rc.d
+# runit's dpkg trigger would re-enable this placeholder: keep it off with a dot-link.
+rm -f /etc/runit/runsvdir/default/default-syslog
+ln -sf /etc/sv/default-syslog /etc/runit/runsvdir/default/.default-syslog
+# Stock dotfiles: the machine's root .bashrc (pyenv) would cost every ssh command tens of ms.
+cp /etc/skel/.bashrc /etc/skel/.profile /root/
+rm -rf /root/.ssh
+mkdir -m 700 /root/.ssh
+cp "$LAB_CLIENT_PUBKEY" /root/.ssh/authorized_keys
+chmod 600 /root/.ssh/authorized_keys
+cat > /etc/ssh/sshd_config.d/lab.conf <<'CONF'
+# First value wins in sshd_config: this file is included before Debian's defaults.
+HostKey /etc/ssh/ssh_host_ed25519_key
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+UseDNS no
+X11Forwarding no
+ExposeAuthInfo yes
+MaxStartups 200:30:400
+MaxSessions 64
+CONF
+rm -f /etc/ssh/ssh_host_*
+# apt sees only the lab repository.
+rm -rf /etc/apt/sources.list.d/* /etc/apt/sources.list
+echo 'deb [trusted=yes] file:/srv/apt ./' > /etc/apt/sources.list.d/lab.list
+apt-get -qq -o Acquire::Languages=none update
+mkdir -p /var/log/orchestrator /var/lib/orchestrator
