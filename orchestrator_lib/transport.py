@@ -1,0 +1,214 @@
+"""SSH transport: one paramiko connection per host, opened on first use and reused by every step
+of a run. Host keys are verified against the environment's known_hosts unless the caller opts in
+to trust-on-first-use."""
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+
+from .errors import HostKeyError, TransportError, UnreachableError
+from .inventory import Host, Inventory
+
+KEY_TYPES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    rc: int
+    stdout: str
+    stderr: str
+    duration: float
+
+
+def _fingerprint(key: paramiko.PKey) -> str:
+    return key.fingerprint  # "SHA256:..." like ssh-keygen -l
+
+
+def _load_private_key(path: Path) -> paramiko.PKey:
+    errors = []
+    for key_type in KEY_TYPES:
+        try:
+            return key_type.from_private_key_file(str(path))
+        except FileNotFoundError:
+            raise TransportError(f"private key {path} does not exist") from None
+        except paramiko.PasswordRequiredException:
+            raise TransportError(f"private key {path} is encrypted: load it into ssh-agent instead") from None
+        except (paramiko.SSHException, ValueError) as err:
+            errors.append(str(err))
+    raise TransportError(f"private key {path}: not a key paramiko can read ({errors[-1]})")
+
+
+class SSHPool:
+    """Connections to the hosts of one inventory. Thread-safe: the fan-out calls it from many
+    workers at once; each host is connected at most once at a time."""
+
+    def __init__(self, inventory: Inventory, *, trust_on_first_use: bool = False,
+                 connect_timeout: float = 5.0, keepalive: int = 15,
+                 ssh_config: Path | None = Path("~/.ssh/config").expanduser()) -> None:
+        self.inventory = inventory
+        self.trust_on_first_use = trust_on_first_use
+        self.connect_timeout = connect_timeout
+        self.keepalive = keepalive
+        self.known_hosts_path = inventory.known_hosts or Path("~/.ssh/known_hosts").expanduser()
+        self.host_keys = paramiko.HostKeys()
+        if self.known_hosts_path.exists():
+            self.host_keys.load(str(self.known_hosts_path))
+        self.ssh_config = paramiko.SSHConfig.from_path(str(ssh_config)) if ssh_config and ssh_config.exists() else None
+        self.connects = 0  # how many connections were opened: tests prove reuse with it
+        self._keys: dict[Path, paramiko.PKey] = {}
+        self._transports: dict[str, paramiko.Transport] = {}
+        self._host_locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    # ---- connection setup -----------------------------------------------------------------
+    def _settings(self, host: Host) -> tuple[str, int, str, list[Path]]:
+        """Address, port, user and key files: the inventory wins, ~/.ssh/config fills the gaps."""
+        keys = [host.key] if host.key else []
+        port, user = host.port, host.user
+        if self.ssh_config is not None:
+            cfg = self.ssh_config.lookup(host.name)
+            if not host.key:
+                keys += [Path(p).expanduser() for p in cfg.get("identityfile", [])]
+            if host.port == 22 and "port" in cfg:
+                port = int(cfg["port"])
+            if host.user == "root" and "user" in cfg:
+                user = cfg["user"]
+        return host.address, port, user, keys
+
+    def _private_key(self, path: Path) -> paramiko.PKey:
+        with self._lock:
+            if path not in self._keys:  # parse once per run, not once per host
+                self._keys[path] = _load_private_key(path)
+            return self._keys[path]
+
+    def _check_host_key(self, host: Host, address: str, port: int, key: paramiko.PKey) -> None:
+        names = [address if port == 22 else f"[{address}]:{port}", host.name]
+        known = next((self.host_keys.lookup(n) for n in names if self.host_keys.lookup(n)), None)
+        if known is None:
+            if not self.trust_on_first_use:
+                raise HostKeyError(f"{host.name}: host key {_fingerprint(key)} is not in {self.known_hosts_path} "
+                                   f"(add it, or opt in to trust on first use)")
+            with self._lock:
+                self.host_keys.add(names[0], key.get_name(), key)
+                self.known_hosts_path.parent.mkdir(parents=True, exist_ok=True)
+                self.host_keys.save(str(self.known_hosts_path))
+            return
+        expected = known.get(key.get_name())
+        if expected is None or expected.asbytes() != key.asbytes():
+            want = expected or next(iter(known.values()))
+            raise HostKeyError(f"{host.name}: host key changed: got {key.get_name()} {_fingerprint(key)}, "
+                               f"expected {_fingerprint(want)} from {self.known_hosts_path}")
+
+    def _authenticate(self, transport: paramiko.Transport, host: Host, user: str, keys: list[Path]) -> None:
+        candidates: list[paramiko.PKey] = [self._private_key(p) for p in keys]
+        if not candidates:
+            candidates = list(paramiko.Agent().get_keys())
+        for key in candidates:
+            try:
+                transport.auth_publickey(user, key)
+                return
+            except paramiko.AuthenticationException:
+                continue
+        tried = ", ".join(str(p) for p in keys) or "the ssh-agent's keys"
+        raise TransportError(f"{host.name}: authentication as {user} failed with {tried}")
+
+    def _connect(self, host: Host) -> paramiko.Transport:
+        address, port, user, keys = self._settings(host)
+        try:
+            sock = socket.create_connection((address, port), timeout=self.connect_timeout)
+        except OSError as err:
+            reason = err.strerror or str(err) or type(err).__name__
+            raise UnreachableError(f"{host.name}: unreachable at {address}:{port}: {reason.lower()}") from None
+        # paramiko leaves Nagle on: each request/reply would stall ~40 ms on delayed ACKs.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport = paramiko.Transport(sock)
+        try:
+            transport.start_client(timeout=self.connect_timeout)
+            self._check_host_key(host, address, port, transport.get_remote_server_key())
+            self._authenticate(transport, host, user, keys)
+        except TransportError:
+            transport.close()
+            raise
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            transport.close()
+            raise UnreachableError(f"{host.name}: ssh handshake with {address}:{port} failed: {err or type(err).__name__}") from None
+        transport.set_keepalive(self.keepalive)
+        self.connects += 1
+        return transport
+
+    def transport(self, host: Host, *, fresh: bool = False) -> paramiko.Transport:
+        """The host's open connection, connecting (or reconnecting when it dropped) as needed."""
+        with self._lock:
+            host_lock = self._host_locks.setdefault(host.name, threading.Lock())
+        with host_lock:
+            current = self._transports.get(host.name)
+            if current is not None and current.is_active() and not fresh:
+                return current
+            if current is not None:
+                current.close()
+            self._transports[host.name] = self._connect(host)
+            return self._transports[host.name]
+
+    def connect(self, host: Host) -> None:
+        self.transport(host)
+
+    # ---- operations -----------------------------------------------------------------------
+    def exec(self, host: Host, command: str, stdin: bytes | None = None, timeout: float = 60) -> ExecResult:
+        """Run one command; reconnect once if the connection dropped since it was last used."""
+        for attempt in (1, 2):
+            transport = self.transport(host, fresh=attempt == 2)
+            try:
+                return self._exec_on(transport, command, stdin, timeout)
+            except socket.timeout:
+                raise TransportError(f"{host.name}: command timed out after {timeout:g} s") from None
+            except (paramiko.SSHException, EOFError, OSError) as err:
+                if attempt == 2:
+                    raise UnreachableError(f"{host.name}: connection lost: {err or type(err).__name__}") from None
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _exec_on(transport: paramiko.Transport, command: str, stdin: bytes | None, timeout: float) -> ExecResult:
+        started = time.monotonic()
+        chan = transport.open_session(timeout=timeout)
+        try:
+            chan.settimeout(timeout)
+            chan.exec_command(command)
+            if stdin:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            stdout = chan.makefile("rb").read()
+            stderr = chan.makefile_stderr("rb").read()
+            rc = chan.recv_exit_status()
+        finally:
+            chan.close()
+        return ExecResult(rc, stdout.decode(errors="replace"), stderr.decode(errors="replace"),
+                          time.monotonic() - started)
+
+    def put(self, host: Host, data: bytes, path: str, mode: int = 0o644) -> None:
+        try:
+            sftp = paramiko.SFTPClient.from_transport(self.transport(host))
+            try:
+                sftp.putfo(io.BytesIO(data), path)
+                sftp.chmod(path, mode)
+            finally:
+                sftp.close()
+        except (paramiko.SSHException, OSError) as err:
+            raise TransportError(f"{host.name}: could not copy {path}: {err}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            transports, self._transports = list(self._transports.values()), {}
+        for transport in transports:
+            transport.close()
+
+    def __enter__(self) -> "SSHPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
