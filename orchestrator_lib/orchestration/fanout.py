@@ -1,0 +1,195 @@
+"""Run one task on many hosts: bounded threads, batches in lock-step, tries, a per-host
+deadline and a failure policy. Every host of the run ends with exactly one HostResult."""
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from dataclasses import replace
+from queue import Empty, SimpleQueue
+from typing import Callable, Iterable, Protocol
+
+from orchestrator_lib.errors import OrchestratorError, TransportError
+
+from .batches import BatchSize, plan_batches
+from .policy import FailurePolicy
+from .results import FAILURES, HostResult, RunResult, Status
+
+NOT_ATTEMPTED_MESSAGE = "not attempted: stopped after a failed batch"
+
+
+class Named(Protocol):
+    name: str
+
+
+Task = Callable[[Named], HostResult]
+
+
+class _Pool:
+    """A fixed set of daemon worker threads fed from one queue.
+
+    Not ThreadPoolExecutor on purpose: its threads are joined at interpreter exit and it cannot
+    replace a worker. A task that hangs past its deadline would then hold the CLI open after the
+    run has reported, and each hung task would shrink the pool for the batches after it.
+    Daemon threads are abandoned at exit, and `replace_hung_worker` keeps capacity constant."""
+
+    def __init__(self, size: int) -> None:
+        self._jobs: SimpleQueue = SimpleQueue()
+        self._threads = 0
+        for _ in range(size):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        self._threads += 1
+        threading.Thread(target=self._work, name=f"orchestrator-worker-{self._threads}",
+                         daemon=True).start()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._jobs.put(job)
+
+    def replace_hung_worker(self) -> None:
+        self._spawn()
+
+    def close(self) -> None:
+        for _ in range(self._threads):
+            self._jobs.put(None)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _from_exception(name: str, exc: BaseException) -> HostResult:
+    if isinstance(exc, TransportError):
+        return HostResult(name, Status.UNREACHABLE, _one_line(str(exc)))
+    msg = _one_line(str(exc))
+    kind = type(exc).__name__
+    return HostResult(name, Status.FAILED, f"{kind}: {msg}" if msg else kind)
+
+
+def _validate(tries: int, retry_sleep: float, timeout: float | None, workers: int) -> None:
+    if isinstance(tries, bool) or not isinstance(tries, int) or tries < 1:
+        raise OrchestratorError(f"tries '{tries}': expected a whole number of at least 1")
+    if retry_sleep < 0:
+        raise OrchestratorError(f"retry_sleep '{retry_sleep}': expected 0 or more seconds")
+    if timeout is not None and timeout <= 0:
+        raise OrchestratorError(f"timeout '{timeout}': expected a positive number of seconds")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise OrchestratorError(f"workers '{workers}': expected a whole number of at least 1")
+
+
+def run_on_hosts(hosts: Iterable[Named], task: Task, *, label: str,
+                 batch_size: BatchSize = None, tries: int = 1, retry_sleep: float = 0.0,
+                 policy: FailurePolicy = FailurePolicy(), timeout: float | None = None,
+                 workers: int = 64,
+                 on_result: Callable[[HostResult], None] | None = None) -> RunResult:
+    """Run ``task(host)`` on every host and return one result per host, in targeted order.
+
+    Batches run in lock-step so a canary batch is judged before the next batch touches
+    anything; the policy is consulted after each batch. A FAILED/UNREACHABLE host is retried
+    until it succeeds or has used ``tries`` tries, ``retry_sleep`` s apart. ``timeout`` bounds a
+    host's whole task, tries included, counted from when a worker picks it up; a host over it is
+    reported FAILED and its thread abandoned (it makes no further tries). ``on_result`` is
+    called in the calling thread as each attempted host finishes. The fan-out owns ``host``,
+    ``tries`` and ``duration`` (wall time of all tries) of every HostResult.
+    """
+    _validate(tries, retry_sleep, timeout, workers)
+    hosts = list(hosts)
+    names = [h.name for h in hosts]
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise OrchestratorError(f"run {label}: host targeted more than once: {', '.join(dupes)}")
+    batches = plan_batches(list(range(len(hosts))), batch_size)
+    started = time.monotonic()
+    results: list[HostResult | None] = [None] * len(hosts)
+    if not batches:
+        return RunResult(label, {}, time.monotonic() - started)
+
+    # Workers only append events here; the calling thread owns every other piece of state.
+    events: SimpleQueue = SimpleQueue()
+    used_tries = [0] * len(hosts)  # read by the caller for a host that timed out
+    starts: dict[int, float] = {}
+
+    def job(i: int) -> None:
+        host, name = hosts[i], names[i]
+        t0 = time.monotonic()
+        deadline = None if timeout is None else t0 + timeout
+        if timeout is not None:
+            events.put(("start", i, t0))
+        try:
+            n = 0
+            while True:
+                n += 1
+                used_tries[i] = n
+                try:
+                    r = task(host)
+                    if not isinstance(r, HostResult):
+                        raise TypeError(f"task returned {type(r).__name__}, expected HostResult")
+                except Exception as exc:  # any task error is this host's result, not the run's
+                    r = _from_exception(name, exc)
+                if r.status not in FAILURES or n >= tries:
+                    break
+                if deadline is not None and time.monotonic() + retry_sleep >= deadline:
+                    break  # a try would start after the deadline: the host is reported anyway
+                if retry_sleep:
+                    time.sleep(retry_sleep)
+        except BaseException as exc:  # SystemExit etc.: still report, or the caller waits forever
+            r = _from_exception(name, exc)
+        # A copy, so a task may return one shared HostResult object for every host.
+        events.put(("done", i, replace(r, host=name, tries=n, duration=time.monotonic() - t0)))
+
+    def finish(i: int, r: HostResult) -> None:
+        results[i] = r
+        if on_result is not None:
+            on_result(r)
+
+    pool = _Pool(min(workers, max(len(b) for b in batches)))
+    try:
+        failed_so_far = 0
+        for number, batch in enumerate(batches):
+            pending = set(batch)
+            deadlines: list[tuple[float, int]] = []  # (deadline, host index), a heap
+            for i in batch:
+                pool.submit(lambda i=i: job(i))
+            while pending:
+                wait = None
+                if timeout is not None:
+                    while deadlines and deadlines[0][1] not in pending:
+                        heapq.heappop(deadlines)
+                    if deadlines:
+                        wait = max(0.0, deadlines[0][0] - time.monotonic())
+                try:
+                    kind, i, payload = events.get(timeout=wait)
+                except Empty:  # read every reply already queued before declaring a timeout
+                    now = time.monotonic()
+                    while deadlines and deadlines[0][0] <= now:
+                        _, i = heapq.heappop(deadlines)
+                        if i in pending:
+                            pending.discard(i)
+                            pool.replace_hung_worker()
+                            finish(i, HostResult(names[i], Status.FAILED,
+                                                 f"timed out after {timeout:g} s",
+                                                 tries=used_tries[i], duration=now - starts[i]))
+                    continue
+                if i not in pending:
+                    continue  # a late reply from a host already reported as timed out
+                if kind == "start":
+                    starts[i] = payload
+                    heapq.heappush(deadlines, (payload + timeout, i))
+                else:
+                    pending.discard(i)
+                    finish(i, payload)
+            failed_so_far += sum(results[i].status in FAILURES for i in batch)
+            if number < len(batches) - 1 and policy.should_stop(failed_so_far, len(hosts)):
+                break
+    finally:
+        pool.close()
+
+    out = {}
+    for i, name in enumerate(names):
+        out[name] = results[i] or HostResult(name, Status.NOT_ATTEMPTED, NOT_ATTEMPTED_MESSAGE)
+    return RunResult(label, out, time.monotonic() - started)

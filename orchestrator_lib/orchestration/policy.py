@@ -1,0 +1,38 @@
+"""When a rolling run gives up: the point is to stop breaking hosts, not to finish the list."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrator_lib.errors import OrchestratorError
+
+
+@dataclass(frozen=True)
+class FailurePolicy:
+    """Decides, after each batch, whether the remaining batches run.
+
+    A failure is a host that ended FAILED or UNREACHABLE.
+
+    * ``max_fail_percentage=None`` (default): stop after the first batch that had any failure.
+    * ``max_fail_percentage=P``: stop once ``failed_so_far / total * 100 > P``, where ``total``
+      is every host the run targets (all batches, not just those started). Like Ansible, the
+      limit must be *exceeded*: at exactly P the run continues. So P=0 stops on any failure and
+      P=100 never stops. The comparison is done as ``failed_so_far * 100 > P * total`` so that,
+      e.g., 1 failure of 10 hosts at P=10 is exactly at the limit and not a float rounding error
+      above it.
+    """
+
+    max_fail_percentage: float | None = None
+
+    def __post_init__(self) -> None:
+        p = self.max_fail_percentage
+        if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float))
+                              or not 0 <= p <= 100):
+            raise OrchestratorError(
+                f"max_fail_percentage '{p}': expected a number from 0 to 100")
+
+    def should_stop(self, failed_so_far: int, total: int) -> bool:
+        if self.max_fail_percentage is None:
+            return failed_so_far > 0
+        if total <= 0:
+            return False
+        return failed_so_far * 100 > self.max_fail_percentage * total
