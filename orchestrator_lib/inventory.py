@@ -1,0 +1,419 @@
+"""Loads an environment file (environments/<name>.yaml) into frozen `Inventory` / `Host` objects.
+
+Inventories are edited by hand and read by CI, so every mistake becomes a single-line
+`InventoryError` naming file, line and key path (`environments/x.yaml:12: hosts.web3.port: ...`)
+instead of a traceback or, worse, a silently dropped host.
+"""
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from .errors import InventoryError
+
+# Agents a host offers when its spec has no `agents:` list: all that `agents/` ships. The inventory
+# sits below that layer and cannot import it; a unit test keeps the two in step.
+DEFAULT_AGENTS: tuple[str, ...] = (
+    "appmgr", "firewall", "haproxy", "health", "notify", "package", "rpcutil", "service",
+)
+
+TOP_KEYS = ("name", "known_hosts", "defaults", "lab", "hosts", "groups")
+DEFAULTS_KEYS = ("user", "port", "key")
+HOST_KEYS = ("address", "port", "user", "key", "facts", "classes", "agents", "lab")
+
+# Names that must survive the discovery languages (-I, -W, -S) unquoted.
+_HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_FACT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
+_WORD = re.compile(r"^\S+$")
+_DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+KeyPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Host:
+    """One target machine. Hashable (by everything but its facts and lab dicts)."""
+
+    name: str
+    address: str
+    port: int = 22
+    user: str = "root"
+    key: Path | None = None
+    facts: Mapping[str, str] = field(default_factory=dict, hash=False)
+    classes: tuple[str, ...] = ()
+    agents: tuple[str, ...] = DEFAULT_AGENTS
+    lab: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """A whole environment. Mappings keep file order, which is the order discovery reports in."""
+
+    name: str
+    path: Path
+    hosts: Mapping[str, Host]
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    known_hosts: Path | None = None
+    lab: Mapping[str, Any] = field(default_factory=dict)
+
+    def host(self, name: str) -> Host:
+        """The host called `name`; a typo gets a suggestion rather than a KeyError."""
+        try:
+            return self.hosts[name]
+        except KeyError:
+            raise InventoryError(
+                f"{_display(self.path)}: unknown host '{name}'{_did_you_mean(name, self.hosts)}"
+            ) from None
+
+    def group(self, name: str) -> list[Host]:
+        """The hosts of group `name`, in the order the group lists them."""
+        if name not in self.groups:
+            raise InventoryError(
+                f"{_display(self.path)}: unknown group '{name}'{_did_you_mean(name, self.groups)}"
+            )
+        return [self.hosts[member] for member in self.groups[name]]
+
+
+def default_environments_dir() -> Path:
+    """`environments/` under the current directory: commands are run from the repo root."""
+    return Path.cwd() / "environments"
+
+
+def load_inventory(env: str | Path, environments_dir: Path | None = None) -> Inventory:
+    """Load and validate an environment given by name (`local`) or by path (`x/y.yaml`)."""
+    path = _resolve(env, environments_dir)
+    source = _Source(path)
+    return _build_inventory(_read_yaml(source), source)
+
+
+# --- locating the file -------------------------------------------------------------------------
+
+
+def _resolve(env: str | Path, environments_dir: Path | None) -> Path:
+    text = str(env)
+    if not text.strip():
+        raise InventoryError("empty environment name: give a name such as 'local' or a .yaml path")
+    looks_like_path = isinstance(env, Path) or text.endswith((".yaml", ".yml")) or "/" in text
+    if looks_like_path:
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise InventoryError(f"{_display(path)}: environment file not found")
+        if not path.is_file():
+            raise InventoryError(f"{_display(path)}: not a file")
+        return path.resolve()
+    directory = Path(environments_dir) if environments_dir is not None else default_environments_dir()
+    path = directory / f"{text}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in directory.glob("*.yaml")) if directory.is_dir() else []
+        available = f"available: {', '.join(names)}" if names else f"no environments in {_display(directory)}"
+        raise InventoryError(f"{_display(path)}: unknown environment '{text}' ({available})")
+    return path.resolve()
+
+
+def _display(path: Path) -> str:
+    """Paths relative to the current directory when possible: shorter and clickable in editors."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+# --- reading YAML with line numbers ------------------------------------------------------------
+
+
+class _Source:
+    """The file being loaded plus what the loader learnt about it: the line of each key path and
+    the text of each scalar as written (so a fact `1.10` stays '1.10', not '1.1')."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.display = _display(path)
+        self.lines: dict[KeyPath, int] = {}
+        self.raw: dict[KeyPath, str] = {}
+
+    def line(self, path: KeyPath) -> int:
+        while path and path not in self.lines:
+            path = path[:-1]
+        return self.lines.get(path, 1)
+
+    def error(self, path: KeyPath, message: str, line: int | None = None) -> InventoryError:
+        line = line or self.line(path)
+        return InventoryError(_one_line(f"{self.display}:{line}: {_format_path(path)}: {message}"))
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A SafeLoader that records the line of every key path while building plain Python data, and
+    refuses duplicate keys: PyYAML would keep the last one and silently lose e.g. a host."""
+
+    def __init__(self, stream: str, source: _Source) -> None:
+        super().__init__(stream)
+        self.source = source
+        self._checked: set[int] = set()  # mapping nodes already checked for duplicates
+        self._path: KeyPath = ()
+
+    def load_document(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        self.source.lines[()] = node.start_mark.line + 1
+        return self._build(node, (), frozenset())
+
+    def _build(self, node: yaml.Node, path: KeyPath, active: frozenset[int]) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            self.source.raw[path] = node.value
+            return self.construct_object(node)
+        if node.tag not in ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"):
+            # Only plain mappings and lists: SafeLoader would refuse other tags too.
+            raise self.source.error(path, f"unsupported YAML tag {node.tag}")
+        if id(node) in active:
+            raise self.source.error(path, "recursive YAML alias")
+        active = active | {id(node)}
+        if isinstance(node, yaml.SequenceNode):
+            items = []
+            for index, item in enumerate(node.value):
+                self.source.lines[path + (index,)] = item.start_mark.line + 1
+                items.append(self._build(item, path + (index,), active))
+            return items
+        self._path = path
+        self.flatten_mapping(node)  # resolves `<<: *anchor` merges; own keys come last and win
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = self._key(key_node, path)
+            self.source.lines[path + (key,)] = key_node.start_mark.line + 1
+            result[key] = self._build(value_node, path + (key,), active)
+        return result
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # Check before merging: afterwards a merged key and its override look like duplicates.
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            self._check_duplicates(node, self._path)
+        super().flatten_mapping(node)
+
+    def _check_duplicates(self, node: yaml.MappingNode, path: KeyPath) -> None:
+        first_line: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key, line = key_node.value, key_node.start_mark.line + 1
+            if key in first_line:
+                what = f"duplicate host '{key}'" if path == ("hosts",) else f"duplicate key '{key}'"
+                message = f"{what}, first defined at line {first_line[key]}"
+                raise self.source.error(path + (key,), message, line)
+            first_line[key] = line
+
+    def _key(self, key_node: yaml.Node, path: KeyPath) -> str:
+        if not isinstance(key_node, yaml.ScalarNode):
+            line = key_node.start_mark.line + 1
+            raise self.source.error(path, "mapping keys must be plain names, not lists or mappings", line)
+        return key_node.value  # as written: `yes:` stays 'yes', `01:` stays '01'
+
+
+def _read_yaml(source: _Source) -> Any:
+    try:
+        text = source.path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InventoryError(f"{source.display}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise InventoryError(f"{source.display}: cannot read: {exc.strerror or exc}") from None
+    loader = _LineLoader(text, source)
+    try:
+        return loader.load_document()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        detail = "; ".join(part for part in (exc.context, exc.problem) if part) or "syntax error"
+        raise InventoryError(_one_line(f"{source.display}{line}: invalid YAML: {detail}")) from None
+    except yaml.YAMLError as exc:
+        raise InventoryError(_one_line(f"{source.display}: invalid YAML: {exc}")) from None
+    finally:
+        loader.dispose()
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+def _build_inventory(data: Any, src: _Source) -> Inventory:
+    if data is None:
+        raise src.error((), "the file is empty; expected a mapping with at least 'hosts'")
+    top = _mapping(src, (), data, TOP_KEYS, "a mapping with keys " + ", ".join(TOP_KEYS))
+    if "hosts" not in top:
+        raise src.error((), "missing key 'hosts'")
+
+    name = _string(src, ("name",), top["name"]) if "name" in top else src.path.stem
+    known_hosts = _optional_path(src, ("known_hosts",), top.get("known_hosts"))
+    lab = _mapping(src, ("lab",), top.get("lab"), None, "a mapping")
+
+    defaults = _mapping(src, ("defaults",), top.get("defaults"), DEFAULTS_KEYS, "a mapping")
+    user = _string(src, ("defaults", "user"), defaults["user"]) if "user" in defaults else "root"
+    port = _port(src, ("defaults", "port"), defaults["port"]) if "port" in defaults else 22
+    key = _optional_path(src, ("defaults", "key"), defaults.get("key"))
+
+    host_specs = _mapping(src, ("hosts",), top["hosts"], None, "a mapping of host names to specs")
+    hosts = {
+        name_: _host(src, name_, spec, user=user, port=port, key=key)
+        for name_, spec in host_specs.items()
+    }
+
+    groups: dict[str, tuple[str, ...]] = {}
+    group_specs = _mapping(src, ("groups",), top.get("groups"), None, "a mapping of group names to lists")
+    for group, members in group_specs.items():
+        groups[group] = _group(src, ("groups", group), members, hosts)
+
+    return Inventory(name=name, path=src.path, hosts=hosts, groups=groups, known_hosts=known_hosts, lab=lab)
+
+
+def _host(src: _Source, name: str, spec: Any, *, user: str, port: int, key: Path | None) -> Host:
+    path: KeyPath = ("hosts", name)
+    if not _HOST_NAME.match(name):
+        raise src.error(path, "invalid host name: use letters, digits, '.', '_' and '-' (first a letter or digit)")
+    if not isinstance(spec, dict):
+        raise src.error(path, f"expected a mapping with at least 'address', got {_describe(spec)}")
+    spec = _mapping(src, path, spec, HOST_KEYS, "a mapping")
+    if "address" not in spec:
+        raise src.error(path, "missing key 'address'")
+    return Host(
+        name=name,
+        address=_address(src, path + ("address",), spec["address"]),
+        port=_port(src, path + ("port",), spec["port"]) if "port" in spec else port,
+        user=_string(src, path + ("user",), spec["user"]) if "user" in spec else user,
+        key=_optional_path(src, path + ("key",), spec["key"]) if "key" in spec else key,
+        facts=_facts(src, path + ("facts",), spec.get("facts")),
+        classes=_words(src, path + ("classes",), spec.get("classes")),
+        agents=_words(src, path + ("agents",), spec["agents"]) if "agents" in spec else DEFAULT_AGENTS,
+        lab=_mapping(src, path + ("lab",), spec.get("lab"), None, "a mapping"),
+    )
+
+
+def _group(src: _Source, path: KeyPath, members: Any, hosts: Mapping[str, Host]) -> tuple[str, ...]:
+    names = _words(src, path, members)  # type checks; drops repeats, which we would rather report
+    for index, member in enumerate(members or ()):
+        if member not in hosts:
+            raise src.error(path + (index,), f"unknown host '{member}'{_did_you_mean(member, hosts)}")
+        if member in members[:index]:
+            raise src.error(path + (index,), f"host '{member}' is listed twice")
+    return names
+
+
+def _mapping(src: _Source, path: KeyPath, value: Any, allowed: Iterable[str] | None, expected: str) -> dict:
+    """A mapping (None counts as empty); with `allowed`, an unknown key names the closest valid one."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise src.error(path, f"expected {expected}, got {_describe(value)}")
+    if allowed is not None:
+        allowed = tuple(allowed)
+        for key in value:
+            if key not in allowed:
+                hint = _did_you_mean(key, allowed) or f" (valid keys: {', '.join(allowed)})"
+                raise src.error(path + (key,), f"unknown key '{key}'{hint}")
+    return value
+
+
+def _string(src: _Source, path: KeyPath, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise src.error(path, f"expected a non-empty string, got {_describe(value)}")
+    return value
+
+
+def _port(src: _Source, path: KeyPath, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):  # bool is an int subclass
+        raise src.error(path, f"expected an integer, got {_describe(value)}")
+    if not 1 <= value <= 65535:
+        raise src.error(path, f"expected a port between 1 and 65535, got {value}")
+    return value
+
+
+def _optional_path(src: _Source, path: KeyPath, value: Any) -> Path | None:
+    """A file path relative to the YAML file, made absolute; null means 'none'."""
+    if value is None:
+        return None
+    return (src.path.parent / _string(src, path, value)).resolve()
+
+
+def _address(src: _Source, path: KeyPath, value: Any) -> str:
+    if isinstance(value, str) and _is_address(value):
+        return value
+    raise src.error(path, f"expected an IP address or DNS name, got {_describe(value)}")
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        pass
+    name = text[:-1] if text.endswith(".") else text
+    if not name or len(name) > 253:
+        return False
+    labels = name.split(".")
+    # An all-digit last label means a mistyped IP (10.0.0.300), not a host name.
+    return all(_DNS_LABEL.match(label) for label in labels) and not labels[-1].isdigit()
+
+
+def _facts(src: _Source, path: KeyPath, value: Any) -> dict[str, str]:
+    facts = _mapping(src, path, value, None, "a mapping of fact names to values")
+    result = {}
+    for name, fact in facts.items():
+        if not _FACT_NAME.match(name):
+            raise src.error(path + (name,), "invalid fact name: use letters, digits, '_', '.', ':' and '-'")
+        if isinstance(fact, bool):
+            result[name] = "true" if fact else "false"
+        elif fact is None or isinstance(fact, (dict, list)):
+            raise src.error(path + (name,), f"expected a string, number or boolean, got {_describe(fact)}")
+        else:
+            result[name] = src.raw.get(path + (name,), str(fact))
+    return result
+
+
+def _words(src: _Source, path: KeyPath, value: Any) -> tuple[str, ...]:
+    """A list of non-empty strings without spaces (class, agent and host names)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        raise src.error(path, f"expected a list of strings, got {_describe(value)} (write [{value}])")
+    if not isinstance(value, list):
+        raise src.error(path, f"expected a list of strings, got {_describe(value)}")
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not _WORD.match(item):
+            raise src.error(path + (index,), f"expected a string without spaces, got {_describe(item)}")
+    return tuple(dict.fromkeys(value))  # drop repeats, keep order
+
+
+# --- message helpers ---------------------------------------------------------------------------
+
+
+def _format_path(path: KeyPath) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text or "top level"
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:37] + "...")
+    return str(value)
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split("\n")).replace("\r", " ")
