@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--fresh", action="store_true", help="rebuild even when already up")
     for name, text in (("stop", "stop one host (it becomes unreachable)"), ("start", "start a stopped host")):
         sub.add_parser(name, help=text).add_argument("host")
+    sub.add_parser("reset", help="put hosts back to their image state").add_argument("hosts", nargs="*")
     rekey = sub.add_parser("rekey", help="give a host a new ssh host key")
     rekey.add_argument("host")
     rekey.add_argument("--update-known-hosts", action="store_true", help="also trust the new key")
@@ -53,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         lab.stop_host(args.host)
     elif args.command == "start":
         lab.start_host(args.host)
+    elif args.command == "reset":
+        lab.reset(args.hosts or None)
     elif args.command == "rekey":
         lab.rekey(args.host, update_known_hosts=args.update_known_hosts)
     elif args.command == "exec":

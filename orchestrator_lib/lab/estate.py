@@ -71,6 +71,13 @@ def _start_time(pid: int) -> str | None:
     return None if fields[0] in ("Z", "X") else fields[19]
 
 
+def _children(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+
+
 def _answers(address: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((address, port), timeout=timeout):
@@ -146,13 +153,16 @@ class Lab:
         """SIGKILL to each host's `unshare`: it ignores SIGTERM, and --kill-child then takes the
         whole PID namespace down with it. All are signalled first, then awaited together."""
         pids = [pid for pid in (self._running_pid(h) for h in hosts) if pid is not None]
+        # Also await each namespace's init: it is gone only once every process of the host has
+        # exited, so the host's ports are closed when this returns.
+        inits = [int(c) for pid in pids for c in _children(pid)]
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + 10
-        for pid in pids:
+        for pid in pids + inits:
             while time.monotonic() < deadline:
                 try:
                     os.waitpid(pid, os.WNOHANG)  # reap it when we are its parent
@@ -186,7 +196,7 @@ class Lab:
         pid = self._running_pid(host)
         if pid is None:
             raise LabError(f"lab host {host.name} is not running")
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        children = _children(pid)
         if not children:
             raise LabError(f"lab host {host.name} has not started its init yet")
         return int(children[0])
@@ -198,15 +208,19 @@ class Lab:
                                "--", *argv], capture_output=True, text=True, timeout=timeout)
 
     # ---- image layers -----------------------------------------------------------------------
-    def _build_layer(self, name: str, lowers: list[str], env: dict[str, str]) -> None:
+    def _build_layer(self, name: str, lowers: list[str], files: dict[str, Path], env: dict[str, str]) -> None:
         layer = self.state_dir / "layers" / name
-        if layer.exists():
-            shutil.rmtree(layer)
-        layer.mkdir(parents=True)
+        inputs = self.state_dir / "input" / name
+        for path in (layer, inputs):
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir(parents=True)
+        shutil.copy(FILES / f"layer-{name}.sh", inputs / "build.sh")
+        for target, source in files.items():
+            shutil.copy(source, inputs / target)
         lower = ":".join(str(self.state_dir / "layers" / n) for n in lowers)
         argv = ["unshare", "-m", "-u", "-i", "-p", "-n", "-f", "--mount-proc", "--kill-child",
                 str(FILES / "hostinit.sh"), "build", f"layer-{name}", str(layer), lower,
-                str(self.state_dir / "apt"), str(FILES / f"layer-{name}.sh")]
+                str(self.state_dir / "apt"), str(inputs)]
         done = subprocess.run(argv, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **env},
                               capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
@@ -226,14 +240,15 @@ class Lab:
     def _build_layers(self) -> None:
         """Rebuilt at every `up`: the lowest layer is the live machine, so a copied-up dpkg status
         from an older build could disagree with /usr."""
-        self._build_layer("base", [], {"LAB_CLIENT_PUBKEY": f"{self.client_key}.pub"})
+        self._build_layer("base", [], {"authorized_keys": Path(f"{self.client_key}.pub")}, {})
         roles = {self.role(h) for h in self.hosts}
         initial = " ".join(f"{p}={v}" for p, v in aptrepo.INITIAL.items())
-        jobs = {"web": {"LAB_INITIAL": initial}, "lb": {"LAB_HAPROXY_CFG": str(self._haproxy_config())},
-                "notify": {}}
+        jobs = {"web": ({}, {"LAB_INITIAL": initial}),
+                "lb": ({"haproxy.cfg": self._haproxy_config()}, {}),
+                "notify": ({}, {})}
         with ThreadPoolExecutor(3) as pool:
-            futures = [pool.submit(self._build_layer, role, ["base"], env)
-                       for role, env in jobs.items() if role in roles]
+            futures = [pool.submit(self._build_layer, role, ["base"], files, env)
+                       for role, (files, env) in jobs.items() if role in roles]
             for future in futures:
                 future.result()
 
@@ -286,6 +301,22 @@ class Lab:
             problems = [p for p in pool.map(ready, hosts) if p]
         if problems:
             raise LabError(f"lab hosts not ready: {'; '.join(problems)}")
+        for lb in [h for h in self.hosts if self.role(h) == "lb" and self._running_pid(h)]:
+            self._wait_backend_up(lb, deadline)
+
+    def _wait_backend_up(self, lb: Host, deadline: float) -> None:
+        """Ready means HAProxy itself sees every running web host UP, so a deploy starts from a
+        load balancer that serves the whole estate."""
+        running = {h.name for h in self.hosts if self.role(h) == "web" and self._running_pid(h)}
+        command = f"echo 'show servers state {self.backend}' | socat stdio /run/haproxy/admin.sock"
+        while True:
+            out = self.exec_in(lb.name, ["sh", "-c", command]).stdout.splitlines()[2:]
+            up = {f[3] for f in (line.split() for line in out) if len(f) > 5 and f[5] == "2"}
+            if running <= up:
+                return
+            if time.monotonic() > deadline:
+                raise LabError(f"{lb.name}: HAProxy does not see {', '.join(sorted(running - up))} up")
+            time.sleep(0.1)
 
     def down(self, progress=print) -> None:
         """Stop exactly the processes the lab started, then remove its links, namespaces and files.
@@ -293,7 +324,7 @@ class Lab:
         self._kill(*self.hosts)
         network.destroy(self.bridge, {self._netns(h) for h in self.hosts},
                         {self._veth(h) for h in self.hosts})
-        for sub in ("hosts", "layers"):
+        for sub in ("hosts", "layers", "input"):
             shutil.rmtree(self.state_dir / sub, ignore_errors=True)
         progress(f"lab {self.inventory.name}: down")
 
@@ -305,6 +336,23 @@ class Lab:
         if self._running_pid(host) is None:
             self._spawn(host)
         self.wait_ready([host])
+
+    def reset(self, names: list[str] | None = None) -> None:
+        """Put hosts back to their image state (as freshly provisioned), keeping their host keys:
+        tests start from a known estate without a full `up`."""
+        hosts = [self.host(n) for n in names] if names else self.hosts
+        self._kill(*hosts)
+        for host in hosts:
+            upper = self._host_dir(host) / "upper"
+            ssh_dir = upper / "etc" / "ssh"
+            keys = {p.name: p.read_bytes() for p in ssh_dir.glob("ssh_host_*")}
+            shutil.rmtree(upper, ignore_errors=True)
+            ssh_dir.mkdir(parents=True)
+            for name, data in keys.items():
+                (ssh_dir / name).write_bytes(data)
+                (ssh_dir / name).chmod(0o644 if name.endswith(".pub") else 0o600)
+            self._spawn(host)
+        self.wait_ready(hosts)
 
     def rekey(self, name: str, update_known_hosts: bool = False) -> None:
         """Give a host a new host key (as after a reinstall), written while it is stopped."""

@@ -4,10 +4,11 @@
 # so packages, /etc and services are the host's own and the machine is never written.
 #
 #   hostinit.sh run   NAME UPPER LAYERS REPO            -> becomes the host's PID 1 (runsvdir)
-#   hostinit.sh build NAME UPPER LAYERS REPO SCRIPT     -> runs SCRIPT to fill an image layer
+#   hostinit.sh build NAME UPPER LAYERS REPO INPUT      -> runs INPUT/build.sh to fill an image layer
 #
 # UPPER is the directory that takes this host's (or layer's) writes; LAYERS is a ':'-separated list
-# of image layer directories, top first (may be empty); REPO is the lab apt repository.
+# of image layer directories, top first (may be empty); REPO is the lab apt repository; INPUT holds
+# a layer's build script and files, seen at /srv/lab-input (the machine's /tmp is hidden by then).
 set -eu
 mode=$1 name=$2 upper=$3 layers=$4 repo=$5
 
@@ -20,23 +21,27 @@ for d in etc var usr opt srv root home; do
     fi
     mount -t overlay "lab-$name-$d" -o "lowerdir=$lower/$d,upperdir=$upper/$d,workdir=$upper/.work/$d" "/$d"
 done
+mkdir -p /srv/apt
+mount --bind "$repo" /srv/apt
+mount -o remount,bind,ro /srv/apt
+if [ "$mode" = build ]; then
+    mkdir -p /srv/lab-input
+    mount --bind "$6" /srv/lab-input
+fi
 for d in /run /tmp /dev/shm; do
     mount -t tmpfs -o mode=1777 "lab-$name-tmpfs" "$d"
 done
 chmod 755 /run
-mkdir -p /srv/apt
-mount --bind "$repo" /srv/apt
-mount -o remount,bind,ro /srv/apt
 mount -o remount,bind,ro /
 mkdir -p /run/sshd /run/lock /run/runit/supervise /run/runit/sv /run/haproxy
 hostname "$name"
 ip link set lo up 2>/dev/null || true
 if [ -n "${LAB_ADDR:-}" ]; then
-    ip addr add "$LAB_ADDR" dev eth0
+    ip addr replace "$LAB_ADDR" dev eth0
     ip link set eth0 up
 fi
 
 if [ "$mode" = build ]; then
-    exec /bin/sh "$6"
+    exec /bin/sh /srv/lab-input/build.sh
 fi
 exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin runsvdir -P /etc/service

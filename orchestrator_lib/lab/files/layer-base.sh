@@ -11,7 +11,7 @@ ln -sf /etc/sv/default-syslog /etc/runit/runsvdir/default/.default-syslog
 cp /etc/skel/.bashrc /etc/skel/.profile /root/
 rm -rf /root/.ssh
 mkdir -m 700 /root/.ssh
-cp "$LAB_CLIENT_PUBKEY" /root/.ssh/authorized_keys
+cp /srv/lab-input/authorized_keys /root/.ssh/authorized_keys
 chmod 600 /root/.ssh/authorized_keys
 cat > /etc/ssh/sshd_config.d/lab.conf <<'CONF'
 # First value wins in sshd_config: this file is included before Debian's defaults.

@@ -2,7 +2,7 @@
 # Image layer "lb": HAProxy (already on the machine) configured by the lab, supervised by runit.
 set -eu
 mkdir -p /etc/haproxy /etc/sv/haproxy
-cp "$LAB_HAPROXY_CFG" /etc/haproxy/haproxy.cfg
+cp /srv/lab-input/haproxy.cfg /etc/haproxy/haproxy.cfg
 cat > /etc/sv/haproxy/run <<'RUN'
 #!/bin/sh
 exec 2>&1

@@ -1,0 +1,37 @@
+"""Shared fixtures. Integration tests (marked `lab`) run against the local lab: it is brought up
+fresh once per session and taken down at the end."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.lab)
+
+
+@pytest.fixture(scope="session")
+def lab():
+    """The default estate (environments/local.yaml), up for the whole session."""
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (network and mount namespaces)")
+    from orchestrator_lib.inventory import load_inventory
+    from orchestrator_lib.lab import Lab
+
+    estate = Lab(load_inventory(ROOT / "environments" / "local.yaml"))
+    estate.up(fresh=True, progress=lambda _msg: None)
+    yield estate
+    estate.down(progress=lambda _msg: None)
+
+
+@pytest.fixture
+def fresh_lab(lab):
+    """The lab with every host back at its image state (package versions, LB, firewall)."""
+    lab.reset()
+    return lab
