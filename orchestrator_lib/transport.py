@@ -4,6 +4,7 @@ to trust-on-first-use."""
 from __future__ import annotations
 
 import io
+import logging
 import socket
 import threading
 import time
@@ -14,6 +15,10 @@ import paramiko
 
 from .errors import HostKeyError, TransportError, UnreachableError
 from .inventory import Host, Inventory
+
+# paramiko logs handshake failures with tracebacks from its own thread; we report them per host.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+logging.getLogger("paramiko").propagate = False
 
 KEY_TYPES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 

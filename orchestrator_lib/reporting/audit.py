@@ -1,0 +1,33 @@
+"""The controller's central audit log: one JSON line per host per request, with the same reqid
+the host's own audit line carries, so "who ran what where" can be followed from either end."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..agents.audit import redact
+from ..orchestration import RunResult
+
+
+class AuditLog:
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+    def record(self, *, reqid: str, caller: str, agent: str, action: str,
+               args: Mapping[str, Any] | None, result: RunResult) -> None:
+        if self.path is None:
+            return
+        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        safe_args = redact(dict(args or {}))
+        lines = [json.dumps({"time": now, "reqid": reqid, "caller": caller, "agent": agent,
+                             "action": action, "args": safe_args, "host": r.host,
+                             "status": str(r.status), "message": r.message}, sort_keys=True)
+                 for r in result.results.values()]
+        with self._lock, open(self.path, "a") as out:
+            out.write("\n".join(lines) + "\n" if lines else "")

@@ -1,0 +1,98 @@
+"""The facade behave steps and the CLI call: one environment, its SSH connections (opened once
+and shared by every step of a run), the caller's identity and the central audit log."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from . import rpc
+from .discovery import CountContract, Filter, select, unknown_facts
+from .errors import DiscoveryError, FilterError, OrchestratorError
+from .inventory import Host, Inventory, load_inventory
+from .orchestration import FailurePolicy, HostResult, RunResult, run_on_hosts
+from .reporting import AuditLog
+from .transport import SSHPool
+
+
+class Session:
+    """Everything one run shares. Use as a context manager, or call close()."""
+
+    def __init__(self, env: str | Path = "local", *, trust_on_first_use: bool = False,
+                 caller: str | None = None, audit_path: Path | None = None,
+                 connect_timeout: float = 5.0, workers: int = 64) -> None:
+        self.inventory: Inventory = load_inventory(env)
+        self._refuse_a_lab_that_is_down()
+        self.pool = SSHPool(self.inventory, trust_on_first_use=trust_on_first_use,
+                            connect_timeout=connect_timeout)
+        self.caller = caller or rpc.default_caller()
+        self.audit = AuditLog(audit_path)
+        self.workers = workers
+        self.history: list[RunResult] = []
+
+    def _refuse_a_lab_that_is_down(self) -> None:
+        """A lab's addresses exist only on its bridge: with the bridge gone, packets to them would
+        leave the machine by its default route. Never send them."""
+        bridge = self.inventory.lab.get("bridge") if self.inventory.lab else None
+        if bridge and not Path("/sys/class/net", bridge).exists():
+            raise OrchestratorError(f"the lab of {self.inventory.path.name} is not up (no bridge {bridge}): "
+                                    f"run `python3 -m orchestrator_lib.lab up {self.inventory.name}`")
+
+    # ---- discovery ----------------------------------------------------------------------------
+    def select(self, flt: Filter) -> list[Host]:
+        """Hosts of the inventory matching `flt`. A fact no host has is a typo, not an empty set."""
+        unknown = unknown_facts(self.inventory, flt)
+        if unknown:
+            known = sorted({name for h in self.inventory.hosts.values() for name in h.facts})
+            raise FilterError(f"unknown fact {', '.join(unknown)} in filter {flt.describe()}: no host of "
+                              f"{self.inventory.path.name} has it (known facts: {', '.join(known)})")
+        return select(self.inventory, flt)
+
+    def discover(self, flt: Filter, contract: CountContract | None = None, *, live: bool = True) -> list[Host]:
+        """Select, check the expected count, then (when live) ping: a selected host that does not
+        answer is a failure, never a silent skip."""
+        hosts = self.select(flt)
+        if not hosts:
+            raise DiscoveryError(f"no host matches {flt.describe()} in {self.inventory.path.name}")
+        if contract is not None:
+            contract.check(len(hosts), [h.name for h in hosts])
+        if live:
+            pinged = self.call(hosts, "rpcutil", "ping")
+            silent = pinged.unreachable + pinged.failed
+            if silent:
+                reasons = "; ".join(pinged.results[n].message for n in silent)
+                raise DiscoveryError(f"{len(silent)} of {len(hosts)} discovered hosts did not answer: {reasons}")
+        return hosts
+
+    # ---- actions --------------------------------------------------------------------------
+    def call(self, hosts: Iterable[Host], agent: str, action: str, args: Mapping[str, Any] | None = None, *,
+             batch_size: Any = None, tries: int = 1, retry_sleep: float = 0.0,
+             policy: FailurePolicy | None = None, timeout: float = 300.0,
+             on_result: Callable[[HostResult], None] | None = None) -> RunResult:
+        """Run agent#action on every host (one reqid for the whole request, as MCollective does)."""
+        reqid = rpc.new_reqid()
+        hosts = list(hosts)
+
+        def task(host: Host) -> HostResult:
+            return rpc.call(self.pool, host, agent, action, args, reqid=reqid, caller=self.caller,
+                            timeout=timeout)
+
+        result = run_on_hosts(hosts, task, label=f"{agent}#{action}", batch_size=batch_size, tries=tries,
+                              retry_sleep=retry_sleep, policy=policy or FailurePolicy(),
+                              timeout=timeout * tries + retry_sleep * tries, workers=self.workers,
+                              on_result=on_result)
+        self.audit.record(reqid=reqid, caller=self.caller, agent=agent, action=action, args=args,
+                          result=result)
+        self.history.append(result)
+        return result
+
+    def host(self, name: str) -> Host:
+        return self.inventory.host(name)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
