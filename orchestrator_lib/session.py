@@ -9,7 +9,7 @@ from . import rpc
 from .discovery import CountContract, Filter, select, unknown_facts
 from .errors import DiscoveryError, FilterError, OrchestratorError
 from .inventory import Host, Inventory, load_inventory
-from .orchestration import FailurePolicy, HostResult, RunResult, run_on_hosts
+from .orchestration import FailurePolicy, HostResult, RunResult, Status, run_on_hosts
 from .reporting import AuditLog
 from .transport import SSHPool
 
@@ -82,6 +82,25 @@ class Session:
                               on_result=on_result)
         self.audit.record(reqid=reqid, caller=self.caller, agent=agent, action=action, args=args,
                           result=result)
+        self.history.append(result)
+        return result
+
+    def shell(self, hosts: Iterable[Host], command: str, *, batch_size: Any = None, tries: int = 1,
+              timeout: float = 60.0, on_result: Callable[[HostResult], None] | None = None) -> RunResult:
+        """Run a plain command (MCollective's shell agent): no agent, one exec per host. Exit 0 is
+        ok; anything else fails the host. Not idempotent by nature: use agents for changes."""
+
+        def task(host: Host) -> HostResult:
+            done = self.pool.exec(host, command, timeout=timeout)
+            status = Status.OK if done.rc == 0 else Status.FAILED
+            message = "" if done.rc == 0 else f"exit {done.rc}: {(done.stderr or done.stdout).strip()[:200]}"
+            return HostResult(host=host.name, status=status, message=message, rc=done.rc,
+                              stdout=done.stdout, stderr=done.stderr, duration=done.duration)
+
+        result = run_on_hosts(list(hosts), task, label="shell#run", batch_size=batch_size, tries=tries,
+                              timeout=timeout * tries, workers=self.workers, on_result=on_result)
+        self.audit.record(reqid=rpc.new_reqid(), caller=self.caller, agent="shell", action="run",
+                          args={"command": command}, result=result)
         self.history.append(result)
         return result
 

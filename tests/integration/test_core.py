@@ -149,3 +149,11 @@ def test_the_central_audit_log_names_caller_agent_action_and_redacts_secrets(fre
     assert "hunter2" not in audit.read_text()
     on_host = host_audit(fresh_lab, "web1")[-1]
     assert on_host["reqid"] == line["reqid"] and "hunter2" not in json.dumps(on_host)
+
+
+def test_a_plain_command_fans_out_with_a_result_per_host(session):
+    web = session.select(Filter.parse(facts=["hagroup=a"]))
+    result = session.shell(web, "hostname")
+    assert {name: r.stdout.strip() for name, r in result.results.items()} == {"web1": "web1", "web4": "web4", "web7": "web7"}
+    failed = session.shell(web, "test $(hostname) != web4")
+    assert failed.failed == ["web4"] and "exit 1" in failed.results["web4"].message
