@@ -1,0 +1,69 @@
+"""The host's own audit trail: one JSON line per request, whoever sent it and whatever came of it
+(MCollective's AAA audit log). Secrets in arguments never reach the file."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import sys
+from typing import Any
+
+from . import core
+
+AUDIT_PATH = "/var/log/orchestrator/audit.jsonl"
+#: Only for running the agent off-host (tests, a developer's shell): hosts use AUDIT_PATH.
+AUDIT_ENV = "ORCHESTRATOR_AUDIT_LOG"
+REDACTED = "***"
+SECRET_KEY = re.compile(
+    r"pass(word|wd|phrase)?|secret|token|credential|cookie|authori[sz]ation|auth(?!or)|private|signature|key(?!word)",
+    re.IGNORECASE)
+URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """Args with secret-looking keys become "***" (at any depth); URL passwords are cut."""
+    if key and SECRET_KEY.search(key):
+        return REDACTED
+    if isinstance(value, dict):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        return URL_USERINFO.sub(lambda m: m.group("scheme") + REDACTED + "@", value)
+    return value
+
+
+def entry(req: "core.Request", reply: "core.Reply", identity: Any, duration: float = 0.0) -> dict[str, Any]:
+    now = core.system().time()
+    return {
+        "time": _dt.datetime.fromtimestamp(now, _dt.timezone.utc).isoformat(timespec="milliseconds"),
+        "reqid": req.reqid,
+        "caller": req.caller,
+        "key": getattr(identity, "label", None),
+        "agent": req.agent,
+        "action": req.action,
+        "args": redact(req.args),
+        "status": reply.status,
+        "changed": bool(reply.changed),
+        "message": core.one_line(reply.message),
+        "duration": round(duration, 3),
+    }
+
+
+def record(req: "core.Request", reply: "core.Reply", identity: Any, duration: float = 0.0,
+           env: dict[str, str] | None = None, path: str | None = None) -> None:
+    """Append one line. A log that cannot be written warns on stderr but never hides the reply."""
+    env = os.environ if env is None else env
+    path = path or env.get(AUDIT_ENV) or AUDIT_PATH
+    line = json.dumps(entry(req, reply, identity, duration), default=str, sort_keys=False) + "\n"
+    try:
+        os.makedirs(os.path.dirname(path) or ".", mode=0o750, exist_ok=True)
+        # One write() on an O_APPEND descriptor: concurrent agents never interleave lines.
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            os.write(fd, line.encode("utf-8"))
+        finally:
+            os.close(fd)
+    except OSError as e:
+        print(f"warning: cannot write audit log {path}: {e}", file=sys.stderr)

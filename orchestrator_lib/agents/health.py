@@ -1,0 +1,208 @@
+"""health: checks that loop ON the host until they pass or a deadline passes ("keep checking the
+load for up to 100 s"): one SSH round trip per check however long it waits, and the verdict is
+taken where the service lives. Reads only; never changes the host."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import core
+from .core import ActionError, Reply, Request
+
+agent = core.Agent(__name__, "http, command (nrpe-style), load checks with tries/deadline")
+
+NAGIOS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
+NRPE_CONFIGS = ("/etc/nagios/nrpe.cfg", "/etc/nagios/nrpe_local.cfg")
+NRPE_DIR = "/etc/nagios/nrpe.d"
+CHECK_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass
+class Verdict:
+    passed: bool
+    detail: dict[str, Any]
+    summary: str
+
+
+def poll(check: Callable[[float], Verdict], *, tries: int | None, interval: float,
+         deadline: float | None) -> tuple[Verdict, dict[str, Any]]:
+    """Run `check(remaining_seconds)` until it passes, `tries` run out, or `deadline` s passed.
+    Neither limit given = one try."""
+    sys_ = core.system()
+    start = sys_.monotonic()
+    if tries is None and deadline is None:
+        tries = 1
+    attempts = 0
+    while True:
+        elapsed = sys_.monotonic() - start
+        remaining = (deadline - elapsed) if deadline is not None else 3600.0
+        verdict = check(max(remaining, 0.1))
+        attempts += 1
+        elapsed = sys_.monotonic() - start
+        out_of_tries = tries is not None and attempts >= tries
+        out_of_time = deadline is not None and elapsed + interval > deadline
+        if verdict.passed or out_of_tries or out_of_time:
+            break
+        sys_.sleep(interval)
+    return verdict, {"attempts": attempts, "last": verdict.detail, "waited": round(sys_.monotonic() - start, 3),
+                     "passed": verdict.passed}
+
+
+def _loop_args(req: Request) -> dict[str, Any]:
+    tries = req.int_arg("tries", None)
+    deadline = req.float_arg("deadline", None)
+    interval = req.float_arg("interval", 1.0)
+    if tries is not None and tries < 1:
+        raise ActionError(f"{req.label}: tries must be at least 1")
+    return {"tries": tries, "interval": max(interval, 0.0), "deadline": deadline}
+
+
+def _reply(req: Request, verdict: Verdict, data: dict[str, Any]) -> Reply:
+    n, waited = data["attempts"], data["waited"]
+    when = f"after {n} attempt{'s' if n != 1 else ''} in {waited:.1f} s"
+    if verdict.passed:
+        return Reply.ok(f"{verdict.summary} ({when})", data=data)
+    return Reply.failed(f"{req.label} failed {when}: {verdict.summary}", data=data)
+
+
+# --------------------------------------------------------------------------- http
+
+def dig(obj: Any, path: str) -> Any:
+    """`a.b.0.c` into nested JSON; KeyError when absent."""
+    for part in path.split("."):
+        if isinstance(obj, list) and part.isdigit() and int(part) < len(obj):
+            obj = obj[int(part)]
+        elif isinstance(obj, dict) and part in obj:
+            obj = obj[part]
+        else:
+            raise KeyError(path)
+    return obj
+
+
+@functools.lru_cache(maxsize=1)
+def opener():
+    """Without proxies: health URLs are the host's own services, a proxy from the environment
+    would answer for them. Imported lazily: urllib pulls in ssl and email (~50 ms per run)."""
+    import urllib.request
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def fetch(url: str, timeout: float) -> tuple[int | None, str, str]:
+    """(status, body, error). HTTP errors are answers too: a 500 has a status and a body."""
+    import urllib.error
+    import urllib.request
+    try:
+        with opener().open(urllib.request.Request(url, headers={"User-Agent": "orchestrator-health"}),
+                          timeout=timeout) as resp:
+            return resp.status, resp.read(1 << 20).decode(errors="replace"), ""
+    except urllib.error.HTTPError as e:
+        body = e.read(1 << 20).decode(errors="replace") if e.fp else ""
+        return e.code, body, ""
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        return None, "", core.one_line(reason, 200)
+
+
+def http_verdict(url: str, timeout: float, expect_status: int = 200, field: str | None = None,
+                 expect: str | None = None, body: str | None = None) -> Verdict:
+    status, text, error = fetch(url, timeout)
+    detail: dict[str, Any] = {"url": url, "status": status}
+    if status is None:
+        detail["error"] = error
+        return Verdict(False, detail, f"{url}: {error}")
+    if field:
+        try:
+            value = dig(json.loads(text), field)
+            detail[field] = value
+        except (ValueError, KeyError):
+            detail[field] = None
+            detail["error"] = f"no JSON field {field!r}"
+    if status != expect_status:
+        return Verdict(False, detail, f"{url} answered {status}, expected {expect_status}")
+    if field and "error" in detail:
+        return Verdict(False, detail, f"{url}: {detail['error']}")
+    if field and expect is not None and str(detail[field]) != str(expect):
+        return Verdict(False, detail, f"{url} reports {field} {detail[field]}, expected {expect}")
+    if body is not None and body not in text:
+        return Verdict(False, detail, f"{url} body lacks {body!r}")
+    said = f" {field}={detail[field]}" if field else ""
+    return Verdict(True, detail, f"{url} answered {status}{said}")
+
+
+@agent.action
+def http(req: Request) -> Reply:
+    url = req.str_arg("url")
+    if not url.startswith(("http://", "https://")):
+        raise ActionError(f"{req.label}: url must be http(s), got {url!r}")
+    expect_status = req.int_arg("expect_status", 200)
+    field, expect, body = req.str_arg("field", None), req.str_arg("expect", None), req.str_arg("body", None)
+    timeout = req.float_arg("timeout", 5.0)
+    verdict, data = poll(lambda left: http_verdict(url, min(timeout, left), expect_status, field, expect, body),
+                         **_loop_args(req))
+    return _reply(req, verdict, data)
+
+
+# --------------------------------------------------------------------------- command (nrpe)
+
+def nrpe_command(name: str) -> str | None:
+    """`command[NAME]=...` from the host's NRPE configuration, as MCollective's nrpe agent did."""
+    sys_ = core.system()
+    files = list(NRPE_CONFIGS)
+    if sys_.exists(NRPE_DIR):
+        try:
+            files += sorted(os.path.join(NRPE_DIR, f) for f in os.listdir(NRPE_DIR) if f.endswith(".cfg"))
+        except OSError:
+            pass
+    found = None
+    for path in files:
+        for line in (sys_.read_text(path) or "").splitlines():
+            m = re.match(r"^\s*command\[([^\]]+)\]\s*=\s*(.+)$", line)
+            if m and m.group(1) == name:
+                found = m.group(2).strip()  # later definitions win, as in nrpe
+    return found
+
+
+def command_verdict(cmd: str, timeout: float, accept: set[str]) -> Verdict:
+    r = core.run(cmd, timeout=timeout)
+    state = NAGIOS.get(r.rc, "UNKNOWN")
+    output = next((ln.strip() for ln in r.stdout.splitlines() if ln.strip()), r.stderr.strip()[:200])
+    detail = {"rc": r.rc, "state": state, "output": core.one_line(output, 300)}
+    return Verdict(state in accept, detail, f"{state}: {core.one_line(output, 200)}")
+
+
+@agent.action(aliases=("runcommand",))
+def command(req: Request) -> Reply:
+    """A Nagios plugin or any command: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    A bare name found as command[NAME] in the NRPE config runs that definition."""
+    cmd = req.str_arg("command")
+    if CHECK_NAME.match(cmd):
+        cmd = nrpe_command(cmd) or cmd
+    accept = {"OK"} | {s.upper() for s in req.list_arg("ok_on", [])}
+    unknown = accept - set(NAGIOS.values())
+    if unknown:
+        raise ActionError(f"{req.label}: ok_on takes WARNING, CRITICAL or UNKNOWN, not {', '.join(sorted(unknown))}")
+    timeout = req.float_arg("timeout", 30.0)
+    verdict, data = poll(lambda left: command_verdict(cmd, min(timeout, left), accept), **_loop_args(req))
+    return _reply(req, verdict, data)
+
+
+# --------------------------------------------------------------------------- load
+
+def load_verdict(threshold: float) -> Verdict:
+    load1 = core.system().loadavg()[0]
+    detail = {"load1": round(load1, 2), "threshold": threshold}
+    if load1 < threshold:
+        return Verdict(True, detail, f"load {load1:.2f} below {threshold:g}")
+    return Verdict(False, detail, f"load {load1:.2f} not below {threshold:g}")
+
+
+@agent.action
+def load(req: Request) -> Reply:
+    """1-minute load average below `threshold` (default: the number of CPUs)."""
+    threshold = req.float_arg("threshold", float(os.cpu_count() or 1))
+    verdict, data = poll(lambda left: load_verdict(threshold), **_loop_args(req))
+    return _reply(req, verdict, data)

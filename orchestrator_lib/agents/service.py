@@ -1,0 +1,238 @@
+"""service: status/start/stop/restart/reload under whatever init the host runs.
+A start or restart counts only when the service runs AND passes its readiness check: `sv restart`
+returns once the process exists, not once it serves (lab notes, pitfall 5)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from . import core
+from .core import ActionError, CmdResult, Reply, Request
+
+agent = core.Agent(__name__, "status, start, stop, restart, reload (runit, systemd, SysV init)")
+
+SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._-]*$")
+DEFAULT_WAIT = 30.0
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    name: str
+    exists: bool
+    running: bool
+    pid: int | None = None
+    detail: str = ""        # the init system's own words, e.g. "run: app: (pid 42) 7s"
+
+
+class ServiceBackend:
+    label = ""
+
+    def state(self, name: str) -> ServiceState: raise NotImplementedError
+    def start(self, name: str, wait: float) -> CmdResult: raise NotImplementedError
+    def stop(self, name: str, wait: float) -> CmdResult: raise NotImplementedError
+    def restart(self, name: str, wait: float) -> CmdResult: raise NotImplementedError
+    def reload(self, name: str, wait: float) -> CmdResult: raise NotImplementedError
+
+    def ready(self, name: str, wait: float) -> CmdResult | None:
+        """The service's own readiness check, None when it has none."""
+        return None
+
+
+class Runit(ServiceBackend):
+    """Debian's runit: services in /etc/sv, enabled by a link in /etc/service."""
+    label = "runit"
+    SVDIR = "/etc/service"
+    STATUS = re.compile(r"^(?P<word>run|down|finish|fail|warning): [^:]+: (?:\(pid (?P<pid>\d+)\) )?(?P<rest>.*)$")
+
+    def _sv(self, *args: str, timeout: float = 60.0) -> CmdResult:
+        return core.run(["sv", *args], env={"SVDIR": self.SVDIR}, timeout=timeout)
+
+    @classmethod
+    def parse_status(cls, text: str) -> tuple[bool, int | None]:
+        """(running, pid) from `sv status` ("run: app: (pid 42) 7s; run: log: ...")."""
+        first = text.strip().split(";")[0]
+        m = cls.STATUS.match(first)
+        if not m:
+            return False, None
+        return m.group("word") == "run", int(m.group("pid")) if m.group("pid") else None
+
+    def state(self, name: str) -> ServiceState:
+        sys_ = core.system()
+        if not sys_.exists(f"/etc/sv/{name}"):
+            return ServiceState(name, False, False, detail=f"no /etc/sv/{name}")
+        if not sys_.exists(f"{self.SVDIR}/{name}"):
+            return ServiceState(name, True, False, detail=f"disabled (no {self.SVDIR}/{name})")
+        r = self._sv("status", name)
+        running, pid = self.parse_status(r.stdout)
+        return ServiceState(name, True, running, pid, r.stdout.strip() or r.line())
+
+    def _enable(self, name: str, wait: float) -> None:
+        """Link the service into /etc/service and wait for runsvdir (it rescans every 5 s)."""
+        sys_ = core.system()
+        sys_.symlink(f"/etc/sv/{name}", f"{self.SVDIR}/{name}")
+        deadline = sys_.monotonic() + max(wait, 6.0)
+        while sys_.monotonic() < deadline:
+            if self._sv("status", name).rc == 0:
+                return
+            sys_.sleep(0.25)
+
+    def start(self, name: str, wait: float) -> CmdResult:
+        if not core.system().exists(f"{self.SVDIR}/{name}"):
+            self._enable(name, wait)
+        return self._sv("-w", f"{wait:g}", "start", name, timeout=wait + 10)
+
+    def stop(self, name: str, wait: float) -> CmdResult:
+        return self._sv("-w", f"{wait:g}", "stop", name, timeout=wait + 10)
+
+    def restart(self, name: str, wait: float) -> CmdResult:
+        return self._sv("-w", f"{wait:g}", "restart", name, timeout=wait + 10)
+
+    def reload(self, name: str, wait: float) -> CmdResult:
+        return self._sv("hup", name)
+
+    def ready(self, name: str, wait: float) -> CmdResult | None:
+        if not core.system().exists(f"/etc/sv/{name}/check"):
+            return None
+        return self._sv("-w", f"{wait:g}", "check", name, timeout=wait + 10)
+
+
+class Systemd(ServiceBackend):
+    label = "systemd"
+
+    def state(self, name: str) -> ServiceState:
+        r = core.run(["systemctl", "show", name, "--property=LoadState,ActiveState,SubState,MainPID"])
+        props = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+        exists = r.rc == 0 and props.get("LoadState", "not-found") not in ("not-found", "")
+        running = props.get("ActiveState") in ("active", "reloading")
+        pid = int(props.get("MainPID", "0") or 0) or None
+        detail = f"{props.get('ActiveState', '?')} ({props.get('SubState', '?')})" if exists else r.line()
+        return ServiceState(name, exists, running, pid, detail)
+
+    def _ctl(self, verb: str, name: str, wait: float) -> CmdResult:
+        return core.run(["systemctl", verb, name], timeout=wait + 60)
+
+    def start(self, name: str, wait: float) -> CmdResult: return self._ctl("start", name, wait)
+    def stop(self, name: str, wait: float) -> CmdResult: return self._ctl("stop", name, wait)
+    def restart(self, name: str, wait: float) -> CmdResult: return self._ctl("restart", name, wait)
+    def reload(self, name: str, wait: float) -> CmdResult: return self._ctl("reload", name, wait)
+
+
+class SysV(ServiceBackend):
+    """LSB init scripts through `service`; status exit 0 = running, 3 = stopped (LSB)."""
+    label = "sysv"
+
+    def state(self, name: str) -> ServiceState:
+        if not core.system().exists(f"/etc/init.d/{name}"):
+            return ServiceState(name, False, False, detail=f"no /etc/init.d/{name}")
+        r = core.run(["service", name, "status"])
+        return ServiceState(name, True, r.rc == 0, detail=r.line())
+
+    def _service(self, verb: str, name: str, wait: float) -> CmdResult:
+        return core.run(["service", name, verb], timeout=wait + 60)
+
+    def start(self, name: str, wait: float) -> CmdResult: return self._service("start", name, wait)
+    def stop(self, name: str, wait: float) -> CmdResult: return self._service("stop", name, wait)
+    def restart(self, name: str, wait: float) -> CmdResult: return self._service("restart", name, wait)
+    def reload(self, name: str, wait: float) -> CmdResult: return self._service("reload", name, wait)
+
+
+def choose_backend(name: str) -> ServiceBackend:
+    """The init that manages this service: runit if it has /etc/sv/NAME and runit runs;
+    systemd if it is PID 1; else SysV scripts."""
+    sys_ = core.system()
+    if sys_.exists(f"/etc/sv/{name}") and (sys_.exists("/run/runit") or sys_.process_running("runsvdir")):
+        return Runit()
+    if sys_.exists("/run/systemd/system"):
+        return Systemd()
+    return SysV()
+
+
+def _data(st: ServiceState, backend: ServiceBackend, **extra: object) -> dict:
+    return {"name": st.name, "running": st.running, "pid": st.pid, "detail": st.detail,
+            "backend": backend.label, **extra}
+
+
+def _word(running: bool) -> str:
+    return "running" if running else "stopped"
+
+
+def _args(req: Request) -> tuple[str, ServiceBackend, ServiceState, float]:
+    name = req.str_arg("name")
+    if not SERVICE_NAME.match(name):
+        raise ActionError(f"{req.label}: invalid service name {name!r}")
+    backend = choose_backend(name)
+    wait = req.float_arg("wait", DEFAULT_WAIT)
+    return name, backend, backend.state(name), wait
+
+
+def _require(st: ServiceState, backend: ServiceBackend) -> None:
+    if not st.exists:
+        raise ActionError(f"no service {st.name} on this host ({backend.label}: {st.detail})")
+
+
+def converge_running(backend: ServiceBackend, name: str, wait: float, restart: bool) -> tuple[ServiceState, str]:
+    """Start (or restart), then insist on running + ready. Shared with appmgr."""
+    r = backend.restart(name, wait) if restart else backend.start(name, wait)
+    verb = "restart" if restart else "start"
+    after = backend.state(name)
+    if not after.running:
+        raise ActionError(f"{name} did not {verb}: {r.line() if not r.ok else after.detail}")
+    check = backend.ready(name, wait)
+    if check is not None and not check.ok:
+        raise ActionError(f"{name} runs but failed its readiness check within {wait:g} s: {check.line()}")
+    if not r.ok:
+        raise ActionError(f"{name}: {backend.label} {verb} reported failure: {r.line()}")
+    return after, f"{name} {verb}ed" + (" and ready" if check is not None else "")
+
+
+@agent.action
+def status(req: Request) -> Reply:
+    name, backend, st, _ = _args(req)
+    word = _word(st.running) if st.exists else "absent"
+    return Reply.ok(f"{name} {word}", before=word, after=word, data=_data(st, backend, state=word))
+
+
+@agent.action
+def start(req: Request) -> Reply:
+    name, backend, st, wait = _args(req)
+    _require(st, backend)
+    if st.running:
+        return Reply.ok(f"{name} already running", before="running", after="running", data=_data(st, backend))
+    after, msg = converge_running(backend, name, wait, restart=False)
+    return Reply.done(True, msg, before="stopped", after="running", data=_data(after, backend))
+
+
+@agent.action
+def stop(req: Request) -> Reply:
+    name, backend, st, wait = _args(req)
+    _require(st, backend)
+    if not st.running:
+        return Reply.ok(f"{name} already stopped", before="stopped", after="stopped", data=_data(st, backend))
+    r = backend.stop(name, wait)
+    after = backend.state(name)
+    if after.running:
+        raise ActionError(f"{name} did not stop: {r.line() if not r.ok else after.detail}")
+    return Reply.done(True, f"{name} stopped", before="running", after="stopped", data=_data(after, backend))
+
+
+@agent.action
+def restart(req: Request) -> Reply:
+    """Always a change: a restart is asked for its side effect (reload code, libraries)."""
+    name, backend, st, wait = _args(req)
+    _require(st, backend)
+    after, msg = converge_running(backend, name, wait, restart=True)
+    return Reply.done(True, msg, before=_word(st.running), after="running",
+                      data=_data(after, backend, previous_pid=st.pid))
+
+
+@agent.action
+def reload(req: Request) -> Reply:
+    name, backend, st, wait = _args(req)
+    _require(st, backend)
+    if not st.running:
+        raise ActionError(f"{name} is not running; nothing to reload")
+    r = backend.reload(name, wait)
+    after = backend.state(name)
+    if not r.ok or not after.running:
+        raise ActionError(f"{name} reload failed: {r.line() if not r.ok else after.detail}")
+    return Reply.done(True, f"{name} reloaded", before="running", after="running", data=_data(after, backend))

@@ -1,0 +1,80 @@
+"""The zipapp: deterministic bytes, only the agents package, and it runs with the hosts' python3."""
+import io
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from orchestrator_lib.agents import build
+
+HOST_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+
+def test_archive_is_deterministic_and_cached():
+    data, sha = build.agent_archive()
+    assert build.agent_archive() is build.agent_archive()
+    assert build.build(build.sources()) == data
+    assert sha == build.sha12(data) and len(sha) == 12
+
+
+def test_archive_contents():
+    data, _ = build.agent_archive()
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        infos = zf.infolist()
+    names = [i.filename for i in infos]
+    assert names == sorted(names)
+    assert "__main__.py" in names and "orchestrator_lib/__init__.py" in names
+    assert "orchestrator_lib/agents/core.py" in names and "orchestrator_lib/agents/package.py" in names
+    assert "orchestrator_lib/agents/build.py" not in names
+    assert not any("__pycache__" in n for n in names)
+    assert [n for n in names if not n.startswith("orchestrator_lib/agents/")] == ["__main__.py", "orchestrator_lib/__init__.py"]
+    assert {i.date_time for i in infos} == {build.FIXED_TIME}
+
+
+def test_changed_source_changes_the_hash():
+    files = build.sources()
+    before = build.sha12(build.build(files))
+    files["orchestrator_lib/agents/core.py"] += b"\n# changed\n"
+    assert build.sha12(build.build(files)) != before
+
+
+def run_pyz(path: pathlib.Path, request: dict, tmp_path: pathlib.Path) -> tuple[int, dict, str]:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "ORCHESTRATOR_AUDIT_LOG": str(tmp_path / "audit.jsonl")}
+    p = subprocess.run([HOST_PYTHON, str(path)], input=json.dumps(request), capture_output=True, text=True,
+                       env=env, cwd=tmp_path, timeout=60)
+    return p.returncode, json.loads(p.stdout), p.stderr
+
+
+def test_zipapp_answers_ping_with_the_hosts_python(tmp_path):
+    data, sha = build.agent_archive()
+    pyz = tmp_path / f"agent-{sha}.pyz"
+    pyz.write_bytes(data)
+    rc, reply, err = run_pyz(pyz, {"reqid": "z1", "caller": "t@c", "agent": "rpcutil", "action": "ping"}, tmp_path)
+    assert rc == 0, err
+    assert reply["status"] == "ok" and isinstance(reply["data"]["pong"], float)
+    audit = json.loads((tmp_path / "audit.jsonl").read_text())
+    assert (audit["reqid"], audit["agent"], audit["action"]) == ("z1", "rpcutil", "ping")
+    rc, reply, _ = run_pyz(pyz, {"agent": "rpcutil", "action": "agents"}, tmp_path)
+    assert reply["data"]["agents"] == ["appmgr", "firewall", "haproxy", "health", "notify", "package", "rpcutil", "service"]
+
+
+def test_zipapp_protocol_error_exit_code(tmp_path):
+    data, sha = build.agent_archive()
+    pyz = tmp_path / "a.pyz"
+    pyz.write_bytes(data)
+    p = subprocess.run([HOST_PYTHON, str(pyz)], input="garbage", capture_output=True, text=True, cwd=tmp_path,
+                       env={"PATH": "/usr/bin:/bin", "ORCHESTRATOR_AUDIT_LOG": str(tmp_path / "a.jsonl")})
+    assert p.returncode == 2 and json.loads(p.stdout)["message"].startswith("protocol error")
+
+
+@pytest.mark.skipif(not shutil.which("python3"), reason="no python3")
+def test_build_cli(tmp_path, capsys):
+    assert build.main([str(tmp_path / "out.pyz")]) == 0
+    _, sha = build.agent_archive()
+    assert capsys.readouterr().out.startswith(f"agent-{sha}.pyz ")
+    assert (tmp_path / "out.pyz").read_bytes() == build.agent_archive()[0]

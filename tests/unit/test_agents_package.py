@@ -1,0 +1,234 @@
+"""package agent: converged hosts run no package-manager write; changes are verified."""
+import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from test_agents_fakes import ROCKY_OS_RELEASE, FakeSystem, call, debian  # noqa: E402
+
+from orchestrator_lib.agents import core, package  # noqa: E402
+
+POLICY = """mywebapp:
+  Installed: {installed}
+  Candidate: 4.2.6-3.el5
+  Version table:
+     4.2.6-3.el5 500
+        500 file:/srv/apt ./ Packages
+ *** 4.2.5-1.el5 500
+        500 file:/srv/apt ./ Packages
+        100 /var/lib/dpkg/status
+"""
+MADISON = """  mywebapp | 4.2.6-3.el5 | file:/srv/apt ./ Packages
+  mywebapp | 4.2.5-1.el5 | file:/srv/apt ./ Packages
+  mywebapp | 4.2.4-1.el5 | file:/srv/apt ./ Packages
+"""
+NOT_FOUND = (1, "", "dpkg-query: no packages found matching mywebapp\n")
+
+
+def dpkg_host(installed: str | None) -> FakeSystem:
+    """A Debian host whose dpkg database follows what apt-get installs."""
+    state = {"version": installed}
+    fake = debian()
+
+    def query(_line):
+        v = state["version"]
+        return (0, f"install ok installed\t{v}\n", "") if v else NOT_FOUND
+
+    def apt_install(line):
+        state["version"] = line.split("=")[-1] if "=" in line.split()[-1] else "4.2.6-3.el5"
+        return (0, "Setting up mywebapp ...\n", "")
+
+    def apt_remove(_line):
+        state["version"] = None
+        return (0, "", "")
+
+    def compare(line):
+        parts = line.split()
+        a, op, b = parts[2], parts[3], parts[4]
+        key = lambda v: [int(x) for x in v.split("-")[0].split(".")]  # enough for these fixtures
+        result = {"lt": key(a) < key(b), "gt": key(a) > key(b)}[op]
+        return (0 if result else 1, "", "")
+
+    fake.on(r"^dpkg-query -W", query)
+    fake.on(r"^apt-cache policy mywebapp", lambda _l: (0, POLICY.format(installed=state["version"] or "(none)"), ""))
+    fake.on(r"^apt-cache madison mywebapp", (0, MADISON, ""))
+    fake.on(r"^dpkg --compare-versions", compare)
+    fake.on(r"^apt-get install", apt_install)
+    fake.on(r"^apt-get (remove|purge)", apt_remove)
+    fake.state = state
+    return fake
+
+
+def test_status_installed_and_absent():
+    fake = dpkg_host("4.2.5-1.el5")
+    r = call(fake, "package", "status", name="mywebapp")
+    assert (r.status, r.data["version"], r.data["backend"]) == ("ok", "4.2.5-1.el5", "dpkg-apt")
+    assert fake.calls == ["dpkg-query -W '-f=${Status}\t${Version}\n' mywebapp"]
+    r = call(dpkg_host(None), "package", "status", name="mywebapp")
+    assert (r.status, r.data["version"], r.data["state"], r.message) == ("ok", None, "absent", "mywebapp absent")
+
+
+def test_update_when_already_at_version_runs_no_write():
+    fake = dpkg_host("4.2.6-3.el5")
+    r = call(fake, "package", "update", name="mywebapp", version="4.2.6-3.el5")
+    assert (r.status, r.changed, r.before, r.after) == ("ok", False, "4.2.6-3.el5", "4.2.6-3.el5")
+    assert fake.writes() == []
+    assert len(fake.calls) == 1  # one dpkg-query, nothing else
+
+
+def test_update_to_newest_when_current_runs_no_write():
+    fake = dpkg_host("4.2.6-3.el5")
+    r = call(fake, "package", "update", name="mywebapp")
+    assert (r.status, r.changed) == ("ok", False)
+    assert fake.writes() == []
+
+
+def test_update_to_version_installs_and_verifies():
+    fake = dpkg_host("4.2.5-1.el5")
+    r = call(fake, "package", "update", name="mywebapp", version="4.2.6-3.el5")
+    assert (r.status, r.changed, r.before, r.after) == ("changed", True, "4.2.5-1.el5", "4.2.6-3.el5")
+    assert r.message == "mywebapp updated 4.2.5-1.el5 -> 4.2.6-3.el5"
+    [install] = fake.writes()
+    assert install.startswith("apt-get install -y -q -o DPkg::Lock::Timeout=60")
+    assert install.endswith("mywebapp=4.2.6-3.el5") and "--allow-downgrades" not in install
+    env = fake.envs[fake.calls.index(install)]
+    assert env["DEBIAN_FRONTEND"] == "noninteractive"
+    assert "apt-get update" not in " ".join(fake.calls)  # the version was known
+
+
+def test_update_to_newest_available():
+    fake = dpkg_host("4.2.5-1.el5")
+    r = call(fake, "package", "update", name="mywebapp")
+    assert (r.status, r.after) == ("changed", "4.2.6-3.el5")
+    assert fake.writes()[-1].endswith("mywebapp=4.2.6-3.el5")
+
+
+def test_downgrade_refused_unless_asked():
+    fake = dpkg_host("4.2.6-3.el5")
+    r = call(fake, "package", "update", name="mywebapp", version="4.2.5-1.el5")
+    assert r.status == "failed" and "refusing to downgrade mywebapp from 4.2.6-3.el5 to 4.2.5-1.el5" in r.message
+    assert fake.writes() == []
+    r = call(fake, "package", "update", name="mywebapp", version="4.2.5-1.el5", downgrade="true")
+    assert (r.status, r.after) == ("changed", "4.2.5-1.el5")
+    assert "--allow-downgrades" in fake.writes()[-1]
+    assert r.message.startswith("mywebapp downgraded")
+
+
+def test_unknown_version_refreshes_index_once_then_fails():
+    fake = dpkg_host("4.2.5-1.el5")
+    fake.on(r"^apt-get update", (0, "Reading package lists...", ""))
+    r = call(fake, "package", "update", name="mywebapp", version="9.9-1")
+    assert r.status == "failed"
+    assert "mywebapp 9.9-1 is not available" in r.message and "4.2.6-3.el5" in r.message
+    assert [c for c in fake.calls if c.startswith("apt-get")] == ["apt-get update -q -o DPkg::Lock::Timeout=60"]
+
+
+def test_version_appearing_after_refresh_is_installed():
+    fake = dpkg_host("4.2.5-1.el5")
+    fake.on(r"^apt-cache madison mywebapp", (0, "  mywebapp | 4.2.5-1.el5 | file:/srv/apt ./ Packages\n", ""), times=1)
+    fake.on(r"^apt-get update", (0, "", ""))
+    r = call(fake, "package", "update", name="mywebapp", version="4.2.6-3.el5")
+    assert r.status == "changed"
+    assert [c.split()[1] for c in fake.calls if c.startswith("apt-get")] == ["update", "install"]
+
+
+def test_failed_install_reports_the_apt_error():
+    fake = dpkg_host("4.2.5-1.el5")
+    fake.on(r"^apt-get install", (100, "", "W: something harmless\nE: Sub-process /usr/bin/dpkg returned an error code (1)\n"))
+    r = call(fake, "package", "update", name="mywebapp", version="4.2.6-3.el5")
+    assert r.status == "failed"
+    assert "E: Sub-process /usr/bin/dpkg returned an error code (1)" in r.message
+    assert "mywebapp now 4.2.5-1.el5" in r.message
+
+
+def test_install_and_remove_are_idempotent():
+    fake = dpkg_host(None)
+    r = call(fake, "package", "install", name="mywebapp")
+    assert (r.status, r.after) == ("changed", "4.2.6-3.el5")
+    writes = len(fake.writes())
+    r = call(fake, "package", "install", name="mywebapp")
+    assert (r.status, r.changed) == ("ok", False) and len(fake.writes()) == writes
+    r = call(fake, "package", "remove", name="mywebapp")
+    assert (r.status, r.before, r.after) == ("changed", "4.2.6-3.el5", None)
+    r = call(fake, "package", "remove", name="mywebapp")
+    assert (r.status, r.changed) == ("ok", False)
+
+
+def test_bad_names_are_rejected_before_any_command():
+    fake = dpkg_host("1")
+    r = call(fake, "package", "update", name="mywebapp; rm -rf /")
+    assert r.status == "failed" and "invalid package name" in r.message
+    r = call(fake, "package", "update", name="mywebapp", version="1.0 --force")
+    assert r.status == "failed" and fake.calls == []
+    assert call(fake, "package", "update").message == "package#update: missing argument 'name'"
+
+
+def test_half_configured_package_is_not_converged():
+    fake = dpkg_host("4.2.6-3.el5")
+    fake.on(r"^dpkg-query -W", (0, "install ok half-configured\t4.2.6-3.el5\n", ""), times=1)
+    r = call(fake, "package", "update", name="mywebapp", version="4.2.6-3.el5")
+    assert r.status == "changed" and len(fake.writes()) == 1
+
+
+# --------------------------------------------------------------------------- rpm/dnf
+
+def rpm_host(installed: str | None) -> FakeSystem:
+    fake = FakeSystem(files={"/etc/os-release": ROCKY_OS_RELEASE})
+    if installed:
+        fake.on(r"^rpm -q", (0, f"(none):{installed}\n", ""))
+    else:
+        fake.on(r"^rpm -q", (1, "package mywebapp is not installed\n", ""))
+    fake.on(r"^dnf -q repoquery", (0, "0:4.2.5-1.el5\n0:4.2.6-3.el5\n0:4.2.10-1.el5\n", ""))
+    fake.on(r"^dnf -y", (0, "", ""))
+    return fake
+
+
+def test_rpm_backend_chosen_from_os_release_and_converged_is_quiet():
+    fake = rpm_host("4.2.6-3.el5")
+    r = call(fake, "package", "update", name="mywebapp", version="4.2.6-3.el5")
+    assert (r.status, r.data["backend"]) == ("ok", "rpm-dnf")
+    assert fake.calls == ["rpm -q --qf '%{EPOCH}:%{VERSION}-%{RELEASE}\n' mywebapp"]
+
+
+def test_rpm_update_to_newest_uses_rpm_ordering():
+    fake = rpm_host("4.2.6-3.el5")
+    state = {"v": "4.2.6-3.el5"}
+    fake.on(r"^rpm -q", lambda _l: (0, f"(none):{state['v']}\n", ""))
+    fake.on(r"^dnf -y", lambda line: (state.update(v="4.2.10-1.el5"), (0, "", ""))[1])
+    r = call(fake, "package", "update", name="mywebapp")
+    assert (r.status, r.after) == ("changed", "4.2.10-1.el5")   # 10 > 6, not "1" < "6"
+    assert fake.writes() == ["dnf -y -q install mywebapp-4.2.10-1.el5"]
+
+
+def test_rpm_absent_install():
+    fake = rpm_host(None)
+    state = {"v": None}
+    fake.on(r"^rpm -q", lambda _l: (0, f"0:{state['v']}\n", "") if state["v"] else (1, "package mywebapp is not installed\n", ""))
+    fake.on(r"^dnf -y", lambda line: (state.update(v="4.2.5-1.el5"), (0, "", ""))[1])
+    r = call(fake, "package", "install", name="mywebapp", version="4.2.5-1.el5")
+    assert (r.status, r.before, r.after) == ("changed", None, "4.2.5-1.el5")
+
+
+@pytest.mark.parametrize("a,b,expected", [
+    ("1.0", "1.0", 0), ("1.0", "1.1", -1), ("1.10", "1.9", 1), ("1.0a", "1.0", 1), ("1.0~rc1", "1.0", -1),
+    ("1.0", "1.0^git1", -1), ("1.0^git1", "1.0^git2", -1), ("2.0", "2_0", 0), ("1.0010", "1.9", 1),
+    ("1.a", "1.1", -1), ("5.5p1", "5.5p10", -1), ("a", "b", -1), ("1.0.0", "1.0", 1),
+])
+def test_rpmvercmp(a, b, expected):
+    assert package.rpmvercmp(a, b) == expected
+    assert package.rpmvercmp(b, a) == -expected
+
+
+def test_rpm_compare_epoch_and_release():
+    assert package.rpm_compare("1:1.0-1", "2.0-1") == 1
+    assert package.rpm_compare("4.2.6-3.el5", "4.2.6-10.el5") == -1
+
+
+def test_backend_falls_back_to_installed_tools():
+    with core.use_system(FakeSystem(tools={"rpm", "dnf"})):
+        assert isinstance(package.choose_backend(), package.RpmDnf)
+    with core.use_system(FakeSystem(tools={"dpkg-query", "apt-get"})):
+        assert isinstance(package.choose_backend(), package.DpkgApt)
+    r = call(FakeSystem(), "package", "status", name="x")
+    assert r.status == "failed" and "no supported package manager" in r.message

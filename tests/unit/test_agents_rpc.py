@@ -1,0 +1,135 @@
+"""rpc (controller side): one exec per action, upload on exit 111, replies become HostResults."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+
+from orchestrator_lib import rpc
+from orchestrator_lib.orchestration.results import Status
+
+HOST = SimpleNamespace(name="web1", facts={"cluster": "alfa"})
+
+
+@dataclass
+class Exec:
+    rc: int
+    stdout: str = ""
+    stderr: str = ""
+    duration: float = 0.01
+
+
+@dataclass
+class ScriptedPool:
+    """Answers exec() from a list; records every call."""
+    answers: list
+    calls: list = field(default_factory=list)
+    puts: list = field(default_factory=list)
+
+    def exec(self, host, command, stdin=None, timeout=60):
+        self.calls.append((command, stdin))
+        return self.answers.pop(0)
+
+    def put(self, host, data, path, mode=0o644):
+        self.puts.append((path, len(data), mode))
+
+
+def ok_reply(**kw):
+    return json.dumps({"status": "ok", "changed": False, "message": "pong", "data": {"pong": 1.0}, **kw})
+
+
+def test_request_and_command_shape():
+    pool = ScriptedPool([Exec(0, ok_reply())])
+    r = rpc.call(pool, HOST, "rpcutil", "ping", {}, reqid="r1", caller="rip@ctl")
+    (command, stdin), = pool.calls
+    _, sha = rpc.agent_archive()
+    assert command == (f"[ -f /var/lib/orchestrator/agent-{sha}.pyz ] || exit 111; "
+                       f"exec /usr/bin/python3 /var/lib/orchestrator/agent-{sha}.pyz")
+    assert json.loads(stdin) == {"reqid": "r1", "caller": "rip@ctl", "agent": "rpcutil", "action": "ping",
+                                 "args": {}, "facts": {"cluster": "alfa"}}
+    assert (r.host, r.status, r.message, r.data, r.rc) == ("web1", Status.OK, "pong", {"pong": 1.0}, 0)
+    assert pool.puts == []
+
+
+def test_missing_agent_is_uploaded_atomically_then_run():
+    pool = ScriptedPool([Exec(111), Exec(0), Exec(0), Exec(0, json.dumps(
+        {"status": "changed", "changed": True, "message": "m", "data": {"version": "2"}, "before": "1", "after": "2"}))])
+    r = rpc.call(pool, HOST, "package", "update", {"name": "x"}, reqid="r", caller="c", facts={})
+    assert (r.status, r.before, r.after, r.data) == (Status.CHANGED, "1", "2", {"version": "2"})
+    commands = [c for c, _ in pool.calls]
+    assert commands[1] == "mkdir -p /var/lib/orchestrator"
+    [(tmp, size, mode)] = pool.puts
+    _, sha = rpc.agent_archive()
+    final = f"/var/lib/orchestrator/agent-{sha}.pyz"
+    assert tmp.startswith(final + ".tmp-") and size == len(rpc.agent_archive()[0]) and mode == 0o644
+    assert commands[2] == f"mv -f {tmp} {final}"
+    assert commands[3] == commands[0]
+
+
+def test_non_json_reply_is_failed_with_stderr_line():
+    pool = ScriptedPool([Exec(1, "", "Traceback (most recent call last):\n  File ...\nSyntaxError: bad\n")])
+    r = rpc.call(pool, HOST, "rpcutil", "ping", reqid="r", caller="c")
+    assert r.status is Status.FAILED and r.rc == 1
+    assert r.message == "rpcutil#ping: no valid reply from the agent (rc 1): SyntaxError: bad"
+    assert "\n" not in r.message
+
+
+def test_failed_and_protocol_error_replies():
+    pool = ScriptedPool([Exec(0, json.dumps({"status": "failed", "changed": False, "message": "denied by policy: x"})),
+                         Exec(2, json.dumps({"status": "failed", "message": "protocol error: bad"})),
+                         Exec(3, ok_reply()),
+                         Exec(127, "", "sh: 1: exec: /usr/bin/python3: not found\n")])
+    assert rpc.call(pool, HOST, "a", "b", reqid="r", caller="c").message == "denied by policy: x"
+    assert rpc.call(pool, HOST, "a", "b", reqid="r", caller="c").message == "protocol error: bad"
+    r = rpc.call(pool, HOST, "a", "b", reqid="r", caller="c")
+    assert r.status is Status.FAILED and r.message.startswith("a#b: agent exited 3")
+    r = rpc.call(pool, HOST, "a", "b", reqid="r", caller="c")
+    assert r.status is Status.FAILED and r.message.endswith("/usr/bin/python3: not found")
+
+
+def test_failed_mkdir_is_reported():
+    pool = ScriptedPool([Exec(111), Exec(1, "", "mkdir: cannot create directory: Read-only file system\n")])
+    r = rpc.call(pool, HOST, "a", "b", reqid="r", caller="c")
+    assert r.status is Status.FAILED and "Read-only file system" in r.message and pool.puts == []
+
+
+def test_new_reqid_and_caller():
+    a, b = rpc.new_reqid(), rpc.new_reqid()
+    assert a != b and len(a) == 32 and int(a, 16) >= 0
+    assert "@" in rpc.default_caller()
+
+
+class LocalPool:
+    """Runs commands on this machine with sh, as sshd would on a host (ping only: harmless)."""
+
+    def __init__(self, tmp):
+        self.env = {"PATH": "/usr/bin:/bin", "ORCHESTRATOR_AUDIT_LOG": str(tmp / "audit.jsonl")}
+        self.puts = 0
+
+    def exec(self, host, command, stdin=None, timeout=60):
+        t = time.monotonic()
+        p = subprocess.run(["/bin/sh", "-c", command], input=stdin, capture_output=True, env=self.env, timeout=timeout)
+        return Exec(p.returncode, p.stdout.decode(), p.stderr.decode(), time.monotonic() - t)
+
+    def put(self, host, data, path, mode=0o644):
+        self.puts += 1
+        pathlib.Path(path).write_bytes(data)
+        os.chmod(path, mode)
+
+
+def test_end_to_end_through_a_shell(tmp_path, monkeypatch):
+    monkeypatch.setattr(rpc, "AGENT_DIR", str(tmp_path / "lib" / "orchestrator"))
+    if not os.path.exists("/usr/bin/python3"):
+        monkeypatch.setattr(rpc, "PYTHON", sys.executable)
+    pool = LocalPool(tmp_path)
+    r = rpc.call(pool, HOST, "rpcutil", "ping", {}, reqid="e2e", caller="t@c")
+    assert r.status is Status.OK and pool.puts == 1 and r.duration > 0
+    r = rpc.call(pool, HOST, "rpcutil", "facts", {}, reqid="e2e2", caller="t@c")
+    assert r.status is Status.OK and pool.puts == 1 and r.data["facts"]["cluster"] == "alfa"
+    assert [p.name for p in (tmp_path / "lib" / "orchestrator").iterdir()] == [f"agent-{rpc.agent_archive()[1]}.pyz"]
+    lines = (tmp_path / "audit.jsonl").read_text().splitlines()
+    assert [json.loads(x)["reqid"] for x in lines] == ["e2e", "e2e2"]
