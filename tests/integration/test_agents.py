@@ -1,0 +1,218 @@
+"""Every agent against real lab hosts: its change path, its no-op path, and the host's real state
+checked around the deployer (lab.exec_in, HTTP, HAProxy's own socket)."""
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import pytest
+
+from orchestrator_lib.discovery import Filter
+from orchestrator_lib.orchestration import Status
+from orchestrator_lib.session import Session
+from tests.conftest import ROOT
+
+LB = "10.231.0.2"
+
+
+@pytest.fixture
+def session(fresh_lab):
+    with Session(ROOT / "environments" / "local.yaml") as s:
+        yield s
+
+
+def web(session, expr: str = "") -> list:
+    return session.select(Filter.parse(classes=["roles::web"], compound=expr or None))
+
+
+def dpkg_log_lines(lab, host: str) -> int:
+    return len(lab.exec_in(host, ["cat", "/var/log/dpkg.log"]).stdout.splitlines())
+
+
+def health(address: str, port: int = 8080) -> dict:
+    with urllib.request.urlopen(f"http://{address}:{port}/health", timeout=2) as reply:
+        return json.loads(reply.read())
+
+
+def op_states(lab) -> dict[str, int]:
+    out = lab.exec_in("lb1", ["sh", "-c", "echo 'show servers state app' | socat stdio /run/haproxy/admin.sock"]).stdout
+    return {f[3]: int(f[5]) for f in (l.split() for l in out.splitlines()[2:]) if len(f) > 5}
+
+
+def eventually(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+# ---- appmgr + package ----------------------------------------------------------------------------
+def test_appmgr_deploys_in_batches_then_a_rerun_changes_nothing(session, fresh_lab):
+    hosts = web(session)
+    args = {"app": "mywebapp", "revision": "4.2.6-3.el5"}
+    first = session.call(hosts, "appmgr", "deploy", args, batch_size=2)
+    assert first.ok, first.tally()
+    assert first.changed == [h.name for h in hosts]
+    assert all(health(h.address)["version"] == "4.2.6-3.el5" for h in hosts)
+
+    writes = {h.name: dpkg_log_lines(fresh_lab, h.name) for h in hosts}
+    again = session.call(hosts, "appmgr", "deploy", args, batch_size=2)
+    assert again.ok and again.changed == []
+    assert all(r.status is Status.OK for r in again.results.values())
+    assert {h.name: dpkg_log_lines(fresh_lab, h.name) for h in hosts} == writes, "a converged run wrote through dpkg"
+    assert "ok on 9 of 9 hosts" in again.tally()
+
+
+def test_package_update_then_noop_and_downgrade_only_when_asked(session, fresh_lab):
+    hosts = web(session, "web1 or web2")
+    update = session.call(hosts, "package", "update", {"name": "mywebapp", "version": "4.2.6-3.el5"})
+    assert update.ok and update.changed == ["web1", "web2"]
+    assert update.results["web1"].before == "4.2.5-1.el5" and update.results["web1"].after == "4.2.6-3.el5"
+    # the app keeps reporting what it started with until restarted: the package does not restart it
+    assert health("10.231.0.11")["version"] == "4.2.5-1.el5"
+    noop = session.call(hosts, "package", "update", {"name": "mywebapp", "version": "4.2.6-3.el5"})
+    assert noop.ok and noop.changed == []
+    refused = session.call(hosts, "package", "install", {"name": "mywebapp", "version": "4.2.5-1.el5"})
+    assert refused.failed == ["web1", "web2"] and "downgrade" in refused.results["web1"].message
+    down = session.call(hosts, "package", "install", {"name": "mywebapp", "version": "4.2.5-1.el5", "downgrade": True})
+    assert down.ok and down.changed == ["web1", "web2"]
+    status = session.call(hosts, "package", "status", {"name": "mywebapp"})
+    assert status.summary("version") == "Summary of version: 4.2.5-1.el5 = 2"
+
+
+def test_package_remove_and_install(session, fresh_lab):
+    host = web(session, "web3")
+    removed = session.call(host, "package", "remove", {"name": "openssl-lab"})
+    # nginx depends on openssl-lab: apt refuses, or removes both; either way the result says so
+    if removed.ok:
+        assert fresh_lab.exec_in("web3", ["dpkg-query", "-W", "-f=${Status}", "openssl-lab"]).stdout.find("not-installed") >= 0 \
+            or fresh_lab.exec_in("web3", ["dpkg-query", "-W", "openssl-lab"]).returncode != 0
+        again = session.call(host, "package", "remove", {"name": "openssl-lab"})
+        assert again.ok and again.changed == []
+        assert session.call(host, "package", "install", {"name": "openssl-lab"}).changed == ["web3"]
+    else:
+        assert removed.failed == ["web3"]
+
+
+def test_the_broken_release_fails_its_health_check_on_exactly_the_hosts_it_reaches(session, fresh_lab):
+    hosts = web(session, "hagroup=a")  # web1, web4, web7
+    result = session.call(hosts, "appmgr", "deploy", {"app": "mywebapp", "revision": "4.2.7-1.el5", "deadline": 3},
+                          batch_size=2)
+    assert result.failed == ["web1", "web4"]
+    assert result.not_attempted == ["web7"]
+    assert "health" in result.results["web1"].message.lower() or "4.2.7" in result.results["web1"].message
+    assert eventually(lambda: op_states(fresh_lab)["web1"] == 0), "HAProxy must see the broken app DOWN"
+    assert health("10.231.0.17")["version"] == "4.2.5-1.el5"
+
+
+# ---- service -------------------------------------------------------------------------------------
+def nginx_pid(lab, host: str) -> str:
+    return lab.exec_in(host, ["sv", "status", "nginx"]).stdout.split("(pid ")[1].split(")")[0]
+
+
+def test_service_restart_status_stop_start(session, fresh_lab):
+    hosts = web(session, "hagroup=c")
+    before = {h.name: nginx_pid(fresh_lab, h.name) for h in hosts}
+    restart = session.call(hosts, "service", "restart", {"name": "nginx"})
+    assert restart.ok and restart.changed == ["web3", "web6", "web9"]
+    assert all(nginx_pid(fresh_lab, n) != pid for n, pid in before.items())
+    assert nginx_pid(fresh_lab, "web1")  # other groups untouched
+    status = session.call(hosts, "service", "status", {"name": "nginx"})
+    assert status.ok and status.changed == []
+    start = session.call(hosts, "service", "start", {"name": "nginx"})
+    assert start.ok and start.changed == [], "starting a running service is a no-op"
+    stop = session.call(hosts[:1], "service", "stop", {"name": "nginx"})
+    assert stop.changed == ["web3"]
+    assert "down" in fresh_lab.exec_in("web3", ["sv", "status", "nginx"]).stdout
+    assert session.call(hosts[:1], "service", "stop", {"name": "nginx"}).changed == []
+    assert session.call(hosts[:1], "service", "start", {"name": "nginx"}).changed == ["web3"]
+    assert health("10.231.0.13", 80)["status"] == "ok"
+
+
+# ---- haproxy -------------------------------------------------------------------------------------
+def served(count: int = 18) -> set[str]:
+    hosts = set()
+    for _ in range(count):
+        with urllib.request.urlopen(f"http://{LB}/", timeout=2) as reply:
+            hosts.add(reply.read().decode().split()[-1])
+    return hosts
+
+
+def test_haproxy_disable_and_enable_show_in_state_and_in_where_requests_go(session, fresh_lab):
+    lb = [session.host("lb1")]
+    args = {"backend": "app", "servers": ["web1", "web2"]}
+    disable = session.call(lb, "haproxy", "disable", args)
+    assert disable.ok and disable.changed == ["lb1"]
+    assert served().isdisjoint({"web1", "web2"})
+    again = session.call(lb, "haproxy", "disable", args)
+    assert again.ok and again.changed == []
+    state = session.call(lb, "haproxy", "status", {"backend": "app"})
+    assert "web1" in json.dumps(state.results["lb1"].data)
+    enable = session.call(lb, "haproxy", "enable", args)
+    assert enable.ok and enable.changed == ["lb1"]
+    assert eventually(lambda: {"web1", "web2"} <= served())
+    assert session.call(lb, "haproxy", "enable", args).changed == []
+
+
+def test_haproxy_drain_waits_and_reports(session, fresh_lab):
+    lb = [session.host("lb1")]
+    drain = session.call(lb, "haproxy", "drain", {"backend": "app", "servers": ["web3"], "deadline": 5})
+    assert drain.ok and drain.changed == ["lb1"]
+    assert "web3" not in served()
+    session.call(lb, "haproxy", "enable", {"backend": "app", "servers": ["web3"]})
+
+
+def test_haproxy_unknown_server_is_a_clear_failure(session, fresh_lab):
+    result = session.call([session.host("lb1")], "haproxy", "disable", {"backend": "app", "servers": ["web42"]})
+    assert result.failed == ["lb1"] and "web42" in result.results["lb1"].message
+
+
+# ---- firewall ------------------------------------------------------------------------------------
+def test_firewall_block_marks_the_host_down_and_unblock_brings_it_back(session, fresh_lab):
+    hosts = web(session, "web5 or web6")
+    block = session.call(hosts, "firewall", "block", {"source": LB})
+    assert block.ok and block.changed == ["web5", "web6"]
+    assert eventually(lambda: op_states(fresh_lab)["web5"] == 0 and op_states(fresh_lab)["web6"] == 0)
+    assert session.call(hosts, "firewall", "block", {"source": LB}).changed == []
+    assert all(r.data["blocked"] for r in session.call(hosts, "firewall", "status", {"source": LB}).results.values())
+    assert health("10.231.0.15")["host"] == "web5", "the deployer still reaches a blocked host"
+    unblock = session.call(hosts, "firewall", "unblock", {"source": LB})
+    assert unblock.ok and unblock.changed == ["web5", "web6"]
+    assert eventually(lambda: op_states(fresh_lab)["web5"] == 2 and op_states(fresh_lab)["web6"] == 2)
+    assert session.call(hosts, "firewall", "unblock", {"source": LB}).changed == []
+
+
+# ---- health --------------------------------------------------------------------------------------
+def test_health_http_load_and_command(session, fresh_lab):
+    hosts = web(session, "cluster=alfa")
+    ok = session.call(hosts, "health", "http", {"url": "http://127.0.0.1:8080/health", "field": "version",
+                                                 "expect": "4.2.5-1.el5", "deadline": 5})
+    assert ok.ok and ok.changed == []
+    wrong = session.call(hosts[:1], "health", "http", {"url": "http://127.0.0.1:8080/health", "field": "version",
+                                                        "expect": "9.9", "deadline": 1, "interval": 0.2})
+    assert wrong.failed == ["web1"] and "9.9" in wrong.results["web1"].message
+    assert wrong.results["web1"].data["attempts"] >= 2
+    assert session.call(hosts, "health", "load", {"threshold": 100, "deadline": 5}).ok
+    nrpe = session.call(hosts[:1], "health", "command", {"command": "exit 2", "deadline": 0.5, "interval": 0.1})
+    assert nrpe.failed == ["web1"] and "CRITICAL" in nrpe.results["web1"].message
+
+
+# ---- notify, rpcutil -----------------------------------------------------------------------------
+def test_notify_posts_to_the_webhook_on_a_notification_host(session, fresh_lab):
+    sent = session.call([session.host("notify1")], "notify", "send",
+                        {"recipient": "ops@example.com", "message": "updated 4 hosts",
+                         "webhook": "http://127.0.0.1:8025/notify"})
+    assert sent.ok, sent.tally()
+    with urllib.request.urlopen("http://10.231.0.21:8025/messages", timeout=2) as reply:
+        messages = json.loads(reply.read())
+    assert messages[-1]["recipient"] == "ops@example.com" and messages[-1]["message"] == "updated 4 hosts"
+
+
+def test_rpcutil_facts_are_live_and_merged_with_the_inventory(session):
+    result = session.call([session.host("web3")], "rpcutil", "facts")
+    facts = result.results["web3"].data
+    flat = json.dumps(facts)
+    assert "web3" in flat and "Debian" in flat and "alfa" in flat
