@@ -1,0 +1,453 @@
+"""`orch`: ad-hoc orchestration from a terminal, in the spirit of `mco`.
+
+    orch find -W hagroup=c
+    orch package mywebapp update --version 4.2.6-3.el5 -C roles::web --batch 1,50%
+    orch service nginx restart -W hagroup=c
+    orch lb disable -W hagroup=c
+
+Every command maps its arguments onto `Session` (the same facade the behave steps use: same
+filters, same host-key safety, same results) and presents the `RunResult`. Nothing here decides
+what runs where; this module parses and prints.
+
+Exit codes: 0 every targeted host ok; 1 a host failed, did not answer or was not attempted;
+2 usage or input error (one line on stderr); 3 a bug in orch itself; 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, NoReturn, Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from .agents import core as agent_registry
+from .discovery import CountContract, Filter
+from .errors import OrchestratorError
+from .inventory import Host
+from .orchestration import HostResult, RunResult, Status, parse_batch_size
+from .session import Session
+
+PROG = "orch"
+NOTEWORTHY = (Status.FAILED, Status.UNREACHABLE, Status.NOT_ATTEMPTED)
+STYLES = {Status.OK: "green", Status.CHANGED: "yellow", Status.FAILED: "bold red",
+          Status.UNREACHABLE: "bold red", Status.NOT_ATTEMPTED: "magenta"}
+PACKAGE_ACTIONS = ("status", "install", "update", "remove")
+SERVICE_ACTIONS = ("status", "start", "stop", "restart", "reload")
+LB_ACTIONS = ("status", "disable", "enable", "drain")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class UsageError(OrchestratorError):
+    """Arguments that parse but make no sense together (e.g. --version with `package status`)."""
+
+
+# --- argument types: reject bad values while parsing, with the library's own wording ---------------
+
+def batch_type(text: str) -> Any:
+    try:
+        return parse_batch_size(text)
+    except OrchestratorError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def tries_type(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a whole number of at least 1")
+    return int(text)
+
+
+def seconds_type(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"'{text}': expected a positive number of seconds")
+    return value
+
+
+def expect_type(text: str) -> CountContract:
+    """`9` exactly, `3+` at least, `2..5` between, `..5` at most: the count contract of the steps."""
+    spec = text.strip()
+    try:
+        if spec.endswith("+"):
+            return CountContract.at_least(int(spec[:-1]))
+        if ".." in spec:
+            low, _, high = spec.partition("..")
+            return CountContract(int(low or 0), int(high))
+        return CountContract.exactly(int(spec))
+    except (ValueError, OrchestratorError):
+        raise argparse.ArgumentTypeError(f"'{text}': expected a host count such as 9, 3+, 2..5 or ..5") from None
+
+
+def rpc_arg_type(text: str) -> tuple[str, Any]:
+    """`key=value`; the value is JSON when it parses (`wait=5`, `servers=["a"]`), else a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"'{text}': expected KEY=VALUE")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key.strip(), value
+
+
+# --- the parser ------------------------------------------------------------------------------
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line: `orch: error: ...`."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _common() -> argparse.ArgumentParser:
+    common = Parser(add_help=False)
+    flt = common.add_argument_group("host filters (as in the behave steps; parts AND together)")
+    flt.add_argument("-I", "--identity", action="append", default=[], metavar="NAME",
+                     help="host name or /regex/ (repeatable, OR among themselves)")
+    flt.add_argument("-W", "--fact", dest="facts", action="append", default=[], metavar="FACT=VALUE",
+                     help="fact test, e.g. hagroup=c, load<2, os=~/deb/ (repeatable)")
+    flt.add_argument("-C", "--class", dest="classes", action="append", default=[], metavar="CLASS",
+                     help="class or /regex/ (repeatable)")
+    flt.add_argument("-A", "--agent", dest="agents", action="append", default=[], metavar="AGENT",
+                     help="hosts offering this agent (repeatable)")
+    flt.add_argument("-S", "--select", action="append", default=[], metavar="EXPR",
+                     help='compound filter, e.g. "cluster=alfa and not web3" (repeatable: AND)')
+    flt.add_argument("--expect", type=expect_type, metavar="COUNT",
+                     help="refuse to run unless the filter finds this many hosts: 9, 3+, 2..5, ..5")
+    flt.add_argument("--env", default="local", help="environment name or file (default: local)")
+    run = common.add_argument_group("running")
+    run.add_argument("--batch", type=batch_type, metavar="SIZE",
+                     help="hosts at a time: a count, a percentage or a list such as 1,2,50%%")
+    run.add_argument("--tries", type=tries_type, default=1, help="tries per host (default 1)")
+    run.add_argument("--timeout", type=seconds_type, metavar="SECONDS",
+                     help="per try and host (default 300)")
+    run.add_argument("--tofu", action="store_true",
+                     help="trust a host key seen for the first time (default: known_hosts only)")
+    out = common.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+    out.add_argument("--changed", action="store_true", help="list changed hosts too")
+    out.add_argument("-v", "--verbose", action="store_true", help="list every host")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return common
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog=PROG, description="Ad-hoc orchestration of an estate: the library of the "
+                    "behave deploys, from a terminal.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    common = [_common()]
+
+    find = sub.add_parser("find", parents=common, help="list the hosts a filter selects (no SSH)")
+    find.add_argument("--ping", action="store_true", help="also ping them; print those that answer")
+    sub.add_parser("ping", parents=common, help="ping hosts through their agent (rpcutil#ping)")
+    facts = sub.add_parser("facts", parents=common, help="live facts (rpcutil#facts)")
+    facts.add_argument("fact_name", nargs="?", metavar="FACT", help="summarise this fact's values across hosts")
+    pkg = sub.add_parser("package", parents=common, help="status, install, update, remove a package")
+    pkg.add_argument("name", metavar="NAME")
+    pkg.add_argument("action", choices=PACKAGE_ACTIONS, metavar="ACTION", help=", ".join(PACKAGE_ACTIONS))
+    pkg.add_argument("--version", help="wanted version (install, update)")
+    pkg.add_argument("--downgrade", action="store_true", help="allow going to an older --version")
+    svc = sub.add_parser("service", parents=common, help="status, start, stop, restart a service")
+    svc.add_argument("name", metavar="NAME")
+    svc.add_argument("action", choices=SERVICE_ACTIONS, metavar="ACTION", help=", ".join(SERVICE_ACTIONS))
+    lb = sub.add_parser("lb", parents=common, help="HAProxy backend servers: the hosts the filter selects")
+    lb.add_argument("action", choices=LB_ACTIONS, metavar="ACTION", help=", ".join(LB_ACTIONS))
+    lb.add_argument("--lb", dest="lb_host", metavar="HOST", help="the load balancer (default: class haproxy)")
+    lb.add_argument("--backend", help="HAProxy backend (default: the environment's lab.backend or app)")
+    rpc = sub.add_parser("rpc", parents=common, help="any agent action: rpc AGENT ACTION key=value...")
+    rpc.add_argument("agent", metavar="AGENT")
+    rpc.add_argument("action", metavar="ACTION")
+    rpc.add_argument("arguments", nargs="*", type=rpc_arg_type, metavar="KEY=VALUE")
+    lab = sub.add_parser("lab", add_help=False, help="the local lab: up|down|status|stop|start|reset|rekey|exec")
+    lab.add_argument("lab_argv", nargs=argparse.REMAINDER)
+    return parser
+
+
+# --- what to run -----------------------------------------------------------------------------
+
+Values = Callable[[HostResult], Any]
+
+
+@dataclass
+class Call:
+    """One agent action on a set of hosts, and how to present its replies."""
+    hosts: list[Host]
+    agent: str
+    action: str
+    args: dict[str, Any] = field(default_factory=dict)
+    summary: Callable[[RunResult], str] | None = None
+    details: Callable[[RunResult, bool], list[str]] | None = None
+    extra_json: dict[str, Any] = field(default_factory=dict)
+
+
+def user_filter(args: argparse.Namespace, *, agent: str | None = None) -> Filter:
+    """The command line's filter; like mco, a command for an agent targets only hosts offering it."""
+    compound = " and ".join(f"({s})" for s in args.select) if len(args.select) > 1 else \
+        (args.select[0] if args.select else None)
+    agents = args.agents + ([agent] if agent and agent not in args.agents else [])
+    return Filter.parse(args.identity, args.facts, args.classes, agents, compound)
+
+
+def check_action(agent: str, action: str) -> None:
+    """Unknown agents and actions are typos: say so before any host is touched."""
+    found = agent_registry.load_agent(agent)
+    if found is None:
+        raise UsageError(f"unknown agent '{agent}' (agents: {', '.join(agent_registry.agent_names())})")
+    if action not in found.actions:
+        raise UsageError(f"unknown action {agent}#{action} (actions: {', '.join(sorted(found.actions))})")
+
+
+def command_agent(args: argparse.Namespace) -> str | None:
+    """The agent whose hosts a command targets (lb: the filter names servers, not LB hosts)."""
+    if args.command == "find":
+        return "rpcutil" if args.ping else None
+    return {"ping": "rpcutil", "facts": "rpcutil", "package": "package", "service": "service",
+            "rpc": getattr(args, "agent", None)}.get(args.command)
+
+
+def check_arguments(args: argparse.Namespace) -> Filter:
+    """Judge everything that needs no estate before the estate is touched; return the filter."""
+    if args.command == "rpc":
+        check_action(args.agent, args.action)
+    if args.command == "package" and (args.version or args.downgrade) and args.action not in ("install", "update"):
+        raise UsageError(f"--version and --downgrade apply to install and update, not {args.action}")
+    flt = user_filter(args, agent=command_agent(args))
+    if args.command == "lb" and flt.is_empty() and args.action != "status":
+        raise UsageError(f"lb {args.action} needs a filter selecting the servers, e.g. -W hagroup=c")
+    return flt
+
+
+def targets(session: Session, args: argparse.Namespace) -> list[Host]:
+    """The hosts the filter selects: none, or a count outside --expect, is an error, not a no-op."""
+    return session.discover(args.filter, args.expect, live=False)
+
+
+def derived_summary(name: str, values: Mapping[str, Any]) -> str:
+    """RunResult.summary's wording, for values the replies carry nested (a fact, a server state)."""
+    view = {key: HostResult(key, Status.OK, data={name: value}) for key, value in values.items()}
+    return RunResult(name, view, 0.0).summary(name)
+
+
+def per_host(name: str, value: Values) -> Callable[[RunResult], str]:
+    """`Summary of NAME: ...` over the hosts that replied with data (failed hosts have none)."""
+    def summary(result: RunResult) -> str:
+        values = {r.host: value(r) for r in result.results.values() if r.data}
+        return derived_summary(name, {h: v for h, v in values.items() if v is not None})
+    return summary
+
+
+def plan_ping(session: Session, args: argparse.Namespace) -> Call:
+    def times(result: RunResult, verbose: bool) -> list[str]:
+        return [f"{r.host:<{_width(result)}}  time={r.duration * 1000:.1f} ms"
+                for r in result.results.values() if r.ok]
+    return Call(targets(session, args), "rpcutil", "ping", details=times)
+
+
+def plan_facts(session: Session, args: argparse.Namespace) -> Call:
+    fact = args.fact_name
+
+    def facts_of(r: HostResult) -> Mapping[str, Any]:
+        return r.data.get("facts") or {}
+
+    def listing(result: RunResult, verbose: bool) -> list[str]:
+        if fact is not None:
+            return [f"{r.host:<{_width(result)}}  {facts_of(r)[fact]}" for r in result.results.values()
+                    if verbose and fact in facts_of(r)]
+        lines = []
+        for r in result.results.values():
+            if r.ok:
+                lines.append(r.host)
+                lines += [f"  {k} = {v}" for k, v in sorted(facts_of(r).items())]
+        return lines
+
+    summary = per_host(fact, lambda r: facts_of(r).get(fact)) if fact else None
+    return Call(targets(session, args), "rpcutil", "facts", summary=summary, details=listing)
+
+
+def plan_package(session: Session, args: argparse.Namespace) -> Call:
+    call_args: dict[str, Any] = {"name": args.name}
+    if args.version:
+        call_args["version"] = args.version
+    if args.downgrade:
+        call_args["downgrade"] = True
+    version = per_host("version", lambda r: r.data.get("version") or r.data.get("state") or "absent")
+    return Call(targets(session, args), "package", args.action, call_args, summary=version)
+
+
+def plan_service(session: Session, args: argparse.Namespace) -> Call:
+    def state(r: HostResult) -> Any:
+        return r.data.get("state") or ("running" if r.data.get("running") else "stopped")
+    return Call(targets(session, args), "service", args.action, {"name": args.name},
+                summary=per_host("state", state))
+
+
+def plan_lb(session: Session, args: argparse.Namespace) -> Call:
+    """The LB hosts run haproxy#ACTION; the filter names the backend servers it acts on."""
+    servers = [] if args.filter.is_empty() else targets(session, args)
+    lb_filter = Filter.parse(identities=args.lb_host or (), classes=() if args.lb_host else "haproxy",
+                             agents="haproxy")
+    lbs = session.discover(lb_filter, live=False)
+    backend = args.backend or (session.inventory.lab or {}).get("backend") or "app"
+    call_args: dict[str, Any] = {"backend": backend}
+    if servers:
+        call_args["servers"] = [h.name for h in servers]
+
+    def server_rows(result: RunResult) -> dict[str, dict]:
+        return {f"{r.host}/{name}": s for r in result.results.values()
+                for name, s in (r.data.get("servers") or {}).items()}
+
+    def listing(result: RunResult, verbose: bool) -> list[str]:
+        rows = server_rows(result)
+        width = max((len(k) for k in rows), default=0)
+        return [f"{key:<{width}}  {s.get('address', ''):<15} {s.get('op', '?'):<8} {s.get('admin', '?')}"
+                for key, s in rows.items()]
+
+    def summary_line(result: RunResult) -> str:
+        return derived_summary("admin", {k: s.get("admin") for k, s in server_rows(result).items()})
+
+    return Call(lbs, "haproxy", args.action, call_args, summary=summary_line, details=listing,
+                extra_json={"lb": [h.name for h in lbs], "backend": backend,
+                            "servers": [h.name for h in servers]})
+
+
+def plan_rpc(session: Session, args: argparse.Namespace) -> Call:
+    return Call(targets(session, args), args.agent, args.action, dict(args.arguments))
+
+
+PLANS: dict[str, Callable[[Session, argparse.Namespace], Call]] = {
+    "ping": plan_ping, "facts": plan_facts, "package": plan_package, "service": plan_service,
+    "lb": plan_lb, "rpc": plan_rpc,
+}
+
+
+# --- running and presenting -----------------------------------------------------------------
+
+def _width(result: RunResult) -> int:
+    return max((len(n) for n in result.results), default=0)
+
+
+@contextmanager
+def progress(label: str, total: int, enabled: bool) -> Iterator[Callable[[HostResult], None] | None]:
+    """A bar on stderr while hosts answer; nothing when stderr is not a terminal."""
+    console = Console(stderr=True)
+    if not enabled or not console.is_terminal or total == 0:
+        yield None
+        return
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[bad]}", style="red"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(label, total=total, bad="")
+        failed = 0
+
+        def advance(r: HostResult) -> None:
+            nonlocal failed
+            failed += r.status in NOTEWORTHY
+            bar.update(task, advance=1, bad=f"{failed} failed" if failed else "")
+        yield advance
+
+
+def execute(session: Session, args: argparse.Namespace, call: Call) -> RunResult:
+    options: dict[str, Any] = {"batch_size": args.batch, "tries": args.tries}
+    if args.timeout is not None:
+        options["timeout"] = args.timeout
+    label = f"{call.agent}#{call.action}"
+    with progress(label, len(call.hosts), not (args.json or args.no_progress)) as on_result:
+        return session.call(call.hosts, call.agent, call.action, call.args, on_result=on_result, **options)
+
+
+def render(call: Call, result: RunResult, args: argparse.Namespace, out: Console) -> None:
+    """Only the hosts that need a look, then the summary and the tally (the time taken)."""
+    shown = set(NOTEWORTHY)
+    if args.changed or args.verbose:
+        shown.add(Status.CHANGED)
+    if args.verbose:
+        shown.add(Status.OK)
+    width = _width(result)
+    if call.details is not None:
+        for line in call.details(result, args.verbose):
+            out.print(Text(line))
+    for r in result.results.values():
+        if r.status in shown:
+            out.print(Text(f"{r.host:<{width}}  {str(r.status):<13}  {r.message}", style=STYLES[r.status]))
+    if call.summary is not None:
+        out.print(Text(call.summary(result), style="bold"))
+    out.print(Text(result.tally(), style="green" if result.ok else "bold red"))
+
+
+def run_find(session: Session, args: argparse.Namespace, out: Console) -> int:
+    hosts = targets(session, args)
+    names = [h.name for h in hosts]
+    if not args.ping:
+        if args.json:
+            print(json.dumps({"discovered": names}, indent=2))
+        else:
+            print("\n".join(names))
+        return EXIT_OK
+    call = Call(hosts, "rpcutil", "ping")
+    result = execute(session, args, call)
+    if args.json:
+        print(json.dumps({"discovered": names, **result.to_dict()}, indent=2, default=str))
+    else:
+        print("\n".join(r.host for r in result.results.values() if r.ok))
+        render(call, result, args, Console(stderr=True, soft_wrap=True, highlight=False))
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def run_command(args: argparse.Namespace) -> int:
+    args.filter = check_arguments(args)
+    out = Console(soft_wrap=True, highlight=False)
+    with Session(args.env, trust_on_first_use=args.tofu) as session:
+        if args.command == "find":
+            return run_find(session, args, out)
+        call = PLANS[args.command](session, args)
+        result = execute(session, args, call)
+        if args.json:
+            document = {"discovered": [h.name for h in call.hosts], **call.extra_json, **result.to_dict()}
+            print(json.dumps(document, indent=2, default=str))
+        else:
+            render(call, result, args, out)
+        return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def run_lab(argv: Sequence[str]) -> int:
+    """`orch lab ...` is `python -m orchestrator_lib.lab ...`, argument for argument; its errors
+    reach main() and read like every other `orch: error:`."""
+    from .lab import __main__ as lab_cli
+    parser = lab_cli.build_parser()
+    parser.prog = f"{PROG} lab"
+    return lab_cli.run(parser.parse_args(list(argv)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["lab"]:  # before argparse, so `orch lab --help` is the lab's own help
+            return run_lab(argv[1:])
+        args = build_parser().parse_args(argv)
+        return run_command(args)
+    except SystemExit as exit_:  # argparse: --help (0) or a usage error (2), already printed
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    except OrchestratorError as err:
+        print(f"{PROG}: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as err:  # a bug in orch: one line, the traceback only on request
+        if os.environ.get("ORCH_DEBUG"):
+            raise
+        print(f"{PROG}: error: internal error: {type(err).__name__}: {err} (ORCH_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return EXIT_BUG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

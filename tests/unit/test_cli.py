@@ -1,0 +1,259 @@
+"""The `orch` command line without a lab: parsing, one-line errors, and how results are shown.
+
+Commands that reach hosts run against a fake Session here; tests/integration/test_cli.py runs
+them against the lab."""
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from orchestrator_lib import cli
+from orchestrator_lib.discovery import CountContract, Filter
+from orchestrator_lib.orchestration import HostResult, RunResult, Status
+from orchestrator_lib.session import Session
+
+ESTATE = """\
+    hosts:
+      lb1: {address: 10.0.0.2, classes: [haproxy], facts: {role: lb}}
+      web1: {address: 10.0.0.11, classes: [roles::web], facts: {hagroup: a, cluster: alfa}}
+      web2: {address: 10.0.0.12, classes: [roles::web], facts: {hagroup: b, cluster: alfa}}
+      web3: {address: 10.0.0.13, classes: [roles::web], facts: {hagroup: c, cluster: bravo}, agents: [rpcutil]}
+    lab: {backend: www}
+"""
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> str:
+    """An estate with no lab bridge: Session opens no connection until asked to call."""
+    path = tmp_path / "estate.yaml"
+    path.write_text(textwrap.dedent(ESTATE))
+    return str(path)
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def usage_error(capsys, *argv: str) -> str:
+    """Run, expect exit 2 and exactly one `orch: error:` line on stderr; return that line."""
+    code, out, err = run(capsys, *argv)
+    assert code == 2, (code, out, err)
+    assert out == ""
+    assert err.startswith("orch: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+# --- usage errors need no estate ---------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], "required: COMMAND"),
+    (["frob"], "invalid choice: 'frob'"),
+    (["package", "mywebapp", "frob"], "argument ACTION: invalid choice: 'frob'"),
+    (["service", "nginx"], "required: ACTION"),
+    (["lb", "flush"], "invalid choice: 'flush'"),
+    (["ping", "--batch", "0"], "argument --batch: batch_size '0': expected a positive count"),
+    (["ping", "--batch", "1,x"], "batch_size '1,x'"),
+    (["ping", "--tries", "0"], "argument --tries: '0': expected a whole number of at least 1"),
+    (["ping", "--timeout", "soon"], "argument --timeout: 'soon': expected a positive number"),
+    (["find", "--expect", "3..1"], "argument --expect: '3..1': expected a host count"),
+    (["rpc", "package", "status", "mywebapp"], "'mywebapp': expected KEY=VALUE"),
+    (["rpc", "nosuch", "status"], "unknown agent 'nosuch' (agents: appmgr,"),
+    (["rpc", "package", "frob"], "unknown action package#frob (actions: install,"),
+    (["package", "mywebapp", "status", "--version", "1.0"], "--version and --downgrade apply to install"),
+    (["lb", "disable"], "lb disable needs a filter selecting the servers"),
+    (["find", "-W", "cluster"], "fact filter 'cluster': expected FACT=VALUE"),
+    (["find", "-I", "/web[/"], "identity filter '/web[/': bad regex"),
+    (["find", "-S", "cluster=alfa and ("], "-S \"cluster=alfa and (\""),
+    (["find", "--env", "nosuch"], "unknown environment 'nosuch'"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, expected):
+    assert expected in usage_error(capsys, *argv)
+
+
+def test_bad_input_is_reported_before_the_estate_is_looked_at(capsys):
+    """A typo in the agent name is the error, not the environment file that does not exist."""
+    assert "unknown agent 'pakage'" in usage_error(capsys, "rpc", "pakage", "status", "--env", "/nonexistent.yaml")
+
+
+def test_help_exits_0(capsys):
+    code, out, _ = run(capsys, "package", "--help")
+    assert code == 0 and "usage: orch package" in out and "--batch SIZE" in out
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("name=mywebapp", ("name", "mywebapp")),
+    ("wait=5", ("wait", 5)),
+    ("downgrade=true", ("downgrade", True)),
+    ("servers=[\"web1\", \"web2\"]", ("servers", ["web1", "web2"])),
+    ("version=4.2.6-3.el5", ("version", "4.2.6-3.el5")),
+    ("message=a=b", ("message", "a=b")),
+    ("empty=", ("empty", "")),
+])
+def test_rpc_values_are_json_when_they_parse(text, expected):
+    assert cli.rpc_arg_type(text) == expected
+
+
+@pytest.mark.parametrize("text, contract", [
+    ("9", CountContract.exactly(9)), ("3+", CountContract.at_least(3)),
+    ("2..5", CountContract.between(2, 5)), ("..5", CountContract.at_most(5)),
+])
+def test_expect_counts(text, contract):
+    assert cli.expect_type(text) == contract
+
+
+def test_filter_options_map_onto_the_core_filter_and_add_the_commands_agent():
+    args = cli.build_parser().parse_args(
+        ["package", "mywebapp", "status", "-I", "web1", "-I", "/web[23]/", "-W", "cluster=alfa",
+         "-C", "roles::web", "-S", "hagroup=a", "-S", "not web2"])
+    assert cli.check_arguments(args) == Filter(
+        ("web1", "/web[23]/"), ("cluster=alfa",), ("roles::web",), ("package",), "(hagroup=a) and (not web2)")
+
+
+# --- errors the estate reveals -------------------------------------------------------------------
+
+def test_find_lists_hosts_in_inventory_order_without_ssh(capsys, env):
+    assert run(capsys, "find", "-C", "roles::web", "--env", env) == (0, "web1\nweb2\nweb3\n", "")
+    code, out, _ = run(capsys, "find", "-S", "cluster=alfa or hagroup=c", "--json", "--env", env)
+    assert code == 0 and json.loads(out) == {"discovered": ["web1", "web2", "web3"]}
+
+
+def test_unknown_fact_no_match_and_count_contract_are_errors(capsys, env):
+    assert "unknown fact hagrup" in usage_error(capsys, "find", "-W", "hagrup=c", "--env", env)
+    assert "no host matches -W cluster=zulu" in usage_error(capsys, "find", "-W", "cluster=zulu", "--env", env)
+    assert "expected exactly 2 hosts, discovered 3: web1, web2, web3" in usage_error(
+        capsys, "find", "-C", "roles::web", "--expect", "2", "--env", env)
+
+
+def test_a_command_targets_only_hosts_offering_its_agent(capsys, env):
+    assert "no host matches -I web3 -A package" in usage_error(
+        capsys, "package", "mywebapp", "status", "-I", "web3", "--env", env)
+
+
+def test_a_lab_that_is_down_is_refused(capsys, tmp_path):
+    path = tmp_path / "lab.yaml"
+    path.write_text("lab: {bridge: nosuchbr9}\nhosts:\n  web1: {address: 10.0.0.11}\n")
+    assert "is not up (no bridge nosuchbr9)" in usage_error(capsys, "ping", "--env", str(path))
+
+
+# --- results, with a fake Session ----------------------------------------------------------------
+
+class FakeSession:
+    """The real Session's discovery (no SSH), canned replies for call()."""
+    replies: dict[str, HostResult] = {}
+    calls: list[dict] = []
+    opened: list[dict] = []
+
+    def __init__(self, env, **kw) -> None:
+        self._real = Session(env, **kw)
+        self.inventory = self._real.inventory
+        FakeSession.opened.append(kw)
+
+    def discover(self, *a, **kw):
+        return self._real.discover(*a, **kw)
+
+    def call(self, hosts, agent, action, args=None, *, on_result=None, **options):
+        FakeSession.calls.append({"hosts": [h.name for h in hosts], "agent": agent, "action": action,
+                                  "args": args, **options})
+        results = {h.name: self.replies.get(h.name, HostResult(h.name, Status.OK, "fine")) for h in hosts}
+        return RunResult(f"{agent}#{action}", results, 0.25)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._real.close()
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    monkeypatch.setattr(FakeSession, "replies", {})
+    monkeypatch.setattr(FakeSession, "calls", [])
+    monkeypatch.setattr(FakeSession, "opened", [])
+    monkeypatch.setattr(cli, "Session", FakeSession)
+    return FakeSession
+
+
+def versions(*pairs: tuple[str, Status, str | None]) -> dict[str, HostResult]:
+    return {h: HostResult(h, st, f"mywebapp {v}" if v else "boom", data={"version": v} if v else {})
+            for h, st, v in pairs}
+
+
+def test_only_out_of_the_ordinary_hosts_then_summary_and_tally(capsys, env, fake):
+    fake.replies = versions(("web1", Status.CHANGED, "4.2.6-3.el5"), ("web2", Status.FAILED, None),
+                            ("lb1", Status.OK, "4.2.6-3.el5"))
+    code, out, err = run(capsys, "package", "mywebapp", "update", "--version", "4.2.6-3.el5", "--env", env,
+                         "-I", "lb1", "-I", "web1", "-I", "web2", "--batch", "1,50%", "--tries", "2",
+                         "--timeout", "30")
+    assert code == 1 and err == ""
+    lines = out.splitlines()
+    assert lines[0].split() == ["web2", "failed", "boom"]
+    assert lines[1] == "Summary of version: 4.2.6-3.el5 = 2"
+    assert lines[2].startswith("package#update: ok on 2 of 3 hosts (1 changed), failed on 1 (web2)")
+    assert len(lines) == 3
+    assert fake.calls == [{"hosts": ["lb1", "web1", "web2"], "agent": "package", "action": "update",
+                           "args": {"name": "mywebapp", "version": "4.2.6-3.el5"},
+                           "batch_size": [1, "50%"], "tries": 2, "timeout": 30.0}]
+    assert fake.opened == [{"trust_on_first_use": False}]
+
+
+def test_changed_and_verbose_show_more_hosts(capsys, env, fake):
+    fake.replies = versions(("web1", Status.CHANGED, "2"), ("web2", Status.OK, "1"))
+    _, out, _ = run(capsys, "package", "x", "update", "-C", "roles::web", "-A", "package", "--changed",
+                    "--env", env)
+    assert [ln.split()[:2] for ln in out.splitlines()[:-2]] == [["web1", "changed"]]
+    _, out, _ = run(capsys, "package", "x", "update", "-C", "roles::web", "-A", "package", "-v", "--env", env)
+    assert [ln.split()[:2] for ln in out.splitlines()[:-2]] == [["web1", "changed"], ["web2", "ok"]]
+
+
+def test_unreachable_and_not_attempted_fail_the_run(capsys, env, fake):
+    fake.replies = {"web1": HostResult("web1", Status.UNREACHABLE, "web1: connection refused"),
+                    "web2": HostResult("web2", Status.NOT_ATTEMPTED, "not attempted: stopped after a failed batch")}
+    code, out, _ = run(capsys, "service", "nginx", "restart", "-C", "roles::web", "--tofu", "--env", env)
+    assert code == 1
+    assert "web1  unreachable" in out and "web2  not attempted" in out
+    assert fake.opened == [{"trust_on_first_use": True}]
+
+
+def test_json_is_the_run_result_plus_the_discovered_hosts(capsys, env, fake):
+    code, out, _ = run(capsys, "rpc", "rpcutil", "ping", "-W", "cluster=alfa", "--json", "--env", env)
+    doc = json.loads(out)
+    assert code == 0 and doc["discovered"] == ["web1", "web2"] and doc["ok"] is True
+    assert doc["label"] == "rpcutil#ping" and set(doc["results"]) == {"web1", "web2"}
+    assert doc["counts"]["ok"] == 2
+
+
+def test_rpc_passes_parsed_arguments(capsys, env, fake):
+    run(capsys, "rpc", "service", "restart", "name=nginx", "wait=5", "-I", "web1", "--env", env)
+    assert fake.calls[0]["args"] == {"name": "nginx", "wait": 5}
+
+
+def test_facts_summary_of_one_fact(capsys, env, fake):
+    fake.replies = {h: HostResult(h, Status.OK, "12 facts", data={"facts": {"os": os}})
+                    for h, os in (("web1", "debian"), ("web2", "debian"), ("web3", "ubuntu"))}
+    code, out, _ = run(capsys, "facts", "os", "-C", "roles::web", "--env", env)
+    assert code == 0 and out.splitlines()[0] == "Summary of os: debian = 2, ubuntu = 1"
+
+
+def test_lb_targets_the_haproxy_host_with_the_filtered_servers(capsys, env, fake):
+    servers = {n: {"address": "10.0.0.x", "op": "UP", "admin": "maint"} for n in ("web1", "web2")}
+    fake.replies = {"lb1": HostResult("lb1", Status.CHANGED, "www: web1, web2 set to maint",
+                                      data={"backend": "www", "servers": servers})}
+    code, out, _ = run(capsys, "lb", "disable", "-W", "cluster=alfa", "--env", env)
+    assert code == 0
+    assert fake.calls[0]["hosts"] == ["lb1"]
+    assert fake.calls[0]["args"] == {"backend": "www", "servers": ["web1", "web2"]}
+    assert out.splitlines()[0].split() == ["lb1/web1", "10.0.0.x", "UP", "maint"]
+    assert "Summary of admin: maint = 2" in out
+    run(capsys, "lb", "status", "--lb", "lb1", "--backend", "api", "--env", env)
+    assert fake.calls[1]["args"] == {"backend": "api"}
+
+
+def test_lab_errors_read_like_every_other_error(capsys):
+    """`orch lab` is the lab's own CLI; a lab error is still one `orch: error:` line (no lab is touched)."""
+    assert "nosuch" in usage_error(capsys, "lab", "--env", "nosuch", "status")
