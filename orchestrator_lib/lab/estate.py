@@ -322,11 +322,21 @@ class Lab:
         """Stop exactly the processes the lab started, then remove its links, namespaces and files.
         The mounts live in the hosts' own mount namespaces and go with their processes."""
         self._kill(*self.hosts)
-        network.destroy(self.bridge, {self._netns(h) for h in self.hosts},
-                        {self._veth(h) for h in self.hosts})
+        self._kill_leftovers()
+        network.destroy(self.bridge)
         for sub in ("hosts", "layers", "input"):
             shutil.rmtree(self.state_dir / sub, ignore_errors=True)
         progress(f"lab {self.inventory.name}: down")
+
+    def _kill_leftovers(self) -> None:
+        """A crashed run (or another checkout's lab on the same bridge) may have left host
+        processes in our namespaces: the namespace names them exactly, so stop those PIDs."""
+        for ns in network.ours(self.bridge)[0]:
+            for pid in network.netns_pids(ns):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def stop_host(self, name: str) -> None:
         self._kill(self.host(name))

@@ -49,11 +49,26 @@ def create(bridge: str, gateway: str, subnet: str, hosts: list[tuple[str, str]])
         raise LabError(f"could not create the lab network: {done.stderr.strip().splitlines()[-1]}")
 
 
-def destroy(bridge: str, netns: set[str], links: set[str]) -> None:
+def netns_pids(ns: str) -> list[int]:
+    """Processes inside one of our namespaces (what a crashed earlier run left running there)."""
+    out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def ours(bridge: str) -> tuple[set[str], set[str]]:
+    """Namespaces and links named after this bridge, whichever run or checkout made them."""
+    netns = {ns for ns in existing_netns() if ns.startswith(f"{bridge}-")}
+    links = {link for link in existing_links()
+             if link.startswith(f"{bridge}v") and link[len(bridge) + 1:].isdigit()}
+    return netns, links
+
+
+def destroy(bridge: str) -> None:
     """Delete links before namespaces: `ip netns del` is asynchronous and a quick re-up would
     otherwise meet `File exists`."""
-    commands = [f"link del {link}" for link in sorted(links & existing_links())]
-    commands += [f"netns del {ns}" for ns in sorted(netns & existing_netns())]
+    netns, links = ours(bridge)
+    commands = [f"link del {link}" for link in sorted(links)]
+    commands += [f"netns del {ns}" for ns in sorted(netns)]
     if bridge in existing_links():
         commands.append(f"link del {bridge}")
     if commands:
