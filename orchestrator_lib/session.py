@@ -14,17 +14,21 @@ from .reporting import AuditLog
 from .transport import SSHPool
 
 
+DEFAULT_AUDIT = Path("<default>")
+
+
 class Session:
     """Everything one run shares. Use as a context manager, or call close()."""
 
     def __init__(self, env: str | Path = "local", *, trust_on_first_use: bool = False,
-                 caller: str | None = None, audit_path: Path | None = None,
+                 caller: str | None = None, audit_path: Path | None = DEFAULT_AUDIT,
                  connect_timeout: float = 5.0, workers: int = 64) -> None:
         self.inventory: Inventory = load_inventory(env)
-        self._refuse_a_lab_that_is_down()
         self.pool = SSHPool(self.inventory, trust_on_first_use=trust_on_first_use,
                             connect_timeout=connect_timeout)
         self.caller = caller or rpc.default_caller()
+        if audit_path == DEFAULT_AUDIT:  # beside the environments/ folder, like reports/
+            audit_path = self.inventory.path.resolve().parent.parent / "reports" / "audit.jsonl"
         self.audit = AuditLog(audit_path)
         self.workers = workers
         self.history: list[RunResult] = []
@@ -69,6 +73,7 @@ class Session:
              policy: FailurePolicy | None = None, timeout: float = 300.0,
              on_result: Callable[[HostResult], None] | None = None) -> RunResult:
         """Run agent#action on every host (one reqid for the whole request, as MCollective does)."""
+        self._refuse_a_lab_that_is_down()
         reqid = rpc.new_reqid()
         hosts = list(hosts)
 
@@ -89,6 +94,8 @@ class Session:
               timeout: float = 60.0, on_result: Callable[[HostResult], None] | None = None) -> RunResult:
         """Run a plain command (MCollective's shell agent): no agent, one exec per host. Exit 0 is
         ok; anything else fails the host. Not idempotent by nature: use agents for changes."""
+
+        self._refuse_a_lab_that_is_down()
 
         def task(host: Host) -> HostResult:
             done = self.pool.exec(host, command, timeout=timeout)

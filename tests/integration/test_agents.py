@@ -195,7 +195,7 @@ def test_health_http_load_and_command(session, fresh_lab):
                                                         "expect": "9.9", "deadline": 1, "interval": 0.2})
     assert wrong.failed == ["web1"] and "9.9" in wrong.results["web1"].message
     assert wrong.results["web1"].data["attempts"] >= 2
-    assert session.call(hosts, "health", "load", {"threshold": 100, "deadline": 5}).ok
+    assert session.call(hosts, "health", "load", {"threshold": 10000, "deadline": 5}).ok
     nrpe = session.call(hosts[:1], "health", "command", {"command": "exit 2", "deadline": 0.5, "interval": 0.1})
     assert nrpe.failed == ["web1"] and "CRITICAL" in nrpe.results["web1"].message
 
