@@ -1,0 +1,1 @@
+"""behave's hooks for the deploy features (see environment.py)."""

@@ -1,0 +1,13 @@
+"""Telling people: a webhook on the estate's notification hosts, the next one if the first fails."""
+from behave import when
+
+from steps.support import operations as ops
+from steps.support import parsing  # noqa: F401  (registers the parameter types)
+from steps.support.deploy import deploy_of
+
+
+@when('I notify {recipient:Word} that "{message}"')
+def step_notify(context, recipient, message):
+    """Placeholders: {count} {hosts} {version} {env} {feature} {scenario}, e.g.
+    `"updated {count} hosts to {version}"` ({version}: the last one updated or deployed)."""
+    ops.notify(deploy_of(context), recipient, message)

@@ -1,0 +1,42 @@
+"""Packages and app revisions. Updates are idempotent: a host already at the version is left
+alone, so re-running a deploy changes only what is not yet done."""
+from behave import then, when
+from hamcrest import equal_to
+
+from steps.support import operations as ops
+from steps.support import parsing  # noqa: F401  (registers the parameter types)
+from steps.support.deploy import deploy_of
+
+
+@when("I update the package {name:Word}{options:RunOptions}")
+def step_update_newest(context, name, options):
+    """To the newest version the hosts' package sources offer.
+    Options: `in batches of 2` (or 25%, or 1,2,50%) and `with 2 tries`."""
+    ops.update_package(deploy_of(context), name, None, options)
+
+
+@when("I update the package {name:Word} to {version:Word}{options:RunOptions}")
+def step_update_to(context, name, version, options):
+    """To exactly this version (never a downgrade). Options as above."""
+    ops.update_package(deploy_of(context), name, version, options)
+
+
+@when("I report the installed version of {name:Word}")
+def step_report(context, name):
+    """Read-only: each host's version of the package, and how many hosts have which."""
+    ops.report_versions(deploy_of(context), name)
+
+
+@when("I deploy revision {revision:Word} of {app:Word}{options:RunOptions}")
+def step_deploy_app(context, revision, app, options):
+    """appmgr: package to the revision, restart where needed, wait until the app reports it."""
+    ops.deploy_app(deploy_of(context), app, revision, options)
+
+
+@then("the package version for {name:Word} should be {version:Word}")
+def step_package_version(context, name, version):
+    """Every host has exactly this version of the package installed."""
+    d = deploy_of(context)
+    if d.plan_skips_check(f"package version for {name}"):
+        return
+    d.check(ops.package_versions(d, name), equal_to(version), f"package version for {name}", "package#status")

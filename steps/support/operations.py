@@ -1,0 +1,218 @@
+"""Packages, services, app revisions, health checks and notifications: the agent calls behind
+the step vocabulary, each with its plan-mode twin (a read-only action and "would change")."""
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator_lib.agents.appmgr import DEFAULT_HEALTH_URL
+from orchestrator_lib.inventory import Host
+from orchestrator_lib.orchestration import HostResult, RunResult, Status
+from orchestrator_lib.reporting import Cell, Outcome
+
+from .deploy import Deploy, StepFailed, failure_text, values_of
+from .matchers import Unanswered
+from .parsing import RunOptions
+
+#: a health check that loops on the host gets this much longer on the SSH side
+CHECK_MARGIN = 30.0
+
+
+# ---- packages ---------------------------------------------------------------------------------------
+def update_package(d: Deploy, name: str, version: str | None, options: RunOptions) -> None:
+    """To `version`, or (None) to the newest the host's package sources offer."""
+    hosts, subject = d.hosts(), f"package {name}"
+    if d.plan:
+        # `candidate` is asked for but only used when the agent reports it: without it, "newest"
+        # cannot be known read-only, and every host is shown as a possible change.
+        run = d.call(hosts, "package", "status", {"name": name, "candidate": True})
+        current = values_of(run, lambda r: r.data.get("version"))
+        candidates = {h: r.data.get("candidate") for h, r in run.results.items()}
+        if version:
+            d.plan_change("package#update", subject, current, version)
+        elif all(candidates.values()):
+            d.plan_change("package#update", subject, current, lambda h: candidates[h])
+        else:
+            d.plan_change("package#update", subject, current, "the newest available", always=True)
+        d.scenario.facts["version"] = version or "the newest available"
+        return
+    args = {"name": name, **({"version": version} if version else {})}
+    run = d.act(hosts, "package", "update", args, subject=subject, options=options, timeout=900.0)
+    d.scenario.facts["version"] = version or _common(run, "version")
+
+
+def package_versions(d: Deploy, name: str) -> dict[str, Any]:
+    run = d.call(d.hosts(), "package", "status", {"name": name})
+    return values_of(run, lambda r: r.data.get("version"))
+
+
+def report_versions(d: Deploy, name: str) -> None:
+    """Read-only (so the same in plan mode): one cell per host and the distribution of versions."""
+    run = d.conclude(d.call(d.hosts(), "package", "status", {"name": name}), f"package {name}")
+    d.say(run.summary("version"))
+
+
+def _common(run: RunResult, key: str) -> str:
+    values = {str(r.data.get(key)) for r in run.results.values()}
+    return values.pop() if len(values) == 1 else "several versions"
+
+
+# ---- app revisions (appmgr) -------------------------------------------------------------------------
+def _app_state(state: Any) -> Any:
+    if not isinstance(state, dict):
+        return state
+    package, running = state.get("package"), state.get("running")
+    return running if package == running else f"package {package}, running {running}"
+
+
+def _app_cell(result: HostResult) -> Cell:
+    cell = Cell.from_host_result(result, "appmgr#deploy", f"app {result.data.get('app', '')}".strip())
+    cell.before, cell.after = _app_state(result.before), _app_state(result.after)
+    return cell
+
+
+def deploy_app(d: Deploy, app: str, revision: str, options: RunOptions) -> None:
+    """Package to the revision, restart only where needed, wait until the app reports it."""
+    hosts, subject = d.hosts(), f"app {app}"
+    d.scenario.facts["version"] = revision
+    if d.plan:
+        packages = d.call(hosts, "package", "status", {"name": app})
+        running = d.call(hosts, "health", "http", {"url": DEFAULT_HEALTH_URL, "field": "version", "timeout": 2})
+        current: dict[str, Any] = {}
+        for name, p in packages.results.items():
+            seen = running.results[name].data.get("last", {}).get("version")
+            current[name] = Unanswered.of(p) if not p.ok else _app_state({"package": p.data.get("version"), "running": seen})
+        d.plan_change("appmgr#deploy", subject, current, revision)
+        return
+    d.act(hosts, "appmgr", "deploy", {"app": app, "revision": revision}, subject=subject, options=options,
+          timeout=900.0, describe_result=_app_cell)
+
+
+# ---- services ---------------------------------------------------------------------------------------
+PLANNED = {"start": "running", "stop": "stopped", "restart": "restarted", "reload": "reloaded"}
+
+
+def _service_cell(action: str, before: dict[str, str] | None = None):
+    def describe(result: HostResult) -> Cell:
+        cell = Cell.from_host_result(result, f"service#{action}", f"service {result.data.get('name', '')}".strip())
+        if before and result.host in before:
+            cell.before = before[result.host]
+        if result.status is Status.CHANGED and action in ("restart", "reload"):
+            cell.after = PLANNED[action]
+        return cell
+    return describe
+
+
+def service_action(d: Deploy, name: str, action: str, options: RunOptions,
+                   hosts: list[Host] | None = None, before: dict[str, str] | None = None) -> None:
+    hosts = d.hosts() if hosts is None else hosts
+    subject = f"service {name}"
+    if d.plan:
+        run = d.call(hosts, "service", "status", {"name": name})
+        current = values_of(run, lambda r: r.data.get("state"))
+        if before:
+            current = {h: before.get(h, v) for h, v in current.items()}
+        d.plan_change(f"service#{action}", subject, current, PLANNED[action], always=action in ("restart", "reload"))
+        return
+    d.act(hosts, "service", action, {"name": name}, subject=subject, options=options,
+          describe_result=_service_cell(action, before))
+
+
+def service_states(d: Deploy, name: str) -> dict[str, Any]:
+    run = d.call(d.hosts(), "service", "status", {"name": name})
+    return values_of(run, lambda r: r.data.get("state"))
+
+
+def restart_unless_reporting(d: Deploy, name: str, port: int, field: str, value: str, options: RunOptions) -> None:
+    """Restart only where the service does not yet report `field` = `value` (a process started
+    before its package was upgraded still reports the old version): re-running changes nothing."""
+    hosts = d.hosts()
+    run = d.call(hosts, "health", "http", {"url": health_url(d, port), "field": field, "expect": value, "timeout": 2})
+    stale: list[Host] = []
+    reported: dict[str, str] = {}
+    for host in hosts:
+        r = run.results[host.name]
+        if r.ok:
+            d.matrix.record(host.name, Cell(Outcome.OK, f"already reports {field} {value}", "service#restart",
+                                            f"service {name}", "running", "running"))
+        elif r.status is Status.FAILED and "last" in r.data:
+            stale.append(host)
+            reported[host.name] = f"running {field} {r.data['last'].get(field)}"
+    silent = RunResult(run.label, {h: r for h, r in run.results.items() if not r.ok and h not in reported}, run.elapsed)
+    if silent.results:
+        d.matrix.record_run(silent)
+        raise StepFailed(failure_text(silent))
+    if not stale:
+        d.say(f"service#restart: not needed, every host reports {field} {value} on port {port}")
+        return
+    d.say(f"{len(stale)} of {len(hosts)} hosts do not report {field} {value} on port {port}: "
+          f"{', '.join(h.name for h in stale)}")
+    service_action(d, name, "restart", options, hosts=stale, before=reported)
+
+
+# ---- health -----------------------------------------------------------------------------------------
+def health_url(d: Deploy, port: int) -> str:
+    return f"http://127.0.0.1:{port}{d.settings.health_path}"
+
+
+def _last(result: HostResult, *fields: str) -> Any:
+    """What a host's check saw last, even when the check failed; Unanswered if it never ran."""
+    last = result.data.get("last")
+    if not isinstance(last, dict):
+        return Unanswered.of(result)
+    seen = {f: last.get(f) for f in fields}
+    if last.get("error") and "status" in fields and last.get("status") is None:
+        seen["error"] = last["error"]
+    return seen
+
+
+def health_reports(d: Deploy, port: int, field: str, value: str, seconds: float) -> dict[str, Any]:
+    """{host: {"status": 200, field: ...}}: the check loops on the host until it reports `value`."""
+    args = {"url": health_url(d, port), "field": field, "expect": value, "deadline": seconds, "interval": 1}
+    run = d.call(d.hosts(), "health", "http", args, timeout=seconds + CHECK_MARGIN)
+    return {h: _last(r, "status", field) for h, r in run.results.items()}
+
+
+def health_passes(d: Deploy, port: int, seconds: float) -> dict[str, Any]:
+    args = {"url": health_url(d, port), "deadline": seconds, "interval": 1}
+    run = d.call(d.hosts(), "health", "http", args, timeout=seconds + CHECK_MARGIN)
+    return {h: _last(r, "status") for h, r in run.results.items()}
+
+
+def load_averages(d: Deploy, threshold: float, seconds: float) -> dict[str, Any]:
+    args = {"threshold": threshold, "deadline": seconds, "interval": 1}
+    run = d.call(d.hosts(), "health", "load", args, timeout=seconds + CHECK_MARGIN)
+    return {h: v["load1"] if isinstance(v, dict) else v for h, v in
+            ((h, _last(r, "load1")) for h, r in run.results.items())}
+
+
+# ---- notifications ----------------------------------------------------------------------------------
+def notification_hosts(d: Deploy) -> list[Host]:
+    """The estate's notification hosts, in order: its group (-D notify_group), else roles::notify."""
+    inventory, group = d.inventory, d.settings.notify_group
+    hosts = inventory.group(group) if group in inventory.groups else \
+        [h for h in inventory.hosts.values() if "roles::notify" in h.classes]
+    if not hosts:
+        raise StepFailed(f"{inventory.path.name} has no notification host (no group {group!r}, "
+                         f"no host with class roles::notify)")
+    return hosts
+
+
+def notify(d: Deploy, recipient: str, template: str) -> None:
+    """Send through the first notification host that delivers (MCollective-style failover)."""
+    message, hosts = d.fill(template), notification_hosts(d)
+    if d.plan:
+        d.say(f"plan: would notify {recipient} through {hosts[0].name}: {message}")
+        return
+    problems = []
+    for host in hosts:
+        webhook = d.settings.notify_webhook.format(address=host.address, name=host.name)
+        run = d.call([host], "notify", "send", {"recipient": recipient, "message": message, "webhook": webhook},
+                     timeout=60.0)
+        result = run.results[host.name]
+        if result.ok:
+            d.conclude(run)
+            d.say(f"{recipient} notified through {host.name}: {message}")
+            return
+        problems.append(f"{host.name}: {result.status}: {result.message}")
+        d.say(f"{host.name} could not notify ({result.status}: {result.message}); trying the next host")
+    raise StepFailed(f"no notification host could notify {recipient}: " + "; ".join(problems))

@@ -1,0 +1,70 @@
+"""The step vocabulary's parameter types, registered with behave's `parse` matcher. They only
+recognise text; values are checked where they are used, so a bad one fails as a step failure
+with a one-line message rather than as an undefined step."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import parse
+from behave import register_type
+
+from orchestrator_lib.orchestration import parse_batch_size
+from orchestrator_lib.orchestration.batches import BatchSize
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """" in batches of 2 with 2 tries": how a When fans out (MCollective's --batch, tries)."""
+    batch: str | None = None
+    tries: int = 1
+
+    def batch_size(self) -> BatchSize:
+        return parse_batch_size(self.batch) if self.batch else None
+
+    def __str__(self) -> str:
+        parts = [f"in batches of {self.batch}"] if self.batch else []
+        return " ".join(parts + ([f"with {self.tries} tries"] if self.tries != 1 else []))
+
+
+@parse.with_pattern(r'[^\s"]+')
+def parse_word(text: str) -> str:
+    return text
+
+
+@parse.with_pattern(r'[^\s",]+(?:(?:\s*,\s*|\s+and\s+)[^\s",]+)*')
+def parse_names(text: str) -> list[str]:
+    """"web1, web2 and web3" -> ["web1", "web2", "web3"]."""
+    return [n for n in re.split(r"\s*,\s*|\s+and\s+", text.strip()) if n]
+
+
+@parse.with_pattern(r"(?:\s+in batches of [^\s\"]+|\s+with \d+ tr(?:y|ies))*")
+def parse_run_options(text: str) -> RunOptions:
+    batch = re.search(r"in batches of (\S+)", text)
+    tries = re.search(r"with (\d+) tr", text)
+    return RunOptions(batch.group(1) if batch else None, int(tries.group(1)) if tries else 1)
+
+
+@parse.with_pattern(r"disable|drain|enable")
+def parse_lb_action(text: str) -> str:
+    return text
+
+
+@parse.with_pattern(r"disabled|drained|enabled")
+def parse_lb_state(text: str) -> str:
+    return {"disabled": "maint", "drained": "drain", "enabled": "ready"}[text]
+
+
+@parse.with_pattern(r"hosts?")
+def parse_hosts_word(text: str) -> str:
+    return text
+
+
+@parse.with_pattern(r"seconds?")
+def parse_seconds_word(text: str) -> str:
+    return text
+
+
+register_type(Word=parse_word, Names=parse_names, RunOptions=parse_run_options,
+              LbAction=parse_lb_action, LbState=parse_lb_state, Hosts=parse_hosts_word,
+              Seconds=parse_seconds_word)
