@@ -1,7 +1,10 @@
 """Controller side of the host agent protocol: one SSH exec per action per host.
 
-The agent zipapp is named by its content hash, so the common case is a single exec: run it if it
-is there, else (exit 111) upload it under a temporary name, move it into place, and run again.
+The agent is installed on a host as a directory named by the zipapp's content hash, unpacked and
+with its bytecode compiled by the host's own python3, so an action neither decompresses nor
+compiles anything: it is a bare interpreter start plus the few modules the action imports. The
+common case is a single exec: run the agent if it is there, else (exit 111) upload the zipapp,
+install it (see INSTALL_SCRIPT), and run again.
 """
 from __future__ import annotations
 
@@ -18,7 +21,31 @@ from .orchestration.results import HostResult, Status
 
 AGENT_DIR = "/var/lib/orchestrator"
 PYTHON = "/usr/bin/python3"
+#: -S: no site module and no site-packages (the agent is stdlib only); -E: ignore PYTHON* variables.
+#: Never -B: the interpreter must be free to write bytecode, e.g. after a Python upgrade on the host.
+PYTHON_FLAGS = "-S -E"
 MISSING_RC = 111
+#: Run on the host by its python3 with (uploaded zipapp, temporary directory, final directory):
+#: unpack, compile (for the host's Python version, with tracebacks naming the final paths), then
+#: rename the directory into place. rename() is atomic, so a concurrent caller sees the whole agent
+#: or none of it; when several callers race, the first rename wins and the others drop their copy.
+INSTALL_SCRIPT = """\
+import compileall, os, shutil, sys, zipfile
+archive, tmp, final = sys.argv[1:]
+try:
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(tmp)
+    if not compileall.compile_dir(tmp, ddir=final, quiet=1):
+        sys.exit(f"cannot compile the agent in {tmp}")
+    try:
+        os.rename(tmp, final)
+    except OSError:  # taken: fine if by another caller's complete copy
+        if not os.path.isfile(os.path.join(final, "__main__.py")):
+            raise
+finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.unlink(archive)
+"""
 _STATUSES = {"ok": Status.OK, "changed": Status.CHANGED, "failed": Status.FAILED}
 
 
@@ -36,23 +63,26 @@ def default_caller() -> str:
 
 
 def agent_path(sha: str) -> str:
-    return f"{AGENT_DIR}/agent-{sha}.pyz"
+    """The agent's directory on a host (the unpacked zipapp, with its __pycache__)."""
+    return f"{AGENT_DIR}/agent-{sha}"
 
 
 def agent_command(sha: str) -> str:
-    path = shlex.quote(agent_path(sha))
-    return f"[ -f {path} ] || exit {MISSING_RC}; exec {PYTHON} {path}"
+    main = shlex.quote(f"{agent_path(sha)}/__main__.py")
+    return f"[ -f {main} ] || exit {MISSING_RC}; exec {PYTHON} {PYTHON_FLAGS} {main}"
 
 
 def upload_agent(pool: Any, host: Any, data: bytes, sha: str, timeout: float = 60) -> None:
-    """Write to a unique temporary name, then rename: a concurrent caller never runs half a file."""
+    """Upload the zipapp under a unique temporary name, then install it (INSTALL_SCRIPT)."""
     path = agent_path(sha)
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
     r = pool.exec(host, f"mkdir -p {shlex.quote(AGENT_DIR)}", timeout=timeout)
     if r.rc != 0:
         raise RuntimeError(f"mkdir -p {AGENT_DIR} failed: {_first_line(r.stderr) or f'rc {r.rc}'}")
-    pool.put(host, data, tmp, 0o644)
-    r = pool.exec(host, f"mv -f {shlex.quote(tmp)} {shlex.quote(path)}", timeout=timeout)
+    archive = f"{tmp}.pyz"
+    pool.put(host, data, archive, 0o644)
+    args = " ".join(shlex.quote(a) for a in (archive, tmp, path))
+    r = pool.exec(host, f"{PYTHON} {PYTHON_FLAGS} - {args}", stdin=INSTALL_SCRIPT.encode(), timeout=timeout)
     if r.rc != 0:
         raise RuntimeError(f"installing {path} failed: {_first_line(r.stderr) or f'rc {r.rc}'}")
 

@@ -2,14 +2,17 @@
 (MCollective's AAA audit log). Secrets in arguments never reach the file."""
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import re
 import sys
-from typing import Any
+import time
 
 from . import core
+
+TYPE_CHECKING = False  # as in core: annotations only, typing costs every run
+if TYPE_CHECKING:
+    from typing import Any
 
 AUDIT_PATH = "/var/log/orchestrator/audit.jsonl"
 #: Only for running the agent off-host (tests, a developer's shell): hosts use AUDIT_PATH.
@@ -34,10 +37,16 @@ def redact(value: Any, key: str = "") -> Any:
     return value
 
 
+def utc_iso(ts: float) -> str:
+    """ISO 8601 in UTC to the millisecond, `2023-11-14T22:13:20.123+00:00` (datetime would add ~1 ms
+    to every run for this one line)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}+00:00"
+
+
 def entry(req: "core.Request", reply: "core.Reply", identity: Any, duration: float = 0.0) -> dict[str, Any]:
     now = core.system().time()
     return {
-        "time": _dt.datetime.fromtimestamp(now, _dt.timezone.utc).isoformat(timespec="milliseconds"),
+        "time": utc_iso(now),
         "reqid": req.reqid,
         "caller": req.caller,
         "key": getattr(identity, "label", None),

@@ -1,7 +1,8 @@
 """Pack the host agent into one zipapp (controller side; never shipped itself).
 
 The bytes are deterministic (sorted entries, fixed timestamps and modes), so the content hash
-names the archive: hosts keep `agent-<sha12>.pyz`, and an unchanged agent is never re-uploaded.
+names the agent: hosts keep it unpacked and compiled as `agent-<sha12>/` (rpc.INSTALL_SCRIPT),
+and an unchanged agent is never re-uploaded.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import socket
-from dataclasses import dataclass
+from collections import namedtuple
 
 from . import core
 from .core import ActionError, Reply, Request
@@ -23,13 +23,9 @@ DRAIN_BITS = FDRAIN | IDRAIN
 TARGETS = {"disable": "maint", "drain": "drain", "enable": "ready"}
 
 
-@dataclass(frozen=True)
-class ServerState:
-    backend: str
-    name: str
-    address: str
-    op_state: int
-    admin_state: int
+class ServerState(namedtuple("ServerState", "backend name address op_state admin_state")):
+    """One line of `show servers state`: the server, its address, and its two state numbers."""
+    __slots__ = ()
 
     @property
     def op(self) -> str:

@@ -7,11 +7,14 @@ import functools
 import json
 import os
 import re
-from dataclasses import dataclass
-from typing import Any, Callable
+from collections import namedtuple
 
 from . import core
 from .core import ActionError, Reply, Request
+
+TYPE_CHECKING = False  # as in core: annotations only, typing costs every run
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 agent = core.Agent(__name__, "http, command (nrpe-style), load checks with tries/deadline")
 
@@ -21,11 +24,9 @@ NRPE_DIR = "/etc/nagios/nrpe.d"
 CHECK_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-@dataclass
-class Verdict:
-    passed: bool
-    detail: dict[str, Any]
-    summary: str
+class Verdict(namedtuple("Verdict", "passed detail summary")):
+    """One check's result: passed or not, a detail dict for the reply's data, a one-line summary."""
+    __slots__ = ()
 
 
 def poll(check: Callable[[float], Verdict], *, tries: int | None, interval: float,

@@ -4,7 +4,7 @@ and no package-manager write, so re-running a deploy is cheap and safe."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections import namedtuple
 
 from . import core, rpcutil
 from .core import ActionError, CmdResult, Reply, Request
@@ -19,11 +19,10 @@ PACKAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._@-]*$")
 VERSION = re.compile(r"^[A-Za-z0-9.+~:_-]+$")
 
 
-@dataclass(frozen=True)
-class PackageState:
-    name: str
-    version: str | None     # None: not installed
-    state: str              # installed | absent | config-files | half-configured | ...
+class PackageState(namedtuple("PackageState", "name version state")):
+    """`version` is None when not installed; `state` is installed | absent | config-files |
+    half-configured | ..."""
+    __slots__ = ()
 
     @property
     def installed(self) -> bool:
@@ -266,12 +265,9 @@ def choose_backend() -> PackageBackend:
     raise ActionError("no supported package manager (dpkg/apt or rpm/dnf) on this host")
 
 
-@dataclass
-class Outcome:
-    changed: bool
-    before: str | None
-    after: str | None
-    message: str
+class Outcome(namedtuple("Outcome", "changed before after message")):
+    """What `ensure` did: changed or not, the version before and after (None: absent), and why."""
+    __slots__ = ()
 
 
 def ensure(backend: PackageBackend, name: str, version: str | None = None, *,

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import platform
-import socket
 
 from . import core
 from .core import Reply, Request
@@ -30,6 +28,8 @@ def os_release(text: str | None = None) -> dict[str, str]:
 
 def live_facts() -> dict[str, str]:
     """What the host says about itself. Strings, like inventory facts, so filters compare alike."""
+    import platform
+    import socket
     rel = os_release()
     load = core.system().loadavg()
     return {

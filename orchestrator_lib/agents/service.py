@@ -4,7 +4,7 @@ returns once the process exists, not once it serves (lab notes, pitfall 5)."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections import namedtuple
 
 from . import core
 from .core import ActionError, CmdResult, Reply, Request
@@ -15,13 +15,9 @@ SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._-]*$")
 DEFAULT_WAIT = 30.0
 
 
-@dataclass(frozen=True)
-class ServiceState:
-    name: str
-    exists: bool
-    running: bool
-    pid: int | None = None
-    detail: str = ""        # the init system's own words, e.g. "run: app: (pid 42) 7s"
+class ServiceState(namedtuple("ServiceState", "name exists running pid detail", defaults=(None, ""))):
+    """`pid` may be None; `detail` is the init system's own words, e.g. "run: app: (pid 42) 7s"."""
+    __slots__ = ()
 
 
 class ServiceBackend:

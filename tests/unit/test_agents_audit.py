@@ -47,3 +47,8 @@ def test_env_override_for_off_host_runs(isolated, monkeypatch):
     audit.record(core.Request("rpcutil", "ping"), core.Reply.ok(), policy.Identity(()),
                  env={audit.AUDIT_ENV: str(target)})
     assert json.loads(target.read_text())["action"] == "ping"
+
+
+def test_time_is_utc_iso_to_the_millisecond():
+    assert audit.utc_iso(1_700_000_000.1239) == "2023-11-14T22:13:20.123+00:00"
+    assert audit.utc_iso(0) == "1970-01-01T00:00:00.000+00:00"

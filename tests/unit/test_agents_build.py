@@ -72,6 +72,36 @@ def test_zipapp_protocol_error_exit_code(tmp_path):
     assert p.returncode == 2 and json.loads(p.stdout)["message"].startswith("protocol error")
 
 
+#: Never loaded by a ping: each costs every run 2-8 ms of CPU (subprocess, socket...: only in the
+#: actions that need them; typing, dataclasses: nowhere in the agent; pkgutil: AGENTS is a static
+#: list; hashlib/_hashlib: OpenSSL, while the caller's key fingerprint uses the built-in SHA-256).
+HEAVY = {"typing", "dataclasses", "inspect", "pkgutil", "subprocess", "shutil", "hashlib", "_hashlib",
+         "traceback", "socket", "platform", "urllib.request", "ssl", "email", "zipfile"}
+#: What sshd writes to $SSH_USER_AUTH with ExposeAuthInfo (a throwaway ed25519 key).
+AUTH_INFO = "publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIw9H8Qhl/5JwaUOhTWToGSa8Oc5x+uCBK/8cfv52Y3/\n"
+
+
+@pytest.mark.parametrize("action, heavy", [
+    ("ping", HEAVY),
+    ("agents", {"typing", "dataclasses", "inspect", "pkgutil", "subprocess", "hashlib", "_hashlib", "urllib.request"}),
+])
+def test_startup_stays_lean(tmp_path, action, heavy):
+    """Interpreter start and imports are most of what an action costs the host: check what loads."""
+    with zipfile.ZipFile(io.BytesIO(build.agent_archive()[0])) as zf:
+        zf.extractall(tmp_path / "agent")
+    (tmp_path / "auth").write_text(AUTH_INFO)
+    probe = ("import io, sys; from orchestrator_lib.agents import core; "
+             "core.main(io.StringIO(sys.argv[1]), io.StringIO()); print(*sys.modules)")
+    p = subprocess.run([HOST_PYTHON, "-S", "-E", "-c", probe, json.dumps({"agent": "rpcutil", "action": action})],
+                       capture_output=True, text=True, cwd=tmp_path / "agent", timeout=60,
+                       env={"PATH": "/usr/bin:/bin", "ORCHESTRATOR_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+                            "SSH_USER_AUTH": str(tmp_path / "auth")})
+    loaded = set(p.stdout.split())
+    assert p.returncode == 0 and "orchestrator_lib.agents.rpcutil" in loaded, p.stderr
+    assert json.loads((tmp_path / "audit.jsonl").read_text())["key"] == "SHA256:BQr00Dj4EuEXOv5kUqRH3zcWM11liLd+Blbvfpntg9g"
+    assert loaded & heavy == set()
+
+
 @pytest.mark.skipif(not shutil.which("python3"), reason="no python3")
 def test_build_cli(tmp_path, capsys):
     assert build.main([str(tmp_path / "out.pyz")]) == 0

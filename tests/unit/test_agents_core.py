@@ -2,6 +2,7 @@
 import io
 import json
 import pathlib
+import re
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -98,6 +99,13 @@ def test_real_system_run_never_raises():
 
 
 # --------------------------------------------------------------------------- rpcutil
+
+def test_static_agent_list_is_the_modules_that_define_an_agent():
+    package_dir = pathlib.Path(core.__file__).parent
+    defining = sorted(p.stem for p in package_dir.glob("*.py")
+                      if re.search(r"^agent = core\.Agent\(__name__", p.read_text(), re.MULTILINE))
+    assert list(core.AGENTS) == defining == ALL_AGENTS
+
 
 def test_rpcutil_agents_lists_every_module():
     r = call(FakeSystem(), "rpcutil", "agents")

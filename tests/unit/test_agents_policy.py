@@ -22,6 +22,12 @@ def test_fingerprint_matches_ssh_keygen():
     assert policy.fingerprint(PUB.split()[1]) == FP
 
 
+def test_builtin_sha256_is_sha256():
+    import hashlib
+    for data in (b"", b"abc", bytes(range(256)) * 100):
+        assert policy.sha256(data) == hashlib.sha256(data).digest()
+
+
 @pytest.mark.skipif(not shutil.which("ssh-keygen"), reason="no ssh-keygen")
 def test_fingerprint_of_a_fresh_key(tmp_path):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True)

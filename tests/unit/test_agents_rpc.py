@@ -47,8 +47,8 @@ def test_request_and_command_shape():
     r = rpc.call(pool, HOST, "rpcutil", "ping", {}, reqid="r1", caller="rip@ctl")
     (command, stdin), = pool.calls
     _, sha = rpc.agent_archive()
-    assert command == (f"[ -f /var/lib/orchestrator/agent-{sha}.pyz ] || exit 111; "
-                       f"exec /usr/bin/python3 /var/lib/orchestrator/agent-{sha}.pyz")
+    assert command == (f"[ -f /var/lib/orchestrator/agent-{sha}/__main__.py ] || exit 111; "
+                       f"exec /usr/bin/python3 -S -E /var/lib/orchestrator/agent-{sha}/__main__.py")
     assert json.loads(stdin) == {"reqid": "r1", "caller": "rip@ctl", "agent": "rpcutil", "action": "ping",
                                  "args": {}, "facts": {"cluster": "alfa"}}
     assert (r.host, r.status, r.message, r.data, r.rc) == ("web1", Status.OK, "pong", {"pong": 1.0}, 0)
@@ -62,11 +62,13 @@ def test_missing_agent_is_uploaded_atomically_then_run():
     assert (r.status, r.before, r.after, r.data) == (Status.CHANGED, "1", "2", {"version": "2"})
     commands = [c for c, _ in pool.calls]
     assert commands[1] == "mkdir -p /var/lib/orchestrator"
-    [(tmp, size, mode)] = pool.puts
+    [(archive, size, mode)] = pool.puts
     _, sha = rpc.agent_archive()
-    final = f"/var/lib/orchestrator/agent-{sha}.pyz"
-    assert tmp.startswith(final + ".tmp-") and size == len(rpc.agent_archive()[0]) and mode == 0o644
-    assert commands[2] == f"mv -f {tmp} {final}"
+    final = f"/var/lib/orchestrator/agent-{sha}"
+    assert archive.startswith(final + ".tmp-") and archive.endswith(".pyz")
+    assert size == len(rpc.agent_archive()[0]) and mode == 0o644
+    tmp = archive.removesuffix(".pyz")
+    assert pool.calls[2] == (f"/usr/bin/python3 -S -E - {archive} {tmp} {final}", rpc.INSTALL_SCRIPT.encode())
     assert commands[3] == commands[0]
 
 
@@ -103,6 +105,40 @@ def test_new_reqid_and_caller():
     assert "@" in rpc.default_caller()
 
 
+HOST_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+
+def test_install_is_atomic_and_concurrent_installs_agree(tmp_path):
+    """Several workers reaching a fresh host at once each install a copy: the first rename wins,
+    the others drop theirs; no temporary file or directory is left, and the agent runs."""
+    data, sha = rpc.agent_archive()
+    final = tmp_path / f"agent-{sha}"
+
+    def start(tag):
+        archive = tmp_path / f"agent-{sha}.tmp-{tag}.pyz"
+        archive.write_bytes(data)
+        argv = [HOST_PYTHON, "-S", "-E", "-", str(archive), str(archive.with_suffix("")), str(final)]
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p.stdin.write(rpc.INSTALL_SCRIPT)
+        p.stdin.close()
+        return p
+
+    procs = [start(tag) for tag in "abcd"]
+    for p in procs:
+        assert p.wait(timeout=120) == 0, p.stderr.read()
+    assert [p.name for p in tmp_path.iterdir()] == [final.name]
+    assert list((final / "orchestrator_lib" / "agents" / "__pycache__").glob("core.*.pyc"))
+    env = {"PATH": "/usr/bin:/bin", "ORCHESTRATOR_AUDIT_LOG": str(tmp_path.parent / "audit.jsonl")}
+    run = subprocess.run([HOST_PYTHON, "-S", "-E", str(final / "__main__.py")], input=b'{"agent": "rpcutil", "action": "ping"}',
+                         capture_output=True, env=env, timeout=60)
+    assert json.loads(run.stdout)["status"] == "ok", run.stderr
+
+    (final / "__main__.py").unlink()  # an incomplete directory in the way is an error, not an install
+    p = start("e")
+    assert p.wait(timeout=120) != 0 and "Directory not empty" in p.stderr.read()
+    assert [p.name for p in tmp_path.iterdir()] == [final.name]
+
+
 class LocalPool:
     """Runs commands on this machine with sh, as sshd would on a host (ping only: harmless)."""
 
@@ -130,6 +166,9 @@ def test_end_to_end_through_a_shell(tmp_path, monkeypatch):
     assert r.status is Status.OK and pool.puts == 1 and r.duration > 0
     r = rpc.call(pool, HOST, "rpcutil", "facts", {}, reqid="e2e2", caller="t@c")
     assert r.status is Status.OK and pool.puts == 1 and r.data["facts"]["cluster"] == "alfa"
-    assert [p.name for p in (tmp_path / "lib" / "orchestrator").iterdir()] == [f"agent-{rpc.agent_archive()[1]}.pyz"]
+    [installed] = (tmp_path / "lib" / "orchestrator").iterdir()  # no temporary file or directory left
+    assert installed.name == f"agent-{rpc.agent_archive()[1]}"
+    cached = {p.name.split(".")[0] for p in (installed / "orchestrator_lib" / "agents" / "__pycache__").iterdir()}
+    assert {"core", "policy", "audit", "rpcutil", "package"} <= cached  # compiled at install, not at each run
     lines = (tmp_path / "audit.jsonl").read_text().splitlines()
     assert [json.loads(x)["reqid"] for x in lines] == ["e2e", "e2e2"]
