@@ -353,8 +353,10 @@ def status(req: Request) -> Reply:
     st = backend.state(name)
     version = st.version if st.installed else None
     text = f"{name} {version}" if version else f"{name} {st.state}"
-    return Reply.ok(text, before=version, after=version,
-                    data={"name": name, "version": version, "state": st.state, "backend": backend.label})
+    data = {"name": name, "version": version, "state": st.state, "backend": backend.label}
+    if req.bool_arg("candidate"):  # read-only: what `update` to the newest would install (plan mode)
+        data["candidate"] = backend.candidate(name)
+    return Reply.ok(text, before=version, after=version, data=data)
 
 
 @agent.action
