@@ -9,6 +9,7 @@ Every process the lab starts is recorded by PID (with its start time) and stoppe
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import shutil
 import signal
@@ -24,12 +25,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..errors import LabError
 from ..inventory import Host, Inventory
+from ..agents import policy
 from . import aptrepo, network
 
 FILES = Path(__file__).parent / "files"
 ROLES = ("web", "lb", "notify", "plain")
 ROLE_PORTS = {"web": (22, 8080, 80), "lb": (22, 80), "notify": (22, 8025), "plain": (22,)}
 READY_TIMEOUT = 60.0
+AUDITOR_ACTIONS = ("rpcutil#*", "package#status", "service#status", "haproxy#status",
+                   "firewall#status", "health#*")
 
 
 @dataclass(frozen=True)
@@ -237,10 +241,34 @@ class Lab:
         path.write_text(text)
         return path
 
+    @property
+    def auditor_key(self) -> Path:
+        """A second, read-only caller: the host policy lets it run status actions only."""
+        return self.client_key.with_name(self.client_key.name + "_auditor")
+
+    def _authorized_keys(self) -> Path:
+        path = self.state_dir / "authorized_keys"
+        path.write_text(Path(f"{self.client_key}.pub").read_text() + Path(f"{self.auditor_key}.pub").read_text())
+        return path
+
+    def _policy(self) -> Path:
+        """The hosts' allow-list (agents/policy.py): the deployer may run everything, the auditor
+        only what reads state; any other key nothing."""
+        def fingerprint(key: Path) -> str:
+            return policy.fingerprint(Path(f"{key}.pub").read_text().split()[1])
+
+        rules = {"default": "deny", "rules": [
+            {"key": fingerprint(self.client_key), "allow": ["*"]},
+            {"key": fingerprint(self.auditor_key), "allow": list(AUDITOR_ACTIONS)}]}
+        path = self.state_dir / "policy.json"
+        path.write_text(json.dumps(rules, indent=2) + "\n")
+        return path
+
     def _build_layers(self) -> None:
         """Rebuilt at every `up`: the lowest layer is the live machine, so a copied-up dpkg status
         from an older build could disagree with /usr."""
-        self._build_layer("base", [], {"authorized_keys": Path(f"{self.client_key}.pub")}, {})
+        self._build_layer("base", [], {"authorized_keys": self._authorized_keys(),
+                                       "policy.json": self._policy()}, {})
         roles = {self.role(h) for h in self.hosts}
         initial = " ".join(f"{p}={v}" for p, v in aptrepo.INITIAL.items())
         jobs = {"web": ({}, {"LAB_INITIAL": initial}),
@@ -265,8 +293,9 @@ class Lab:
         started = time.monotonic()
         self.down(progress=lambda _msg: None)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        if not self.client_key.exists():
-            _write_ssh_key(self.client_key, f"deployer@{self.inventory.name}")
+        for key, who in ((self.client_key, "deployer"), (self.auditor_key, "auditor")):
+            if not key.exists():
+                _write_ssh_key(key, f"{who}@{self.inventory.name}")
         aptrepo.build_repository(self.state_dir / "apt")
         self._build_layers()
         known = []

@@ -216,3 +216,18 @@ def test_rpcutil_facts_are_live_and_merged_with_the_inventory(session):
     facts = result.results["web3"].data
     flat = json.dumps(facts)
     assert "web3" in flat and "Debian" in flat and "alfa" in flat
+
+
+# ---- security: the hosts' allow-list ------------------------------------------------------------
+def test_a_read_only_caller_may_read_state_but_not_change_it(fresh_lab, tmp_path):
+    env = tmp_path / "auditor.yaml"
+    local = (ROOT / "environments" / "local.yaml").read_text().replace("../.lab/", f"{ROOT}/.lab/")
+    env.write_text(local.replace("key: " + f"{ROOT}/.lab/local/id_ed25519", f"key: {fresh_lab.auditor_key}"))
+    with Session(env, audit_path=None) as auditor:
+        hosts = [auditor.host("web1")]
+        assert auditor.call(hosts, "package", "status", {"name": "mywebapp"}).ok
+        denied = auditor.call(hosts, "package", "update", {"name": "mywebapp", "version": "4.2.6-3.el5"})
+    assert denied.failed == ["web1"] and "denied by policy: package#update" in denied.results["web1"].message
+    assert fresh_lab.exec_in("web1", ["dpkg-query", "-W", "-f=${Version}", "mywebapp"]).stdout == "4.2.5-1.el5"
+    audit = fresh_lab.exec_in("web1", ["cat", "/var/log/orchestrator/audit.jsonl"]).stdout.splitlines()
+    assert "denied" in audit[-1] and "package" in audit[-1]

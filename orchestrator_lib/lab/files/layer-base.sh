@@ -13,6 +13,9 @@ rm -rf /root/.ssh
 mkdir -m 700 /root/.ssh
 cp /srv/lab-input/authorized_keys /root/.ssh/authorized_keys
 chmod 600 /root/.ssh/authorized_keys
+# Which key may run which agent action (orchestrator_lib/agents/policy.py).
+mkdir -p /etc/orchestrator
+cp /srv/lab-input/policy.json /etc/orchestrator/policy.json
 cat > /etc/ssh/sshd_config.d/lab.conf <<'CONF'
 # First value wins in sshd_config: this file is included before Debian's defaults.
 HostKey /etc/ssh/ssh_host_ed25519_key
