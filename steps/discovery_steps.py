@@ -1,54 +1,38 @@
 """Which hosts a scenario updates. The filters accumulate (AND) in the scenario, so a Background
 can say the estate and a scenario narrow it; pre-discovery pings them and pins the count."""
-from behave import given
-
 from orchestrator_lib.discovery import CountContract
 from steps.support import parsing  # noqa: F401  (registers the parameter types)
-from steps.support.deploy import deploy_of, user_errors
+from steps.support.binding import deploy_of, given
 
 
 @given("I want to update hosts with class {klass:Word}")
 def step_class(context, klass):
     """Only hosts with this class (an exact name, or a /regex/), like `mco -C`."""
-    target = deploy_of(context).scenario.target
-    target.classes.append(klass)
-    with user_errors():
-        target.filter()
+    deploy_of(context).narrow(classes=[klass])
 
 
 @given("I want to update hosts with fact {fact:Word}")
 def step_fact(context, fact):
     """Only hosts whose fact matches: `country=de`, `load<2`, `os=~/deb/`, like `mco -W`."""
-    target = deploy_of(context).scenario.target
-    target.facts.append(fact)
-    with user_errors():
-        target.filter()
+    deploy_of(context).narrow(facts=[fact])
 
 
 @given('I want to update hosts matching "{expression}"')
 def step_compound(context, expression):
     """Only hosts matching a compound expression: `cluster=alfa and not hagroup=c`, like `mco -S`."""
-    target = deploy_of(context).scenario.target
-    target.compounds.append(expression)
-    with user_errors():
-        target.filter()
+    deploy_of(context).narrow(compounds=[expression])
 
 
 @given("I want to update hosts named {names:Names}")
 def step_named(context, names):
     """Only these hosts (`web1, web2 and web3`; /regex/ allowed), like `mco -I`."""
-    target = deploy_of(context).scenario.target
-    target.identities.extend(names)
-    with user_errors():
-        target.filter()
+    deploy_of(context).narrow(identities=names)
 
 
 @given("I want to update the hosts of group {group:Word}")
 def step_group(context, group):
     """Only the hosts a group of the estate file lists."""
-    d = deploy_of(context)
-    with user_errors():
-        d.scenario.target.identities.extend(h.name for h in d.inventory.group(group))
+    deploy_of(context).narrow_to_group(group)
 
 
 @given("I want to pre-discover how many hosts to update")

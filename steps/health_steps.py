@@ -1,11 +1,11 @@
 """Health checks that loop on each host until they pass or the time is up (one SSH round trip
 per host however long they wait)."""
-from behave import then
 from hamcrest import has_entries, less_than
 
-from steps.support import operations as ops
+from orchestrator_lib.deploy import operations as ops
 from steps.support import parsing  # noqa: F401  (registers the parameter types)
-from steps.support.deploy import deploy_of
+from steps.support.binding import deploy_of, then
+from steps.support.matchers import check
 
 
 @then("the health check on port {port:d} should report {field:Word} {value:Word} within {seconds:d} {unit:Seconds}")
@@ -16,7 +16,7 @@ def step_health_reports(context, port, field, value, seconds, unit):
     if d.plan_skips_check(f"health on port {port} reports {field} {value}"):
         return
     wanted = has_entries(status=200, **{field: value})
-    d.check(ops.health_reports(d, port, field, value, seconds), wanted, f"health check on port {port}", "health#http")
+    check(d, ops.health_reports(d, port, field, value, seconds), wanted, f"health check on port {port}", "health#http")
 
 
 @then("the health check on port {port:d} should pass within {seconds:d} {unit:Seconds}")
@@ -25,7 +25,7 @@ def step_health_passes(context, port, seconds, unit):
     d = deploy_of(context)
     if d.plan_skips_check(f"health on port {port}"):
         return
-    d.check(ops.health_passes(d, port, seconds), has_entries(status=200), f"health check on port {port}", "health#http")
+    check(d, ops.health_passes(d, port, seconds), has_entries(status=200), f"health check on port {port}", "health#http")
 
 
 @then("the load average should be below {threshold:g} within {seconds:d} {unit:Seconds}")
@@ -34,4 +34,4 @@ def step_load(context, threshold, seconds, unit):
     d = deploy_of(context)
     if d.plan_skips_check(f"load below {threshold:g}"):
         return
-    d.check(ops.load_averages(d, threshold, seconds), less_than(threshold), "1-minute load average", "health#load")
+    check(d, ops.load_averages(d, threshold, seconds), less_than(threshold), "1-minute load average", "health#load")

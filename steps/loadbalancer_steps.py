@@ -1,29 +1,29 @@
 """Taking the hosts out of the load balancer and putting them back: by firewall (the hosts drop
 the LB's traffic, so HAProxy's health checks mark them DOWN) or by HAProxy's admin state."""
-from behave import given, then, when
 from hamcrest import has_entries
 
-from steps.support import loadbalancer as lb
+from orchestrator_lib.deploy import loadbalancer as lb
 from steps.support import parsing  # noqa: F401  (registers the parameter types)
-from steps.support.deploy import deploy_of
+from steps.support.binding import deploy_of, given, then, when
+from steps.support.matchers import check
 
 
 @given("the load balancer has ip address {address:Word}")
 def step_lb_address(context, address):
     """The LB by address: its traffic is what "block" drops (it may be a host of the estate)."""
-    deploy_of(context).set_lb_address(address)
+    lb.set_address(deploy_of(context), address)
 
 
 @given("the load balancer is {name:Word}")
 def step_lb_host(context, name):
     """The LB by host name in the estate file."""
-    deploy_of(context).set_lb_host(name)
+    lb.set_host(deploy_of(context), name)
 
 
 @given("the load balancer backend is {backend:Word}")
 def step_lb_backend(context, backend):
     """The HAProxy backend whose servers are the hosts (default: -D backend, or the lab's)."""
-    deploy_of(context).scenario.backend = backend
+    lb.set_backend(deploy_of(context), backend)
 
 
 @when("I block the load balancer")
@@ -46,7 +46,7 @@ def step_blocked(context):
     if d.plan_skips_check("traffic from the load balancer blocked"):
         return
     wanted = has_entries(firewall="blocked", haproxy="DOWN")
-    d.check(lb.traffic_states(d, until=wanted), wanted, "traffic from the load balancer")
+    check(d, lb.traffic_states(d, until=wanted.matches), wanted, "traffic from the load balancer")
 
 
 @then("traffic from the load balancer should be unblocked")
@@ -56,7 +56,7 @@ def step_unblocked(context):
     if d.plan_skips_check("traffic from the load balancer unblocked"):
         return
     wanted = has_entries(firewall="unblocked", haproxy="UP")
-    d.check(lb.traffic_states(d, until=wanted), wanted, "traffic from the load balancer")
+    check(d, lb.traffic_states(d, until=wanted.matches), wanted, "traffic from the load balancer")
 
 
 @when("I {action:LbAction} the hosts in the load balancer backend {backend:Word}")
@@ -73,4 +73,4 @@ def step_admin_state(context, admin, backend):
     if d.plan_skips_check(f"servers {admin} in backend {backend}"):
         return
     wanted = has_entries(admin=admin, op="UP") if admin == "ready" else has_entries(admin=admin)
-    d.check(lb.admin_states(d, backend, until=wanted), wanted, f"HAProxy backend {backend}", "haproxy#status")
+    check(d, lb.admin_states(d, backend, until=wanted.matches), wanted, f"HAProxy backend {backend}", "haproxy#status")

@@ -1,9 +1,7 @@
 """Telling people: a webhook on the estate's notification hosts, the next one if the first fails."""
-from behave import when
-
-from steps.support import operations as ops
+from orchestrator_lib.deploy import operations as ops
 from steps.support import parsing  # noqa: F401  (registers the parameter types)
-from steps.support.deploy import deploy_of
+from steps.support.binding import deploy_of, when
 
 
 @when('I notify {recipient:Word} that "{message}"')

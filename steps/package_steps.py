@@ -1,11 +1,11 @@
 """Packages and app revisions. Updates are idempotent: a host already at the version is left
 alone, so re-running a deploy changes only what is not yet done."""
-from behave import then, when
 from hamcrest import equal_to
 
-from steps.support import operations as ops
+from orchestrator_lib.deploy import operations as ops
 from steps.support import parsing  # noqa: F401  (registers the parameter types)
-from steps.support.deploy import deploy_of
+from steps.support.binding import deploy_of, then, when
+from steps.support.matchers import check
 
 
 @when("I update the package {name:Word}{options:RunOptions}")
@@ -39,4 +39,4 @@ def step_package_version(context, name, version):
     d = deploy_of(context)
     if d.plan_skips_check(f"package version for {name}"):
         return
-    d.check(ops.package_versions(d, name), equal_to(version), f"package version for {name}", "package#status")
+    check(d, ops.package_versions(d, name), equal_to(version), f"package version for {name}", "package#status")

@@ -1,10 +1,10 @@
 """Services, under whatever init the host runs (runit, systemd, SysV)."""
-from behave import then, when
 from hamcrest import equal_to
 
-from steps.support import operations as ops
+from orchestrator_lib.deploy import operations as ops
 from steps.support import parsing  # noqa: F401  (registers the parameter types)
-from steps.support.deploy import deploy_of
+from steps.support.binding import deploy_of, then, when
+from steps.support.matchers import check
 
 
 @when("I restart the service {name:Word}{options:RunOptions}")
@@ -44,4 +44,4 @@ def step_service_state(context, name, state):
     d = deploy_of(context)
     if d.plan_skips_check(f"service {name} {state}"):
         return
-    d.check(ops.service_states(d, name), equal_to(state), f"service {name}", "service#status")
+    check(d, ops.service_states(d, name), equal_to(state), f"service {name}", "service#status")

@@ -11,12 +11,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from orchestrator_lib.deploy import Deploy, Settings
 from orchestrator_lib.errors import OrchestratorError
 from orchestrator_lib.inventory import Inventory, load_inventory
 from orchestrator_lib.reporting import ResultMatrix
 from orchestrator_lib.session import Session
-from steps.support.deploy import Deploy
-from steps.support.settings import Settings
 
 FAIL_FAST_TAG = "fail_fast"
 

@@ -1,4 +1,5 @@
-"""What the step definitions share: the run's settings, its Session and result matrix, the
-scenario's targets, and the few helpers that turn library results into assertions.
+"""What the step definitions share, all of it behave glue: the parameter types (`parsing`), the
+run's Deploy on behave's context and the step decorators (`binding`), and the PyHamcrest
+assertions on every host (`matchers`). The deploy logic itself is orchestrator_lib.deploy.
 
-Steps stay thin (parse, call, assert); anything longer lives here, where it can be read once."""
+Steps stay thin (parse, call the library, assert)."""

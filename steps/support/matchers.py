@@ -1,31 +1,18 @@
 """PyHamcrest on a whole estate: `assert_that({host: value}, on_every_host(matcher))` fails with
-one line per failing host, saying what was expected and what the host actually has."""
+one line per failing host, saying what was expected and what the host actually has. `check` is a
+Then's verdict: each host's cell in the result matrix, then that assertion."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Mapping
 
+from hamcrest import assert_that
 from hamcrest.core.base_matcher import BaseMatcher
 from hamcrest.core.description import Description
 from hamcrest.core.helpers.wrap_matcher import wrap_matcher
 from hamcrest.core.matcher import Matcher
 from hamcrest.core.string_description import StringDescription
 
-from orchestrator_lib.orchestration import HostResult
-
-
-@dataclass(frozen=True)
-class Unanswered:
-    """The value of a host that gave none (unreachable, or its check itself failed)."""
-    status: str
-    message: str
-
-    @classmethod
-    def of(cls, result: HostResult) -> "Unanswered":
-        return cls(str(result.status), result.message)
-
-    def __repr__(self) -> str:
-        return f"<{self.status}: {self.message}>" if self.message else f"<{self.status}>"
+from orchestrator_lib.deploy import Deploy
 
 
 def describe(matcher: Matcher[Any]) -> str:
@@ -59,3 +46,10 @@ class OnEveryHost(BaseMatcher[Mapping[str, Any]]):
 
 def on_every_host(matcher: Any) -> OnEveryHost:
     return OnEveryHost(matcher)
+
+
+def check(d: Deploy, values: Mapping[str, Any], matcher: Any, what: str, label: str = "") -> None:
+    """A Then: record each host (ok, failed, unreachable) in the matrix, and assert with PyHamcrest."""
+    every = on_every_host(matcher)
+    d.record_check(values, every.matcher.matches, describe(every.matcher), what, label)
+    assert_that(values, every, what)

@@ -4,27 +4,11 @@ with a one-line message rather than as an undefined step."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import parse
 from behave import register_type
 
-from orchestrator_lib.orchestration import parse_batch_size
-from orchestrator_lib.orchestration.batches import BatchSize
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """" in batches of 2 with 2 tries": how a When fans out (MCollective's --batch, tries)."""
-    batch: str | None = None
-    tries: int = 1
-
-    def batch_size(self) -> BatchSize:
-        return parse_batch_size(self.batch) if self.batch else None
-
-    def __str__(self) -> str:
-        parts = [f"in batches of {self.batch}"] if self.batch else []
-        return " ".join(parts + ([f"with {self.tries} tries"] if self.tries != 1 else []))
+from orchestrator_lib.deploy import RunOptions
 
 
 @parse.with_pattern(r'[^\s"]+')

@@ -1,11 +1,12 @@
-"""The run's settings, from behave's userdata (`-D NAME=VALUE`, defaults in pyproject.toml's
-[tool.behave.userdata]). One place, so a typo'd value fails before any host is touched."""
+"""A deploy run's settings, from behave's userdata (`-D NAME=VALUE`, defaults in pyproject.toml's
+[tool.behave.userdata]) or any mapping with its getbool/getfloat. One place, so a typo'd value
+fails before any host is touched."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator_lib.errors import OrchestratorError
+from ..errors import OrchestratorError
 
 LAB_CHOICES = ("keep", "down")
 

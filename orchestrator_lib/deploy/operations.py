@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator_lib.agents.appmgr import DEFAULT_HEALTH_URL
-from orchestrator_lib.inventory import Host
-from orchestrator_lib.orchestration import HostResult, RunResult, Status
-from orchestrator_lib.reporting import Cell, Outcome
-
-from .deploy import Deploy, StepFailed, failure_text, values_of
-from .matchers import Unanswered
-from .parsing import RunOptions
+from ..agents.appmgr import DEFAULT_HEALTH_URL
+from ..inventory import Host
+from ..orchestration import HostResult, RunResult, Status
+from ..reporting import Cell, Outcome
+from .run import Deploy, DeployError, RunOptions, Unanswered, failure_text, values_of
 
 #: a health check that loops on the host gets this much longer on the SSH side
 CHECK_MARGIN = 30.0
@@ -140,7 +137,7 @@ def restart_unless_reporting(d: Deploy, name: str, port: int, field: str, value:
     silent = RunResult(run.label, {h: r for h, r in run.results.items() if not r.ok and h not in reported}, run.elapsed)
     if silent.results:
         d.matrix.record_run(silent)
-        raise StepFailed(failure_text(silent))
+        raise DeployError(failure_text(silent))
     if not stale:
         d.say(f"service#restart: not needed, every host reports {field} {value} on port {port}")
         return
@@ -192,8 +189,8 @@ def notification_hosts(d: Deploy) -> list[Host]:
     hosts = inventory.group(group) if group in inventory.groups else \
         [h for h in inventory.hosts.values() if "roles::notify" in h.classes]
     if not hosts:
-        raise StepFailed(f"{inventory.path.name} has no notification host (no group {group!r}, "
-                         f"no host with class roles::notify)")
+        raise DeployError(f"{inventory.path.name} has no notification host (no group {group!r}, "
+                          f"no host with class roles::notify)")
     return hosts
 
 
@@ -215,4 +212,4 @@ def notify(d: Deploy, recipient: str, template: str) -> None:
             return
         problems.append(f"{host.name}: {result.status}: {result.message}")
         d.say(f"{host.name} could not notify ({result.status}: {result.message}); trying the next host")
-    raise StepFailed(f"no notification host could notify {recipient}: " + "; ".join(problems))
+    raise DeployError(f"no notification host could notify {recipient}: " + "; ".join(problems))

@@ -1,44 +1,64 @@
-"""`Deploy`: what every step of one behave run shares (settings, the Session with its SSH
-connections, the result matrix) and the scenario's own state (targets, load balancer, message
-facts, plan). Its verbs are the only way steps reach hosts, so each one records its cells in the
-matrix, prints its tally, and turns library errors into one-line step failures."""
+"""`Deploy`: one deploy run over a Session. It holds what every step of the run shares (settings,
+the Session with its SSH connections, the result matrix) and the scenario's own state (targets,
+load balancer, message facts, plan). Its verbs are the only way a deploy reaches hosts, so each
+one records its cells in the matrix, prints its tally, and fails with a one-line `DeployError`
+that names the hosts.
+
+Checks (the Thens) read one value per host here and leave the verdict to the caller:
+`record_check` takes a predicate and the wanted value in words, and the caller then asserts (the
+behave steps use PyHamcrest; this layer imports neither)."""
 from __future__ import annotations
 
-import contextlib
-import ipaddress
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, TextIO
+from typing import Any, Callable, Iterable, Mapping, TextIO
 
-from hamcrest import assert_that
-
-from orchestrator_lib.discovery import CountContract
-from orchestrator_lib.errors import OrchestratorError
-from orchestrator_lib.inventory import Host, Inventory
-from orchestrator_lib.orchestration import HostResult, RunResult
-from orchestrator_lib.reporting import Cell, Outcome, ResultMatrix
-from orchestrator_lib.session import Session
-
-from .matchers import Unanswered, describe, on_every_host
-from .parsing import RunOptions
+from ..discovery import CountContract
+from ..errors import OrchestratorError
+from ..inventory import Host, Inventory
+from ..orchestration import HostResult, RunResult, parse_batch_size
+from ..orchestration.batches import BatchSize
+from ..reporting import Cell, Outcome, ResultMatrix
+from ..session import Session
 from .settings import Settings
 from .targets import Target
 
+#: what goes before a note, so it sits under behave's (indented) step line
 INDENT = "      "
 
 
-class StepFailed(AssertionError):
-    """behave prints an AssertionError's message alone (any other exception gets a traceback)."""
+class DeployError(OrchestratorError):
+    """A deploy step cannot go on (a host failed, a setting is missing): the operator's to read,
+    a line that names the hosts, sometimes followed by one line per host."""
 
 
-@contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Library errors are the user's to fix and already one line: show just that line."""
-    try:
-        yield
-    except OrchestratorError as e:
-        raise StepFailed(str(e)) from None
+@dataclass(frozen=True)
+class RunOptions:
+    """" in batches of 2 with 2 tries": how a When fans out (MCollective's --batch, tries)."""
+    batch: str | None = None
+    tries: int = 1
+
+    def batch_size(self) -> BatchSize:
+        return parse_batch_size(self.batch) if self.batch else None
+
+    def __str__(self) -> str:
+        parts = [f"in batches of {self.batch}"] if self.batch else []
+        return " ".join(parts + ([f"with {self.tries} tries"] if self.tries != 1 else []))
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    """The value of a host that gave none (unreachable, or its check itself failed)."""
+    status: str
+    message: str
+
+    @classmethod
+    def of(cls, result: HostResult) -> "Unanswered":
+        return cls(str(result.status), result.message)
+
+    def __repr__(self) -> str:
+        return f"<{self.status}: {self.message}>" if self.message else f"<{self.status}>"
 
 
 @dataclass(frozen=True)
@@ -75,6 +95,38 @@ def failure_text(run: RunResult) -> str:
     return "\n".join(lines)
 
 
+def plan_cells(label: str, subject: str, current: Mapping[str, Any], wanted: Any,
+               planned: Mapping[tuple[str, str], Any], *, always: bool = False) -> tuple[dict[str, Cell], list[str]]:
+    """Plan mode's arithmetic for one When: each host's cell, from its current state (or the state
+    an earlier planned step of the scenario would have left, in `planned`) and the wanted one (a
+    value, or a function of the host name). Returns the cells and the hosts that would change."""
+    cells: dict[str, Cell] = {}
+    would: list[str] = []
+    for host, now in current.items():
+        if isinstance(now, Unanswered):
+            cells[host] = Cell(Outcome(now.status), now.message, label, subject)
+            continue
+        now = planned.get((host, subject), now)
+        target = wanted(host) if callable(wanted) else wanted
+        if always or now != target:
+            cells[host] = Cell(Outcome.WOULD_CHANGE, f"would change {subject}", label, subject, now, target)
+            would.append(host)
+        else:
+            cells[host] = Cell(Outcome.OK, f"{subject} already {target}", label, subject, now, now)
+    return cells, would
+
+
+def fill_message(template: str, facts: Mapping[str, str]) -> str:
+    """`template` with its {placeholders} filled from `facts`; a wrong one is a one-line error."""
+    try:
+        return template.format_map(facts)
+    except KeyError as e:
+        raise DeployError(f"unknown placeholder {{{e.args[0]}}} in {template!r} "
+                          f"(known: {', '.join(sorted(facts))})") from None
+    except (ValueError, IndexError) as e:
+        raise DeployError(f"bad message template {template!r}: {e}") from None
+
+
 class Deploy:
     def __init__(self, settings: Settings, session: Session, matrix: ResultMatrix,
                  out: TextIO | None = None) -> None:
@@ -101,19 +153,27 @@ class Deploy:
         self.matrix.note(line)
 
     # ---- which hosts ----------------------------------------------------------------------------
+    def narrow(self, *, identities: Iterable[str] = (), facts: Iterable[str] = (),
+               classes: Iterable[str] = (), compounds: Iterable[str] = ()) -> None:
+        """More filters for the scenario's hosts (AND with those given before)."""
+        self.scenario.target.narrow(identities=identities, facts=facts, classes=classes, compounds=compounds)
+
+    def narrow_to_group(self, group: str) -> None:
+        """Only the hosts a group of the estate file lists."""
+        self.narrow(identities=[h.name for h in self.inventory.group(group)])
+
     def hosts(self) -> list[Host]:
         """The scenario's hosts: the pre-discovered ones, else what the filters select now."""
         target = self.scenario.target
         pinned = target.pinned_hosts()
         if pinned is not None:
             return pinned
-        with user_errors():
-            flt = target.require_some_filter()
-            hosts = self.session.select(flt)
-            if not hosts:
-                raise OrchestratorError(f"no host matches {flt.describe()} in {self.inventory.path.name}")
-            if target.contract is not None:
-                target.contract.check(len(hosts), [h.name for h in hosts])
+        flt = target.require_some_filter()
+        hosts = self.session.select(flt)
+        if not hosts:
+            raise DeployError(f"no host matches {flt.describe()} in {self.inventory.path.name}")
+        if target.contract is not None:
+            target.contract.check(len(hosts), [h.name for h in hosts])
         return hosts
 
     def pre_discover(self, contract: CountContract | None) -> list[Host]:
@@ -121,9 +181,8 @@ class Deploy:
         answer fails the step by name. What was found is then the contract for the scenario."""
         since = len(self.session.history)
         try:
-            with user_errors():
-                flt = self.scenario.target.require_some_filter()
-                hosts = self.session.discover(flt, contract, live=True)
+            flt = self.scenario.target.require_some_filter()
+            hosts = self.session.discover(flt, contract, live=True)
         finally:
             self._record_new_runs(since)
         lb = self.scenario.lb
@@ -131,7 +190,7 @@ class Deploy:
             run = self.call([lb.host], "rpcutil", "ping")
             self.matrix.record_run(run)
             if not run.ok:
-                raise StepFailed(f"the load balancer {lb.name} did not answer: {run.results[lb.name].message}")
+                raise DeployError(f"the load balancer {lb.name} did not answer: {run.results[lb.name].message}")
         self.scenario.target.pin(hosts, contract or CountContract.exactly(len(hosts)))
         self.say(f"discovered {len(hosts)} host{'s' if len(hosts) != 1 else ''}: {', '.join(h.name for h in hosts)}")
         return hosts
@@ -141,46 +200,11 @@ class Deploy:
             self.matrix.record_run(run)
             self.say(run.tally())
 
-    # ---- the load balancer ------------------------------------------------------------------------
-    def set_lb_address(self, address: str) -> None:
-        try:
-            ipaddress.ip_address(address)
-        except ValueError:
-            raise StepFailed(f"the load balancer's address {address!r} is not an IP address") from None
-        host = next((h for h in self.inventory.hosts.values() if h.address == address), None)
-        self.scenario.lb = LoadBalancer(address, host)
-
-    def set_lb_host(self, name: str) -> None:
-        with user_errors():
-            host = self.inventory.host(name)
-        self.scenario.lb = LoadBalancer(host.address, host)
-
-    def lb(self) -> LoadBalancer:
-        if self.scenario.lb is None:
-            raise StepFailed("no load balancer given: add 'Given the load balancer is NAME' "
-                             "(or 'has ip address ADDRESS') to the Background")
-        return self.scenario.lb
-
-    def lb_host(self) -> Host:
-        lb = self.lb()
-        if lb.host is None:
-            raise StepFailed(f"the load balancer {lb.address} is not a host of {self.inventory.path.name}: "
-                             f"its HAProxy cannot be asked")
-        return lb.host
-
-    def backend(self, named: str | None = None) -> str:
-        backend = named or self.scenario.backend or self.settings.backend or str(self.inventory.lab.get("backend", ""))
-        if not backend:
-            raise StepFailed("no HAProxy backend known: add 'Given the load balancer backend is NAME' "
-                             "or run with -D backend=NAME")
-        return backend
-
     # ---- acting -----------------------------------------------------------------------------------
     def call(self, hosts: list[Host], agent: str, action: str, args: Mapping[str, Any] | None = None,
              options: RunOptions = RunOptions(), timeout: float = 300.0) -> RunResult:
-        with user_errors():
-            return self.session.call(hosts, agent, action, args, batch_size=options.batch_size(),
-                                     tries=options.tries, timeout=timeout)
+        return self.session.call(hosts, agent, action, args, batch_size=options.batch_size(),
+                                 tries=options.tries, timeout=timeout)
 
     def act(self, hosts: list[Host], agent: str, action: str, args: Mapping[str, Any] | None = None, *,
             subject: str = "", options: RunOptions = RunOptions(), timeout: float = 300.0,
@@ -194,7 +218,7 @@ class Deploy:
         self.matrix.record_run(run, subject, describe_result)
         self.say(run.tally())
         if not run.ok:
-            raise StepFailed(failure_text(run))
+            raise DeployError(failure_text(run))
         return run
 
     # ---- plan mode --------------------------------------------------------------------------------
@@ -202,24 +226,16 @@ class Deploy:
                     always: bool = False) -> None:
         """A When in plan mode: compare each host's current state (as earlier planned steps
         would have left it) with the state the step wants, and record "would change"."""
-        would: list[str] = []
-        for host, now in current.items():
-            if isinstance(now, Unanswered):
-                self.matrix.record(host, Cell(Outcome(now.status), now.message, label, subject))
-                continue
-            now = self.scenario.planned.get((host, subject), now)
-            target = wanted(host) if callable(wanted) else wanted
-            if always or now != target:
-                self.matrix.record(host, Cell(Outcome.WOULD_CHANGE, f"would change {subject}", label, subject, now, target))
-                self.scenario.planned[(host, subject)] = target
-                would.append(host)
-            else:
-                self.matrix.record(host, Cell(Outcome.OK, f"{subject} already {target}", label, subject, now, now))
+        cells, would = plan_cells(label, subject, current, wanted, self.scenario.planned, always=always)
+        for host, cell in cells.items():
+            self.matrix.record(host, cell)
+            if host in would:
+                self.scenario.planned[(host, subject)] = cell.after
         names = f" ({', '.join(would)})" if would else ""
         self.say(f"plan {label}: would change {subject} on {len(would)} of {len(current)} hosts{names}")
         bad = {h: v for h, v in current.items() if isinstance(v, Unanswered)}
         if bad:
-            raise StepFailed(f"plan {label}: no state from " + "; ".join(f"{h}: {v!r}" for h, v in bad.items()))
+            raise DeployError(f"plan {label}: no state from " + "; ".join(f"{h}: {v!r}" for h, v in bad.items()))
 
     def plan_skips_check(self, what: str) -> bool:
         """Then steps check real state; in plan mode nothing was changed, so they are not run."""
@@ -227,28 +243,28 @@ class Deploy:
             self.say(f"plan: not checked ({what})")
         return self.plan
 
-    # ---- asserting --------------------------------------------------------------------------------
-    def check(self, values: Mapping[str, Any], matcher: Any, what: str, label: str = "") -> None:
-        """A Then: record each host (ok, failed, unreachable) and assert with PyHamcrest."""
-        every = on_every_host(matcher)
+    # ---- checking ---------------------------------------------------------------------------------
+    def record_check(self, values: Mapping[str, Any], matches: Callable[[Any], bool], expected: str,
+                     what: str, label: str = "") -> None:
+        """A Then's cells: each host ok, failed (`expected`, in words, and the actual value) or as
+        it did not answer. `matches` judges one host's value; the caller asserts afterwards."""
         for host, value in values.items():
             if isinstance(value, Unanswered):
                 self.matrix.record(host, Cell(Outcome(value.status), value.message, label))
-            elif every.matcher.matches(value):
+            elif matches(value):
                 self.matrix.record(host, Cell(Outcome.OK, f"{what}: {value}", label))
             else:
-                self.matrix.record(host, Cell(Outcome.FAILED, f"{what}: expected {describe(every.matcher)}, "
+                self.matrix.record(host, Cell(Outcome.FAILED, f"{what}: expected {expected}, "
                                                               f"actual {value!r}", label))
-        assert_that(values, every, what)
 
-    def wait_for(self, read: Callable[[], dict[str, Any]], matcher: Any, seconds: float,
+    def wait_for(self, read: Callable[[], dict[str, Any]], until: Callable[[Any], bool], seconds: float,
                  interval: float = 0.25) -> dict[str, Any]:
-        """Read until every host matches or `seconds` passed; the last reading either way."""
-        every = on_every_host(matcher)
+        """Read until every host's value satisfies `until` or `seconds` passed; the last reading
+        either way."""
         deadline = time.monotonic() + seconds
         while True:
             values = read()
-            if every.matches(values) or time.monotonic() >= deadline:
+            if (values and all(until(v) for v in values.values())) or time.monotonic() >= deadline:
                 return values
             time.sleep(interval)
 
@@ -260,19 +276,4 @@ class Deploy:
                 "scenario": self.scenario.name, **self.scenario.facts}
 
     def fill(self, template: str) -> str:
-        facts = self.message_facts()
-        try:
-            return template.format_map(facts)
-        except KeyError as e:
-            raise StepFailed(f"unknown placeholder {{{e.args[0]}}} in {template!r} "
-                             f"(known: {', '.join(sorted(facts))})") from None
-        except (ValueError, IndexError) as e:
-            raise StepFailed(f"bad message template {template!r}: {e}") from None
-
-
-def deploy_of(context: Any) -> Deploy:
-    """The run's Deploy, which the before_all hook puts on behave's context."""
-    d = getattr(context, "deploy", None)
-    if d is None:
-        raise StepFailed("no deploy session: the hooks (environment.py) did not set one up")
-    return d
+        return fill_message(template, self.message_facts())

@@ -3,10 +3,11 @@ optional count contract, and, once pre-discovered, the pinned list every later s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
-from orchestrator_lib.discovery import CountContract, Filter
-from orchestrator_lib.errors import DiscoveryError
-from orchestrator_lib.inventory import Host
+from ..discovery import CountContract, Filter
+from ..errors import DiscoveryError
+from ..inventory import Host
 
 
 @dataclass
@@ -23,6 +24,16 @@ class Target:
         compound = " and ".join(f"({c})" for c in self.compounds) if self.compounds else None
         return Filter.parse(identities=self.identities, facts=self.facts, classes=self.classes,
                             compound=compound)
+
+    def narrow(self, *, identities: Iterable[str] = (), facts: Iterable[str] = (),
+               classes: Iterable[str] = (), compounds: Iterable[str] = ()) -> Filter:
+        """Add filters (AND with those before; identities OR among themselves) and parse the
+        whole, so a bad one fails where it was written."""
+        self.identities.extend(identities)
+        self.facts.extend(facts)
+        self.classes.extend(classes)
+        self.compounds.extend(compounds)
+        return self.filter()
 
     def require_some_filter(self) -> Filter:
         """An empty filter selects the whole estate: never what a deploy meant."""
