@@ -27,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.text import Text
 
 from .agents import core as agent_registry
+from .deploy import loadbalancer
 from .discovery import CountContract, Filter
 from .errors import OrchestratorError
 from .inventory import Host
@@ -292,17 +293,12 @@ def plan_service(session: Session, args: argparse.Namespace) -> Call:
 def plan_lb(session: Session, args: argparse.Namespace) -> Call:
     """The LB hosts run haproxy#ACTION; the filter names the backend servers it acts on."""
     servers = [] if args.filter.is_empty() else targets(session, args)
-    lb_filter = Filter.parse(identities=args.lb_host or (), classes=() if args.lb_host else "haproxy",
-                             agents="haproxy")
-    lbs = session.discover(lb_filter, live=False)
-    backend = args.backend or (session.inventory.lab or {}).get("backend") or "app"
-    call_args: dict[str, Any] = {"backend": backend}
-    if servers:
-        call_args["servers"] = [h.name for h in servers]
+    lbs = loadbalancer.find_load_balancers(session, args.lb_host)
+    backend = args.backend or loadbalancer.estate_backend(session.inventory) or "app"
 
     def server_rows(result: RunResult) -> dict[str, dict]:
         return {f"{r.host}/{name}": s for r in result.results.values()
-                for name, s in (r.data.get("servers") or {}).items()}
+                for name, s in loadbalancer.reply_servers(r).items()}
 
     def listing(result: RunResult, verbose: bool) -> list[str]:
         rows = server_rows(result)
@@ -313,7 +309,8 @@ def plan_lb(session: Session, args: argparse.Namespace) -> Call:
     def summary_line(result: RunResult) -> str:
         return derived_summary("admin", {k: s.get("admin") for k, s in server_rows(result).items()})
 
-    return Call(lbs, "haproxy", args.action, call_args, summary=summary_line, details=listing,
+    return Call(lbs, "haproxy", args.action, loadbalancer.haproxy_args(backend, servers),
+                summary=summary_line, details=listing,
                 extra_json={"lb": [h.name for h in lbs], "backend": backend,
                             "servers": [h.name for h in servers]})
 

@@ -3,21 +3,31 @@ traffic on each host) or by HAProxy's admin state (disable, drain, enable). HAPr
 the whole backend in one call on the LB; these helpers turn that answer into one result per
 targeted host, so the matrix and the tallies speak of web hosts, not of the LB.
 
-The haproxy agent's request and reply shapes and the estate's default backend are here once."""
+The haproxy agent's request and reply shapes, the estate's default backend and how to find the
+LB hosts are here once, for the deploy and for `orch lb` alike."""
 from __future__ import annotations
 
 import ipaddress
 from typing import Any, Callable, Sequence
 
+from ..discovery import Filter
 from ..inventory import Host, Inventory
 from ..orchestration import HostResult, RunResult, Status
+from ..session import Session
 from .run import Deploy, DeployError, LoadBalancer, Unanswered, values_of
 
 #: HAProxy admin state each action leaves a server in (agents/haproxy.py TARGETS)
 ADMIN_AFTER = {"disable": "maint", "drain": "drain", "enable": "ready"}
 
 
-# ---- the haproxy agent's request and reply ------------------------------------------------------------
+# ---- HAProxy, for any caller of a Session ------------------------------------------------------------
+def find_load_balancers(session: Session, name: str | None = None) -> list[Host]:
+    """The HAProxy hosts offering the haproxy agent: `name` (a host name or /regex/), else every
+    host of class haproxy. None found is an error, as for any filter."""
+    flt = Filter.parse(identities=name or (), classes=() if name else "haproxy", agents="haproxy")
+    return session.discover(flt, live=False)
+
+
 def estate_backend(inventory: Inventory) -> str:
     """The backend the estate file names (`lab: {backend: app}`), "" when it names none."""
     return str((inventory.lab or {}).get("backend") or "")
