@@ -1,0 +1,217 @@
+"""orchestrator_lib.deploy.run without a lab: plan mode's arithmetic, message filling, how a Then
+and a When are recorded in the result matrix, waiting, and which hosts a scenario targets."""
+from __future__ import annotations
+
+import pytest
+
+from orchestrator_lib.deploy import DeployError, RunOptions, Settings, Unanswered
+from orchestrator_lib.deploy.run import failure_text, fill_message, plan_cells, values_of
+from orchestrator_lib.discovery import CountContract
+from orchestrator_lib.errors import DiscoveryError, FilterError, InventoryError, OrchestratorError
+from orchestrator_lib.orchestration import HostResult, RunResult, Status
+from orchestrator_lib.reporting import Cell, Outcome
+
+from tests.unit.test_deploy_fakes import cells, make_deploy, said
+
+DOWN = Unanswered("unreachable", "web3: connection refused")
+
+
+# ---- plan mode ------------------------------------------------------------------------------------------
+def test_plan_cells_would_change_only_the_hosts_not_yet_as_wanted():
+    got, would = plan_cells("package#update", "package app", {"web1": "1.0", "web2": "2.0"}, "2.0", {})
+    assert would == ["web1"]
+    assert got["web1"] == Cell(Outcome.WOULD_CHANGE, "would change package app", "package#update", "package app",
+                               "1.0", "2.0")
+    assert got["web2"] == Cell(Outcome.OK, "package app already 2.0", "package#update", "package app", "2.0", "2.0")
+
+
+def test_plan_cells_start_from_what_an_earlier_planned_step_would_have_left():
+    """block then unblock in plan mode: the unblock sees "blocked", so it too would change."""
+    planned = {("web1", "firewall 10.0.0.2"): "blocked"}
+    got, would = plan_cells("firewall#unblock", "firewall 10.0.0.2", {"web1": "unblocked"}, "unblocked", planned)
+    assert would == ["web1"] and (got["web1"].before, got["web1"].after) == ("blocked", "unblocked")
+
+
+def test_plan_cells_with_a_wanted_state_per_host_always_and_unanswered():
+    current = {"web1": "1.0", "web2": "1.0", "web3": DOWN}
+    got, would = plan_cells("package#update", "p", current, {"web1": "1.0", "web2": "1.1"}.get, {})
+    assert would == ["web2"] and got["web3"] == Cell(Outcome.UNREACHABLE, "web3: connection refused", "package#update", "p")
+    _, would = plan_cells("service#restart", "s", {"web1": "running"}, "restarted", {}, always=True)
+    assert would == ["web1"]
+    _, would = plan_cells("service#reload", "s", {"web1": "reloaded"}, "reloaded", {}, always=True)
+    assert would == ["web1"]
+
+
+def test_plan_change_records_says_and_remembers_the_planned_state(tmp_path):
+    d = make_deploy(tmp_path, plan=True)
+    d.plan_change("firewall#block", "firewall 10.0.0.2", {"web1": "unblocked", "web2": "blocked"}, "blocked")
+    assert said(d) == ["      plan firewall#block: would change firewall 10.0.0.2 on 1 of 2 hosts (web1)"]
+    assert d.scenario.planned == {("web1", "firewall 10.0.0.2"): "blocked"}
+    assert {h: c.status for h, c in cells(d).items()} == {"web1": Outcome.WOULD_CHANGE, "web2": Outcome.OK}
+    assert d.matrix.current_step.notes == ["plan firewall#block: would change firewall 10.0.0.2 on 1 of 2 hosts (web1)"]
+    d.plan_change("firewall#unblock", "firewall 10.0.0.2", {"web1": "unblocked", "web2": "blocked"}, "unblocked")
+    assert said(d)[-1] == "      plan firewall#unblock: would change firewall 10.0.0.2 on 2 of 2 hosts (web1, web2)"
+
+
+def test_plan_change_without_a_state_from_some_host_fails_after_recording(tmp_path):
+    d = make_deploy(tmp_path, plan=True)
+    with pytest.raises(DeployError, match=r"^plan package#update: no state from web3: <unreachable: web3: conn"):
+        d.plan_change("package#update", "package app", {"web1": "1.0", "web3": DOWN}, "1.1")
+    assert said(d) == ["      plan package#update: would change package app on 1 of 2 hosts (web1)"]
+    assert cells(d)["web3"].status is Outcome.UNREACHABLE
+
+
+def test_plan_skips_checks_and_says_so(tmp_path):
+    d = make_deploy(tmp_path, plan=True)
+    assert d.plan_skips_check("service nginx running") is True
+    assert said(d) == ["      plan: not checked (service nginx running)"]
+    assert make_deploy(tmp_path).plan_skips_check("x") is False
+
+
+# ---- messages -------------------------------------------------------------------------------------------
+def test_fill_message_and_its_one_line_errors():
+    facts = {"count": "4", "version": "2.0"}
+    assert fill_message("updated {count} hosts to {version}", facts) == "updated 4 hosts to 2.0"
+    with pytest.raises(DeployError, match=r"^unknown placeholder \{nope\} in 'x \{nope\}' \(known: count, version\)$"):
+        fill_message("x {nope}", facts)
+    with pytest.raises(DeployError, match=r"^bad message template 'x \{0': expected '\}' before end of string$"):
+        fill_message("x {0", facts)
+
+
+def test_message_facts_name_the_hosts_the_run_and_what_steps_added(tmp_path):
+    d = make_deploy(tmp_path)
+    d.narrow(classes=["roles::web"])
+    d.scenario.facts["version"] = "2.0"
+    assert d.fill("{count} {hosts} {env} {feature}/{scenario} {version}") == "3 web1, web2, web3 unit f/s 2.0"
+
+
+# ---- acting and checking --------------------------------------------------------------------------------
+def result(host: str, status: Status, message: str = "", **data) -> HostResult:
+    return HostResult(host, status, message, data=data)
+
+
+def test_values_of_and_failure_text_name_the_hosts_that_did_not_answer():
+    run = RunResult("package#status", {"web1": result("web1", Status.OK, version="1.0"),
+                                       "web2": result("web2", Status.UNREACHABLE, "web2: refused"),
+                                       "web3": result("web3", Status.FAILED, "no such package")}, 0.1)
+    assert values_of(run, lambda r: r.data["version"]) == {
+        "web1": "1.0", "web2": Unanswered("unreachable", "web2: refused"), "web3": Unanswered("failed", "no such package")}
+    assert failure_text(run) == ("package#status did not succeed on web2, web3 (2 of 3 hosts):\n"
+                                 "  web2: unreachable: web2: refused\n  web3: failed: no such package")
+    assert repr(Unanswered("failed", "")) == "<failed>"
+
+
+def test_act_records_every_host_says_the_tally_and_fails_naming_the_hosts(tmp_path):
+    bad = {"service#restart": lambda h, a: result(h.name, Status.FAILED if h.name == "web2" else Status.CHANGED, "boom")}
+    d = make_deploy(tmp_path, bad)
+    d.narrow(facts=["hagroup=/a|b/"])
+    with pytest.raises(DeployError) as failed:
+        d.act(d.hosts(), "service", "restart", {"name": "nginx"}, subject="service nginx", options=RunOptions("1", 2))
+    assert str(failed.value) == "service#restart did not succeed on web2 (1 of 2 hosts):\n  web2: failed: boom"
+    assert said(d)[0].startswith("      service#restart: ok on 1 of 2 hosts (1 changed), failed on 1 (web2)")
+    assert {h: (c.status, c.subject) for h, c in cells(d).items()} == {
+        "web1": (Outcome.CHANGED, "service nginx"), "web2": (Outcome.FAILED, "service nginx")}
+
+
+def test_record_check_writes_ok_failed_and_unanswered_cells(tmp_path):
+    d = make_deploy(tmp_path)
+    d.record_check({"web1": "2.0", "web2": "1.0", "web3": DOWN}, lambda v: v == "2.0", "'2.0'",
+                   "package version for app", "package#status")
+    assert cells(d) == {
+        "web1": Cell(Outcome.OK, "package version for app: 2.0", "package#status"),
+        "web2": Cell(Outcome.FAILED, "package version for app: expected '2.0', actual '1.0'", "package#status"),
+        "web3": Cell(Outcome.UNREACHABLE, "web3: connection refused", "package#status")}
+
+
+def test_wait_for_stops_as_soon_as_every_host_is_as_wanted(tmp_path):
+    d = make_deploy(tmp_path)
+    readings = iter([{"web1": "UP", "web2": "DOWN"}, {"web1": "DOWN", "web2": "DOWN"}, {"web1": "UP", "web2": "UP"}])
+    assert d.wait_for(lambda: next(readings), lambda v: v == "DOWN", 5, interval=0) == {"web1": "DOWN", "web2": "DOWN"}
+
+
+def test_wait_for_gives_the_last_reading_when_time_is_up_and_never_passes_nothing(tmp_path):
+    d = make_deploy(tmp_path)
+    reads = []
+    assert d.wait_for(lambda: reads.append(1) or {"web1": "UP"}, lambda v: v == "DOWN", 0) == {"web1": "UP"}
+    assert d.wait_for(lambda: {}, lambda v: True, 0.05, interval=0.01) == {} and len(reads) == 1
+
+
+# ---- which hosts ----------------------------------------------------------------------------------------
+def test_filters_add_up_and_a_bad_one_fails_where_it_is_written(tmp_path):
+    d = make_deploy(tmp_path)
+    d.narrow(classes=["roles::web"])
+    d.narrow(compounds=["not hagroup=c"])
+    assert [h.name for h in d.hosts()] == ["web1", "web2"]
+    with pytest.raises(FilterError):
+        d.narrow(facts=["hagroup"])
+
+
+def test_no_filter_no_match_a_group_and_a_count_contract(tmp_path):
+    d = make_deploy(tmp_path)
+    with pytest.raises(DiscoveryError, match="^no hosts chosen: start the scenario with"):
+        d.hosts()
+    d.narrow_to_group("web")
+    assert [h.name for h in d.hosts()] == ["web1", "web2", "web3"]
+    d.scenario.target.contract = CountContract.exactly(2)
+    with pytest.raises(DiscoveryError, match="expected exactly 2 hosts, discovered 3"):
+        d.hosts()
+    with pytest.raises(InventoryError, match="unknown group 'nope'"):
+        d.narrow_to_group("nope")
+    d = make_deploy(tmp_path)
+    d.narrow(facts=["hagroup=z"])
+    with pytest.raises(DeployError, match=r"^no host matches -W hagroup=z in unit.yaml$"):
+        d.hosts()
+
+
+def test_pre_discovery_pings_records_pins_and_says_what_it_found(tmp_path):
+    d = make_deploy(tmp_path)
+    d.narrow(facts=["hagroup=/a|b/"])
+    assert [h.name for h in d.pre_discover(None)] == ["web1", "web2"]
+    assert said(d)[0].startswith("      rpcutil#ping: ok on 2 of 2 hosts")
+    assert said(d)[1] == "      discovered 2 hosts: web1, web2"
+    assert set(cells(d)) == {"web1", "web2"} and d.scenario.target.contract == CountContract.exactly(2)
+    d.session.replies["rpcutil#ping"] = lambda h, a: result(h.name, Status.UNREACHABLE, "gone")
+    assert [h.name for h in d.hosts()] == ["web1", "web2"]   # pinned: no second discovery
+    d.narrow(facts=["hagroup=a"])                           # a new filter unpins; the count still holds
+    with pytest.raises(DiscoveryError, match="expected exactly 2 hosts, discovered 1: web1"):
+        d.hosts()
+
+
+def test_pre_discovery_fails_by_name_and_still_records_the_ping(tmp_path):
+    down = {"rpcutil#ping": lambda h, a: result(h.name, Status.UNREACHABLE if h.name == "web2" else Status.OK,
+                                                 "web2: unreachable")}
+    d = make_deploy(tmp_path, down)
+    d.narrow(classes=["roles::web"])
+    with pytest.raises(DiscoveryError, match=r"^1 of 3 discovered hosts did not answer: web2: unreachable$"):
+        d.pre_discover(None)
+    assert cells(d)["web2"].status is Outcome.UNREACHABLE and d.scenario.target.pinned is None
+
+
+# ---- settings -------------------------------------------------------------------------------------------
+class UserData(dict):
+    """behave's userdata: a dict with getbool / getfloat."""
+
+    def getbool(self, name, default=False):
+        value = self.get(name, default)
+        if isinstance(value, bool):
+            return value
+        if value.lower() in ("true", "yes", "on", "1"):
+            return True
+        if value.lower() in ("false", "no", "off", "0"):
+            return False
+        raise ValueError(f"{name}={value}: not a boolean")
+
+    def getfloat(self, name, default=0.0):
+        return float(self.get(name, default))
+
+
+def test_settings_from_userdata_and_the_report_they_name():
+    s = Settings.from_userdata(UserData(env="prod", plan="true", lb_wait="2.5", backend="www"))
+    assert (s.env, s.plan, s.lb_wait, s.backend, s.lab) == ("prod", True, 2.5, "www", "keep")
+    assert s.report_template == "reports/plan-{feature}.json"
+    assert Settings.from_userdata(UserData()).report_template == "reports/deploy-{feature}.json"
+    assert Settings(report="out.json").report_template == "out.json"
+    with pytest.raises(OrchestratorError, match=r"^-D lab=up: expected one of keep, down$"):
+        Settings.from_userdata(UserData(lab="up"))
+    with pytest.raises(OrchestratorError, match=r"^userdata: "):
+        Settings.from_userdata(UserData(lb_wait="soon"))

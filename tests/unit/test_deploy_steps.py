@@ -1,0 +1,63 @@
+"""The seam between orchestrator_lib.deploy and the behave steps: the library imports neither
+behave nor PyHamcrest, library errors fail a step in one line, and a Then records every host in
+the matrix before it asserts on every host."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from behave.model_type import FileLocation
+from hamcrest import equal_to
+
+from orchestrator_lib.deploy import DeployError, Unanswered
+from steps.support.binding import StepFailed, deploy_of, one_line_errors
+from steps.support.matchers import check
+
+from tests.unit.test_deploy_fakes import cells, make_deploy
+
+
+def test_the_deploy_layer_imports_neither_behave_nor_hamcrest():
+    code = ("import sys, orchestrator_lib.deploy, orchestrator_lib.deploy.operations, orchestrator_lib.deploy.loadbalancer;"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('behave', 'hamcrest', 'steps')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_library_errors_fail_the_step_in_one_line_and_bugs_keep_their_type():
+    def step(context, what):
+        """A step."""
+        if what == "bug":
+            raise KeyError(what)
+        raise DeployError("the load balancer lb1 is among the hosts to update: narrow the filters")
+    wrapped = one_line_errors(step)
+    with pytest.raises(StepFailed, match=r"^the load balancer lb1 is among the hosts") as failed:
+        wrapped(None, what="user")
+    assert failed.value.__cause__ is None and failed.value.__suppress_context__
+    with pytest.raises(KeyError):
+        wrapped(None, "bug")
+    assert wrapped.__doc__ == "A step."
+    assert FileLocation.for_function(wrapped).line == step.__code__.co_firstlineno  # behave shows the step's own line
+
+
+def test_no_deploy_on_the_context_is_a_one_line_failure():
+    with pytest.raises(StepFailed, match="no deploy session"):
+        deploy_of(object())
+
+
+def test_check_records_every_host_then_asserts_naming_each_failing_one(tmp_path):
+    d = make_deploy(tmp_path)
+    values = {"web1": "1.1", "web2": "1.0", "web3": Unanswered("unreachable", "gone")}
+    with pytest.raises(AssertionError) as failed:
+        check(d, values, equal_to("1.1"), "package version for app", "package#status")
+    assert str(failed.value).splitlines() == [
+        "package version for app",
+        "Expected: on every host: '1.1'",
+        "     but: 2 of 3 hosts differ:",
+        "          web2: expected '1.1', actual '1.0'",
+        "          web3: expected '1.1', actual <unreachable: gone>"]
+    assert [(h, c.status.value, c.message) for h, c in cells(d).items()] == [
+        ("web1", "ok", "package version for app: 1.1"),
+        ("web2", "failed", "package version for app: expected '1.1', actual '1.0'"),
+        ("web3", "unreachable", "gone")]
+    check(d, {"web1": "1.1"}, "1.1", "package version for app")
