@@ -1,10 +1,19 @@
-"""Controller side of the host agent protocol: one SSH exec per action per host.
+"""Controller side of the host agent protocol: one SSH exec per action per host, or (the fast path)
+one request line on a resident agent per host.
 
 The agent is installed on a host as a directory named by the zipapp's content hash, unpacked and
 with its bytecode compiled by the host's own python3, so an action neither decompresses nor
 compiles anything: it is a bare interpreter start plus the few modules the action imports. The
 common case is a single exec: run the agent if it is there, else (exit 111) upload the zipapp,
 install it (see INSTALL_SCRIPT), and run again.
+
+Resident agent: on a pool that offers it (SSHPool: `transport()` and `on_close()`), the first call
+to a host opens one SSH session running the agent with `--serve` and keeps it for the run; every
+call then writes its request as one line and reads one reply line (same JSON as the one-shot
+exec, same policy check and audit line per request on the host). A session that is found dead
+(agent killed, connection dropped) is reopened once; if that fails too, the call falls back to the
+one-shot exec. A call that times out closes its session (the agent may still be busy) and fails
+as the one-shot exec would. SSHPool.close() closes the sessions.
 """
 from __future__ import annotations
 
@@ -12,11 +21,14 @@ import getpass
 import json
 import shlex
 import socket
+import threading
 import time
 import uuid
+import weakref
 from typing import Any, Mapping
 
 from .agents.build import agent_archive
+from .errors import TransportError
 from .orchestration.results import HostResult, Status
 
 AGENT_DIR = "/var/lib/orchestrator"
@@ -25,6 +37,7 @@ PYTHON = "/usr/bin/python3"
 #: Never -B: the interpreter must be free to write bytecode, e.g. after a Python upgrade on the host.
 PYTHON_FLAGS = "-S -E"
 MISSING_RC = 111
+SERVE_FLAG = "--serve"
 #: Run on the host by its python3 with (uploaded zipapp, temporary directory, final directory):
 #: unpack, compile (for the host's Python version, with tracebacks naming the final paths), then
 #: rename the directory into place. rename() is atomic, so a concurrent caller sees the whole agent
@@ -70,6 +83,10 @@ def agent_path(sha: str) -> str:
 def agent_command(sha: str) -> str:
     main = shlex.quote(f"{agent_path(sha)}/__main__.py")
     return f"[ -f {main} ] || exit {MISSING_RC}; exec {PYTHON} {PYTHON_FLAGS} {main}"
+
+
+def serve_command(sha: str) -> str:
+    return f"{agent_command(sha)} {SERVE_FLAG}"
 
 
 def upload_agent(pool: Any, host: Any, data: bytes, sha: str, timeout: float = 60) -> None:
@@ -123,16 +140,214 @@ def parse_reply(host: str, label: str, rc: int, stdout: str, stderr: str, durati
     return result
 
 
+# --------------------------------------------------------------------------- resident agents
+
+class ChannelBroken(Exception):
+    """The resident agent's session is gone (EOF, closed); `missing` when the agent is not
+    installed (the session exited 111 before any reply)."""
+
+    def __init__(self, why: str, missing: bool = False) -> None:
+        super().__init__(why)
+        self.missing = missing
+
+
+class ChannelTimeout(Exception):
+    """No reply line within the call's timeout."""
+
+
+class AgentChannel:
+    """One SSH session running `agent --serve`: request line out, reply line in."""
+
+    def __init__(self, chan: Any) -> None:
+        self.chan = chan
+        self.buffer = b""
+        self.requests = 0
+
+    @classmethod
+    def open(cls, transport: Any, sha: str, timeout: float) -> "AgentChannel":
+        chan = transport.open_session(timeout=timeout)
+        try:
+            chan.exec_command(serve_command(sha))
+        except BaseException:
+            chan.close()
+            raise
+        return cls(chan)
+
+    def dead(self) -> bool:
+        """Already known to be gone, before we write anything to it."""
+        chan = self.chan
+        return bool(chan.closed or chan.eof_received or chan.exit_status_ready())
+
+    def _broken(self, why: str) -> ChannelBroken:
+        missing = False
+        if not self.buffer.strip():
+            # the exit status may arrive just after the EOF: give it a moment (paramiko sets
+            # status_event on the exit status and on the session's close, whichever comes first)
+            deadline = time.monotonic() + 2.0
+            event = getattr(self.chan, "status_event", None)
+            while not self.chan.exit_status_ready() and time.monotonic() < deadline:
+                if event is not None:
+                    event.wait(deadline - time.monotonic())
+                else:
+                    time.sleep(0.005)
+            if self.chan.exit_status_ready():
+                missing = self.chan.recv_exit_status() == MISSING_RC
+        return ChannelBroken(why, missing=missing)
+
+    def request(self, payload: bytes, timeout: float) -> tuple[str, str]:
+        """Send one request line, return (reply line, stderr the agent wrote meanwhile)."""
+        deadline = time.monotonic() + timeout
+        try:
+            self.chan.settimeout(timeout)
+            self.chan.sendall(payload.replace(b"\n", b" ") + b"\n")
+            while b"\n" not in self.buffer:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ChannelTimeout()
+                self.chan.settimeout(left)
+                chunk = self.chan.recv(65536)
+                if not chunk:
+                    raise self._broken("the agent closed its output")
+                self.buffer += chunk
+        except socket.timeout:
+            raise ChannelTimeout() from None
+        except (EOFError, OSError) as err:  # paramiko: SSHException is an Exception, OSError on closed
+            raise self._broken(f"{type(err).__name__}: {err}") from None
+        except Exception as err:
+            if type(err).__module__.startswith("paramiko"):
+                raise self._broken(f"{type(err).__name__}: {err}") from None
+            raise
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        self.requests += 1
+        return line.decode(errors="replace"), self._stderr()
+
+    def _stderr(self) -> str:
+        """What the agent wrote on stderr (tracebacks), drained so its window never fills."""
+        out = b""
+        try:
+            while self.chan.recv_stderr_ready():
+                out += self.chan.recv_stderr(65536)
+        except Exception:
+            pass
+        return out.decode(errors="replace")
+
+    def close(self) -> None:
+        try:
+            self.chan.close()
+        except Exception:
+            pass
+
+
+class _HostSlot:
+    __slots__ = ("lock", "channel")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.channel: AgentChannel | None = None
+
+
+class _PoolChannels:
+    """The resident agents of one pool: a slot (lock + channel) per host."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.slots: dict[str, _HostSlot] = {}
+        self.opened = 0  # sessions started: tests prove reuse with it
+
+    def slot(self, host_name: str) -> _HostSlot:
+        with self.lock:
+            return self.slots.setdefault(host_name, _HostSlot())
+
+    def close_all(self) -> None:
+        with self.lock:
+            slots = list(self.slots.values())
+        for slot in slots:
+            with slot.lock:
+                channel, slot.channel = slot.channel, None
+            if channel is not None:
+                channel.close()
+
+
+_CHANNELS: "weakref.WeakKeyDictionary[Any, _PoolChannels]" = weakref.WeakKeyDictionary()
+_CHANNELS_LOCK = threading.Lock()
+
+
+def pool_channels(pool: Any) -> _PoolChannels | None:
+    """The pool's resident agents; None when the pool cannot hold sessions (one-shot only)."""
+    if not getattr(pool, "resident_agents", True) or not (hasattr(pool, "transport") and hasattr(pool, "on_close")):
+        return None
+    with _CHANNELS_LOCK:
+        state = _CHANNELS.get(pool)
+        if state is None:
+            state = _CHANNELS[pool] = _PoolChannels()
+            pool.on_close(state.close_all)
+        return state
+
+
+def _call_resident(pool: Any, host: Any, state: _PoolChannels, payload: bytes, data: bytes, sha: str,
+                   label: str, timeout: float, started: float) -> HostResult | None:
+    """The call over the host's resident agent; None when the one-shot exec must do it.
+    TransportError (the host cannot be reached at all) propagates."""
+    slot = state.slot(host.name)
+    with slot.lock:
+        installed = False
+        for attempt in (1, 2):
+            channel = slot.channel
+            if channel is not None and channel.dead():
+                channel.close()
+                channel = slot.channel = None
+            if channel is None:
+                transport = pool.transport(host)  # reconnects if it dropped; TransportError propagates
+                try:
+                    channel = AgentChannel.open(transport, sha, timeout)
+                except TransportError:
+                    raise
+                except Exception:
+                    if attempt == 2:
+                        return None
+                    continue
+                slot.channel = channel
+                state.opened += 1
+            try:
+                line, stderr = channel.request(payload, timeout)
+            except ChannelTimeout:
+                channel.close()
+                slot.channel = None
+                raise TransportError(f"{host.name}: command timed out after {timeout:g} s") from None
+            except ChannelBroken as broken:
+                channel.close()
+                slot.channel = None
+                if broken.missing and not installed:
+                    try:
+                        upload_agent(pool, host, data, sha, timeout=timeout)
+                    except RuntimeError as e:
+                        return HostResult(host=host.name, status=Status.FAILED, message=f"{label}: {e}",
+                                          rc=MISSING_RC, duration=time.monotonic() - started)
+                    installed = True
+                if attempt == 2:
+                    return None
+                continue
+            return parse_reply(host.name, label, 0, line, stderr, time.monotonic() - started)
+    return None
+
+
 def call(pool: Any, host: Any, agent: str, action: str, args: Mapping[str, Any] | None = None, *,
          reqid: str, caller: str, facts: Mapping[str, Any] | None = None, timeout: float = 60) -> HostResult:
     """Run `agent#action` on `host` through `pool` (an SSHPool). Transport errors propagate
-    (the orchestration layer turns them into UNREACHABLE); everything else is a HostResult."""
+    (the orchestration layer turns them into UNREACHABLE); everything else is a HostResult.
+    On a pool that can hold sessions the request goes to the host's resident agent; the one-shot
+    exec is the fallback."""
     data, sha = agent_archive()
     label = f"{agent}#{action}"
     payload = request_bytes(agent, action, args, reqid=reqid, caller=caller,
                             facts=host.facts if facts is None else facts)
-    command = agent_command(sha)
     started = time.monotonic()
+    state = pool_channels(pool)
+    if state is not None:
+        result = _call_resident(pool, host, state, payload, data, sha, label, timeout, started)
+        if result is not None:
+            return result
+    command = agent_command(sha)
     r = pool.exec(host, command, stdin=payload, timeout=timeout)
     if r.rc == MISSING_RC and not r.stdout.strip():
         try:

@@ -1,4 +1,6 @@
-"""`python -m orchestrator_lib.agents` (and the zipapp's root __main__) land here."""
+"""`python -m orchestrator_lib.agents` (and the zipapp's root __main__) land here: one JSON
+request on stdin and one reply on stdout, or with `--serve` one request per line until EOF (the
+resident agent rpc keeps open for a run; see core.serve)."""
 import sys
 
 from orchestrator_lib.agents.core import main

@@ -362,27 +362,63 @@ def _ensure_path() -> None:
     os.environ["PATH"] = ":".join([p for p in parts if p] + [p for p in STANDARD_PATH if p not in parts])
 
 
-def main(stdin: Any = None, stdout: Any = None) -> int:
-    """Entry point: one JSON request on stdin, one JSON reply on stdout.
-    Exit 0 whenever the action ran (even `failed`); 2 for a bad request, 1 for an agent bug."""
-    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
-    _ensure_path()
+def respond(raw: str) -> tuple[dict[str, Any], int]:
+    """One request's whole life, text in, (reply object, exit status) out; never raises.
+    Exit status 0 whenever the action ran (even `failed`); 2 for a bad request, 1 for an agent bug."""
     try:
-        raw = stdin.read()
         try:
             obj = json.loads(raw)
         except ValueError as e:
             raise ProtocolError(f"request is not JSON: {e}") from None
-        reply = handle(obj)
+        return handle(obj).to_obj(), 0
     except ProtocolError as e:
-        json.dump(Reply.failed(f"protocol error: {e}").to_obj(), stdout)
-        stdout.write("\n")
-        return 2
-    except Exception as e:  # a bug outside any action (policy, audit): still one JSON line
+        return Reply.failed(f"protocol error: {e}").to_obj(), 2
+    except (Exception, SystemExit) as e:  # a bug outside any action (policy, audit): still one JSON line
         _print_traceback()
-        json.dump(Reply.failed(f"agent error: {type(e).__name__}: {e}").to_obj(), stdout)
-        stdout.write("\n")
-        return 1
-    json.dump(reply.to_obj(), stdout, default=str)
-    stdout.write("\n")
+        return Reply.failed(f"agent error: {type(e).__name__}: {e}").to_obj(), 1
+
+
+def serve(stdin: Any, stdout: Any) -> int:
+    """The resident mode (`--serve`): one JSON request per line in, one JSON reply per line out,
+    one at a time, until EOF. Each request goes through respond() exactly as a one-shot run does
+    (policy, action, audit line); nothing read from the host is kept between requests."""
+    for raw in iter(stdin.readline, ""):
+        if not raw.strip():
+            continue
+        reply, _rc = respond(raw)
+        try:
+            stdout.write(json.dumps(reply, default=str) + "\n")  # ASCII: never a raw newline inside
+            stdout.flush()
+        except (BrokenPipeError, ValueError, OSError):  # the controller went away
+            return 0
     return 0
+
+
+def _serve_on_private_fds() -> int:
+    """Keep the protocol's pipes to ourselves: the commands actions run inherit /dev/null as
+    stdin and stdout (in one-shot mode stdin was at EOF already), so none can eat or emit a line."""
+    proto_in, proto_out = os.dup(0), os.dup(1)  # os.dup: not inheritable
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+    with open(proto_in, encoding="utf-8", errors="replace") as fin, \
+            open(proto_out, "w", encoding="utf-8") as fout:
+        return serve(fin, fout)
+
+
+def main(stdin: Any = None, stdout: Any = None, argv: Sequence[str] | None = None) -> int:
+    """Entry point: one JSON request on stdin, one JSON reply on stdout (see respond() for the
+    exit status); with `--serve`, a request per line until EOF (see serve())."""
+    if argv is None:  # streams given: a caller in-process (tests), not the command line
+        argv = sys.argv[1:] if stdin is None and stdout is None else ()
+    _ensure_path()
+    if "--serve" in argv:
+        if stdin is None and stdout is None:
+            return _serve_on_private_fds()
+        return serve(stdin or sys.stdin, stdout or sys.stdout)
+    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
+    reply, rc = respond(stdin.read())
+    json.dump(reply, stdout, default=str)
+    stdout.write("\n")
+    return rc
