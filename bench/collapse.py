@@ -26,12 +26,15 @@ def main() -> int:
     match = sys.argv[sys.argv.index("--match") + 1] if "--match" in sys.argv else None
     inclusive: Counter = Counter()
     self_: Counter = Counter()
-    total = 0
+    total = idle = 0
     for line in open(path):
         stack, _, count = line.rstrip("\n").rpartition(" ")
         if not count.isdigit():
             continue
         n = int(count)
+        if not stack.strip():  # py-spy --gil: no thread held the GIL (waiting, or in C code)
+            idle += n
+            continue
         if match and match not in stack:
             continue
         total += n
@@ -40,7 +43,8 @@ def main() -> int:
             inclusive[f] += n
         if frames:
             self_[frames[-1]] += n
-    print(f"{total} samples{' matching ' + match if match else ''}")
+    print(f"{total} samples{' matching ' + match if match else ''} with a Python stack ({idle} more without: "
+          f"no thread held the GIL), shares below are of the {total}")
     print("-- inclusive --")
     for f, n in inclusive.most_common(top):
         print(f"{100 * n / total:5.1f}%  {f}")

@@ -4,15 +4,19 @@
     bench/.venv/bin/python bench/fanout.py --env bench/envs/bench-100.yaml --sizes 1,10,50,100
 
 Each repetition runs every peer once, in an order rotated per repetition, so a noisy machine
-weighs on all of them alike. A peer's cold run opens its connections and runs the command; its
+weighs on all of them alike; before each peer the machine gets up to 5 s to settle (the hosts
+tear down the previous peer's sessions). A peer's cold run opens its connections and runs the command; its
 warm runs follow on the connections it left open; then it closes everything before the next
 peer starts.
 
 `echo ok`: ours (Session.shell, new Session each cold run; also as a fresh Python process, the
 way ansible is timed), raw paramiko threads (the floor), Fabric ThreadingGroup, ansible-core
 ad-hoc (command module, pipelining + ControlPersist, forks = N).
-rpcutil#ping: ours (Session.call) against raw paramiko threads running the very same agent
-command with the same request on stdin (the floor for an agent call: same host-side work).
+rpcutil#ping: ours (Session.call: a resident agent per host, `--serve`, since 25e7377) against
+two floors: raw paramiko threads with one session per host running the same `agent --serve`
+command, one request line and one reply line per call (the floor for our design), and raw
+paramiko threads running the one-shot agent command per call (request on stdin, as before the
+resident agent).
 """
 from __future__ import annotations
 
@@ -23,8 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-from lib import (AnsiblePeer, FabricPeer, RawParamiko, check_all, loadavg, log, machine, summary,
-                 timed, write_result)
+from lib import (AnsiblePeer, FabricPeer, RawParamiko, RawResident, check_all, loadavg, log, machine, summary,
+                 timed, wait_quiet, write_result)
 
 from orchestrator_lib import rpc
 from orchestrator_lib.agents.build import agent_archive
@@ -186,6 +190,22 @@ def main() -> int:
                 add("raw_ping_warm", t)
             raw.close()
 
+        def raw_resident_ping() -> None:
+            res = RawResident(RawParamiko(inventory), rpc.serve_command(sha))
+
+            def check(v):
+                bad = [x for x in v if x[0] != 0 or json.loads(x[1]).get("status") != "ok"]
+                if bad:
+                    raise RuntimeError(f"raw resident ping: {bad[0]!r}")
+            t, v = timed(lambda: res.run(hosts, request))
+            check(v)
+            add("raw_resident_ping_cold", t)
+            for _ in range(max(1, args.warm - 1)):
+                t, v = timed(lambda: res.run(hosts, request))
+                check(v)
+                add("raw_resident_ping_warm", t)
+            res.close()
+
         echo_peers = [("ours", ours_echo), ("ours-process", ours_process), ("raw", raw_echo)]
         if not args.no_fabric:
             echo_peers.append(("fabric", fabric_echo))
@@ -195,9 +215,12 @@ def main() -> int:
             if ansible is not None and rep < ansible_reps.get(n, 1):
                 peers.append(("ansible", ansible_echo))
             if rep < ping_reps.get(n, 3):
-                peers += [("ours-ping", ours_ping), ("raw-ping", raw_ping)]
+                peers += [("ours-ping", ours_ping), ("raw-ping", raw_ping), ("raw-resident-ping", raw_resident_ping)]
             k = rep % len(peers)
             for name, fn in peers[k:] + peers[:k]:  # rotate: nobody always goes first
+                # let the hosts finish tearing down the previous peer's sessions (and the
+                # machine settle) before a cold start, so no peer pays for another's
+                wait_quiet(max_busy=0.35, window=0.5, limit=5)
                 fn()
             log(f"n={n} rep {rep + 1}/{args.reps} done")
         out["sizes"][str(n)] = {name: summary(v) for name, v in samples.items()}

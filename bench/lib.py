@@ -187,6 +187,47 @@ class RawParamiko:
         self.transports.clear()
 
 
+class RawResident:
+    """The floor for a resident-agent call: raw paramiko connections (RawParamiko), one session
+    per host running the agent's `--serve` command, one request line out and one reply line in."""
+
+    def __init__(self, raw: RawParamiko, command: str) -> None:
+        self.raw = raw
+        self.command = command
+        self.chans: dict[str, Any] = {}
+
+    def _call(self, host: Host, payload: bytes) -> tuple[int, bytes]:
+        try:
+            t = self.raw.transports.get(host.name) or self.raw.connect(host)
+            chan = self.chans.get(host.name)
+            if chan is None:
+                chan = t.open_session(timeout=30)
+                chan.settimeout(60)
+                chan.exec_command(self.command)
+                chan.buffer = b""
+                self.chans[host.name] = chan
+            chan.sendall(payload + b"\n")
+            while b"\n" not in chan.buffer:
+                chunk = chan.recv(65536)
+                if not chunk:
+                    return -1, f"{host.name}: agent closed".encode()
+                chan.buffer += chunk
+            line, _, chan.buffer = chan.buffer.partition(b"\n")
+            return 0, line
+        except Exception as err:
+            return -1, f"{host.name}: {type(err).__name__}: {err}".encode()
+
+    def run(self, hosts: list[Host], payload: bytes) -> list[tuple[int, bytes]]:
+        with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+            return list(pool.map(lambda h: self._call(h, payload), hosts))
+
+    def close(self) -> None:
+        for chan in self.chans.values():
+            chan.close()
+        self.chans.clear()
+        self.raw.close()
+
+
 def check_all(name: str, replies: list[tuple[int, bytes]], expect: bytes | None = b"ok\n") -> None:
     bad = [r for r in replies if r[0] != 0 or (expect is not None and r[1] != expect)]
     if bad:

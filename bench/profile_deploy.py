@@ -60,8 +60,9 @@ def self_cpu() -> float:
 
 def main() -> int:
     lab = Lab(load_inventory("local"))
-    if not lab.is_up():
-        raise SystemExit("profile_deploy: the default lab is not up")
+    was_up = lab.is_up()
+    if not was_up:  # a lab found down is brought up, and taken down again at the end
+        lab.up(progress=lambda m: log(m))
     web = [h for h in lab.hosts if lab.role(h) == "web"]
     names = [h.name for h in web]
     lb_address = next(h.address for h in lab.hosts if lab.role(h) == "lb")
@@ -97,6 +98,8 @@ def main() -> int:
                          **{k: sum(r[k] for r in seq) for k in ("wall", "controller_cpu", "hosts_cpu")}})
     finally:
         lab.reset(names)
+        if not was_up:
+            lab.down(progress=lambda m: log(m))
     table: dict[str, dict[str, float]] = {}
     for step in dict.fromkeys(r["step"] for r in rows):
         rs = [r for r in rows if r["step"] == step]

@@ -90,7 +90,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--max-hosts", type=int, default=1000)
     ap.add_argument("--sizes", default="200,500,1000")
-    ap.add_argument("--reps", default="200:3,500:2,1000:3", help="runs per mode: one number, or size:runs,...")
+    ap.add_argument("--reps", default="200:3,500:3,1000:3", help="runs per mode: one number, or size:runs,...")
     ap.add_argument("--warm", type=int, default=1)
     ap.add_argument("--out", default="scale")
     args = ap.parse_args()

@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Where `behave features/deploy_webapp.feature` spends its time, step by step (behave's own
+JSON report), cold (web hosts just reset) and converged (run again).
+
+    flock /tmp/orch-lab.lock bench/.venv/bin/python bench/profile_behave.py
+
+Prints, for each run: the process's wall time, the time before the first step (interpreter,
+imports, hooks: Session, discovery), each step's duration, and what is left (hooks after the
+last step, reports, exit). Leaves the web hosts reset.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lib import REPO, RESULTS, log
+from deploy import FEATURE, flush_lb_blocks
+
+from orchestrator_lib.inventory import load_inventory
+from orchestrator_lib.lab.estate import Lab
+
+
+def run_behave(report: Path) -> tuple[float, float, dict]:
+    started = time.time()
+    t = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "behave", str(FEATURE.relative_to(REPO)), "-f", "json",
+                           "-o", str(report), "-f", "null"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    wall = time.perf_counter() - t
+    if done.returncode != 0:
+        raise RuntimeError(f"behave failed: {(done.stdout + done.stderr)[-800:]}")
+    return started, wall, json.loads(report.read_text())
+
+
+def steps_of(report: list) -> list[tuple[str, float]]:
+    out = []
+    for feature in report:
+        for element in feature.get("elements", []):
+            for step in element.get("steps", []):
+                out.append((f"{step['keyword']} {step['name']}", step.get("result", {}).get("duration", 0.0)))
+    return out
+
+
+def main() -> int:
+    lab = Lab(load_inventory("local"))
+    was_up = lab.is_up()
+    if not was_up:  # a lab found down is brought up, and taken down again at the end
+        lab.up(progress=lambda m: log(m))
+    web = [h.name for h in lab.hosts if lab.role(h) == "web"]
+    lb_address = next(h.address for h in lab.hosts if lab.role(h) == "lb")
+    flush_lb_blocks(lab, web, lb_address)
+    lab.reset(web)
+    out = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for kind in ("cold", "converged"):
+                _, wall, report = run_behave(Path(tmp) / f"{kind}.json")
+                steps = steps_of(report)
+                total_steps = sum(d for _, d in steps)
+                out[kind] = {"wall": wall, "steps": steps, "steps_total": total_steps,
+                             "outside_steps": wall - total_steps}
+                print(f"\n{kind}: behave process {wall:.3f} s, steps {total_steps:.3f} s, "
+                      f"outside the steps (start-up, imports, hooks, reports, exit) {wall - total_steps:.3f} s")
+                for name, d in steps:
+                    print(f"  {d:6.3f}  {name}")
+    finally:
+        flush_lb_blocks(lab, web, lb_address)
+        lab.reset(web)
+        if not was_up:
+            lab.down(progress=lambda m: log(m))
+    (RESULTS / "profile_behave.json").write_text(json.dumps(out, indent=1) + "\n")
+    log("wrote bench/results/profile_behave.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
