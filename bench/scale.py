@@ -120,7 +120,7 @@ def main() -> int:
             runs: dict[str, list[dict]] = {"ours": [], "raw": []}
             for rep in range(reps.get(n, 2)):
                 for mode in (("ours", "raw") if rep % 2 == 0 else ("raw", "ours")):
-                    busy = wait_quiet(limit=20)
+                    busy = wait_quiet(limit=10)
                     r = probe(env, n, mode, args.warm)
                     r["busy_before"] = round(busy, 2)
                     runs[mode].append(r)
