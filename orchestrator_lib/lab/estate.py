@@ -382,6 +382,9 @@ class Lab:
         hosts = [self.host(n) for n in names] if names else self.hosts
         self._kill(*hosts)
         for host in hosts:
+            # Firewall rules belong to the network namespace, which outlives the host's processes.
+            subprocess.run(["ip", "netns", "exec", self._netns(host), "nft", "flush", "ruleset"],
+                           capture_output=True)
             upper = self._host_dir(host) / "upper"
             ssh_dir = upper / "etc" / "ssh"
             keys = {p.name: p.read_bytes() for p in ssh_dir.glob("ssh_host_*")}

@@ -172,3 +172,12 @@ def test_any_estate_comes_up_and_down_leaves_nothing_behind(tmp_path, lab):
     assert lab_traces("labt0", tiny.state_dir) == []
     pids = [p.read_text() for p in (tmp_path / "state").rglob("pid")]
     assert pids == []
+
+
+def test_reset_clears_a_firewall_rule_left_by_an_interrupted_deploy(fresh_lab):
+    block = fresh_lab.exec_in("web8", ["iptables", "-I", "INPUT", "-s", "10.231.0.2", "-j", "DROP"])
+    assert block.returncode == 0, block.stderr
+    fresh_lab.reset(["web8"])
+    rules = fresh_lab.exec_in("web8", ["iptables", "-S", "INPUT"]).stdout
+    assert "10.231.0.2" not in rules
+    assert wait_for(lambda: op_states(fresh_lab)["web8"] == 2)
