@@ -258,7 +258,7 @@ class Deploy:
                                                               f"actual {value!r}", label))
 
     def wait_for(self, read: Callable[[], dict[str, Any]], until: Callable[[Any], bool], seconds: float,
-                 interval: float = 0.25) -> dict[str, Any]:
+                 interval: float = 0.1) -> dict[str, Any]:
         """Read until every host's value satisfies `until` or `seconds` passed; the last reading
         either way."""
         deadline = time.monotonic() + seconds
