@@ -5,25 +5,19 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
 
 from orchestrator_lib import rpc
 from orchestrator_lib.discovery import Filter
 from orchestrator_lib.orchestration import Status
-from orchestrator_lib.session import Session
-from tests.conftest import ROOT
+from tests.integration.labcheck import eventually, web
 
 OLD, NEW = "4.2.5-1.el5", "4.2.6-3.el5"
 
 
-@pytest.fixture
-def session(fresh_lab):
-    with Session(ROOT / "environments" / "local.yaml") as s:
-        yield s
 
 
-def web(session, expr: str = "") -> list:
-    return session.select(Filter.parse(classes=["roles::web"], compound=expr or None))
+
+
 
 
 def serving(lab, host: str) -> list[str]:
@@ -36,13 +30,7 @@ def audit_reqids(lab, host: str) -> list[str]:
     return [json.loads(line)["reqid"] for line in text.splitlines() if line.strip()]
 
 
-def eventually(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
+
 
 
 def test_many_calls_start_one_agent_process_per_host(session, fresh_lab):

@@ -3,50 +3,34 @@ checked around the deployer (lab.exec_in, HTTP, HAProxy's own socket)."""
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 
-import pytest
 
-from orchestrator_lib.discovery import Filter
 from orchestrator_lib.orchestration import Status
 from orchestrator_lib.session import Session
 from tests.conftest import ROOT
+from tests.integration.labcheck import eventually, health, op_states, web
 
 LB = "10.231.0.2"
 
 
-@pytest.fixture
-def session(fresh_lab):
-    with Session(ROOT / "environments" / "local.yaml") as s:
-        yield s
 
 
-def web(session, expr: str = "") -> list:
-    return session.select(Filter.parse(classes=["roles::web"], compound=expr or None))
+
+
 
 
 def dpkg_log_lines(lab, host: str) -> int:
     return len(lab.exec_in(host, ["cat", "/var/log/dpkg.log"]).stdout.splitlines())
 
 
-def health(address: str, port: int = 8080) -> dict:
-    with urllib.request.urlopen(f"http://{address}:{port}/health", timeout=2) as reply:
-        return json.loads(reply.read())
 
 
-def op_states(lab) -> dict[str, int]:
-    out = lab.exec_in("lb1", ["sh", "-c", "echo 'show servers state app' | socat stdio /run/haproxy/admin.sock"]).stdout
-    return {f[3]: int(f[5]) for f in (l.split() for l in out.splitlines()[2:]) if len(f) > 5}
 
 
-def eventually(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
+
+
+
 
 
 # ---- appmgr + package ----------------------------------------------------------------------------

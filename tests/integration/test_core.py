@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 
 import pytest
@@ -18,10 +17,7 @@ from tests.conftest import ROOT
 LOCAL = ROOT / "environments" / "local.yaml"
 
 
-@pytest.fixture
-def session(fresh_lab):
-    with Session(LOCAL) as s:
-        yield s
+
 
 
 def names(hosts) -> list[str]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -14,34 +12,19 @@ import pytest
 
 from orchestrator_lib.inventory import load_inventory
 from orchestrator_lib.lab import Lab
+from tests.integration.labcheck import eventually, haproxy, http_get, op_states
 
 
-def http_get(url: str, timeout: float = 2.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as reply:
-        return reply.read().decode()
 
 
-def haproxy(lab: Lab, command: str) -> str:
-    done = lab.exec_in("lb1", ["sh", "-c", f"echo '{command}' | socat stdio /run/haproxy/admin.sock"])
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
-def op_states(lab: Lab) -> dict[str, int]:
-    lines = haproxy(lab, "show servers state app").splitlines()[2:]
-    return {f[3]: int(f[5]) for f in (line.split() for line in lines if line.strip())}
 
 
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return True
-        except OSError:  # e.g. HTTP 503 while HAProxy has no server up yet
-            pass
-        time.sleep(0.1)
-    return predicate()
+
+
+
+
 
 
 def served_hosts(count: int = 18) -> Counter:
@@ -79,27 +62,27 @@ def test_hosts_are_separate_machines(fresh_lab):
 
 
 def test_haproxy_routes_to_the_web_hosts_and_stops_at_maint(fresh_lab):
-    assert wait_for(lambda: set(op_states(fresh_lab).values()) == {2})
+    assert eventually(lambda: set(op_states(fresh_lab).values()) == {2})
     assert set(served_hosts()) == {f"web{i}" for i in range(1, 10)}
     assert haproxy(fresh_lab, "set server app/web4 state maint").strip() == ""
     served = served_hosts()
     assert "web4" not in served and len(served) == 8
     haproxy(fresh_lab, "set server app/web4 state ready")
-    assert wait_for(lambda: "web4" in served_hosts())
+    assert eventually(lambda: "web4" in served_hosts())
 
 
 def test_a_firewall_rule_on_one_host_makes_haproxy_mark_it_down(fresh_lab):
-    assert wait_for(lambda: op_states(fresh_lab)["web5"] == 2)
+    assert eventually(lambda: op_states(fresh_lab)["web5"] == 2)
     block = fresh_lab.exec_in("web5", ["iptables", "-I", "INPUT", "-s", "10.231.0.2", "-j", "DROP"])
     assert block.returncode == 0, block.stderr
-    assert wait_for(lambda: op_states(fresh_lab)["web5"] == 0)
+    assert eventually(lambda: op_states(fresh_lab)["web5"] == 0)
     # the controller, whose address differs, still reaches the host
     assert json.loads(http_get("http://10.231.0.15:8080/health"))["host"] == "web5"
     # and the machine's own ruleset is untouched
     machine = subprocess.run(["iptables", "-S", "INPUT"], capture_output=True, text=True).stdout
     assert "10.231.0.2" not in machine
     fresh_lab.exec_in("web5", ["iptables", "-D", "INPUT", "-s", "10.231.0.2", "-j", "DROP"])
-    assert wait_for(lambda: op_states(fresh_lab)["web5"] == 2)
+    assert eventually(lambda: op_states(fresh_lab)["web5"] == 2)
 
 
 def test_a_stopped_host_refuses_connections_and_starts_again(fresh_lab):
@@ -165,7 +148,7 @@ def test_any_estate_comes_up_and_down_leaves_nothing_behind(tmp_path, lab):
         tiny.up(progress=lambda _m: None)
         assert [r.healthy for r in tiny.status()] == [True] * 4
         assert http_get("http://10.231.9.10:8080/").startswith("mywebapp 4.2.5-1.el5 on app1")
-        assert wait_for(lambda: http_get("http://10.231.9.2/").split()[-1] in {"app1", "app2"})
+        assert eventually(lambda: http_get("http://10.231.9.2/").split()[-1] in {"app1", "app2"})
         assert lab_traces("labt0", tiny.state_dir)
     finally:
         tiny.down(progress=lambda _m: None)
@@ -180,4 +163,4 @@ def test_reset_clears_a_firewall_rule_left_by_an_interrupted_deploy(fresh_lab):
     fresh_lab.reset(["web8"])
     rules = fresh_lab.exec_in("web8", ["iptables", "-S", "INPUT"]).stdout
     assert "10.231.0.2" not in rules
-    assert wait_for(lambda: op_states(fresh_lab)["web8"] == 2)
+    assert eventually(lambda: op_states(fresh_lab)["web8"] == 2)
