@@ -95,7 +95,8 @@ class SSHPool:
 
     def _check_host_key(self, host: Host, address: str, port: int, key: paramiko.PKey) -> None:
         names = [address if port == 22 else f"[{address}]:{port}", host.name]
-        known = next((self.host_keys.lookup(n) for n in names if self.host_keys.lookup(n)), None)
+        # HostKeys.lookup scans the whole file: look each name up once, stop at the first hit.
+        known = next(filter(None, map(self.host_keys.lookup, names)), None)
         if known is None:
             if not self.trust_on_first_use:
                 raise HostKeyError(f"{host.name}: host key {_fingerprint(key)} is not in {self.known_hosts_path} "
