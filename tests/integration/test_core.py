@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
 
 from orchestrator_lib.discovery import CountContract, Filter
-from orchestrator_lib.errors import DiscoveryError, FilterError
+from orchestrator_lib.errors import DiscoveryError, FilterError, HostKeyError
 from orchestrator_lib.inventory import load_inventory
 from orchestrator_lib.orchestration import Status
 from orchestrator_lib.session import Session
@@ -70,6 +71,7 @@ def test_a_rekeyed_host_is_refused_with_a_host_key_error(session, fresh_lab):
         assert result.results["web1"].status is Status.OK
         assert result.results["web2"].status is Status.UNREACHABLE
         assert "host key changed" in result.results["web2"].message
+        assert re.search(r"known_hosts:\d+", result.results["web2"].message), "names the line it expected"
     finally:
         fresh_lab.rekey("web2", update_known_hosts=True)
 
@@ -88,6 +90,20 @@ def test_unknown_host_keys_are_refused_unless_trust_on_first_use_is_asked(fresh_
     assert "10.231.0.11" in (tmp_path / "known_hosts").read_text()
     with SSHPool(inventory) as strict_again:  # now known, so strict mode accepts it
         assert strict_again.exec(web1, "true").rc == 0
+
+
+def test_a_host_key_marked_revoked_is_refused_though_it_is_known(fresh_lab, tmp_path):
+    known = (ROOT / ".lab" / "local" / "known_hosts").read_text()
+    web1_key = next(line.split()[1:3] for line in known.splitlines() if line.startswith("web1,"))
+    (tmp_path / "known_hosts").write_text(known + f"@revoked * {' '.join(web1_key)}\n")
+    env = tmp_path / "env.yaml"
+    text = LOCAL.read_text().replace("../.lab/local/", str(ROOT / ".lab" / "local") + "/")
+    env.write_text(text.replace(f"known_hosts: {ROOT}/.lab/local/known_hosts", f"known_hosts: {tmp_path}/known_hosts"))
+    inventory = load_inventory(env)
+    with SSHPool(inventory, trust_on_first_use=True) as pool:
+        with pytest.raises(HostKeyError, match="web1: host key SHA256:.* is marked @revoked"):
+            pool.exec(inventory.host("web1"), "true")
+        assert pool.exec(inventory.host("web2"), "echo ok").stdout == "ok\n"
 
 
 def test_connections_are_opened_once_per_run_and_warm_calls_are_fast(session):
