@@ -19,7 +19,8 @@ Measured, interleaved per repetition, each from freshly reset web hosts (mywebap
   hosts (nsenter: no SSH, no agent), all hosts at once: `apt-get install` of the same version
   with the package agent's options (on the 9 web hosts, and on the feature's hosts); for the
   feature's hosts also `sv -w 30 restart mywebapp` (ready = /health answers) and HAProxy's
-  detection of a firewall block and unblock (iptables in the hosts, polling HAProxy every 50 ms).
+  detection of a firewall block and unblock (the firewall agent's rules, inserted with iptables in the
+  hosts; HAProxy polled every 50 ms).
 Orchestration overhead = median deploy wall time - median time of those direct parts.
 """
 from __future__ import annotations
@@ -35,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from lib import REPO, loadavg, log, machine, summary, timed, write_result
 
+from orchestrator_lib.agents import firewall
 from orchestrator_lib.agents.package import APT_ENV, APT_OPTS
 from orchestrator_lib.discovery import Filter
 from orchestrator_lib.errors import LabError
@@ -115,11 +117,13 @@ def haproxy_states(lab: Lab, lb: str) -> dict[str, str]:
 
 
 def direct_lb_detect(lab: Lab, lb: str, lb_address: str, names: list[str]) -> tuple[float, float]:
-    """Block the LB's traffic in the hosts (iptables, as the firewall agent does), time until
-    HAProxy reports them all DOWN; unblock, time until all UP. Polls every 50 ms."""
+    """Block the LB's traffic in the hosts with the firewall agent's own rules (its REJECT pair,
+    by iptables, no agent), time until HAProxy reports them all DOWN; unblock, time until all UP.
+    Polls every 50 ms."""
     def rule(op: str):
-        argv = ["iptables", "-w", "10", op, "INPUT", "-s", lb_address, "-m", "comment", "--comment", TAG, "-j", "DROP"]
-        return lambda n: must(lab.exec_in(n, argv), f"{n}: iptables {op}")
+        kinds = firewall.BLOCK if op == "-I" else reversed(firewall.BLOCK)
+        argvs = [firewall.Iptables()._rule(op, kind, lb_address, TAG, "INPUT") for kind in kinds]
+        return lambda n: [must(lab.exec_in(n, argv), f"{n}: iptables {op}") for argv in argvs]
 
     def until(state: str, deadline: float = 20.0) -> None:
         end = time.monotonic() + deadline
@@ -155,22 +159,6 @@ def agent_durations(lab: Lab, names: list[str], since: str) -> dict:
                 continue
             per_action.setdefault(f"{entry['agent']}#{entry['action']}", []).append(entry["duration"])
     return {k: {"max": max(v), "median": sorted(v)[len(v) // 2], "calls": len(v)} for k, v in per_action.items()}
-
-
-def flush_lb_blocks(lab: Lab, names: list[str], lb_address: str) -> list[str]:
-    """Remove firewall rules that drop the LB's traffic from the hosts. `lab reset` restarts a
-    host in the same network namespace, so a block left by an interrupted deploy survives it
-    (and then HAProxy never sees the host UP again). Returns the hosts that had one."""
-    had = []
-    for name in names:
-        rules = lab.exec_in(name, ["iptables", "-w", "10", "-S", "INPUT"]).stdout.splitlines()
-        for rule in rules:
-            if rule.startswith("-A INPUT") and f"-s {lb_address}/32" in rule and "-j DROP" in rule:
-                argv = ["iptables", "-w", "10", "-D", *rule.split()[1:]]
-                argv = [a.strip('"') for a in argv]
-                must(lab.exec_in(name, argv), f"{name}: iptables -D")
-                had.append(name)
-    return had
 
 
 def installed_versions(lab: Lab, names: list[str]) -> set[str]:
@@ -219,11 +207,7 @@ def main() -> int:
 
     def reset() -> None:
         def once() -> None:
-            left = flush_lb_blocks(lab, web, lb_address)
-            if left:
-                log(f"removed a firewall block of the LB left on {', '.join(sorted(set(left)))} (lab reset keeps it)")
-                add("lb_blocks_found_before_reset", sorted(set(left)))
-            try:
+            try:  # reset also flushes a block an interrupted run left in a host's netns
                 lab.reset(web)
             except LabError as err:  # a loaded machine: the LB's health checks may lag; once more
                 log(f"reset: {err}; trying once more")

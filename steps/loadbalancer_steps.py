@@ -1,4 +1,4 @@
-"""Taking the hosts out of the load balancer and putting them back: by firewall (the hosts drop
+"""Taking the hosts out of the load balancer and putting them back: by firewall (the hosts refuse
 the LB's traffic, so HAProxy's health checks mark them DOWN) or by HAProxy's admin state."""
 from hamcrest import has_entries
 
@@ -10,7 +10,7 @@ from steps.support.matchers import check
 
 @given("the load balancer has ip address {address:Word}")
 def step_lb_address(context, address):
-    """The LB by address: its traffic is what "block" drops (it may be a host of the estate)."""
+    """The LB by address: its traffic is what "block" refuses (it may be a host of the estate)."""
     lb.set_address(deploy_of(context), address)
 
 
@@ -28,7 +28,7 @@ def step_lb_backend(context, backend):
 
 @when("I block the load balancer")
 def step_block(context):
-    """Every host drops traffic from the LB's address (firewall agent)."""
+    """Every host refuses traffic from the LB's address (firewall agent)."""
     lb.set_blocked(deploy_of(context), True)
 
 
@@ -40,7 +40,7 @@ def step_unblock(context):
 
 @then("traffic from the load balancer should be blocked")
 def step_blocked(context):
-    """On every host the LB's traffic is dropped AND HAProxy reports its server DOWN
+    """On every host the LB's traffic is refused (TCP reset) AND HAProxy reports its server DOWN
     (waiting up to -D lb_wait seconds, 10 by default, for the health checks to notice)."""
     d = deploy_of(context)
     if d.plan_skips_check("traffic from the load balancer blocked"):

@@ -1,4 +1,4 @@
-"""Taking hosts out of the load balancer and putting them back: by firewall (drop the LB's
+"""Taking hosts out of the load balancer and putting them back: by firewall (refuse the LB's
 traffic on each host) or by HAProxy's admin state (disable, drain, enable). HAProxy answers for
 the whole backend in one call on the LB; these helpers turn that answer into one result per
 targeted host, so the matrix and the tallies speak of web hosts, not of the LB.
