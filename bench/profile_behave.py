@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from lib import REPO, RESULTS, log
-from deploy import FEATURE, flush_lb_blocks
+from deploy import FEATURE
 
 from orchestrator_lib.inventory import load_inventory
 from orchestrator_lib.lab.estate import Lab
@@ -50,8 +50,6 @@ def main() -> int:
     if not was_up:  # a lab found down is brought up, and taken down again at the end
         lab.up(progress=lambda m: log(m))
     web = [h.name for h in lab.hosts if lab.role(h) == "web"]
-    lb_address = next(h.address for h in lab.hosts if lab.role(h) == "lb")
-    flush_lb_blocks(lab, web, lb_address)
     lab.reset(web)
     out = {}
     try:
@@ -67,7 +65,6 @@ def main() -> int:
                 for name, d in steps:
                     print(f"  {d:6.3f}  {name}")
     finally:
-        flush_lb_blocks(lab, web, lb_address)
         lab.reset(web)
         if not was_up:
             lab.down(progress=lambda m: log(m))

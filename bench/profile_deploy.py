@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from lib import RESULTS, log, machine
-from deploy import NEW, PACKAGE, direct_apt, flush_lb_blocks
+from deploy import NEW, PACKAGE, direct_apt
 
 from orchestrator_lib.discovery import Filter
 from orchestrator_lib.inventory import load_inventory
@@ -66,7 +66,6 @@ def main() -> int:
     web = [h for h in lab.hosts if lab.role(h) == "web"]
     names = [h.name for h in web]
     lb_address = next(h.address for h in lab.hosts if lab.role(h) == "lb")
-    flush_lb_blocks(lab, names, lb_address)
     lab.reset(names)
     direct_apt(lab, names)  # converged: the wanted version is there already
     roots = [lab._running_pid(h) for h in web]
