@@ -60,12 +60,17 @@ class Session:
         if contract is not None:
             contract.check(len(hosts), [h.name for h in hosts])
         if live:
-            pinged = self.call(hosts, "rpcutil", "ping")
-            silent = pinged.unreachable + pinged.failed
-            if silent:
-                reasons = "; ".join(pinged.results[n].message for n in silent)
-                raise DiscoveryError(f"{len(silent)} of {len(hosts)} discovered hosts did not answer: {reasons}")
+            self.require_answers(self.call(hosts, "rpcutil", "ping"), hosts)
         return hosts
+
+    @staticmethod
+    def require_answers(pinged: RunResult, hosts: list[Host]) -> None:
+        """Live discovery's rule: every discovered host answered `pinged` (which may hold others)."""
+        names = {h.name for h in hosts}
+        silent = [n for n in pinged.unreachable + pinged.failed if n in names]
+        if silent:
+            reasons = "; ".join(pinged.results[n].message for n in silent)
+            raise DiscoveryError(f"{len(silent)} of {len(hosts)} discovered hosts did not answer: {reasons}")
 
     # ---- actions --------------------------------------------------------------------------
     def call(self, hosts: Iterable[Host], agent: str, action: str, args: Mapping[str, Any] | None = None, *,

@@ -180,17 +180,16 @@ class Deploy:
         """Select, check the count, ping every host (and the load balancer): a host that does not
         answer fails the step by name. What was found is then the contract for the scenario."""
         since = len(self.session.history)
+        lb = self.scenario.lb
         try:
-            flt = self.scenario.target.require_some_filter()
-            hosts = self.session.discover(flt, contract, live=True)
+            hosts = self.session.discover(self.scenario.target.require_some_filter(), contract, live=False)
+            also = [lb.host] if lb is not None and lb.host is not None and lb.host not in hosts else []
+            pinged = self.session.call(hosts + also, "rpcutil", "ping")  # one round: the LB alongside
+            self.session.require_answers(pinged, hosts)
         finally:
             self._record_new_runs(since)
-        lb = self.scenario.lb
-        if lb is not None and lb.host is not None and lb.host not in hosts:
-            run = self.call([lb.host], "rpcutil", "ping")
-            self.matrix.record_run(run)
-            if not run.ok:
-                raise DeployError(f"the load balancer {lb.name} did not answer: {run.results[lb.name].message}")
+        if also and not pinged.results[also[0].name].ok:
+            raise DeployError(f"the load balancer {also[0].name} did not answer: {pinged.results[also[0].name].message}")
         self.scenario.target.pin(hosts, contract or CountContract.exactly(len(hosts)))
         self.say(f"discovered {len(hosts)} host{'s' if len(hosts) != 1 else ''}: {', '.join(h.name for h in hosts)}")
         return hosts
@@ -258,7 +257,7 @@ class Deploy:
                                                               f"actual {value!r}", label))
 
     def wait_for(self, read: Callable[[], dict[str, Any]], until: Callable[[Any], bool], seconds: float,
-                 interval: float = 0.1) -> dict[str, Any]:
+                 interval: float = 0.05) -> dict[str, Any]:
         """Read until every host's value satisfies `until` or `seconds` passed; the last reading
         either way."""
         deadline = time.monotonic() + seconds

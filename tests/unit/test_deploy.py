@@ -187,6 +187,33 @@ def test_pre_discovery_fails_by_name_and_still_records_the_ping(tmp_path):
     assert cells(d)["web2"].status is Outcome.UNREACHABLE and d.scenario.target.pinned is None
 
 
+def test_pre_discovery_pings_the_load_balancer_in_the_same_round_and_names_it_when_silent(tmp_path):
+    from orchestrator_lib.deploy import loadbalancer
+    d = make_deploy(tmp_path)
+    loadbalancer.set_host(d, "lb1")
+    d.narrow(classes=["roles::web"])
+    assert [h.name for h in d.pre_discover(None)] == ["web1", "web2", "web3"]
+    assert d.session.calls == [("rpcutil#ping", ["web1", "web2", "web3", "lb1"], {})]
+    assert d.scenario.target.contract == CountContract.exactly(3), "the LB is not one of the hosts"
+    silent_lb = {"rpcutil#ping": lambda h, a: result(h.name, Status.UNREACHABLE if h.name == "lb1" else Status.OK,
+                                                      "lb1: unreachable at 10.0.0.2:22")}
+    d = make_deploy(tmp_path, silent_lb)
+    loadbalancer.set_host(d, "lb1")
+    d.narrow(classes=["roles::web"])
+    with pytest.raises(DeployError, match=r"^the load balancer lb1 did not answer: lb1: unreachable"):
+        d.pre_discover(None)
+    assert cells(d)["lb1"].status is Outcome.UNREACHABLE and d.scenario.target.pinned is None
+
+
+def test_pre_discovery_of_the_load_balancer_itself_pings_it_once(tmp_path):
+    from orchestrator_lib.deploy import loadbalancer
+    d = make_deploy(tmp_path)
+    loadbalancer.set_host(d, "lb1")
+    d.narrow(classes=["haproxy"])
+    assert [h.name for h in d.pre_discover(None)] == ["lb1"]
+    assert d.session.calls == [("rpcutil#ping", ["lb1"], {})]
+
+
 # ---- settings -------------------------------------------------------------------------------------------
 class UserData(dict):
     """behave's userdata: a dict with getbool / getfloat."""
