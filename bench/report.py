@@ -162,8 +162,8 @@ def deploy_section(d: dict) -> tuple[list[str], list[tuple[str, str, str, bool |
                   f"| behave, total | {b:.3f} | {s(bc)} |",
                   f"| apt-get install alone | {apt_f:.3f} | – |",
                   f"| `sv -w 30 restart mywebapp` until /health answers | {rst:.3f} | – |",
-                  f"| HAProxy notices the block (checks every 250 ms, fall 2, timeout 300 ms) | {down:.3f} | {down:.3f} |",
-                  f"| HAProxy notices the unblock (rise 1) | {up:.3f} | {up:.3f} |",
+                  f"| HAProxy notices the block (the agent's REJECT pair; lab checks: inter 250 ms, fastinter 100 ms, fall 2; median of {r['lb_detect_down'].get('n', '?')}) | {down:.3f} | {down:.3f} |",
+                  f"| HAProxy notices the unblock (downinter 100 ms, rise 1) | {up:.3f} | {up:.3f} |",
                   f"| **orchestration overhead = total - the above** | **{r['behave_overhead_cold']:.3f}** | "
                   f"**{s(r.get('behave_overhead_converged'))}** |",
                   f"| overhead counting the package manager only (total - apt) | {r['behave_overhead_vs_apt']:.3f} | {s(bc)} |",
