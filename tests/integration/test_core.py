@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator_lib.discovery import CountContract, Filter
 from orchestrator_lib.errors import DiscoveryError, FilterError, HostKeyError
-from orchestrator_lib.inventory import load_inventory
+from orchestrator_lib.inventory import Inventory, load_inventory
 from orchestrator_lib.orchestration import Status
 from orchestrator_lib.session import Session
 from orchestrator_lib.transport import SSHPool
@@ -64,6 +64,14 @@ def test_a_stopped_host_is_unreachable_while_the_others_succeed(session, fresh_l
         fresh_lab.start_host("web5")
 
 
+def local_with_known_hosts(tmp_path) -> Inventory:
+    """The default estate, with its known_hosts at tmp_path/known_hosts instead of the lab's."""
+    env = tmp_path / "env.yaml"
+    text = LOCAL.read_text().replace("../.lab/local/", str(ROOT / ".lab" / "local") + "/")
+    env.write_text(text.replace(f"known_hosts: {ROOT}/.lab/local/known_hosts", f"known_hosts: {tmp_path}/known_hosts"))
+    return load_inventory(env)
+
+
 def test_a_rekeyed_host_is_refused_with_a_host_key_error(session, fresh_lab):
     fresh_lab.rekey("web2")
     try:
@@ -77,10 +85,7 @@ def test_a_rekeyed_host_is_refused_with_a_host_key_error(session, fresh_lab):
 
 
 def test_unknown_host_keys_are_refused_unless_trust_on_first_use_is_asked(fresh_lab, tmp_path):
-    env = tmp_path / "env.yaml"
-    text = LOCAL.read_text().replace("../.lab/local/", str(ROOT / ".lab" / "local") + "/")
-    env.write_text(text.replace(f"known_hosts: {ROOT}/.lab/local/known_hosts", f"known_hosts: {tmp_path}/known_hosts"))
-    inventory = load_inventory(env)
+    inventory = local_with_known_hosts(tmp_path)
     web1 = inventory.host("web1")
     with SSHPool(inventory) as strict:
         with pytest.raises(Exception, match="is not in .*known_hosts"):
@@ -96,10 +101,7 @@ def test_a_host_key_marked_revoked_is_refused_though_it_is_known(fresh_lab, tmp_
     known = (ROOT / ".lab" / "local" / "known_hosts").read_text()
     web1_key = next(line.split()[1:3] for line in known.splitlines() if line.startswith("web1,"))
     (tmp_path / "known_hosts").write_text(known + f"@revoked * {' '.join(web1_key)}\n")
-    env = tmp_path / "env.yaml"
-    text = LOCAL.read_text().replace("../.lab/local/", str(ROOT / ".lab" / "local") + "/")
-    env.write_text(text.replace(f"known_hosts: {ROOT}/.lab/local/known_hosts", f"known_hosts: {tmp_path}/known_hosts"))
-    inventory = load_inventory(env)
+    inventory = local_with_known_hosts(tmp_path)
     with SSHPool(inventory, trust_on_first_use=True) as pool:
         with pytest.raises(HostKeyError, match="web1: host key SHA256:.* is marked @revoked"):
             pool.exec(inventory.host("web1"), "true")
