@@ -46,6 +46,10 @@ def _load_private_key(path: Path) -> paramiko.PKey:
             return key_type.from_private_key_file(str(path))
         except FileNotFoundError:
             raise TransportError(f"private key {path} does not exist") from None
+        except IsADirectoryError:
+            raise TransportError(f"private key {path} is a directory, not a key file") from None
+        except PermissionError:
+            raise TransportError(f"private key {path} is not readable (permission denied)") from None
         except paramiko.PasswordRequiredException:
             raise TransportError(f"private key {path} is encrypted: load it into ssh-agent instead") from None
         except (paramiko.SSHException, ValueError) as err:
@@ -73,6 +77,21 @@ class SSHPool:
         self._host_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._close_hooks: list = []
+
+    def check_keys(self, hosts: list[Host]) -> None:
+        """Read the key files these hosts use, before connecting any: a missing or unreadable
+        key is one error about the environment file, not the same "unreachable" on every host.
+        (Not at construction: discovery without connecting must work before the keys exist.)"""
+        users: dict[Path, list[str]] = {}
+        for host in hosts:
+            if host.key and host.key not in self._keys:
+                users.setdefault(host.key, []).append(host.name)
+        for path, names in users.items():
+            try:
+                self._private_key(path)
+            except TransportError as err:
+                shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+                raise TransportError(f"{self.inventory.path}: {err} (the key of {shown})") from None
 
     # ---- connection setup -----------------------------------------------------------------
     def _settings(self, host: Host) -> tuple[str, int, str, list[Path]]:
@@ -103,7 +122,8 @@ class SSHPool:
         known = next(filter(None, map(self.known_hosts.lookup, names)), None)
         if known is None:
             if not self.trust_on_first_use:
-                raise HostKeyError(f"{host.name}: host key {fingerprint(blob)} is not in {where} "
+                missing = "" if where.exists() else ", which does not exist"
+                raise HostKeyError(f"{host.name}: host key {fingerprint(blob)} is not in {where}{missing} "
                                    f"(add it, or opt in to trust on first use)")
             self.known_hosts.add(names[0], key_type, blob)
             return
