@@ -17,8 +17,9 @@ import yaml
 
 from .errors import InventoryError
 
-# Agents a host offers when its spec has no `agents:` list: all that `agents/` ships. The inventory
-# sits below that layer and cannot import it; a unit test keeps the two in step.
+# Agents a host offers when its spec has no `agents:` list, and the only names such a list may use:
+# all that `agents/` ships. The inventory sits below that layer and cannot import it; a unit test
+# keeps the two in step.
 DEFAULT_AGENTS: tuple[str, ...] = (
     "appmgr", "firewall", "haproxy", "health", "notify", "package", "rpcutil", "service",
 )
@@ -68,14 +69,14 @@ class Inventory:
             return self.hosts[name]
         except KeyError:
             raise InventoryError(
-                f"{_display(self.path)}: unknown host '{name}'{_did_you_mean(name, self.hosts)}"
+                f"{_display(self.path)}: unknown host '{name}'{did_you_mean(name, self.hosts)}"
             ) from None
 
     def group(self, name: str) -> list[Host]:
         """The hosts of group `name`, in the order the group lists them."""
         if name not in self.groups:
             raise InventoryError(
-                f"{_display(self.path)}: unknown group '{name}'{_did_you_mean(name, self.groups)}"
+                f"{_display(self.path)}: unknown group '{name}'{did_you_mean(name, self.groups)}"
             )
         return [self.hosts[member] for member in self.groups[name]]
 
@@ -286,16 +287,26 @@ def _host(src: _Source, name: str, spec: Any, *, user: str, port: int, key: Path
         key=_optional_path(src, path + ("key",), spec["key"]) if "key" in spec else key,
         facts=_facts(src, path + ("facts",), spec.get("facts")),
         classes=_words(src, path + ("classes",), spec.get("classes")),
-        agents=_words(src, path + ("agents",), spec["agents"]) if "agents" in spec else DEFAULT_AGENTS,
+        agents=_agents(src, path + ("agents",), spec["agents"]) if "agents" in spec else DEFAULT_AGENTS,
         lab=_mapping(src, path + ("lab",), spec.get("lab"), None, "a mapping"),
     )
+
+
+def _agents(src: _Source, path: KeyPath, value: Any) -> tuple[str, ...]:
+    """Agent names the project ships: a typo would silently drop the host from `-A` filters."""
+    names = _words(src, path, value)
+    for index, name in enumerate(value or ()):
+        if name not in DEFAULT_AGENTS:
+            hint = did_you_mean(name, DEFAULT_AGENTS) or f" (agents: {', '.join(DEFAULT_AGENTS)})"
+            raise src.error(path + (index,), f"unknown agent '{name}'{hint}")
+    return names
 
 
 def _group(src: _Source, path: KeyPath, members: Any, hosts: Mapping[str, Host]) -> tuple[str, ...]:
     names = _words(src, path, members)  # type checks; drops repeats, which we would rather report
     for index, member in enumerate(members or ()):
         if member not in hosts:
-            raise src.error(path + (index,), f"unknown host '{member}'{_did_you_mean(member, hosts)}")
+            raise src.error(path + (index,), f"unknown host '{member}'{did_you_mean(member, hosts)}")
         if member in members[:index]:
             raise src.error(path + (index,), f"host '{member}' is listed twice")
     return names
@@ -311,7 +322,7 @@ def _mapping(src: _Source, path: KeyPath, value: Any, allowed: Iterable[str] | N
         allowed = tuple(allowed)
         for key in value:
             if key not in allowed:
-                hint = _did_you_mean(key, allowed) or f" (valid keys: {', '.join(allowed)})"
+                hint = did_you_mean(key, allowed) or f" (valid keys: {', '.join(allowed)})"
                 raise src.error(path + (key,), f"unknown key '{key}'{hint}")
     return value
 
@@ -331,10 +342,11 @@ def _port(src: _Source, path: KeyPath, value: Any) -> int:
 
 
 def _optional_path(src: _Source, path: KeyPath, value: Any) -> Path | None:
-    """A file path relative to the YAML file, made absolute; null means 'none'."""
+    """A file path relative to the YAML file (or to the home directory, `~/...`), made absolute;
+    null means 'none'."""
     if value is None:
         return None
-    return (src.path.parent / _string(src, path, value)).resolve()
+    return (src.path.parent / Path(_string(src, path, value)).expanduser()).resolve()
 
 
 def _address(src: _Source, path: KeyPath, value: Any) -> str:
@@ -410,7 +422,9 @@ def _describe(value: Any) -> str:
     return str(value)
 
 
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the closest of `choices`, or "": the hint every unknown-name
+    error carries, here and in discovery."""
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 

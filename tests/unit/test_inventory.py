@@ -458,6 +458,23 @@ def test_explicit_agents_and_classes(env):
     assert host.classes == ("a", "b::c")
 
 
+def test_an_unknown_agent_name_is_an_error_not_a_host_left_out_of_minus_a(env):
+    load = env("""\
+        hosts:
+          web1:
+            address: 10.0.0.1
+            agents:
+              - pakage
+              - rpcutil
+    """)
+    assert error_of(load) == (
+        "environments/x.yaml:5: hosts.web1.agents[0]: unknown agent 'pakage' (did you mean 'package'?)"
+    )
+    load = env("hosts:\n  web1: {address: 10.0.0.1, agents: [rpcutil, zz]}\n")
+    assert error_of(load) == ("environments/x.yaml:2: hosts.web1.agents[1]: unknown agent 'zz' (agents: appmgr, "
+                              "firewall, haproxy, health, notify, package, rpcutil, service)")
+
+
 def test_host_lab_must_be_a_mapping(env):
     load = env("hosts:\n  web1: {address: 10.0.0.1, lab: web}\n")
     assert error_of(load) == "environments/x.yaml:2: hosts.web1.lab: expected a mapping, got 'web'"
@@ -497,3 +514,13 @@ def test_group_not_a_list(env):
 def test_groups_keep_order(env):
     inv = env(MINIMAL.replace("hosts:\n", "hosts:\n  web2: {address: 10.0.0.2}\n") + "groups: {all: [web1, web2], none: []}\n")()
     assert inv.groups == {"all": ("web1", "web2"), "none": ()}
+
+
+# --- paths --------------------------------------------------------------------------------------
+
+
+def test_a_tilde_in_a_path_is_the_home_directory_not_a_folder_beside_the_file(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    inv = env("known_hosts: ~/.ssh/known_hosts\ndefaults: {key: ~/.ssh/id_rsa}\n" + MINIMAL)()
+    assert inv.known_hosts == tmp_path / "home" / ".ssh" / "known_hosts"
+    assert inv.hosts["web1"].key == tmp_path / "home" / ".ssh" / "id_rsa"
