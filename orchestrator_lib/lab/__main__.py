@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     except OrchestratorError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `lab status | head`: the reader left, which is not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -291,6 +291,13 @@ class Lab:
             progress(f"lab {self.inventory.name}: already up ({len(self.hosts)} hosts)")
             return 0.0
         started = time.monotonic()
+        foreign = self._foreign_processes()
+        if foreign:
+            pids = sorted(pid for found in foreign.values() for pid in found)
+            raise LabError(f"lab {self.inventory.name}: bridge {self.bridge} carries a lab this checkout did not "
+                           f"start ({len(pids)} processes in {len(foreign)} of its namespaces, e.g. PID {pids[0]}): "
+                           f"take it down from the checkout that started it, or stop those processes with "
+                           f"`python3 -m orchestrator_lib.lab down {self.inventory.name}` here")
         self.down(progress=lambda _msg: None)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         for key, who in ((self.client_key, "deployer"), (self.auditor_key, "auditor")):
@@ -356,6 +363,14 @@ class Lab:
         for sub in ("hosts", "layers", "input"):
             shutil.rmtree(self.state_dir / sub, ignore_errors=True)
         progress(f"lab {self.inventory.name}: down")
+
+    def _foreign_processes(self) -> dict[str, list[int]]:
+        """Processes in namespaces of our bridge that no host of this checkout's state started:
+        another checkout's lab (each keeps its own state dir), or one whose state was deleted.
+        `up` must not kill those unasked; `down` is the explicit way to."""
+        ours = {self._netns(h) for h in self.hosts if self._running_pid(h) is not None}
+        found = {ns: network.netns_pids(ns) for ns in network.ours(self.bridge)[0] - ours}
+        return {ns: pids for ns, pids in found.items() if pids}
 
     def _kill_leftovers(self) -> None:
         """A crashed run (or another checkout's lab on the same bridge) may have left host
