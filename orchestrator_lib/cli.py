@@ -191,10 +191,8 @@ class Call:
 
 def user_filter(args: argparse.Namespace, *, agent: str | None = None) -> Filter:
     """The command line's filter; like mco, a command for an agent targets only hosts offering it."""
-    compound = " and ".join(f"({s})" for s in args.select) if len(args.select) > 1 else \
-        (args.select[0] if args.select else None)
     agents = args.agents + ([agent] if agent and agent not in args.agents else [])
-    return Filter.parse(args.identity, args.facts, args.classes, agents, compound)
+    return Filter.parse(args.identity, args.facts, args.classes, agents, args.select)
 
 
 def check_action(agent: str, action: str) -> None:

@@ -3,12 +3,12 @@ and shared by every step of a run), the caller's identity and the central audit 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from . import rpc
-from .discovery import CountContract, Filter, select, unknown_facts
+from .discovery import CountContract, Filter, select, unknown_facts, unknown_identities, unknown_words
 from .errors import DiscoveryError, FilterError, OrchestratorError
-from .inventory import Host, Inventory, load_inventory
+from .inventory import Host, Inventory, did_you_mean, load_inventory
 from .orchestration import FailurePolicy, HostResult, RunResult, Status, run_on_hosts
 from .reporting import AuditLog
 from .transport import SSHPool
@@ -43,13 +43,32 @@ class Session:
 
     # ---- discovery ----------------------------------------------------------------------------
     def select(self, flt: Filter) -> list[Host]:
-        """Hosts of the inventory matching `flt`. A fact no host has is a typo, not an empty set."""
-        unknown = unknown_facts(self.inventory, flt)
-        if unknown:
-            known = sorted({name for h in self.inventory.hosts.values() for name in h.facts})
-            raise FilterError(f"unknown fact {', '.join(unknown)} in filter {flt.describe()}: no host of "
-                              f"{self.inventory.path.name} has it (known facts: {', '.join(known)})")
+        """Hosts of the inventory matching `flt`. A fact, -I name or bare -S word the estate does not
+        have is a typo, not a smaller (or, under `not`, a larger) set of hosts."""
+        self._refuse_unknown_names(flt)
         return select(self.inventory, flt)
+
+    def _refuse_unknown_names(self, flt: Filter) -> None:
+        inventory, where = self.inventory, f" in filter {flt.describe()}"
+        hosts = list(inventory.hosts)
+        if unknown := unknown_facts(inventory, flt):
+            raise self.unknown_facts_error(unknown, [n for h in inventory.hosts.values() for n in h.facts], where)
+        if unknown := unknown_identities(inventory, flt):
+            raise FilterError(f"unknown host {self._hinted(unknown, hosts)}{where}: "
+                              f"no host of {inventory.path.name} is called that")
+        if unknown := unknown_words(inventory, flt):
+            classes = [c for h in inventory.hosts.values() for c in h.classes]
+            raise FilterError(f"unknown name {self._hinted(unknown, hosts + classes)}{where}: "
+                              f"neither a host nor a class of {inventory.path.name}")
+
+    def unknown_facts_error(self, unknown: Sequence[str], known: Iterable[str], where: str = "") -> FilterError:
+        """The one error for facts no host has, whether a filter or `orch facts NAME` asked."""
+        return FilterError(f"unknown fact {', '.join(unknown)}{where}: no host of {self.inventory.path.name} "
+                           f"has it (known facts: {', '.join(sorted(set(known)))})")
+
+    @staticmethod
+    def _hinted(names: Sequence[str], choices: Sequence[str]) -> str:
+        return ", ".join(f"'{name}'{did_you_mean(name, choices)}" for name in names)
 
     def discover(self, flt: Filter, contract: CountContract | None = None, *, live: bool = True) -> list[Host]:
         """Select, check the expected count, then (when live) ping: a selected host that does not

@@ -21,9 +21,8 @@ class Target:
     pinned_for: Filter | None = None
 
     def filter(self) -> Filter:
-        compound = " and ".join(f"({c})" for c in self.compounds) if self.compounds else None
         return Filter.parse(identities=self.identities, facts=self.facts, classes=self.classes,
-                            compound=compound)
+                            compound=self.compounds)
 
     def narrow(self, *, identities: Iterable[str] = (), facts: Iterable[str] = (),
                classes: Iterable[str] = (), compounds: Iterable[str] = ()) -> Filter:

@@ -13,6 +13,8 @@ from .filters import (
     parse_identity,
     select,
     unknown_facts,
+    unknown_identities,
+    unknown_words,
 )
 
 __all__ = [
@@ -30,4 +32,6 @@ __all__ = [
     "select",
     "tokenize",
     "unknown_facts",
+    "unknown_identities",
+    "unknown_words",
 ]

@@ -8,7 +8,9 @@ Hand-written tokenizer and recursive-descent parser, so every error can point at
     atom     := '(' expr ')' | TERM
 
 A TERM with an operator (`hagroup=a`, `load<2`, `os=~/deb/`) is a fact term (see filters.parse_fact),
-`/re/` matches the identity, and a bare word is true when it is the host's name or one of its classes.
+`/re/` matches the identity, and a bare word is true when it is the host's name or one of its classes
+(MCollective reads it as a class or an identity). A word that is neither anywhere in the estate is a
+typo (filters.unknown_words): under `not` it would silently select more hosts.
 """
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ class Node(Protocol):
 
     def fact_names(self) -> list[str]: ...
 
+    def words(self) -> list[str]: ...
+
 
 @dataclass(frozen=True)
 class FactAtom:
@@ -48,6 +52,9 @@ class FactAtom:
     def fact_names(self) -> list[str]:
         return [self.term.name]
 
+    def words(self) -> list[str]:
+        return []
+
 
 @dataclass(frozen=True)
 class IdentityAtom:
@@ -57,6 +64,9 @@ class IdentityAtom:
         return self.term.matches(host.name)
 
     def fact_names(self) -> list[str]:
+        return []
+
+    def words(self) -> list[str]:
         return []
 
 
@@ -72,6 +82,9 @@ class WordAtom:
     def fact_names(self) -> list[str]:
         return []
 
+    def words(self) -> list[str]:
+        return [self.word]
+
 
 @dataclass(frozen=True)
 class Not:
@@ -82,6 +95,9 @@ class Not:
 
     def fact_names(self) -> list[str]:
         return self.child.fact_names()
+
+    def words(self) -> list[str]:
+        return self.child.words()
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,9 @@ class And:
     def fact_names(self) -> list[str]:
         return [name for part in self.parts for name in part.fact_names()]
 
+    def words(self) -> list[str]:
+        return [word for part in self.parts for word in part.words()]
+
 
 @dataclass(frozen=True)
 class Or:
@@ -104,6 +123,9 @@ class Or:
 
     def fact_names(self) -> list[str]:
         return [name for part in self.parts for name in part.fact_names()]
+
+    def words(self) -> list[str]:
+        return [word for part in self.parts for word in part.words()]
 
 
 # --- tokenizer -------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Each term is parsed once into a small object with `matches(...)`. A malformed term raises
 FilterError up front, so a typo is reported instead of silently selecting no hosts; a well-formed
-term about a fact no host has is not an error (MCollective semantics) but `unknown_facts` finds it.
+term about a fact, host or word the inventory does not have is not an error here (MCollective
+semantics) but `unknown_facts`, `unknown_identities` and `unknown_words` find it.
 """
 from __future__ import annotations
 
@@ -192,7 +193,7 @@ class _Compiled:
     facts: tuple[FactTerm, ...]
     classes: tuple[NameTerm, ...]
     agents: tuple[NameTerm, ...]
-    compound: object | None  # a compound.Node
+    compound: tuple[object, ...]  # a compound.Node per -S expression
 
     def matches(self, host: Host) -> bool:
         return (
@@ -200,7 +201,7 @@ class _Compiled:
             and all(t.matches(host) for t in self.facts)
             and all(t.matches_any(host.classes) for t in self.classes)
             and all(t.matches_any(host.agents) for t in self.agents)
-            and (self.compound is None or self.compound.evaluate(host))
+            and all(tree.evaluate(host) for tree in self.compound)
         )
 
 
@@ -217,7 +218,7 @@ class Filter:
     facts: tuple[str, ...] = ()  # -W cluster=alfa          (AND)
     classes: tuple[str, ...] = ()  # -C roles::web, -C /web/  (AND)
     agents: tuple[str, ...] = ()  # -A package               (AND)
-    compound: str | None = None  # -S "cluster=alfa and not web3"
+    compound: tuple[str, ...] = ()  # -S "cluster=alfa and not web3" (AND; each parsed alone)
 
     @classmethod
     def parse(
@@ -226,10 +227,13 @@ class Filter:
         facts: str | Iterable[str] = (),
         classes: str | Iterable[str] = (),
         agents: str | Iterable[str] = (),
-        compound: str | None = None,
+        compound: str | Iterable[str] | None = None,
     ) -> Filter:
-        """Build a filter and validate every term now, so errors surface before any host is touched."""
-        flt = cls(_strings(identities), _strings(facts), _strings(classes), _strings(agents), compound)
+        """Build a filter and validate every term now, so errors surface before any host is touched.
+        Several -S expressions are parsed one by one, never joined as text: each error quotes the
+        expression as written, and `a) or (b` cannot escape its parentheses."""
+        compounds = () if compound is None else _strings(compound)
+        flt = cls(_strings(identities), _strings(facts), _strings(classes), _strings(agents), compounds)
         flt._compiled  # noqa: B018 -- parsing is the validation
         return flt
 
@@ -242,7 +246,7 @@ class Filter:
             facts=tuple(parse_fact(t) for t in self.facts),
             classes=tuple(parse_class(t) for t in self.classes),
             agents=tuple(parse_agent(t) for t in self.agents),
-            compound=parse_compound(self.compound) if self.compound is not None else None,
+            compound=tuple(parse_compound(text) for text in self.compound),
         )
 
     def matches(self, host: Host) -> bool:
@@ -251,12 +255,19 @@ class Filter:
     def fact_names(self) -> list[str]:
         """Fact names used by -W terms and by the -S expression, first use first, no repeats."""
         names = [t.name for t in self._compiled.facts]
-        if self._compiled.compound is not None:
-            names += self._compiled.compound.fact_names()
+        names += [name for tree in self._compiled.compound for name in tree.fact_names()]
         return list(dict.fromkeys(names))
 
+    def exact_identities(self) -> list[str]:
+        """The -I terms that are names, not /regex/."""
+        return [t.text for t in self._compiled.identities if t.pattern is None]
+
+    def words(self) -> list[str]:
+        """The bare words of the -S expressions (a host name or a class), first use first, no repeats."""
+        return list(dict.fromkeys(word for tree in self._compiled.compound for word in tree.words()))
+
     def is_empty(self) -> bool:
-        return not (self.identities or self.facts or self.classes or self.agents or self.compound is not None)
+        return not (self.identities or self.facts or self.classes or self.agents or self.compound)
 
     def describe(self) -> str:
         """The filter as command-line options, e.g. `-W cluster=alfa -C roles::web`."""
@@ -264,8 +275,7 @@ class Filter:
         parts += [f"-W {shlex.quote(t)}" for t in self.facts]
         parts += [f"-C {shlex.quote(t)}" for t in self.classes]
         parts += [f"-A {shlex.quote(t)}" for t in self.agents]
-        if self.compound is not None:
-            parts.append(f"-S {shlex.quote(self.compound)}")
+        parts += [f"-S {shlex.quote(t)}" for t in self.compound]
         return " ".join(parts) or "(no filter)"
 
 
@@ -278,3 +288,15 @@ def unknown_facts(inventory: Inventory, flt: Filter) -> list[str]:
     """Fact names the filter uses that no host has: almost always a typo worth a warning."""
     known = {name for host in inventory.hosts.values() for name in host.facts}
     return [name for name in flt.fact_names() if name not in known]
+
+
+def unknown_identities(inventory: Inventory, flt: Filter) -> list[str]:
+    """Exact -I names no host has: -I terms OR together, so a typo would silently drop a host."""
+    return [name for name in flt.exact_identities() if name not in inventory.hosts]
+
+
+def unknown_words(inventory: Inventory, flt: Filter) -> list[str]:
+    """Bare -S words that are neither a host's name nor a host's class: a typo, which under `not`
+    would silently select more hosts."""
+    known = set(inventory.hosts) | {name for host in inventory.hosts.values() for name in host.classes}
+    return [word for word in flt.words() if word not in known]

@@ -112,7 +112,7 @@ def test_filter_options_map_onto_the_core_filter_and_add_the_commands_agent():
         ["package", "mywebapp", "status", "-I", "web1", "-I", "/web[23]/", "-W", "cluster=alfa",
          "-C", "roles::web", "-S", "hagroup=a", "-S", "not web2"])
     assert cli.check_arguments(args) == Filter(
-        ("web1", "/web[23]/"), ("cluster=alfa",), ("roles::web",), ("package",), "(hagroup=a) and (not web2)")
+        ("web1", "/web[23]/"), ("cluster=alfa",), ("roles::web",), ("package",), ("hagroup=a", "not web2"))
 
 
 # --- errors the estate reveals -------------------------------------------------------------------
@@ -128,6 +128,20 @@ def test_unknown_fact_no_match_and_count_contract_are_errors(capsys, env):
     assert "no host matches -W cluster=zulu" in usage_error(capsys, "find", "-W", "cluster=zulu", "--env", env)
     assert "expected exactly 2 hosts, discovered 3: web1, web2, web3" in usage_error(
         capsys, "find", "-C", "roles::web", "--expect", "2", "--env", env)
+
+
+def test_a_host_name_or_bare_word_the_estate_lacks_is_an_error_not_a_different_set(capsys, env):
+    assert "unknown host 'wbe2' (did you mean 'web2'?) in filter -I web1 -I wbe2" in usage_error(
+        capsys, "find", "-I", "web1", "-I", "wbe2", "--env", env)
+    assert "unknown name 'wbe3' (did you mean 'web3'?)" in usage_error(
+        capsys, "find", "-S", "cluster=alfa and not wbe3", "--env", env)
+
+
+def test_each_select_expression_is_parsed_on_its_own(capsys, env):
+    assert usage_error(capsys, "find", "-S", "hagroup=a) or (cluster=bravo", "-S", "cluster=alfa", "--env", env) == (
+        "orch: error: -S \"hagroup=a) or (cluster=bravo\": expected 'and', 'or' or the end at column 10, found ')'\n")
+    assert run(capsys, "find", "-S", "cluster=alfa or hagroup=c", "-S", "not web2", "--env", env) == (
+        0, "web1\nweb3\n", "")
 
 
 def test_a_command_targets_only_hosts_offering_its_agent(capsys, env):

@@ -15,6 +15,8 @@ from orchestrator_lib.discovery import (
     select,
     tokenize,
     unknown_facts,
+    unknown_identities,
+    unknown_words,
 )
 from orchestrator_lib.errors import DiscoveryError, FilterError
 from orchestrator_lib.inventory import Host, Inventory, load_inventory
@@ -236,6 +238,20 @@ def test_unknown_facts():
     assert unknown_facts(INV, Filter.parse(identities=["web1"])) == []
 
 
+def test_unknown_identities_are_exact_names_no_host_has():
+    flt = Filter.parse(identities=["web1", "wbe2", "/web[9]/"])
+    assert flt.exact_identities() == ["web1", "wbe2"]
+    assert unknown_identities(INV, flt) == ["wbe2"]  # a regex that matches nothing is not a typo
+    assert unknown_identities(INV, Filter.parse(facts=["cluster=alfa"])) == []
+
+
+def test_unknown_words_are_bare_words_naming_no_host_and_no_class():
+    flt = Filter.parse(compound=["cluster=alfa and not wbe3", "roles::web or haproxy or web1 or /x/ or roles::wbe"])
+    assert flt.words() == ["wbe3", "roles::web", "haproxy", "web1", "roles::wbe"]
+    assert unknown_words(INV, flt) == ["wbe3", "roles::wbe"]
+    assert unknown_words(INV, Filter.parse(compound="not web3 and hagroup=a")) == []
+
+
 # --- the -S compound language -------------------------------------------------------------------
 
 
@@ -277,6 +293,24 @@ def test_fact_terms_in_compound():
 
 def test_compound_ands_with_other_parts():
     assert names(Filter.parse(facts=["cluster=alfa"], compound="not web1")) == ["web2", "db1"]
+
+
+def test_several_expressions_are_parsed_alone_and_anded():
+    flt = Filter.parse(compound=["cluster=alfa or hagroup=a", "not web1"])
+    assert names(flt) == ["web2", "web3", "db1"]
+    assert flt.describe() == "-S 'cluster=alfa or hagroup=a' -S 'not web1'"
+    assert Filter.parse(compound="web1") == Filter(compound=("web1",))
+
+
+def test_an_expression_cannot_escape_its_parentheses_into_the_next():
+    """Joined as text, `hagroup=a) or (cluster=bravo` and `country=de` would parse as one expression."""
+    message = filter_error(compound=["hagroup=a) or (cluster=bravo", "country=de"])
+    assert message == '-S "hagroup=a) or (cluster=bravo": expected \'and\', \'or\' or the end at column 10, found \')\''
+
+
+def test_an_error_in_a_later_expression_quotes_it_as_written_with_its_own_columns():
+    message = filter_error(compound=["country=de", "hagroup=a and ("])
+    assert message == '-S "hagroup=a and (": expected a term, \'not\' or \'(\' at column 16, found the end'
 
 
 def test_tokenize():

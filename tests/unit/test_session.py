@@ -37,6 +37,24 @@ def test_an_unknown_fact_names_the_known_ones(offline):
         offline.select(Filter.parse(facts=["hagrup=a"]))
 
 
+def test_a_host_name_no_host_has_is_an_error_with_a_suggestion_not_a_smaller_set(offline):
+    with pytest.raises(FilterError) as caught:
+        offline.select(Filter.parse(identities=["web1", "wbe2"]))
+    assert str(caught.value) == ("unknown host 'wbe2' (did you mean 'web2'?) in filter -I web1 -I wbe2: "
+                                 "no host of offline.yaml is called that")
+    assert [h.name for h in offline.select(Filter.parse(identities=["web1", "/web[3-9]/"]))] == ["web1"]
+
+
+def test_a_bare_word_naming_no_host_and_no_class_is_an_error_not_a_larger_set(offline):
+    with pytest.raises(FilterError) as caught:
+        offline.select(Filter.parse(compound="roles::web and not wbe2"))
+    assert str(caught.value) == ("unknown name 'wbe2' (did you mean 'web2'?) in filter -S 'roles::web and not wbe2': "
+                                 "neither a host nor a class of offline.yaml")
+    with pytest.raises(FilterError, match="unknown name 'roles::wbe' \\(did you mean 'roles::web'\\?\\)"):
+        offline.select(Filter.parse(compound="roles::wbe"))
+    assert [h.name for h in offline.select(Filter.parse(compound="roles::web and not web2"))] == ["web1"]
+
+
 def test_a_lab_that_is_down_is_refused_before_any_connection(offline):
     hosts = offline.select(Filter.parse(classes=["roles::web"]))
     for attempt in (lambda: offline.call(hosts, "rpcutil", "ping"), lambda: offline.shell(hosts, "true")):
