@@ -69,14 +69,14 @@ class Inventory:
             return self.hosts[name]
         except KeyError:
             raise InventoryError(
-                f"{_display(self.path)}: unknown host '{name}'{did_you_mean(name, self.hosts)}"
+                f"{_display(self.path)}: unknown host '{name}'{_did_you_mean(name, self.hosts)}"
             ) from None
 
     def group(self, name: str) -> list[Host]:
         """The hosts of group `name`, in the order the group lists them."""
         if name not in self.groups:
             raise InventoryError(
-                f"{_display(self.path)}: unknown group '{name}'{did_you_mean(name, self.groups)}"
+                f"{_display(self.path)}: unknown group '{name}'{_did_you_mean(name, self.groups)}"
             )
         return [self.hosts[member] for member in self.groups[name]]
 
@@ -297,7 +297,7 @@ def _agents(src: _Source, path: KeyPath, value: Any) -> tuple[str, ...]:
     names = _words(src, path, value)
     for index, name in enumerate(value or ()):
         if name not in DEFAULT_AGENTS:
-            hint = did_you_mean(name, DEFAULT_AGENTS) or f" (agents: {', '.join(DEFAULT_AGENTS)})"
+            hint = _did_you_mean(name, DEFAULT_AGENTS) or f" (agents: {', '.join(DEFAULT_AGENTS)})"
             raise src.error(path + (index,), f"unknown agent '{name}'{hint}")
     return names
 
@@ -306,7 +306,7 @@ def _group(src: _Source, path: KeyPath, members: Any, hosts: Mapping[str, Host])
     names = _words(src, path, members)  # type checks; drops repeats, which we would rather report
     for index, member in enumerate(members or ()):
         if member not in hosts:
-            raise src.error(path + (index,), f"unknown host '{member}'{did_you_mean(member, hosts)}")
+            raise src.error(path + (index,), f"unknown host '{member}'{_did_you_mean(member, hosts)}")
         if member in members[:index]:
             raise src.error(path + (index,), f"host '{member}' is listed twice")
     return names
@@ -322,7 +322,7 @@ def _mapping(src: _Source, path: KeyPath, value: Any, allowed: Iterable[str] | N
         allowed = tuple(allowed)
         for key in value:
             if key not in allowed:
-                hint = did_you_mean(key, allowed) or f" (valid keys: {', '.join(allowed)})"
+                hint = _did_you_mean(key, allowed) or f" (valid keys: {', '.join(allowed)})"
                 raise src.error(path + (key,), f"unknown key '{key}'{hint}")
     return value
 
@@ -422,7 +422,7 @@ def _describe(value: Any) -> str:
     return str(value)
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     """` (did you mean 'x'?)` for the closest of `choices`, or "": the hint every unknown-name
     error carries, here and in discovery."""
     close = difflib.get_close_matches(word, list(choices), n=1)

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from . import rpc
 from .discovery import CountContract, Filter, select, unknown_facts, unknown_identities, unknown_words
 from .errors import DiscoveryError, FilterError, OrchestratorError
-from .inventory import Host, Inventory, did_you_mean, load_inventory
+from .inventory import Host, Inventory, _did_you_mean, load_inventory
 from .orchestration import FailurePolicy, HostResult, RunResult, Status, run_on_hosts
 from .reporting import AuditLog
 from .transport import SSHPool
@@ -68,7 +68,7 @@ class Session:
 
     @staticmethod
     def _hinted(names: Sequence[str], choices: Sequence[str]) -> str:
-        return ", ".join(f"'{name}'{did_you_mean(name, choices)}" for name in names)
+        return ", ".join(f"'{name}'{_did_you_mean(name, choices)}" for name in names)
 
     def discover(self, flt: Filter, contract: CountContract | None = None, *, live: bool = True) -> list[Host]:
         """Select, check the expected count, then (when live) ping: a selected host that does not
