@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import types
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, NoReturn, Sequence
@@ -108,6 +109,24 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
 
 
+class CommandParser(Parser):
+    """A command's parser: its words and options in any order, as with mco (`orch rpc package
+    status -I web1 name=x`). argparse's intermixed parsing calls parse_known_args twice itself;
+    the flag lets those calls through to the plain parse."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args: Sequence[str] | None = None,
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        if self._intermixing:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def _common() -> argparse.ArgumentParser:
     common = Parser(add_help=False)
     flt = common.add_argument_group("host filters (as in the behave steps; parts AND together)")
@@ -143,7 +162,7 @@ def _common() -> argparse.ArgumentParser:
 def build_parser() -> Parser:
     parser = Parser(prog=PROG, description="Ad-hoc orchestration of an estate: the library of the "
                     "behave deploys, from a terminal.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
     common = [_common()]
 
     find = sub.add_parser("find", parents=common, help="list the hosts a filter selects (no SSH)")
@@ -167,8 +186,8 @@ def build_parser() -> Parser:
     rpc.add_argument("agent", metavar="AGENT")
     rpc.add_argument("action", metavar="ACTION")
     rpc.add_argument("arguments", nargs="*", type=rpc_arg_type, metavar="KEY=VALUE")
-    lab = sub.add_parser("lab", add_help=False, help="the local lab: up|down|status|stop|start|reset|rekey|exec")
-    lab.add_argument("lab_argv", nargs=argparse.REMAINDER)
+    # Listed for --help only: main() hands `orch lab ...` to the lab's own parser (run_lab).
+    sub.add_parser("lab", add_help=False, help="the local lab: up|down|status|stop|start|reset|rekey|exec")
     return parser
 
 
@@ -412,12 +431,23 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_OK if result.ok else EXIT_FAILED
 
 
+def as_orch_parser(parser: argparse.ArgumentParser, prog: str) -> argparse.ArgumentParser:
+    """Another module's parser, and its commands' parsers, renamed `prog ...` and reporting a usage
+    error like ours: one line (argparse's own prints the usage first)."""
+    commands = [sub for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+                for sub in action.choices.values()]
+    old = parser.prog
+    for each in [parser, *commands]:
+        each.prog = prog + each.prog[len(old):]
+        each.error = types.MethodType(Parser.error, each)  # type: ignore[method-assign]
+    return parser
+
+
 def run_lab(argv: Sequence[str]) -> int:
     """`orch lab ...` is `python -m orchestrator_lib.lab ...`, argument for argument; its errors
     reach main() and read like every other `orch: error:`."""
     from .lab import __main__ as lab_cli
-    parser = lab_cli.build_parser()
-    parser.prog = f"{PROG} lab"
+    parser = as_orch_parser(lab_cli.build_parser(), f"{PROG} lab")
     return lab_cli.run(parser.parse_args(list(argv)))
 
 

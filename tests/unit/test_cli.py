@@ -71,6 +71,9 @@ def usage_error(capsys, *argv: str) -> str:
     (["find", "-I", "/web[/"], "identity filter '/web[/': bad regex"),
     (["find", "-S", "cluster=alfa and ("], "-S \"cluster=alfa and (\""),
     (["find", "--env", "nosuch"], "unknown environment 'nosuch'"),
+    (["lab", "bogus"], "argument command: invalid choice: 'bogus'"),
+    (["lab", "stop"], "required: host (see 'orch lab stop --help')"),
+    (["rpc", "package", "status", "-I", "web1", "name"], "'name': expected KEY=VALUE"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, expected):
     assert expected in usage_error(capsys, *argv)
@@ -245,6 +248,18 @@ def test_json_is_the_run_result_plus_the_discovered_hosts(capsys, env, fake):
 def test_rpc_passes_parsed_arguments(capsys, env, fake):
     run(capsys, "rpc", "service", "restart", "name=nginx", "wait=5", "-I", "web1", "--env", env)
     assert fake.calls[0]["args"] == {"name": "nginx", "wait": 5}
+
+
+def test_words_and_options_come_in_any_order(capsys, env, fake):
+    """As with mco: `rpc package status -I web1 name=mywebapp`, KEY=VALUE after a filter."""
+    assert run(capsys, "rpc", "package", "status", "-I", "web1", "name=mywebapp", "--env", env)[0] == 0
+    assert run(capsys, "rpc", "-I", "web2", "package", "--env", env, "status", "name=x", "-v")[0] == 0
+    assert run(capsys, "package", "-C", "roles::web", "mywebapp", "-I", "web1", "status", "--env", env)[0] == 0
+    assert [(c["hosts"], c["agent"], c["action"], c["args"]) for c in fake.calls] == [
+        (["web1"], "package", "status", {"name": "mywebapp"}),
+        (["web2"], "package", "status", {"name": "x"}),
+        (["web1"], "package", "status", {"name": "mywebapp"}),
+    ]
 
 
 def test_facts_summary_of_one_fact(capsys, env, fake):
