@@ -7,7 +7,7 @@ import pytest
 
 from orchestrator_lib.deploy import DeployError, Unanswered
 from orchestrator_lib.deploy import loadbalancer as lb
-from orchestrator_lib.errors import DiscoveryError, InventoryError
+from orchestrator_lib.errors import FilterError, InventoryError
 from orchestrator_lib.orchestration import HostResult, RunResult, Status
 from orchestrator_lib.reporting import Outcome
 
@@ -39,7 +39,7 @@ def test_the_load_balancers_are_the_haproxy_hosts_or_the_one_named(tmp_path):
     session = ScriptedSession(estate(tmp_path))
     assert [h.name for h in lb.find_load_balancers(session)] == ["lb1"]
     assert [h.name for h in lb.find_load_balancers(session, "lb1")] == ["lb1"]
-    with pytest.raises(DiscoveryError, match="no host matches"):
+    with pytest.raises(FilterError, match="unknown host 'lb9'"):
         lb.find_load_balancers(session, "lb9")
 
 
