@@ -206,6 +206,7 @@ class Call:
     summary: Callable[[RunResult], str] | None = None
     details: Callable[[RunResult, bool], list[str]] | None = None
     extra_json: dict[str, Any] = field(default_factory=dict)
+    check: Callable[[RunResult], None] | None = None  # raises when the replies show a typo
 
 
 def user_filter(args: argparse.Namespace, *, agent: str | None = None) -> Filter:
@@ -286,8 +287,14 @@ def plan_facts(session: Session, args: argparse.Namespace) -> Call:
                 lines += [f"  {k} = {v}" for k, v in sorted(facts_of(r).items())]
         return lines
 
+    def known_fact(result: RunResult) -> None:
+        """A fact no answering host has is a typo (as in -W), not `Summary of ...: no data`."""
+        known = {name for r in result.results.values() if r.ok for name in facts_of(r)}
+        if fact is not None and known and fact not in known:
+            raise session.unknown_facts_error([fact], known)
+
     summary = per_host(fact, lambda r: facts_of(r).get(fact)) if fact else None
-    return Call(targets(session, args), "rpcutil", "facts", summary=summary, details=listing)
+    return Call(targets(session, args), "rpcutil", "facts", summary=summary, details=listing, check=known_fact)
 
 
 def plan_package(session: Session, args: argparse.Namespace) -> Call:
@@ -423,6 +430,8 @@ def run_command(args: argparse.Namespace) -> int:
             return run_find(session, args, out)
         call = PLANS[args.command](session, args)
         result = execute(session, args, call)
+        if call.check is not None:
+            call.check(result)
         if args.json:
             document = {"discovered": [h.name for h in call.hosts], **call.extra_json, **result.to_dict()}
             print(json.dumps(document, indent=2, default=str))

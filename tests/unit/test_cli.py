@@ -174,6 +174,9 @@ class FakeSession:
     def discover(self, *a, **kw):
         return self._real.discover(*a, **kw)
 
+    def unknown_facts_error(self, *a, **kw):
+        return self._real.unknown_facts_error(*a, **kw)
+
     def call(self, hosts, agent, action, args=None, *, on_result=None, **options):
         FakeSession.calls.append({"hosts": [h.name for h in hosts], "agent": agent, "action": action,
                                   "args": args, **options})
@@ -267,6 +270,16 @@ def test_facts_summary_of_one_fact(capsys, env, fake):
                     for h, os in (("web1", "debian"), ("web2", "debian"), ("web3", "ubuntu"))}
     code, out, _ = run(capsys, "facts", "os", "-C", "roles::web", "--env", env)
     assert code == 0 and out.splitlines()[0] == "Summary of os: debian = 2, ubuntu = 1"
+
+
+def test_facts_of_a_fact_no_host_has_is_the_filters_one_line_error(capsys, env, fake):
+    fake.replies = {h: HostResult(h, Status.OK, "2 facts", data={"facts": {"os": "debian", "country": "de"}})
+                    for h in ("web1", "web2", "web3")}
+    assert usage_error(capsys, "facts", "countri", "-C", "roles::web", "--env", env) == (
+        "orch: error: unknown fact countri: no host of estate.yaml has it (known facts: country, os)\n")
+    fake.replies = {h: HostResult(h, Status.UNREACHABLE, f"{h}: connection refused") for h in ("web1", "web2", "web3")}
+    code, out, _ = run(capsys, "facts", "countri", "-C", "roles::web", "--env", env)
+    assert code == 1 and "web1  unreachable" in out  # no answer says nothing about the fact
 
 
 def test_lb_targets_the_haproxy_host_with_the_filtered_servers(capsys, env, fake):
