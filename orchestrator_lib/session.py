@@ -15,6 +15,10 @@ from .transport import SSHPool
 
 
 DEFAULT_AUDIT = Path("<default>")
+#: The bridge of a lab whose `lab:` section names none: Lab's own default (lab/estate.py, in
+#: Lab.__init__; it has no constant to import and the lab sits above this layer). A unit test
+#: keeps the two in step.
+LAB_BRIDGE = "labbr0"
 
 
 class Session:
@@ -36,7 +40,7 @@ class Session:
     def _refuse_a_lab_that_is_down(self) -> None:
         """A lab's addresses exist only on its bridge: with the bridge gone, packets to them would
         leave the machine by its default route. Never send them."""
-        bridge = self.inventory.lab.get("bridge") if self.inventory.lab else None
+        bridge = self.inventory.lab.get("bridge", LAB_BRIDGE) if self.inventory.lab else None
         if bridge and not Path("/sys/class/net", bridge).exists():
             raise OrchestratorError(f"the lab of {self.inventory.path.name} is not up (no bridge {bridge}): "
                                     f"run `python3 -m orchestrator_lib.lab up {self.inventory.name}`")
