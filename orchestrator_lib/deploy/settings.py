@@ -1,14 +1,67 @@
 """A deploy run's settings, from behave's userdata (`-D NAME=VALUE`, defaults in pyproject.toml's
-[tool.behave.userdata]) or any mapping with its getbool/getfloat. One place, so a typo'd value
-fails before any host is touched."""
+[tool.behave.userdata]) or any mapping with its getbool/getfloat. One place, so a typo'd name or
+value fails before any host is touched: `-D paln` must not run the real deploy."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import os
+import string
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from ..errors import OrchestratorError
+from ..inventory import Host, _did_you_mean
 
 LAB_CHOICES = ("keep", "down")
+#: the fields -D notify_webhook may use, filled per notification host
+WEBHOOK_FIELDS = ("address", "name")
+#: the fields -D report may use
+REPORT_FIELDS = ("feature",)
+
+
+class SettingsError(OrchestratorError):
+    """A -D option with an unknown name or a bad value: one line naming it."""
+
+
+def template_fields(template: str, option: str) -> list[str]:
+    """The {fields} a str.format template uses; bad syntax is a one-line error naming -D option."""
+    try:
+        return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as e:
+        raise SettingsError(f"-D {option}={template}: bad template: {e}") from None
+
+
+def check_template(template: str, option: str, known: tuple[str, ...]) -> None:
+    """Only `known` fields, by plain name ({address}, not {0} or {address.x}), and a template
+    that formats: a mistake fails here, not as a traceback halfway through the deploy."""
+    for name in template_fields(template, option):
+        if name not in known:
+            raise SettingsError(f"-D {option}={template}: unknown field {{{name}}}"
+                                f"{_did_you_mean(name, known)} (known: {', '.join('{' + k + '}' for k in known)})")
+    try:
+        template.format(**{k: "x" for k in known})
+    except (ValueError, IndexError, KeyError, AttributeError) as e:
+        raise SettingsError(f"-D {option}={template}: bad template: {e}") from None
+
+
+def check_report_path(template: str) -> None:
+    """The report must be a file we can write: not a directory, not under a file, and its
+    nearest existing directory writable (missing directories are created when it is written)."""
+    if template.endswith(("/", os.sep)):
+        raise SettingsError(f"-D report={template}: names a directory; expected a file, e.g. "
+                            f"{template}deploy-{{feature}}.json")
+    path = Path(template.format(feature="feature"))
+    if path.is_dir():
+        raise SettingsError(f"-D report={template}: {path} is a directory; expected a file, e.g. "
+                            f"{path}/deploy-{{feature}}.json")
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SettingsError(f"-D report={template}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise SettingsError(f"-D report={template}: cannot write to {path if path.exists() else parent}")
 
 
 @dataclass(frozen=True)
@@ -23,25 +76,65 @@ class Settings:
     notify_group: str = "notify"       # the estate's notification hosts (a group, else class roles::notify)
     notify_webhook: str = "http://{address}:8025/notify"
 
+    def __post_init__(self) -> None:
+        """The checks that need no file system: a Settings built any way is a valid one."""
+        if self.lab not in LAB_CHOICES:
+            raise SettingsError(f"-D lab={self.lab}: expected one of {', '.join(LAB_CHOICES)}")
+        if not math.isfinite(self.lb_wait) or self.lb_wait < 0:
+            raise SettingsError(f"-D lb_wait={self.lb_wait}: expected a number of seconds, 0 or more")
+        if not self.health_path.startswith("/"):
+            raise SettingsError(f"-D health_path={self.health_path}: expected a path starting with /")
+        check_template(self.notify_webhook, "notify_webhook", WEBHOOK_FIELDS)
+        check_template(self.report, "report", REPORT_FIELDS)
+
     @property
     def report_template(self) -> str:
         if self.report:
             return self.report
         return "reports/plan-{feature}.json" if self.plan else "reports/deploy-{feature}.json"
 
+    def webhook(self, host: Host) -> str:
+        """The notification URL on `host` (its fields were checked on construction)."""
+        return self.notify_webhook.format(address=host.address, name=host.name)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
     @classmethod
     def from_userdata(cls, userdata: Any) -> "Settings":
-        """`userdata` is behave's UserData (a dict with getbool/getfloat)."""
-        lab = str(userdata.get("lab", "keep")).strip().lower()
-        if lab not in LAB_CHOICES:
-            raise OrchestratorError(f"-D lab={lab}: expected one of {', '.join(LAB_CHOICES)}")
-        try:
-            plan = userdata.getbool("plan", False)
-            lb_wait = userdata.getfloat("lb_wait", cls.lb_wait)
-        except ValueError as e:
-            raise OrchestratorError(f"userdata: {e}") from None
-        return cls(env=str(userdata.get("env", "local")), lab=lab, plan=plan,
-                   report=str(userdata.get("report", "")), backend=str(userdata.get("backend", "")),
-                   lb_wait=lb_wait, health_path=str(userdata.get("health_path", cls.health_path)),
-                   notify_group=str(userdata.get("notify_group", cls.notify_group)),
-                   notify_webhook=str(userdata.get("notify_webhook", cls.notify_webhook)))
+        """`userdata` is behave's UserData (a dict with getbool/getfloat). Every name must be
+        known and every value valid: nothing here may fall back to a default silently."""
+        for key in userdata:
+            if key not in cls.names():
+                raise SettingsError(f"-D {key}: unknown option '{key}'{_did_you_mean(key, cls.names())} "
+                                    f"(known: {', '.join(cls.names())})")
+        settings = cls(env=_text(userdata, "env", cls.env), lab=str(userdata.get("lab", cls.lab)).strip().lower(),
+                       plan=_bool(userdata, "plan"), report=str(userdata.get("report", "")),
+                       backend=str(userdata.get("backend", "")), lb_wait=_seconds(userdata, "lb_wait", cls.lb_wait),
+                       health_path=_text(userdata, "health_path", cls.health_path),
+                       notify_group=_text(userdata, "notify_group", cls.notify_group),
+                       notify_webhook=_text(userdata, "notify_webhook", cls.notify_webhook))
+        check_report_path(settings.report_template)
+        return settings
+
+def _text(userdata: Any, name: str, default: str) -> str:
+    value = str(userdata.get(name, default)).strip()
+    if not value:
+        raise SettingsError(f"-D {name}=: expected a value (default: {default})")
+    return value
+
+
+def _bool(userdata: Any, name: str) -> bool:
+    try:
+        return bool(userdata.getbool(name, False))
+    except ValueError:
+        raise SettingsError(f"-D {name}={userdata.get(name)}: expected true or false") from None
+
+
+def _seconds(userdata: Any, name: str, default: float) -> float:
+    """A number (`inf` and `nan` pass float() but are refused by Settings' own check)."""
+    try:
+        return float(userdata.getfloat(name, default))
+    except ValueError:
+        raise SettingsError(f"-D {name}={userdata.get(name)}: expected a number of seconds, 0 or more") from None

@@ -240,5 +240,64 @@ def test_settings_from_userdata_and_the_report_they_name():
     assert Settings(report="out.json").report_template == "out.json"
     with pytest.raises(OrchestratorError, match=r"^-D lab=up: expected one of keep, down$"):
         Settings.from_userdata(UserData(lab="up"))
-    with pytest.raises(OrchestratorError, match=r"^userdata: "):
+    with pytest.raises(OrchestratorError, match=r"^-D lb_wait=soon: expected a number of seconds, 0 or more$"):
         Settings.from_userdata(UserData(lb_wait="soon"))
+
+
+def error_of(**userdata: str) -> str:
+    with pytest.raises(OrchestratorError) as failed:
+        Settings.from_userdata(UserData(**userdata))
+    return str(failed.value)
+
+
+KNOWN = "(known: env, lab, plan, report, backend, lb_wait, health_path, notify_group, notify_webhook)"
+
+
+def test_an_unknown_option_is_refused_with_a_did_you_mean_not_ignored():
+    """`-D paln` used to run the real deploy, `-D evn=prod` to deploy to local."""
+    assert error_of(paln="true") == f"-D paln: unknown option 'paln' (did you mean 'plan'?) {KNOWN}"
+    assert error_of(evn="prod") == f"-D evn: unknown option 'evn' (did you mean 'env'?) {KNOWN}"
+    assert error_of(colour="red") == f"-D colour: unknown option 'colour' {KNOWN}"
+
+
+@pytest.mark.parametrize("value", ["-5", "inf", "nan", "-inf", "soon"])
+def test_lb_wait_is_a_finite_number_of_seconds(value):
+    assert error_of(lb_wait=value).startswith(f"-D lb_wait={value.replace('-5', '-5.0')}: expected a number of seconds")
+    assert Settings.from_userdata(UserData(lb_wait="0")).lb_wait == 0
+
+
+def test_bad_values_are_one_line_naming_the_option():
+    assert error_of(plan="maybe") == "-D plan=maybe: expected true or false"
+    assert error_of(env="") == "-D env=: expected a value (default: local)"
+    assert error_of(health_path="health") == "-D health_path=health: expected a path starting with /"
+
+
+def test_the_notify_webhook_template_is_checked_before_any_host_is_touched():
+    """A wrong field used to be a KeyError traceback in the notify step, after the deploy."""
+    assert error_of(notify_webhook="http://{addr}:8025/notify") == (
+        "-D notify_webhook=http://{addr}:8025/notify: unknown field {addr} (did you mean 'address'?) "
+        "(known: {address}, {name})")
+    assert error_of(notify_webhook="http://{0}/n").startswith("-D notify_webhook=http://{0}/n: unknown field {0}")
+    assert error_of(notify_webhook="http://{address.x}/n").startswith("-D notify_webhook=http://{address.x}/n: unknown field")
+    assert error_of(notify_webhook="http://{address/n") == \
+        "-D notify_webhook=http://{address/n: bad template: expected '}' before end of string"
+    assert error_of(notify_webhook="http://{address:d}/n").startswith("-D notify_webhook=http://{address:d}/n: bad template:")
+    good = Settings.from_userdata(UserData(notify_webhook="https://{name}.example:{address}/hook"))
+    from orchestrator_lib.inventory import Host
+    assert good.webhook(Host("n1", "10.0.0.5")) == "https://n1.example:10.0.0.5/hook"
+    with pytest.raises(OrchestratorError, match="unknown field {addr}"):
+        Settings(notify_webhook="{addr}")
+
+
+def test_the_report_path_is_checked_before_any_host_is_touched(tmp_path, monkeypatch):
+    """A directory used to be an IsADirectoryError HOOK-ERROR after the deploy, with no recap."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "file").write_text("")
+    assert error_of(report="reports") == \
+        "-D report=reports: reports is a directory; expected a file, e.g. reports/deploy-{feature}.json"
+    assert error_of(report="missing/") == \
+        "-D report=missing/: names a directory; expected a file, e.g. missing/deploy-{feature}.json"
+    assert error_of(report="file/x.json") == f"-D report=file/x.json: {tmp_path / 'file'} is not a directory"
+    assert error_of(report="r-{feat}.json").startswith("-D report=r-{feat}.json: unknown field {feat} (did you mean 'feature'?)")
+    assert Settings.from_userdata(UserData(report="new/dir/{feature}.json")).report == "new/dir/{feature}.json"
