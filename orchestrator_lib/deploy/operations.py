@@ -17,6 +17,7 @@ CHECK_MARGIN = 30.0
 # ---- packages ---------------------------------------------------------------------------------------
 def update_package(d: Deploy, name: str, version: str | None, options: RunOptions) -> None:
     """To `version`, or (None) to the newest the host's package sources offer."""
+    options.check()
     hosts, subject = d.hosts(), f"package {name}"
     if d.plan:
         # `candidate` is asked for but only used when the agent reports it: without it, "newest"
@@ -26,6 +27,7 @@ def update_package(d: Deploy, name: str, version: str | None, options: RunOption
         candidates = {h: r.data.get("candidate") for h, r in run.results.items()}
         if version:
             d.plan_change("package#update", subject, current, version)
+            say_unconfirmed(d, name, version, current, candidates)
         elif all(candidates.values()):
             d.plan_change("package#update", subject, current, lambda h: candidates[h])
         else:
@@ -35,6 +37,23 @@ def update_package(d: Deploy, name: str, version: str | None, options: RunOption
     args = {"name": name, **({"version": version} if version else {})}
     run = d.act(hosts, "package", "update", args, subject=subject, options=options, timeout=900.0)
     d.scenario.facts["version"] = version or _common(run, "version")
+
+
+def unconfirmed_hosts(version: str, current: dict[str, Any], candidates: dict[str, Any]) -> list[str]:
+    """Hosts that would change to `version` while it is not their candidate: package#status
+    reports only the candidate, not every version the sources offer, so whether `version` is
+    available there is known only to the real run (which refreshes the index and checks)."""
+    return [h for h, now in current.items()
+            if not isinstance(now, Unanswered) and version not in (now, candidates.get(h))]
+
+
+def say_unconfirmed(d: Deploy, name: str, version: str, current: dict[str, Any], candidates: dict[str, Any]) -> None:
+    hosts = unconfirmed_hosts(version, current, candidates)
+    if hosts:
+        offered = sorted({str(candidates.get(h) or "none reported") for h in hosts})
+        d.say(f"plan package#update: {name} {version} is not the candidate on {', '.join(hosts)} "
+              f"(candidate: {', '.join(offered)}); package#status lists no other available version, "
+              f"so only the real run can tell whether {version} is available there")
 
 
 def package_versions(d: Deploy, name: str) -> dict[str, Any]:
@@ -69,6 +88,7 @@ def _app_cell(result: HostResult) -> Cell:
 
 def deploy_app(d: Deploy, app: str, revision: str, options: RunOptions) -> None:
     """Package to the revision, restart only where needed, wait until the app reports it."""
+    options.check()
     hosts, subject = d.hosts(), f"app {app}"
     d.scenario.facts["version"] = revision
     if d.plan:
@@ -101,6 +121,7 @@ def _service_cell(action: str, before: dict[str, str] | None = None):
 
 def service_action(d: Deploy, name: str, action: str, options: RunOptions,
                    hosts: list[Host] | None = None, before: dict[str, str] | None = None) -> None:
+    options.check()
     hosts = d.hosts() if hosts is None else hosts
     subject = f"service {name}"
     if d.plan:
@@ -122,6 +143,7 @@ def service_states(d: Deploy, name: str) -> dict[str, Any]:
 def restart_unless_reporting(d: Deploy, name: str, port: int, field: str, value: str, options: RunOptions) -> None:
     """Restart only where the service does not yet report `field` = `value` (a process started
     before its package was upgraded still reports the old version): re-running changes nothing."""
+    options.check()
     hosts = d.hosts()
     run = d.call(hosts, "health", "http", {"url": health_url(d, port), "field": field, "expect": value, "timeout": 2})
     stale: list[Host] = []
@@ -202,7 +224,7 @@ def notify(d: Deploy, recipient: str, template: str) -> None:
         return
     problems = []
     for host in hosts:
-        webhook = d.settings.notify_webhook.format(address=host.address, name=host.name)
+        webhook = d.settings.webhook(host)
         run = d.call([host], "notify", "send", {"recipient": recipient, "message": message, "webhook": webhook},
                      timeout=60.0)
         result = run.results[host.name]

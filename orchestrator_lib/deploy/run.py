@@ -38,9 +38,21 @@ class RunOptions:
     """" in batches of 2 with 2 tries": how a When fans out (MCollective's --batch, tries)."""
     batch: str | None = None
     tries: int = 1
+    repeated: tuple[str, ...] = ()   # an option the step gave more than once, each time (the parser cannot fail)
 
     def batch_size(self) -> BatchSize:
         return parse_batch_size(self.batch) if self.batch else None
+
+    def check(self) -> "RunOptions":
+        """What the fan-out would refuse, refused before any host is asked, so plan mode and
+        the real run fail alike (and a repeat is never silently dropped)."""
+        if self.repeated:
+            raise DeployError(f"an option given more than once: {', '.join(repr(r) for r in self.repeated)} "
+                              f"(say each option once)")
+        self.batch_size()
+        if self.tries < 1:
+            raise DeployError(f"tries '{self.tries}': expected a whole number of at least 1")
+        return self
 
     def __str__(self) -> str:
         parts = [f"in batches of {self.batch}"] if self.batch else []

@@ -6,6 +6,7 @@ import pytest
 
 from orchestrator_lib.deploy import DeployError, RunOptions, Unanswered
 from orchestrator_lib.deploy import operations as ops
+from orchestrator_lib.errors import OrchestratorError
 from orchestrator_lib.orchestration import HostResult, Status
 from orchestrator_lib.reporting import Outcome
 
@@ -53,9 +54,45 @@ def test_plan_update_to_the_candidate_when_every_host_names_one_else_a_possible_
     d = two_hosts(make_deploy(tmp_path, {"package#status": package_status(current)}, plan=True))
     ops.update_package(d, "app", None, RunOptions())
     assert said(d) == ["      plan package#update: would change package app on 2 of 2 hosts (web1, web2)"]
-    d = two_hosts(make_deploy(tmp_path, {"package#status": package_status(current)}, plan=True))
+    d = two_hosts(make_deploy(tmp_path, {"package#status": package_status(current, {"web1": "1.2", "web2": "1.2"})},
+                              plan=True))
     ops.update_package(d, "app", "1.2", RunOptions())
     assert said(d) == ["      plan package#update: would change package app on 1 of 2 hosts (web1)"]
+
+
+def test_plan_update_to_a_version_that_is_not_the_candidate_says_it_cannot_confirm_it(tmp_path):
+    """package#status reports the candidate only, not every available version: a version that is
+    neither installed nor the candidate (9.9.9 that does not exist, or an older one that does)
+    cannot be confirmed read-only, and the plan says so instead of approving it silently."""
+    current = {"web1": "1.0", "web2": "9.9.9"}
+    d = two_hosts(make_deploy(tmp_path, {"package#status": package_status(current, NEWEST)}, plan=True))
+    ops.update_package(d, "app", "9.9.9", RunOptions())
+    assert said(d) == [
+        "      plan package#update: would change package app on 1 of 2 hosts (web1)",
+        "      plan package#update: app 9.9.9 is not the candidate on web1 (candidate: 1.1); package#status lists "
+        "no other available version, so only the real run can tell whether 9.9.9 is available there"]
+    assert d.session.calls == [("package#status", ["web1", "web2"], {"name": "app", "candidate": True})]
+    assert ops.unconfirmed_hosts("1.1", {"web1": "1.0", "web2": Unanswered("unreachable", "x")}, {}) == ["web1"]
+
+
+@pytest.mark.parametrize("options, error", [
+    (RunOptions("0"), r"^batch_size '0': expected a positive count"),
+    (RunOptions("abc"), r"^batch_size 'abc': expected a positive count"),
+    (RunOptions(tries=0), r"^tries '0': expected a whole number of at least 1$"),
+    (RunOptions(None, 2, ("with 2 tries", "with 3 tries")),
+     r"^an option given more than once: 'with 2 tries', 'with 3 tries' \(say each option once\)$")])
+@pytest.mark.parametrize("plan", [False, True])
+def test_plan_and_real_run_refuse_the_same_options_before_asking_any_host(tmp_path, options, error, plan):
+    """Plan mode used to say "would change" for `in batches of 0` or `with 0 tries`."""
+    d = two_hosts(make_deploy(tmp_path, plan=plan))
+    for verb in (lambda: ops.update_package(d, "app", "1.1", options),
+                 lambda: ops.update_package(d, "app", None, options),
+                 lambda: ops.deploy_app(d, "app", "1.1", options),
+                 lambda: ops.service_action(d, "nginx", "restart", options),
+                 lambda: ops.restart_unless_reporting(d, "app", 8080, "version", "1.1", options)):
+        with pytest.raises(OrchestratorError, match=error):
+            verb()
+    assert d.session.calls == []
 
 
 def test_package_versions_and_the_report_of_them(tmp_path):
