@@ -1,15 +1,20 @@
 """health: checks that loop ON the host until they pass or a deadline passes ("keep checking the
 load for up to 100 s"): one SSH round trip per check however long it waits, and the verdict is
-taken where the service lives. Reads only; never changes the host."""
+taken where the service lives. Reads only; never changes the host.
+
+A check's loop is bounded: `deadline` is at most MAX_DEADLINE seconds (the controller's call would
+give up long before), and tries/deadline/interval must be finite numbers. Messages and the URL in
+the reply are redacted (audit.redact_text): the console, reports and audit logs show them."""
 from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import re
 from collections import namedtuple
 
-from . import core
+from . import audit, core
 from .core import ActionError, Reply, Request
 
 TYPE_CHECKING = False  # as in core: annotations only, typing costs every run
@@ -22,6 +27,8 @@ NAGIOS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
 NRPE_CONFIGS = ("/etc/nagios/nrpe.cfg", "/etc/nagios/nrpe_local.cfg")
 NRPE_DIR = "/etc/nagios/nrpe.d"
 CHECK_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+#: The longest a check may loop on the host (seconds): one hour.
+MAX_DEADLINE = 3600.0
 
 
 class Verdict(namedtuple("Verdict", "passed detail summary")):
@@ -54,20 +61,33 @@ def poll(check: Callable[[float], Verdict], *, tries: int | None, interval: floa
 
 
 def _loop_args(req: Request) -> dict[str, Any]:
-    tries = req.int_arg("tries", None)
-    deadline = req.float_arg("deadline", None)
-    interval = req.float_arg("interval", 1.0)
-    if tries is not None and tries < 1:
-        raise ActionError(f"{req.label}: tries must be at least 1")
-    return {"tries": tries, "interval": max(interval, 0.0), "deadline": deadline}
+    """tries/deadline/interval, checked: NaN or infinity would loop forever (NaN compares false)."""
+    tries = _finite(req, "tries")
+    deadline = _finite(req, "deadline")
+    interval = _finite(req, "interval", 1.0)
+    if tries is not None and (tries < 1 or tries != int(tries)):
+        raise ActionError(f"{req.label}: tries must be a whole number of at least 1")
+    if deadline is not None and not 0 < deadline <= MAX_DEADLINE:
+        raise ActionError(f"{req.label}: deadline must be more than 0 and at most {MAX_DEADLINE:g} s, got {deadline:g}")
+    if interval < 0:
+        raise ActionError(f"{req.label}: interval must not be negative")
+    return {"tries": None if tries is None else int(tries), "interval": interval, "deadline": deadline}
+
+
+def _finite(req: Request, name: str, default: float | None = None) -> float | None:
+    value = req.float_arg(name, default)
+    if value is not None and not math.isfinite(value):
+        raise ActionError(f"{req.label}: argument '{name}' must be a finite number, got {req.args.get(name)!r}")
+    return value
 
 
 def _reply(req: Request, verdict: Verdict, data: dict[str, Any]) -> Reply:
     n, waited = data["attempts"], data["waited"]
     when = f"after {n} attempt{'s' if n != 1 else ''} in {waited:.1f} s"
+    summary = audit.redact_text(verdict.summary)  # URLs, command output: the console shows them
     if verdict.passed:
-        return Reply.ok(f"{verdict.summary} ({when})", data=data)
-    return Reply.failed(f"{req.label} failed {when}: {verdict.summary}", data=data)
+        return Reply.ok(f"{summary} ({when})", data=data)
+    return Reply.failed(f"{req.label} failed {when}: {summary}", data=data)
 
 
 # --------------------------------------------------------------------------- http
@@ -111,6 +131,7 @@ def fetch(url: str, timeout: float) -> tuple[int | None, str, str]:
 def http_verdict(url: str, timeout: float, expect_status: int = 200, field: str | None = None,
                  expect: str | None = None, body: str | None = None) -> Verdict:
     status, text, error = fetch(url, timeout)
+    url = audit.redact_text(url)  # from here on only shown, never fetched
     detail: dict[str, Any] = {"url": url, "status": status}
     if status is None:
         detail["error"] = error
@@ -138,7 +159,7 @@ def http_verdict(url: str, timeout: float, expect_status: int = 200, field: str 
 def http(req: Request) -> Reply:
     url = req.str_arg("url")
     if not url.startswith(("http://", "https://")):
-        raise ActionError(f"{req.label}: url must be http(s), got {url!r}")
+        raise ActionError(f"{req.label}: url must be http(s), got {audit.redact_text(url)!r}")
     expect_status = req.int_arg("expect_status", 200)
     field, expect, body = req.str_arg("field", None), req.str_arg("expect", None), req.str_arg("body", None)
     timeout = req.float_arg("timeout", 5.0)
@@ -170,7 +191,7 @@ def nrpe_command(name: str) -> str | None:
 def command_verdict(cmd: str, timeout: float, accept: set[str]) -> Verdict:
     r = core.run(cmd, timeout=timeout)
     state = NAGIOS.get(r.rc, "UNKNOWN")
-    output = next((ln.strip() for ln in r.stdout.splitlines() if ln.strip()), r.stderr.strip()[:200])
+    output = audit.redact_text(next((ln.strip() for ln in r.stdout.splitlines() if ln.strip()), r.stderr.strip()[:200]))
     detail = {"rc": r.rc, "state": state, "output": core.one_line(output, 300)}
     return Verdict(state in accept, detail, f"{state}: {core.one_line(output, 200)}")
 

@@ -1,5 +1,6 @@
 """The controller's central audit log: one JSON line per host per request, with the same reqid
-the host's own audit line carries, so "who ran what where" can be followed from either end."""
+the host's own audit line carries, so "who ran what where" can be followed from either end.
+Arguments and messages go through the agents' redaction (agents/audit.py), the same on both ends."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..agents.audit import redact
+from ..agents.audit import redact, redact_text
 from ..orchestration import RunResult
 
 
@@ -27,7 +28,7 @@ class AuditLog:
         safe_args = redact(dict(args or {}))
         lines = [json.dumps({"time": now, "reqid": reqid, "caller": caller, "agent": agent,
                              "action": action, "args": safe_args, "host": r.host,
-                             "status": str(r.status), "message": r.message}, sort_keys=True)
+                             "status": str(r.status), "message": redact_text(r.message)}, sort_keys=True)
                  for r in result.results.values()]
         with self._lock, open(self.path, "a") as out:
             out.write("\n".join(lines) + "\n" if lines else "")

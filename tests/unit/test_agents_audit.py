@@ -16,9 +16,58 @@ def test_redaction():
     out = audit.redact(args)
     assert out == {"name": "mywebapp", "password": "***", "api_key": "***", "Token": "***",
                    "db": {"secret": "***", "user": "u"}, "keyword": "kept", "ssh_private": "***",
-                   "webhook": "https://***@hooks.example.com/x?y=1", "list": [{"passwd": "***"}, "plain"],
+                   "webhook": "https://***@hooks.example.com/***", "list": [{"passwd": "***"}, "plain"],
                    "authorization": "***", "author": "rip"}
     assert args["password"] == "hunter2"  # the request itself is untouched
+
+
+SECRET_URL = "http://admin:S3cretPW@127.0.0.1:1/health?token=TOK123&field=version"
+
+
+def test_free_text_redaction_of_urls_query_values_keys_and_webhooks():
+    text = audit.redact_text
+    assert text(f"{SECRET_URL}: [Errno 111] Connection refused") == \
+        "http://***@127.0.0.1:1/health?token=***&field=version: [Errno 111] Connection refused"
+    assert text("db pw=hunter3 pwd: x password=\"a b\" upward=1 keyword=k") == \
+        "db pw=*** pwd: *** password=\"***\" upward=1 keyword=k"
+    assert text('{"api_key": "abc", "user": "u"} Authorization: Bearer eyJ.x') == \
+        '{"api_key": "***", "user": "u"} Authorization: *** ***'
+    assert text("posted to https://hooks.example/T0/SECRETPATH.") == "posted to https://hooks.example/***."
+    assert text("http://h/x?sig=1&y=2#f (http://a:p@ss@h/x)") == "http://h/x?sig=***&y=2#f (http://***@h/x)"
+    assert text("mywebapp updated 4.2.5-1.el5 -> 4.2.6-3.el5; http://10.0.0.1:8080/health answered 200") == \
+        "mywebapp updated 4.2.5-1.el5 -> 4.2.6-3.el5; http://10.0.0.1:8080/health answered 200"
+    # a webhook argument hides its path whatever the host is called (-D notify_webhook)
+    assert audit.redact({"webhook": "http://10.0.0.5:8025/T0/B1/SECRETPATH", "notify_webhook": ["https://x/y"],
+                         "url": SECRET_URL}) == {
+        "webhook": "http://10.0.0.5:8025/***", "notify_webhook": ["https://x/***"],
+        "url": "http://***@127.0.0.1:1/health?token=***&field=version"}
+
+
+def test_messages_are_redacted_in_the_host_audit_line(isolated):
+    req = core.Request("health", "http", {"url": SECRET_URL, "pw": "hunter3"}, reqid="r1", caller="c")
+    reply = core.Reply.failed(f"health#http failed: {SECRET_URL}: refused, pw=hunter3, "
+                              "webhook https://hooks.example/T0/SECRETPATH answered 500")
+    with core.use_system(FakeSystem()):
+        audit.record(req, reply, policy.Identity(()))
+    line = (isolated / "audit.jsonl").read_text()
+    for secret in ("S3cretPW", "TOK123", "hunter3", "SECRETPATH", "admin"):
+        assert secret not in line
+    assert json.loads(line)["args"] == {"url": "http://***@127.0.0.1:1/health?token=***&field=version", "pw": "***"}
+
+
+def test_the_central_audit_log_redacts_args_and_messages(tmp_path):
+    from orchestrator_lib.orchestration import HostResult, RunResult, Status
+    from orchestrator_lib.reporting import AuditLog
+    log = AuditLog(tmp_path / "audit.jsonl")
+    result = RunResult("health#http", {"web1": HostResult("web1", Status.FAILED, f"{SECRET_URL}: refused pw=hunter3")}, 0.1)
+    log.record(reqid="r", caller="c", agent="health", action="http",
+               args={"url": SECRET_URL, "webhook": "https://hooks.example/T0/SECRETPATH"}, result=result)
+    line = (tmp_path / "audit.jsonl").read_text()
+    for secret in ("S3cretPW", "TOK123", "hunter3", "SECRETPATH", "admin"):
+        assert secret not in line
+    entry = json.loads(line)
+    assert entry["message"] == "http://***@127.0.0.1:1/health?token=***&field=version: refused pw=***"
+    assert entry["args"]["webhook"] == "https://hooks.example/***"
 
 
 def test_record_appends_json_lines(isolated):
@@ -52,3 +101,14 @@ def test_env_override_for_off_host_runs(isolated, monkeypatch):
 def test_time_is_utc_iso_to_the_millisecond():
     assert audit.utc_iso(1_700_000_000.1239) == "2023-11-14T22:13:20.123+00:00"
     assert audit.utc_iso(0) == "1970-01-01T00:00:00.000+00:00"
+
+
+def test_notify_replies_never_show_the_webhook_or_secrets_in_answers():
+    from test_agents_fakes import call
+    hook = "http://127.0.0.1:9/T0/B1/SECRETPATH"  # nothing listens: the error names no path
+    r = call(FakeSystem(), "notify", "send", recipient="ops", message="done, token=TOK123", webhook=hook)
+    shown = json.dumps(r.to_obj())
+    assert r.status == "failed" and "cannot reach webhook" in r.message
+    assert "SECRETPATH" not in shown and "TOK123" not in shown
+    r = call(FakeSystem(), "notify", "send", recipient="ops", message="done, pw=hunter3")
+    assert r.status == "ok" and "hunter3" not in json.dumps(r.to_obj()) and r.message.endswith("done, pw=***")

@@ -143,3 +143,54 @@ def test_load_below_threshold_after_settling():
     assert r.status == "ok" and r.data["attempts"] == 3 and r.data["last"] == {"load1": 1.5, "threshold": 2.0}
     r = call(FakeSystem(load=(9.0, 9, 9)), "health", "load", threshold=2)
     assert r.status == "failed" and r.data["attempts"] == 1 and "load 9.00 not below 2" in r.message
+
+
+def bounded_host():
+    """A fake host whose sleeps stop a runaway loop instead of hanging the test run."""
+    fake = FakeSystem(load=(9.0, 9, 9))
+
+    def guard(_seconds):
+        if len(fake.sleeps) > 50:
+            raise AssertionError("the check kept looping")
+    fake.on_sleep = guard
+    return fake
+
+
+@pytest.mark.parametrize("args,why", [
+    ({"deadline": "nan"}, "argument 'deadline' must be a finite number, got 'nan'"),
+    ({"deadline": float("nan")}, "argument 'deadline' must be a finite number"),
+    ({"deadline": "inf"}, "argument 'deadline' must be a finite number"),
+    ({"deadline": 0}, "deadline must be more than 0 and at most 3600 s, got 0"),
+    ({"deadline": -5}, "deadline must be more than 0 and at most 3600 s, got -5"),
+    ({"deadline": 3601}, "deadline must be more than 0 and at most 3600 s, got 3601"),
+    ({"tries": "nan"}, "argument 'tries' must be a finite number"),
+    ({"tries": 2.5}, "tries must be a whole number of at least 1"),
+    ({"interval": "nan", "deadline": 10}, "argument 'interval' must be a finite number"),
+    ({"interval": -1, "deadline": 10}, "interval must not be negative"),
+])
+def test_loop_limits_are_validated_before_any_check(args, why):
+    fake = bounded_host()
+    r = call(fake, "health", "load", threshold=2, **args)
+    assert r.status == "failed" and r.message.startswith(f"health#load: {why}") and fake.sleeps == []
+
+
+def test_the_longest_deadline_is_accepted():
+    fake = FakeSystem(load=(9.0, 9, 9))
+    r = call(fake, "health", "load", threshold=2, deadline=health.MAX_DEADLINE, interval=600)
+    assert r.status == "failed" and r.data["attempts"] == 7 and r.data["waited"] == 3600.0
+
+
+def test_http_reply_never_shows_url_secrets():
+    url = "http://admin:S3cretPW@127.0.0.1:9/health?token=TOK123&field=version"
+    r = call(FakeSystem(), "health", "http", url=url)
+    shown = json.dumps(r.to_obj())
+    assert r.status == "failed" and "http://***@127.0.0.1:9/health?token=***&field=version" in r.message
+    assert "S3cretPW" not in shown and "TOK123" not in shown and "admin" not in shown
+    r = call(FakeSystem(), "health", "http", url="ftp://admin:S3cretPW@h/")
+    assert r.status == "failed" and "S3cretPW" not in r.message
+
+
+def test_command_output_in_the_reply_is_redacted():
+    fake = FakeSystem().on(r"check_db", (2, "CRITICAL - login failed for db password=hunter3\n", ""))
+    r = call(fake, "health", "command", command="/usr/lib/nagios/plugins/check_db")
+    assert r.status == "failed" and "hunter3" not in json.dumps(r.to_obj()) and "password=***" in r.message
