@@ -296,29 +296,44 @@ def ensure(backend: PackageBackend, name: str, version: str | None = None, *,
         if version not in known:
             have = ", ".join(known[:8]) or "none"
             raise ActionError(f"{name} {version} is not available from the package sources (available: {have})")
-    is_downgrade = False
-    if cur.installed:
-        order = backend.compare(cur.version, target)
-        if order == 0:
-            return Outcome(False, cur.version, cur.version, f"{name} already at {target}")
-        if order > 0:
-            if version is None:
-                return Outcome(False, cur.version, cur.version,
-                               f"{name} {cur.version} is newer than the newest available {target}; left alone")
-            if not downgrade:
-                raise ActionError(f"refusing to downgrade {name} from {cur.version} to {target} "
-                                  f"(pass downgrade=true to allow it)")
-            is_downgrade = True
-    r = backend.install(name, target, cur.version if cur.installed else None, is_downgrade)
+    is_downgrade, converged = _plan(backend, cur, target, version, downgrade)
+    if converged:
+        return Outcome(False, cur.version, cur.version, converged)
+    r = backend.install(name, target, cur.version, is_downgrade)
     after = backend.state(name)
     if not r.ok:
-        now = after.version if after.installed else "absent"
-        raise ActionError(f"installing {name} {target} failed: {backend.error_line(r)} ({name} now {now})")
+        raise ActionError(f"installing {name} {target} failed: {backend.error_line(r)} ({name} now {_shown(after)})")
     if not after.installed or backend.compare(after.version, target) != 0:
-        raise ActionError(f"after installing {name} {target} the host reports {after.version or 'absent'}")
-    verb = "downgraded" if is_downgrade else ("updated" if cur.installed else "installed")
-    before = cur.version if cur.installed else None
-    return Outcome(True, before, after.version, f"{name} {verb} {before or 'absent'} -> {after.version}")
+        raise ActionError(f"after installing {name} {target} the host reports {_shown(after)}")
+    verb = "downgraded" if is_downgrade else ("updated" if cur.version else "installed")
+    return Outcome(True, cur.version, after.version, f"{name} {verb} {_shown(cur)} -> {after.version}")
+
+
+def _plan(backend: PackageBackend, cur: PackageState, target: str, version: str | None,
+          downgrade: bool) -> tuple[bool, str]:
+    """(is the install of `target` a downgrade, why nothing needs doing or ""). A package left
+    half-configured (or unpacked) still has the version dpkg downgrades from, so it is compared
+    too; only an installed one counts as converged."""
+    if cur.version is None:
+        return False, ""
+    order = backend.compare(cur.version, target)
+    if order == 0:
+        return False, f"{cur.name} already at {target}" if cur.installed else ""
+    if order < 0:
+        return False, ""
+    if cur.installed and version is None:
+        return False, f"{cur.name} {cur.version} is newer than the newest available {target}; left alone"
+    if not downgrade:
+        raise ActionError(f"refusing to downgrade {cur.name} from {_shown(cur)} to {target} "
+                          f"(pass downgrade=true to allow it)")
+    return True, ""
+
+
+def _shown(st: PackageState) -> str:
+    """`3.0.13-1`, `3.0.13-1 (half-configured)` or `absent`: what a message says the host has."""
+    if st.version is None:
+        return "absent" if st.state == "absent" else st.state
+    return st.version if st.installed else f"{st.version} ({st.state})"
 
 
 def _refresh(backend: PackageBackend) -> None:

@@ -179,6 +179,78 @@ def test_half_configured_package_is_not_converged():
     assert r.status == "changed" and len(fake.writes()) == 1
 
 
+OPENSSL_MADISON = """openssl-lab |   3.0.13-1 | file:/srv/apt ./ Packages
+openssl-lab |   3.0.11-1 | file:/srv/apt ./ Packages
+"""
+#: apt-get's answer (recorded on a lab host) when the install is a downgrade without the flag
+APT_DOWNGRADE_REFUSED = (100, """Reading package lists...
+Building dependency tree...
+Reading state information...
+The following packages will be DOWNGRADED:
+  openssl-lab
+0 upgraded, 0 newly installed, 1 downgraded, 0 to remove and 0 not upgraded.
+1 not fully installed or removed.
+""", "E: Packages were downgraded and -y was used without --allow-downgrades.\n")
+APT_DOWNGRADED = (0, """Reading package lists...
+The following packages will be DOWNGRADED:
+  openssl-lab
+dpkg: warning: downgrading openssl-lab from 3.0.13-1 to 3.0.11-1
+Preparing to unpack .../openssl-lab_3.0.11-1_all.deb ...
+Unpacking openssl-lab (3.0.11-1) over (3.0.13-1) ...
+Setting up openssl-lab (3.0.11-1) ...
+""", "")
+
+
+def half_configured_openssl() -> FakeSystem:
+    """openssl-lab 3.0.13-1 left half-configured (its postinst failed), as dpkg-query reports it;
+    apt-get refuses a downgrade without --allow-downgrades, as it does."""
+    state = {"status": "install ok half-configured", "version": "3.0.13-1"}
+    fake = debian()
+
+    def apt_install(line):
+        if "--allow-downgrades" not in line:
+            return APT_DOWNGRADE_REFUSED
+        state.update(status="install ok installed", version=line.split("=")[-1])
+        return APT_DOWNGRADED
+
+    def compare(line):
+        a, op, b = line.split()[2:5]
+        key = lambda v: [int(x) for x in v.split("-")[0].split(".")]
+        return (0 if {"lt": key(a) < key(b), "gt": key(a) > key(b)}[op] else 1, "", "")
+
+    fake.on(r"^dpkg-query -W", lambda _l: (0, f"{state['status']}\t{state['version']}\n", ""))
+    fake.on(r"^apt-cache madison openssl-lab", (0, OPENSSL_MADISON, ""))
+    fake.on(r"^dpkg --compare-versions", compare)
+    fake.on(r"^apt-get install", apt_install)
+    return fake
+
+
+def test_rolling_back_from_a_half_configured_package_is_a_downgrade():
+    fake = half_configured_openssl()
+    r = call(fake, "package", "update", name="openssl-lab", version="3.0.11-1", downgrade="true")
+    assert (r.status, r.before, r.after) == ("changed", "3.0.13-1", "3.0.11-1"), r.message
+    assert r.message == "openssl-lab downgraded 3.0.13-1 (half-configured) -> 3.0.11-1"
+    [install] = fake.writes()
+    assert "--allow-downgrades" in install and install.endswith("openssl-lab=3.0.11-1")
+
+
+def test_a_half_configured_package_is_not_downgraded_unless_asked():
+    fake = half_configured_openssl()
+    r = call(fake, "package", "update", name="openssl-lab", version="3.0.11-1")
+    assert r.status == "failed" and fake.writes() == []
+    assert r.message == ("refusing to downgrade openssl-lab from 3.0.13-1 (half-configured) to 3.0.11-1 "
+                         "(pass downgrade=true to allow it)")
+
+
+def test_a_failed_install_names_the_half_configured_state_not_absent():
+    fake = half_configured_openssl()
+    fake.on(r"^apt-get install", APT_DOWNGRADE_REFUSED)  # e.g. apt refusing whatever we pass
+    r = call(fake, "package", "update", name="openssl-lab", version="3.0.11-1", downgrade="true")
+    assert r.status == "failed"
+    assert r.message == ("installing openssl-lab 3.0.11-1 failed: E: Packages were downgraded and -y was used "
+                         "without --allow-downgrades. (openssl-lab now 3.0.13-1 (half-configured))")
+
+
 # --------------------------------------------------------------------------- rpm/dnf
 
 def rpm_host(installed: str | None) -> FakeSystem:
