@@ -15,13 +15,15 @@ import paramiko
 
 from .errors import HostKeyError, TransportError, UnreachableError
 from .inventory import Host, Inventory
-from .known_hosts import KnownHosts, fingerprint
+from .known_hosts import KnownHosts, KnownKey, fingerprint
 
 # paramiko logs handshake failures with tracebacks from its own thread; we report them per host.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 logging.getLogger("paramiko").propagate = False
 
 KEY_TYPES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
+#: known_hosts key type -> the host key algorithms that prove it (an RSA key signs with SHA-2)
+HOST_KEY_ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
 
 
 @dataclass(frozen=True)
@@ -114,13 +116,31 @@ class SSHPool:
                 self._keys[path] = _load_private_key(path)
             return self._keys[path]
 
-    def _check_host_key(self, host: Host, address: str, port: int, key: paramiko.PKey) -> None:
-        names = [address if port == 22 else f"[{address}]:{port}", host.name]
+    @staticmethod
+    def _host_names(host: Host, address: str, port: int) -> list[str]:
+        """The names the host's keys may be filed under in known_hosts, the address first."""
+        return [address if port == 22 else f"[{address}]:{port}", host.name]
+
+    def _known_keys(self, names: list[str]) -> list[KnownKey]:
+        return next(filter(None, map(self.known_hosts.lookup, names)), [])
+
+    @staticmethod
+    def _prefer_known_key_types(transport: paramiko.Transport, known: list[KnownKey]) -> None:
+        """Ask for the key types known_hosts holds for this host first, as OpenSSH and
+        paramiko.SSHClient do: a host with an ed25519 key and an RSA one we know by its RSA key
+        would otherwise show its ed25519 key and look changed."""
+        wanted = [alg for k in known for alg in HOST_KEY_ALGORITHMS.get(k.key_type, (k.key_type,))]
+        options = transport.get_security_options()
+        first = [t for t in dict.fromkeys(wanted) if t in options.key_types]
+        if first:
+            options.key_types = first + [t for t in options.key_types if t not in first]
+
+    def _check_host_key(self, host: Host, names: list[str], known: list[KnownKey], key: paramiko.PKey) -> None:
+        """`known`: the keys known_hosts holds under `names` (looked up once per connection)."""
         key_type, blob, where = key.get_name(), key.asbytes(), self.known_hosts_path
         if self.known_hosts.is_revoked(blob):
             raise HostKeyError(f"{host.name}: host key {fingerprint(blob)} is marked @revoked in {where}")
-        known = next(filter(None, map(self.known_hosts.lookup, names)), None)
-        if known is None:
+        if not known:
             if not self.trust_on_first_use:
                 missing = "" if where.exists() else ", which does not exist"
                 raise HostKeyError(f"{host.name}: host key {fingerprint(blob)} is not in {where}{missing} "
@@ -157,9 +177,12 @@ class SSHPool:
         # paramiko leaves Nagle on: each request/reply would stall ~40 ms on delayed ACKs.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport = _Transport(sock)
+        names = self._host_names(host, address, port)
+        known = self._known_keys(names)
+        self._prefer_known_key_types(transport, known)
         try:
             transport.start_client(timeout=self.connect_timeout)
-            self._check_host_key(host, address, port, transport.get_remote_server_key())
+            self._check_host_key(host, names, known, transport.get_remote_server_key())
             self._authenticate(transport, host, user, keys)
         except TransportError:
             transport.close()

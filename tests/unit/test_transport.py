@@ -1,9 +1,15 @@
-"""The SSH pool's checks that need no host: key files are read before any connection."""
+"""The SSH pool's checks that need no lab host: key files are read before any connection; host
+key types are negotiated as OpenSSH does, against an in-process paramiko server."""
+import base64
+import socket
+import threading
+
+import paramiko
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from orchestrator_lib.errors import TransportError
+from orchestrator_lib.errors import HostKeyError, TransportError
 from orchestrator_lib.inventory import load_inventory
 from orchestrator_lib.transport import SSHPool
 
@@ -42,3 +48,102 @@ def test_a_directory_is_not_a_key_and_good_keys_pass(tmp_path):
     write_key(tmp_path / "key")
     good = SSHPool(estate(tmp_path, f"{tmp_path}/key"), ssh_config=None)
     good.check_keys(list(good.inventory.hosts.values()))
+
+
+# ---- host key negotiation against a real (in-process) SSH server --------------------------------
+
+
+class _Accepting(paramiko.ServerInterface):
+    def get_allowed_auths(self, username):
+        return "publickey"
+
+    def check_auth_publickey(self, username, key):
+        return paramiko.AUTH_SUCCESSFUL
+
+
+class SSHServer:
+    """One port on 127.0.0.1 offering several host keys (as sshd does with ed25519 + RSA/ECDSA)."""
+
+    def __init__(self, host_keys):
+        self.host_keys = host_keys
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.transports = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            t = paramiko.Transport(sock)
+            for key in self.host_keys:
+                t.add_server_key(key)
+            self.transports.append(t)
+            try:
+                t.start_server(server=_Accepting())
+            except Exception:
+                pass
+
+    def close(self):
+        self.listener.close()
+        for t in self.transports:
+            t.close()
+
+
+@pytest.fixture(scope="module")
+def host_keys(tmp_path_factory):
+    path = tmp_path_factory.mktemp("hostkeys") / "ed25519"
+    write_key(path)
+    return {"ed25519": paramiko.Ed25519Key.from_private_key_file(str(path)),
+            "rsa": paramiko.RSAKey.generate(2048), "ecdsa": paramiko.ECDSAKey.generate()}
+
+
+def known_line(name, key):
+    return f"{name} {key.get_name()} {base64.b64encode(key.asbytes()).decode()}\n"
+
+
+def pool_for(tmp_path, server, known):
+    write_key(tmp_path / "client")
+    (tmp_path / "known_hosts").write_text("".join(known_line(f"[127.0.0.1]:{server.port}", k) for k in known))
+    env = tmp_path / "estate.yaml"
+    env.write_text(f"known_hosts: {tmp_path}/known_hosts\n"
+                   f"hosts:\n  web1: {{address: 127.0.0.1, port: {server.port}, key: {tmp_path}/client}}\n")
+    inventory = load_inventory(env)
+    return SSHPool(inventory, ssh_config=None), inventory.host("web1")
+
+
+@pytest.mark.parametrize("known_type", ["rsa", "ecdsa"])
+def test_a_host_known_by_its_rsa_or_ecdsa_key_is_asked_for_that_key(tmp_path, host_keys, known_type):
+    """The server also has ed25519 (paramiko's first choice); known_hosts holds only the other key:
+    OpenSSH connects, so must we, and verify the key known_hosts names."""
+    server = SSHServer([host_keys["ed25519"], host_keys[known_type]])
+    pool, web1 = pool_for(tmp_path, server, [host_keys[known_type]])
+    try:
+        key = pool.transport(web1).get_remote_server_key()
+        assert (key.get_name(), key.asbytes()) == (host_keys[known_type].get_name(), host_keys[known_type].asbytes())
+    finally:
+        pool.close()
+        server.close()
+
+
+def test_a_changed_key_of_the_known_type_is_still_refused(tmp_path, host_keys):
+    server = SSHServer([host_keys["ed25519"], host_keys["rsa"]])
+    pool, web1 = pool_for(tmp_path, server, [paramiko.RSAKey.generate(2048)])  # not the server's
+    try:
+        with pytest.raises(HostKeyError, match=r"web1: host key changed: got ssh-rsa SHA256:\S+, expected ssh-rsa "):
+            pool.transport(web1)
+    finally:
+        pool.close()
+        server.close()
+
+
+def test_a_host_known_by_ed25519_still_negotiates_ed25519(tmp_path, host_keys):
+    server = SSHServer([host_keys["rsa"], host_keys["ed25519"]])
+    pool, web1 = pool_for(tmp_path, server, [host_keys["ed25519"]])
+    try:
+        assert pool.transport(web1).get_remote_server_key().get_name() == "ssh-ed25519"
+    finally:
+        pool.close()
+        server.close()
