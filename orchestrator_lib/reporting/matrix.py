@@ -33,6 +33,10 @@ class Outcome(str, Enum):
 
 #: Outcomes that fail the gate.
 BAD = frozenset({Outcome.FAILED, Outcome.UNREACHABLE, Outcome.NOT_ATTEMPTED})
+#: subjects of the cells that take a host out of the load balancer or put it back, and the
+#: states (their `after`) in which a host is out (deploy/loadbalancer.py names them so)
+LB_SUBJECTS = ("firewall ", "haproxy ")
+OUT_OF_LB = frozenset({"blocked", "maint", "drain"})
 #: behave's scenario statuses that do not fail the gate (skipped: deselected, or after a failure
 #: that already failed it).
 GOOD_SCENARIO = frozenset({"passed", "skipped"})
@@ -54,11 +58,28 @@ def _show(value: Any) -> str:
 _ASSERT_PREFIXES = ("ASSERT FAILED: ", "Assertion Failed: ")
 
 
-def _first_line(text: str) -> str:
-    line = next((ln.strip() for ln in (text or "").splitlines() if ln.strip()), "")
+#: at most this many lines of a step's error go into the recap's scenario line
+REASON_LINES = 5
+
+
+def _reason(text: str) -> str:
+    """A step's error in one line: a Then's subject with what differed on which host (PyHamcrest's
+    "Expected:" restates the step), a When's hosts with their errors, a bug's exception line."""
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    if lines[0].startswith("Traceback"):
+        return lines[-1]
     for prefix in _ASSERT_PREFIXES:
-        line = line.removeprefix(prefix)
-    return line.rstrip(":")
+        lines[0] = lines[0].removeprefix(prefix)
+    lines = [lines[0]] + [ln.removeprefix("but: ") for ln in lines[1:] if not ln.startswith("Expected:")]
+    more = len(lines) - REASON_LINES
+    if more > 0:
+        lines = lines[:REASON_LINES] + [f"and {more} more"]
+    out = lines[0]
+    for line in lines[1:]:
+        out += (" " if out.endswith(":") else ": " if out == lines[0] else "; ") + line
+    return out.rstrip(":")
 
 
 @dataclass
@@ -127,12 +148,13 @@ class ScenarioRecord:
         """The first failed step and its one-line error, "" when none failed."""
         for step in self.steps:
             if step.error:
-                return f'"{step.text}": {_first_line(step.error)}'
+                return f'"{step.text}": {_reason(step.error)}'
         return ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "feature": self.feature, "file": self.file, "status": self.status,
-                "reason": self.reason, "hosts": self.hosts, "steps": [s.to_dict() for s in self.steps]}
+                "reason": self.reason, "error": self.error, "hosts": self.hosts,
+                "steps": [s.to_dict() for s in self.steps]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ScenarioRecord":
@@ -179,6 +201,7 @@ class ResultMatrix:
     plan: bool = False
     scenarios: list[ScenarioRecord] = field(default_factory=list)
     error: str = ""                    # a failure outside any scenario (setup), one line
+    interrupted: str = ""              # where the operator stopped the run (Ctrl-C), "" if not
 
     # ---- building, as the run goes ----------------------------------------------------------
     def start_scenario(self, name: str, feature: str = "", file: str = "") -> ScenarioRecord:
@@ -222,6 +245,11 @@ class ResultMatrix:
         if step is not None:
             step.status, step.error = status, error
 
+    def interrupt(self, where: str) -> None:
+        """The run was stopped (Ctrl-C) `where` ('at "When ..."'): it fails the gate, and the
+        recap says so (the first place counts)."""
+        self.interrupted = self.interrupted or where
+
     def end_scenario(self, status: str, reason: str = "", hosts: list[str] | tuple[str, ...] = ()) -> None:
         """Close the scenario: steps that never ran get SKIPPED for every host it targeted
         (`hosts`, else every host it has a cell for), so each host x step has a cell."""
@@ -252,7 +280,7 @@ class ResultMatrix:
     @property
     def passed(self) -> bool:
         """The gate: something ran, every scenario passed, every targeted host ended every step well."""
-        return (not self.error and any(s.status == "passed" for s in self.scenarios)
+        return (not self.error and not self.interrupted and any(s.status == "passed" for s in self.scenarios)
                 and all(s.status in GOOD_SCENARIO for s in self.scenarios) and not self.bad_hosts())
 
     def recap(self, host: str) -> HostRecap:
@@ -289,10 +317,26 @@ class ResultMatrix:
                 out.lasting.append(words)
         return out
 
+    def out_of_load_balancer(self) -> dict[str, list[str]]:
+        """{"firewall 10.231.0.2 blocked": [hosts]}: hosts the run last saw out of the load
+        balancer (blocked, disabled, drained), so an operator knows whom to put back."""
+        last: dict[tuple[str, str], Any] = {}
+        for _, _, host, cell in self.cells():
+            if cell.subject.startswith(LB_SUBJECTS) and cell.status in (Outcome.OK, Outcome.CHANGED):
+                last[(host, cell.subject)] = cell.after
+        out: dict[str, list[str]] = {}
+        for (host, subject), state in last.items():
+            if state in OUT_OF_LB:
+                out.setdefault(f"{subject} {state}", []).append(host)
+        return out
+
     def recap_lines(self) -> list[str]:
         lines = []
         if self.error:
             lines.append(f"error: {self.error}")
+        if self.interrupted:
+            lines.append(f"interrupted {self.interrupted}: the run stopped there; what that step had started "
+                         f"on hosts was abandoned, its outcome unknown")
         for scenario in self.scenarios:
             if scenario.status not in GOOD_SCENARIO:
                 why = scenario.error or scenario.reason or scenario.status
@@ -300,6 +344,10 @@ class ResultMatrix:
             elif scenario.status == "skipped" and scenario.reason:
                 lines.append(f'scenario "{scenario.name}" skipped: {scenario.reason}')
         lines.extend(self.recap(h).line() for h in self.hosts)
+        out = {} if self.plan else self.out_of_load_balancer()
+        if out:
+            lines.append("left out of the load balancer: " + "; ".join(
+                f"{', '.join(hosts)} ({state})" for state, hosts in out.items()))
         return lines
 
     def gate_line(self) -> str:
@@ -316,29 +364,32 @@ class ResultMatrix:
         why = []
         if self.error:
             why.append("the run could not start")
+        if self.interrupted:
+            why.append(f"interrupted {self.interrupted}")
         if bad_sc:
             why.append(f"{len(bad_sc)} of {n_sc} scenarios did not pass")
         if self.bad_hosts():
             why.append(f"failed on {', '.join(self.bad_hosts())}")
-        if not self.scenarios and not self.error:
+        if not self.scenarios and not (self.error or self.interrupted):
             why.append("no scenario ran")
         return "Release gate: FAILED: " + "; ".join(why)
 
     def only(self, file: str) -> "ResultMatrix":
         """The part of the matrix about one feature file."""
-        return ResultMatrix(self.env, self.plan, [s for s in self.scenarios if s.file == file], self.error)
+        return ResultMatrix(self.env, self.plan, [s for s in self.scenarios if s.file == file], self.error,
+                            self.interrupted)
 
     # ---- JSON ----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"env": self.env, "plan": self.plan, "passed": self.passed, "gate": self.gate_line(),
-                "error": self.error, "hosts": self.hosts,
+                "error": self.error, "interrupted": self.interrupted, "hosts": self.hosts,
                 "recap": {h: self.recap(h).to_dict() for h in self.hosts},
                 "scenarios": [s.to_dict() for s in self.scenarios]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ResultMatrix":
         return cls(d.get("env", ""), bool(d.get("plan")), [ScenarioRecord.from_dict(s) for s in d.get("scenarios", [])],
-                   d.get("error", ""))
+                   d.get("error", ""), d.get("interrupted", ""))
 
     def write_json(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

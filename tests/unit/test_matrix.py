@@ -77,7 +77,8 @@ def test_a_failed_host_fails_the_gate_and_is_named_with_its_step():
     assert "failed on web2" in m.gate_line()
     lines = m.recap_lines()
     assert lines[0] == ('scenario "Update the website" failed: "When I update the package mywebapp to 4.2.6": '
-                        'package#update did not succeed on web2 (1 of 2 hosts)')
+                        'package#update did not succeed on web2 (1 of 2 hosts): web2: ...')
+    assert lines[-1] == "left out of the load balancer: web1, web2 (firewall 10.231.0.2 blocked)"
 
 
 def test_steps_that_never_ran_get_a_skipped_cell_for_each_targeted_host():
@@ -163,3 +164,69 @@ def test_json_round_trip_and_per_feature_split(tmp_path):
     assert back.to_dict() == m.to_dict()
     only = m.only("features/deploy_webapp.feature")
     assert [s.name for s in only.scenarios] == ["Update the website"] and only.hosts == ["web1", "web2"]
+
+
+# ---- what the recap says about a failed step -------------------------------------------------------
+def failed_then(error: str) -> ResultMatrix:
+    m = ResultMatrix("local")
+    m.start_scenario("s")
+    m.start_step("Then", "the package version for app should be 1.1")
+    m.end_step("failed", error)
+    m.end_scenario("failed")
+    return m
+
+
+def test_a_failed_then_gives_its_reason_not_only_its_subject():
+    """It used to say only "package version for app", the PyHamcrest reason's first line."""
+    m = failed_then("ASSERT FAILED: package version for app\nExpected: on every host: '1.1'\n"
+                    "     but: 2 of 3 hosts differ:\n          web2: expected '1.1', actual '1.0'\n"
+                    "          web3: expected '1.1', actual <unreachable: gone>")
+    assert m.recap_lines() == ['scenario "s" failed: "Then the package version for app should be 1.1": '
+                               "package version for app: 2 of 3 hosts differ: web2: expected '1.1', actual '1.0'; "
+                               "web3: expected '1.1', actual <unreachable: gone>"]
+    assert m.to_dict()["scenarios"][0]["error"] == m.scenarios[0].error
+
+
+def test_a_long_reason_is_cut_and_a_bug_gives_its_exception_line():
+    many = "\n".join(f"          web{i}: expected '1.1', actual '1.0'" for i in range(1, 10))
+    m = failed_then(f"ASSERT FAILED: v\nExpected: '1.1'\n     but: 9 of 9 hosts differ:\n{many}")
+    assert m.scenarios[0].error.endswith("web3: expected '1.1', actual '1.0'; and 6 more")
+    m = failed_then('Traceback (most recent call last):\n  File "x.py", line 1\nKeyError: \'addr\'')
+    assert m.scenarios[0].error == '"Then the package version for app should be 1.1": KeyError: \'addr\''
+
+
+# ---- hosts left out of the load balancer, interruptions -------------------------------------------------
+def test_hosts_left_out_of_the_load_balancer_are_named_by_what_keeps_them_out():
+    m = ResultMatrix("local")
+    m.start_scenario("s")
+    m.start_step("When", "I disable the hosts in the load balancer backend app")
+    m.record_run(run("haproxy#disable", web1=(Status.CHANGED, "ready", "maint"), web2=(Status.OK, "maint", "maint")),
+                 "haproxy app")
+    m.end_step("passed")
+    m.start_step("When", "I enable the hosts in the load balancer backend app")
+    m.record_run(run("haproxy#enable", web1=(Status.CHANGED, "maint", "ready"), web2=(Status.FAILED, "maint", "maint")),
+                 "haproxy app")
+    m.end_step("failed", "Assertion Failed: haproxy#enable did not succeed on web2")
+    m.end_scenario("failed")
+    assert m.out_of_load_balancer() == {"haproxy app maint": ["web2"]}
+    assert m.recap_lines()[-1] == "left out of the load balancer: web2 (haproxy app maint)"
+    converged = ResultMatrix("local")
+    seed(converged)
+    assert converged.out_of_load_balancer() == {} and "left out" not in "\n".join(converged.recap_lines())
+
+
+def test_an_interrupted_run_fails_the_gate_and_says_where_it_stopped(tmp_path):
+    m = ResultMatrix("local")
+    seed(m)
+    m.interrupt('at "When I update the package mywebapp to 4.2.6"')
+    m.interrupt("after the last scenario")   # the first place counts
+    assert not m.passed
+    assert m.gate_line() == 'Release gate: FAILED: interrupted at "When I update the package mywebapp to 4.2.6"'
+    assert m.recap_lines()[0] == ('interrupted at "When I update the package mywebapp to 4.2.6": the run stopped '
+                                  'there; what that step had started on hosts was abandoned, its outcome unknown')
+    m.write_json(tmp_path / "r.json")
+    back = ResultMatrix.read_json(tmp_path / "r.json")
+    assert back.interrupted == m.interrupted and back.to_dict()["passed"] is False
+    assert m.only("features/deploy_webapp.feature").interrupted == m.interrupted
+    assert ResultMatrix(interrupted="before the first scenario").gate_line() == \
+        "Release gate: FAILED: interrupted before the first scenario"
