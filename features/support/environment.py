@@ -8,6 +8,7 @@ release gate. Settings come from userdata (-D): env, lab=keep|down, plan, report
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,15 @@ from orchestrator_lib.deploy import Deploy, Settings
 from orchestrator_lib.errors import OrchestratorError
 from orchestrator_lib.inventory import Inventory, load_inventory
 from orchestrator_lib.reporting import ResultMatrix
+from orchestrator_lib.reporting.matrix import GOOD_SCENARIO
 from orchestrator_lib.session import Session
 
 FAIL_FAST_TAG = "fail_fast"
+#: seconds an interrupted run waits for its SSH session to close (closing waits for every request
+#: still running on a host, up to its own timeout: minutes for a package update)
+CLOSE_WAIT_INTERRUPTED = 2.0
+UNDEFINED = "undefined step: no step definition matches it (behave --steps-catalog lists the vocabulary)"
+INTERRUPTED = "interrupted by the operator (Ctrl-C)"
 
 
 class SetupFailed(OrchestratorError):
@@ -25,7 +32,20 @@ class SetupFailed(OrchestratorError):
 
 
 class GateFailed(OrchestratorError):
-    """Every scenario passed, yet the matrix holds a host that ended a step badly."""
+    """behave would exit 0, yet the gate failed: a host ended a step badly in a step that
+    passed, or no scenario ran at all (no feature, a typo'd `Scenario:`, tags that match none)."""
+
+
+class ReportFailed(OrchestratorError):
+    """The JSON report could not be written (the recap is printed anyway)."""
+
+
+class UndefinedStep(Exception):
+    """What behave's JUnit reporter names for an undefined step (behave leaves it None)."""
+
+
+class Interrupted(Exception):
+    """What behave's JUnit reporter names for the step the operator interrupted."""
 
 
 def _say(line: str) -> None:
@@ -59,19 +79,28 @@ class Run:
         self.error = ""
         self.feature_files: list[str] = []
         self.failed_fast: set[str] = set()    # feature files whose @fail_fast already tripped
+        self.setup_reported = False           # before_feature raised run.error: behave fails the run
+        self.started = False                  # before_all finished (an abort after it is an interruption)
+        self.configured = False               # the -D options were accepted (else no report is written)
 
 
 def before_all(context: Any) -> None:
     run = context.run = Run()
     context.deploy = None
+    run.matrix.env = str(context.config.userdata.get("env", ""))  # the one asked for, should -D fail
     try:
         run.settings = Settings.from_userdata(context.config.userdata)
+        run.configured = True
         run.matrix.env, run.matrix.plan = run.settings.env, run.settings.plan
         run.lab = ensure_lab(load_inventory(run.settings.env))
         session = Session(run.settings.env)
         context.deploy = run.deploy = Deploy(run.settings, session, run.matrix)
     except OrchestratorError as e:
         run.error = run.matrix.error = str(e)
+    except KeyboardInterrupt:  # behave aborts the run; after_all still reports it
+        run.matrix.interrupt("while the run was starting")
+        raise
+    run.started = True
     if run.settings.plan and not run.error:
         _say("PLAN MODE: read-only checks only; nothing will be changed on any host\n")
 
@@ -80,7 +109,19 @@ def before_feature(context: Any, feature: Any) -> None:
     run: Run = context.run
     run.feature_files.append(feature.filename)
     if run.error:  # fails the feature (and so the run) with one line
-        raise SetupFailed(run.error)
+        error = SetupFailed(run.error)
+        mark_not_run(feature, error)
+        run.setup_reported = True
+        raise error
+
+
+def mark_not_run(feature: Any, error: Exception) -> None:
+    """behave's JUnit reporter writes a testcase per scenario, and a scenario of a feature whose
+    hook failed is only "untested" (no error, no failure): mark each one as failed by `error`."""
+    for scenario in feature.walk_scenarios():
+        scenario.hook_failed = True
+        scenario.store_exception_context(error)
+        scenario.error_message = str(error)
 
 
 def before_scenario(context: Any, scenario: Any) -> None:
@@ -97,7 +138,13 @@ def before_step(context: Any, step: Any) -> None:
 
 
 def after_step(context: Any, step: Any) -> None:
-    context.run.matrix.end_step(step.status.name, step.error_message or "")
+    matrix = context.run.matrix
+    if getattr(context, "aborted", False) and step.status.has_failed():
+        matrix.interrupt(f'at "{step.keyword} {step.name}"')
+        step.store_exception_context(Interrupted(INTERRUPTED))  # JUnit: not an empty KeyboardInterrupt
+        matrix.end_step(step.status.name, INTERRUPTED)
+        return
+    matrix.end_step(step.status.name, step.error_message or "")
 
 
 def after_scenario(context: Any, scenario: Any) -> None:
@@ -105,7 +152,7 @@ def after_scenario(context: Any, scenario: Any) -> None:
     matrix = run.matrix
     for step in list(scenario.all_steps)[len(matrix.scenarios[-1].steps):]:  # never started: skipped
         matrix.start_step(step.keyword, step.name)
-        matrix.end_step(step.status.name)
+        matrix.end_step(step.status.name, name_undefined(step))
     targeted: list[str] = []
     if run.deploy is not None and run.deploy.scenario.target.pinned is not None:
         targeted = [h.name for h in run.deploy.scenario.target.pinned]
@@ -114,21 +161,71 @@ def after_scenario(context: Any, scenario: Any) -> None:
         run.failed_fast.add(scenario.feature.filename)
 
 
+def name_undefined(step: Any) -> str:
+    """behave runs no hook for an undefined step and leaves its error empty: name it, for the
+    matrix (returned) and for behave's JUnit reporter (the step's exception and message)."""
+    if step.status.name != "undefined":
+        return ""
+    step.store_exception_context(UndefinedStep(f'undefined step "{step.keyword} {step.name}": no step '
+                                               f'definition matches it'))
+    step.error_message = UNDEFINED
+    return UNDEFINED
+
+
 def after_all(context: Any) -> None:
+    """The report and the recap first, whatever happened (an interrupted run too), then the
+    session and the lab; then fail the run if the gate failed and behave would not."""
     run: Run | None = getattr(context, "run", None)
     if run is None:
         return
-    if run.deploy is not None:
-        run.deploy.session.close()
-    paths = write_reports(run)
-    print_recap(run, paths)
+    aborted = bool(getattr(context, "aborted", False))
+    if aborted and run.started:  # behave aborts after before_all only on Ctrl-C (or SystemExit) in a hook
+        run.matrix.interrupt("before the first scenario" if not run.matrix.scenarios else "between steps")
+    paths, report_error = write_reports_safely(run)
+    print_recap(run, paths, report_error)
+    close_session(run, aborted)
     if run.lab is not None and run.settings.lab == "down":
         run.lab.down(progress=_say)
-    # behave fails the run on a failed step, hook error or undefined step; the gate also
-    # fails it when a host ended badly in a step that passed (it should not, but never pass it).
-    all_passed = all(s.status in ("passed", "skipped") for s in run.matrix.scenarios)
-    if not run.matrix.passed and all_passed and not run.error and run.matrix.scenarios:
+    # behave fails the run on a failed step, hook error, undefined step or interruption; the gate
+    # also fails it when nothing ran, or a host ended badly in a step that passed.
+    behave_fails = aborted or run.setup_reported or any(s.status not in GOOD_SCENARIO for s in run.matrix.scenarios)
+    if behave_fails:
+        return
+    if not run.matrix.passed:
         raise GateFailed(run.matrix.gate_line())
+    if report_error:
+        raise ReportFailed(f"Report {report_error}")
+
+
+#: the recap goes to the terminal even under --junit (behave captures a hook's output, and shows
+#: it only when the hook fails)
+after_all.capture = False  # type: ignore[attr-defined]
+
+
+def close_session(run: Run, aborted: bool) -> None:
+    """Closing waits for the requests still running on hosts; an interrupted run waits briefly,
+    then leaves the connections to drop at exit (a second Ctrl-C would lose nothing now)."""
+    if run.deploy is None:
+        return
+    if not aborted:
+        run.deploy.session.close()
+        return
+    closer = threading.Thread(target=run.deploy.session.close, name="close-session", daemon=True)
+    closer.start()
+    closer.join(CLOSE_WAIT_INTERRUPTED)
+    if closer.is_alive():
+        _say("Not waiting for requests still running on hosts: their connections drop as behave exits")
+
+
+def write_reports_safely(run: Run) -> tuple[list[Path], str]:
+    """The report paths, and "" or why none was written (one line): never to the default path
+    when the -D options were refused, and never an error that would hide the recap."""
+    if not run.configured:
+        return [], "not written: the -D options were refused"
+    try:
+        return write_reports(run), ""
+    except OSError as e:
+        return [], f"not written: -D report={run.settings.report_template}: {e}"
 
 
 def write_reports(run: Run) -> list[Path]:
@@ -147,13 +244,14 @@ def write_reports(run: Run) -> list[Path]:
     return paths
 
 
-def print_recap(run: Run, paths: list[Path]) -> None:
+def print_recap(run: Run, paths: list[Path], report_error: str = "") -> None:
     matrix = run.matrix
     title = "Plan recap" if matrix.plan else "Deploy recap"
     n_sc, n_hosts = len(matrix.scenarios), len(matrix.hosts)
-    _say(f"\n{title} (env {matrix.env}): {n_sc} scenario{'s' if n_sc != 1 else ''}, "
+    env = f" (env {matrix.env})" if matrix.env else ""
+    _say(f"\n{title}{env}: {n_sc} scenario{'s' if n_sc != 1 else ''}, "
          f"{n_hosts} host{'s' if n_hosts != 1 else ''}")
     for line in matrix.recap_lines():
         _say(f"  {line}")
     _say(matrix.gate_line())
-    _say("Report: " + ", ".join(str(p) for p in paths))
+    _say(f"Report: {report_error}" if report_error else "Report: " + ", ".join(str(p) for p in paths))
