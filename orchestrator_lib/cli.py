@@ -33,7 +33,7 @@ from .discovery import CountContract, Filter
 from .errors import OrchestratorError
 from .inventory import Host
 from .orchestration import HostResult, RunResult, Status, parse_batch_size
-from .session import Session
+from .session import Interrupted, Session
 
 PROG = "orch"
 NOTEWORTHY = (Status.FAILED, Status.UNREACHABLE, Status.NOT_ATTEMPTED)
@@ -375,13 +375,36 @@ def progress(label: str, total: int, enabled: bool) -> Iterator[Callable[[HostRe
         yield advance
 
 
-def execute(session: Session, args: argparse.Namespace, call: Call) -> RunResult:
+def execute(session: Session, args: argparse.Namespace, call: Call, out: Console) -> RunResult:
+    """Run the call; on Ctrl-C show what it got done (on `out`) before main() reports the interrupt."""
     options: dict[str, Any] = {"batch_size": args.batch, "tries": args.tries}
     if args.timeout is not None:
         options["timeout"] = args.timeout
     label = f"{call.agent}#{call.action}"
-    with progress(label, len(call.hosts), not (args.json or args.no_progress)) as on_result:
-        return session.call(call.hosts, call.agent, call.action, call.args, on_result=on_result, **options)
+    try:
+        with progress(label, len(call.hosts), not (args.json or args.no_progress)) as on_result:
+            return session.call(call.hosts, call.agent, call.action, call.args, on_result=on_result, **options)
+    except Interrupted as stop:
+        render_interrupted(stop, args, out)
+        raise
+
+
+def render_interrupted(stop: Interrupted, args: argparse.Namespace, out: Console) -> None:
+    """Every host that finished, then those still running (outcome unknown) and those not started."""
+    result = stop.result
+    if args.json:
+        print(json.dumps({"interrupted": True, "running": stop.running, **result.to_dict()}, indent=2, default=str))
+        return
+    width = _width(result)
+    for r in result.results.values():
+        if r.host not in stop.running and r.status is not Status.NOT_ATTEMPTED:
+            out.print(Text(f"{r.host:<{width}}  {str(r.status):<13}  {r.message}", style=STYLES[r.status]))
+    if stop.running:
+        out.print(Text(f"still running when interrupted (outcome unknown): {', '.join(stop.running)}",
+                       style="bold red"))
+    if result.not_attempted:
+        out.print(Text(f"not started: {', '.join(result.not_attempted)}", style=STYLES[Status.NOT_ATTEMPTED]))
+    out.print(Text(result.tally(), style="bold red"))
 
 
 def render(call: Call, result: RunResult, args: argparse.Namespace, out: Console) -> None:
@@ -413,12 +436,13 @@ def run_find(session: Session, args: argparse.Namespace, out: Console) -> int:
             print("\n".join(names))
         return EXIT_OK
     call = Call(hosts, "rpcutil", "ping")
-    result = execute(session, args, call)
+    err = Console(stderr=True, soft_wrap=True, highlight=False)
+    result = execute(session, args, call, err)
     if args.json:
         print(json.dumps({"discovered": names, **result.to_dict()}, indent=2, default=str))
     else:
         print("\n".join(r.host for r in result.results.values() if r.ok))
-        render(call, result, args, Console(stderr=True, soft_wrap=True, highlight=False))
+        render(call, result, args, err)
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
@@ -429,7 +453,7 @@ def run_command(args: argparse.Namespace) -> int:
         if args.command == "find":
             return run_find(session, args, out)
         call = PLANS[args.command](session, args)
-        result = execute(session, args, call)
+        result = execute(session, args, call, out)
         if call.check is not None:
             call.check(result)
         if args.json:

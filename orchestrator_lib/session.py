@@ -2,6 +2,7 @@
 and shared by every step of a run), the caller's identity and the central audit log."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -9,7 +10,7 @@ from . import rpc
 from .discovery import CountContract, Filter, select, unknown_facts, unknown_identities, unknown_words
 from .errors import DiscoveryError, FilterError, OrchestratorError
 from .inventory import Host, Inventory, _did_you_mean, load_inventory
-from .orchestration import FailurePolicy, HostResult, RunResult, Status, run_on_hosts
+from .orchestration import FailurePolicy, HostResult, RunResult, Status, plan_batches, run_on_hosts
 from .reporting import AuditLog
 from .transport import SSHPool
 
@@ -19,6 +20,34 @@ DEFAULT_AUDIT = Path("<default>")
 #: Lab.__init__; it has no constant to import and the lab sits above this layer). A unit test
 #: keeps the two in step.
 LAB_BRIDGE = "labbr0"
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a request, after it was audited. `result` has a HostResult per host: what
+    finished, the hosts still running as failed (outcome unknown), the rest as not attempted."""
+
+    def __init__(self, result: RunResult, running: list[str]) -> None:
+        super().__init__(f"{result.label} interrupted")
+        self.result = result
+        self.running = running
+
+
+def interrupted_result(label: str, hosts: list[Host], finished: Mapping[str, HostResult],
+                       batch_size: Any, elapsed: float) -> tuple[RunResult, list[str]]:
+    """The request as it stood at Ctrl-C, and the hosts that were still running: those of the
+    batch under way that had not finished (later batches had not started)."""
+    batches = plan_batches([h.name for h in hosts], batch_size)
+    current = next((b for b in batches if any(n not in finished for n in b)), [])
+    running = [n for n in current if n not in finished]
+    results = {}
+    for host in hosts:
+        if host.name in finished:
+            results[host.name] = finished[host.name]
+        elif host.name in running:
+            results[host.name] = HostResult(host.name, Status.FAILED, "interrupted while running: outcome unknown")
+        else:
+            results[host.name] = HostResult(host.name, Status.NOT_ATTEMPTED, "not attempted: interrupted")
+    return RunResult(label, results, elapsed), running
 
 
 class Session:
@@ -109,14 +138,9 @@ class Session:
             return rpc.call(self.pool, host, agent, action, args, reqid=reqid, caller=self.caller,
                             timeout=timeout)
 
-        result = run_on_hosts(hosts, task, label=f"{agent}#{action}", batch_size=batch_size, tries=tries,
-                              retry_sleep=retry_sleep, policy=policy or FailurePolicy(),
-                              timeout=timeout * tries + retry_sleep * tries, workers=self.workers,
-                              on_result=on_result)
-        self.audit.record(reqid=reqid, caller=self.caller, agent=agent, action=action, args=args,
-                          result=result)
-        self.history.append(result)
-        return result
+        return self._run(hosts, task, reqid, agent, action, args, on_result, batch_size=batch_size,
+                         tries=tries, retry_sleep=retry_sleep, policy=policy or FailurePolicy(),
+                         timeout=timeout * tries + retry_sleep * tries)
 
     def shell(self, hosts: Iterable[Host], command: str, *, batch_size: Any = None, tries: int = 1,
               timeout: float = 60.0, on_result: Callable[[HostResult], None] | None = None) -> RunResult:
@@ -132,12 +156,36 @@ class Session:
             return HostResult(host=host.name, status=status, message=message, rc=done.rc,
                               stdout=done.stdout, stderr=done.stderr, duration=done.duration)
 
-        result = run_on_hosts(list(hosts), task, label="shell#run", batch_size=batch_size, tries=tries,
-                              timeout=timeout * tries, workers=self.workers, on_result=on_result)
-        self.audit.record(reqid=rpc.new_reqid(), caller=self.caller, agent="shell", action="run",
-                          args={"command": command}, result=result)
-        self.history.append(result)
+        return self._run(list(hosts), task, rpc.new_reqid(), "shell", "run", {"command": command}, on_result,
+                         batch_size=batch_size, tries=tries, timeout=timeout * tries)
+
+    def _run(self, hosts: list[Host], task: Callable[[Host], HostResult], reqid: str, agent: str, action: str,
+             args: Mapping[str, Any] | None, on_result: Callable[[HostResult], None] | None,
+             **options: Any) -> RunResult:
+        """Fan out, then audit and keep the result. Ctrl-C is audited too (what finished, the rest
+        interrupted) before it goes on up as Interrupted: the log never misses a request that ran."""
+        finished: dict[str, HostResult] = {}
+
+        def done(result: HostResult) -> None:
+            finished[result.host] = result
+            if on_result is not None:
+                on_result(result)
+
+        label, started = f"{agent}#{action}", time.monotonic()
+        try:
+            result = run_on_hosts(hosts, task, label=label, workers=self.workers, on_result=done, **options)
+        except KeyboardInterrupt:
+            result, running = interrupted_result(label, hosts, finished, options.get("batch_size"),
+                                                 time.monotonic() - started)
+            self._keep(reqid, agent, action, args, result)
+            raise Interrupted(result, running) from None
+        self._keep(reqid, agent, action, args, result)
         return result
+
+    def _keep(self, reqid: str, agent: str, action: str, args: Mapping[str, Any] | None,
+              result: RunResult) -> None:
+        self.audit.record(reqid=reqid, caller=self.caller, agent=agent, action=action, args=args, result=result)
+        self.history.append(result)
 
     def host(self, name: str) -> Host:
         return self.inventory.host(name)

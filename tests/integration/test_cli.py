@@ -6,11 +6,15 @@ import json
 import os
 import pty
 import re
+import signal
 import subprocess
 import sys
+import time
+import uuid
 
 from orchestrator_lib.cli import main
 from orchestrator_lib.lab import Lab
+from tests.conftest import ROOT
 
 HAGROUP_C = ["web3", "web6", "web9"]
 WEB = [f"web{i}" for i in range(1, 10)]
@@ -142,3 +146,36 @@ def test_the_console_script_draws_a_progress_bar_only_on_a_terminal(lab):
     assert done.stdout.splitlines()[-1].startswith("rpcutil#ping: ok on 9 of 9 hosts")
     assert "\x1b[" not in done.stdout
     assert "rpcutil#ping" in shown and "9/9" in shown
+
+
+def test_rpc_arguments_may_follow_the_filters(lab, capsys):
+    code, out, _ = orch(capsys, "rpc", "package", "status", "-I", "web1", "name=mywebapp", "-W", "cluster=alfa")
+    assert code == 0 and out.splitlines()[-1].startswith("package#status: ok on 1 of 1 host after")
+
+
+def test_facts_of_a_fact_no_host_has_is_a_one_line_error(lab, capsys):
+    code, out, err = orch(capsys, "facts", "countri", "-C", "roles::web")
+    assert (code, out) == (2, "")
+    assert err.startswith("orch: error: unknown fact countri: no host of local.yaml has it (known facts: ")
+    assert "country" in err and "hostname" in err and err.count("\n") == 1
+
+
+def test_ctrl_c_prints_what_finished_audits_the_request_and_exits_130(lab):
+    """web3 answers at once, web6 sleeps when SIGINT comes, web9's batch never starts."""
+    mark = f"ctrlc-{uuid.uuid4().hex[:8]}"
+    command = f"case $(hostname) in web6) sleep 10;; esac; : {mark}"
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator_lib.cli", "rpc", "health", "command",
+                             f"command={command}", "timeout=30", "-W", "hagroup=c", "--batch", "2", "--no-progress"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # web3 has answered (a lab call takes well under a second), web6 is sleeping
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err) == (130, "orch: interrupted\n"), (out, err)
+    lines = out.splitlines()
+    assert re.match(r"^web3\s+ok\s+", lines[0]), out
+    assert lines[1:3] == ["still running when interrupted (outcome unknown): web6", "not started: web9"]
+    assert lines[3].startswith("health#command: ok on 1 of 3 hosts, failed on 1 (web6), not attempted 1 (web9)")
+    audited = [json.loads(line) for line in (ROOT / "reports" / "audit.jsonl").read_text().splitlines() if mark in line]
+    assert [(e["host"], e["status"]) for e in audited] == [("web3", "ok"), ("web6", "failed"), ("web9", "not attempted")]
+    assert audited[1]["message"] == "interrupted while running: outcome unknown"
+    assert len({e["reqid"] for e in audited}) == 1

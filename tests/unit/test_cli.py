@@ -13,7 +13,7 @@ import pytest
 from orchestrator_lib import cli
 from orchestrator_lib.discovery import CountContract, Filter
 from orchestrator_lib.orchestration import HostResult, RunResult, Status
-from orchestrator_lib.session import Session
+from orchestrator_lib.session import Interrupted, Session, interrupted_result
 
 ESTATE = """\
     hosts:
@@ -294,6 +294,28 @@ def test_lb_targets_the_haproxy_host_with_the_filtered_servers(capsys, env, fake
     assert "Summary of admin: maint = 2" in out
     run(capsys, "lb", "status", "--lb", "lb1", "--backend", "api", "--env", env)
     assert fake.calls[1]["args"] == {"backend": "api"}
+
+
+@pytest.fixture
+def ctrl_c(fake, monkeypatch):
+    """call() interrupted with web1 done, web2 running and the second batch (web3, lb1) not started."""
+    def interrupted(self, hosts, agent, action, args=None, **options):
+        done = {"web1": HostResult("web1", Status.OK, "pong")}
+        raise Interrupted(*interrupted_result(f"{agent}#{action}", list(hosts), done, options["batch_size"], 1.5))
+    monkeypatch.setattr(fake, "call", interrupted)
+
+
+def test_ctrl_c_shows_what_finished_and_what_was_still_running_then_exits_130(capsys, env, ctrl_c):
+    code, out, err = run(capsys, "ping", "-I", "/web/", "-I", "lb1", "--batch", "2", "--env", env)
+    assert (code, err) == (130, "orch: interrupted\n")
+    assert [line.split() for line in out.splitlines()[:1]] == [["web1", "ok", "pong"]]
+    assert out.splitlines()[1:3] == ["still running when interrupted (outcome unknown): lb1",
+                                     "not started: web2, web3"]
+    assert out.splitlines()[3].startswith("rpcutil#ping: ok on 1 of 4 hosts, failed on 1 (lb1), not attempted 2")
+    code, out, _ = run(capsys, "ping", "-C", "roles::web", "--batch", "2", "--json", "--env", env)
+    doc = json.loads(out)
+    assert code == 130 and doc["interrupted"] is True and doc["running"] == ["web2"]
+    assert doc["results"]["web3"]["status"] == "not attempted"
 
 
 def test_lab_errors_read_like_every_other_error(capsys):

@@ -2,12 +2,17 @@
 sent a packet (its addresses exist only on its bridge)."""
 from __future__ import annotations
 
+import json
+import signal
+import threading
+
 import pytest
 
 from orchestrator_lib.discovery import Filter
 from orchestrator_lib.errors import FilterError, OrchestratorError
+from orchestrator_lib.orchestration import HostResult, Status
 from orchestrator_lib import session as session_module
-from orchestrator_lib.session import Session
+from orchestrator_lib.session import Interrupted, Session
 
 ENV = """
 name: offline
@@ -87,3 +92,36 @@ def test_the_default_bridge_is_the_labs(tmp_path):
 
 def test_the_central_audit_log_defaults_to_reports_beside_environments(offline, tmp_path):
     assert offline.audit.path == tmp_path / "reports" / "audit.jsonl"
+
+
+def test_ctrl_c_during_a_call_is_audited_then_raised_with_what_finished(tmp_path, monkeypatch):
+    """web1 answers; web2 is running when SIGINT reaches the main thread; web3's batch never starts."""
+    env = tmp_path / "environments" / "nolab.yaml"
+    env.parent.mkdir()
+    env.write_text("hosts:\n" + "".join(f"  web{i}: {{address: 127.0.0.1, port: 1}}\n" for i in (1, 2, 3)))
+    web1_reported, release = threading.Event(), threading.Event()
+
+    def fake_rpc(pool, host, agent, action, args, **kw) -> HostResult:
+        if host.name == "web2":
+            web1_reported.wait(5)
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            release.wait(5)
+        return HostResult(host.name, Status.OK, "pong")
+
+    monkeypatch.setattr(session_module.rpc, "call", fake_rpc)
+    with Session(env) as session:
+        hosts = list(session.inventory.hosts.values())
+        try:
+            with pytest.raises(Interrupted) as caught:
+                session.call(hosts, "rpcutil", "ping", batch_size=2,
+                             on_result=lambda r: r.host == "web1" and web1_reported.set())
+        finally:
+            release.set()
+    stop = caught.value
+    assert isinstance(stop, KeyboardInterrupt) and stop.running == ["web2"]
+    assert {n: (str(r.status), r.message) for n, r in stop.result.results.items()} == {
+        "web1": ("ok", "pong"), "web2": ("failed", "interrupted while running: outcome unknown"),
+        "web3": ("not attempted", "not attempted: interrupted")}
+    lines = [json.loads(line) for line in (tmp_path / "reports" / "audit.jsonl").read_text().splitlines()]
+    assert [(e["host"], e["status"]) for e in lines] == [("web1", "ok"), ("web2", "failed"), ("web3", "not attempted")]
+    assert len({e["reqid"] for e in lines}) == 1 and session.history == [stop.result]
