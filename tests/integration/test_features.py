@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass
@@ -203,6 +205,74 @@ def test_another_estate_file_works_and_notification_fails_over(lab, tmp_path):
     assert done.rc == 0, done.out
     assert "notify1 could not notify" in done.out and "notified through notify2" in done.out
     assert http_json("http://10.231.0.22:8025/messages")[-1]["message"] == f"upgraded 4 hosts of cluster alfa to {NEW}"
+
+
+def own_feature(tmp_path: Path, name: str, text: str) -> list[str]:
+    """behave's paths for a feature of the test's own (steps/ is found from the first path)."""
+    feature = tmp_path / f"{name}.feature"
+    feature.write_text(text)
+    return ["features/", str(feature), "--include", name]
+
+
+INTERRUPTED = """\
+Feature: interrupted
+  Scenario: block, then wait for a version that never comes
+    Given the load balancer has ip address 10.231.0.2
+    And I want to update hosts named web1, web2
+    And I want to pre-discover how many hosts to update
+    When I block the load balancer
+    Then the health check on port 8080 should report version 9.9.9 within 60 seconds
+    When I unblock the load balancer
+"""
+
+
+def test_ctrl_c_still_recaps_reports_and_names_the_hosts_left_blocked(fresh_lab, tmp_path):
+    """Ctrl-C used to leave no recap and no report: after_all waited for the health check still
+    running on the hosts (up to its 60 s), and the operator's second Ctrl-C cut it short."""
+    report = tmp_path / "report.json"
+    proc = subprocess.Popen([sys.executable, "-m", "behave", *own_feature(tmp_path, "interrupted", INTERRUPTED),
+                             "-D", f"report={report}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    seen = []
+    for line in proc.stdout:  # type: ignore[union-attr]
+        seen.append(line)
+        if "firewall#block:" in line:
+            break
+    time.sleep(1.0)           # into the health check's wait
+    proc.send_signal(signal.SIGINT)
+    interrupted = time.monotonic()
+    out = "".join(seen) + proc.communicate(timeout=30)[0]
+    assert proc.returncode != 0, out
+    assert time.monotonic() - interrupted < 15, "after_all waited for the hosts"
+    assert 'interrupted at "Then the health check on port 8080 should report version 9.9.9' in out
+    assert "left out of the load balancer: web1, web2 (firewall 10.231.0.2 blocked)" in out
+    assert 'Release gate: FAILED: interrupted at "Then the health check' in out and "Traceback" not in out
+    matrix = ResultMatrix.read_json(report)
+    assert matrix.interrupted.startswith('at "Then the health check') and not matrix.passed
+    assert blocked(fresh_lab, "web1") and blocked(fresh_lab, "web2")
+
+
+PLANNED = """\
+Feature: planned
+  Scenario: options and versions the real run would refuse
+    Given I want to update hosts named web1, web2
+    When I update the package mywebapp to {version}{options}
+"""
+
+
+def test_plan_mode_refuses_the_options_the_real_run_refuses_and_flags_an_unconfirmed_version(lab, tmp_path):
+    """Plan mode said "Plan complete ... would change" for all of these."""
+    for options, error in ((" in batches of 0", "batch_size '0': expected a positive count"),
+                           (" in batches of abc", "batch_size 'abc': expected a positive count"),
+                           (" with 0 tries", "tries '0': expected a whole number of at least 1"),
+                           (" with 2 tries with 3 tries", "an option given more than once: 'with 2 tries', 'with 3 tries'")):
+        text = PLANNED.format(version=NEW, options=options)
+        done = behave(tmp_path, *own_feature(tmp_path, "planned", text), "-D", "plan")
+        assert done.rc != 0 and error in done.out and "Plan INCOMPLETE" in done.out, done.out
+        assert done.matrix.scenarios[0].steps[-1].cells == {}, "no host was asked"
+    done = behave(tmp_path, *own_feature(tmp_path, "planned", PLANNED.format(version="9.9.9", options="")), "-D", "plan")
+    assert "plan package#update: mywebapp 9.9.9 is not the candidate on web1, web2" in done.out, done.out
+    assert "only the real run can tell whether 9.9.9 is available there" in done.out
 
 
 # ---- no lab needed --------------------------------------------------------------------------------------
