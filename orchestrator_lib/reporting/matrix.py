@@ -356,10 +356,16 @@ class ResultMatrix:
         if self.plan:
             would = sum(1 for *_, c in self.cells() if c.status is Outcome.WOULD_CHANGE)
             verdict = "complete" if self.passed else "INCOMPLETE"
+            why = "" if self.passed else f" ({'; '.join(self.failures())})"
             return (f"Plan {verdict}: {would} change{'s' if would != 1 else ''} would be made on {hosts}; "
-                    f"nothing was changed")
+                    f"nothing was changed{why}")
         if self.passed:
             return f"Release gate: PASSED: {n_sc} scenario{'s' if n_sc != 1 else ''} passed on {hosts}"
+        return "Release gate: FAILED: " + "; ".join(self.failures())
+
+    def failures(self) -> list[str]:
+        """Why the gate fails, in words (empty when it passes)."""
+        n_sc = len(self.scenarios)
         bad_sc = [s for s in self.scenarios if s.status not in GOOD_SCENARIO]
         why = []
         if self.error:
@@ -372,7 +378,9 @@ class ResultMatrix:
             why.append(f"failed on {', '.join(self.bad_hosts())}")
         if not self.scenarios and not (self.error or self.interrupted):
             why.append("no scenario ran")
-        return "Release gate: FAILED: " + "; ".join(why)
+        if not why and not any(s.status == "passed" for s in self.scenarios):
+            why.append("no scenario passed")
+        return why
 
     def only(self, file: str) -> "ResultMatrix":
         """The part of the matrix about one feature file."""

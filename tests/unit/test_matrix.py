@@ -230,3 +230,14 @@ def test_an_interrupted_run_fails_the_gate_and_says_where_it_stopped(tmp_path):
     assert m.only("features/deploy_webapp.feature").interrupted == m.interrupted
     assert ResultMatrix(interrupted="before the first scenario").gate_line() == \
         "Release gate: FAILED: interrupted before the first scenario"
+
+
+def test_a_failed_gate_always_says_why_in_plan_mode_too():
+    """A plan with nothing run said "Plan INCOMPLETE" without a reason; all scenarios skipped
+    said "Release gate: FAILED: " with none."""
+    assert ResultMatrix(plan=True).gate_line() == \
+        "Plan INCOMPLETE: 0 changes would be made on 0 hosts; nothing was changed (no scenario ran)"
+    m = ResultMatrix()
+    m.start_scenario("s")
+    m.end_scenario("skipped", "@fail_fast: an earlier scenario of this feature failed")
+    assert m.gate_line() == "Release gate: FAILED: no scenario passed"
