@@ -10,10 +10,15 @@ install it (see INSTALL_SCRIPT), and run again.
 Resident agent: on a pool that offers it (SSHPool: `transport()` and `on_close()`), the first call
 to a host opens one SSH session running the agent with `--serve` and keeps it for the run; every
 call then writes its request as one line and reads one reply line (same JSON as the one-shot
-exec, same policy check and audit line per request on the host). A session that is found dead
-(agent killed, connection dropped) is reopened once; if that fails too, the call falls back to the
-one-shot exec. A call that times out closes its session (the agent may still be busy) and fails
-as the one-shot exec would. SSHPool.close() closes the sessions.
+exec, same policy check and audit line per request on the host). A new session must first answer
+a probe line (SERVE_PROBE, a request the agent refuses as a protocol error: nothing runs, nothing
+is audited) within SERVE_PROBE_TIMEOUT: a host whose key runs a forced command (the agent one-shot,
+waiting for EOF, or anything else) cannot serve, and the call falls back to the one-shot exec at
+once, for the rest of the run on that host. A session found dead before a request was written is
+reopened once; if that fails too, the call falls back to the one-shot exec. A request is never
+written twice: a session that breaks or times out after a request went out leaves that host's
+result unknown (UNREACHABLE, naming the reqid: it may or may not have run), and the same reqid is
+not sent to that host again, not even by a retry (tries). SSHPool.close() closes the sessions.
 """
 from __future__ import annotations
 
@@ -38,6 +43,12 @@ PYTHON = "/usr/bin/python3"
 PYTHON_FLAGS = "-S -E"
 MISSING_RC = 111
 SERVE_FLAG = "--serve"
+#: The first line on a new resident session: an agent in serve mode answers it at once with a
+#: protocol error (no agent named: nothing runs, no audit line); a one-shot agent waits for EOF.
+SERVE_PROBE = b'{"probe": "serve mode?"}\n'
+#: How long a new session may take to answer the probe before the host counts as unable to serve
+#: (the agent's start is ~50 ms; minutes of a loaded host still fit).
+SERVE_PROBE_TIMEOUT = 10.0
 #: Run on the host by its python3 with (uploaded zipapp, temporary directory, final directory):
 #: unpack, compile (for the host's Python version, with tracebacks naming the final paths), then
 #: rename the directory into place. rename() is atomic, so a concurrent caller sees the whole agent
@@ -144,15 +155,21 @@ def parse_reply(host: str, label: str, rc: int, stdout: str, stderr: str, durati
 
 class ChannelBroken(Exception):
     """The resident agent's session is gone (EOF, closed); `missing` when the agent is not
-    installed (the session exited 111 before any reply)."""
+    installed (the session exited 111 before any reply); `written` when (part of) the request had
+    gone out: the agent may have run it."""
 
-    def __init__(self, why: str, missing: bool = False) -> None:
+    def __init__(self, why: str, missing: bool = False, written: bool = False) -> None:
         super().__init__(why)
         self.missing = missing
+        self.written = written
 
 
 class ChannelTimeout(Exception):
     """No reply line within the call's timeout."""
+
+
+class ServeUnavailable(Exception):
+    """The session runs something that does not answer as `--serve` does (a forced command)."""
 
 
 class AgentChannel:
@@ -162,6 +179,7 @@ class AgentChannel:
         self.chan = chan
         self.buffer = b""
         self.requests = 0
+        self._sent = 0  # bytes of the current line already out
 
     @classmethod
     def open(cls, transport: Any, sha: str, timeout: float) -> "AgentChannel":
@@ -192,14 +210,37 @@ class AgentChannel:
                     time.sleep(0.005)
             if self.chan.exit_status_ready():
                 missing = self.chan.recv_exit_status() == MISSING_RC
-        return ChannelBroken(why, missing=missing)
+        return ChannelBroken(why, missing=missing, written=self._sent > 0)
+
+    def probe(self, timeout: float) -> None:
+        """Prove the session serves: SERVE_PROBE must come back as one JSON reply within `timeout`.
+        ServeUnavailable otherwise; ChannelBroken when the session ends (e.g. exit 111)."""
+        try:
+            line = self._exchange(SERVE_PROBE, timeout)
+        except ChannelTimeout:
+            raise ServeUnavailable(f"no answer to the serve probe within {timeout:g} s") from None
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict) or reply.get("status") not in _STATUSES:
+            raise ServeUnavailable(f"the session answered {line[:80]!r}, not as the agent's serve mode")
 
     def request(self, payload: bytes, timeout: float) -> tuple[str, str]:
         """Send one request line, return (reply line, stderr the agent wrote meanwhile)."""
+        line = self._exchange(payload.replace(b"\n", b" ") + b"\n", timeout)
+        self.requests += 1
+        return line, self._stderr()
+
+    def _exchange(self, data: bytes, timeout: float) -> str:
+        """Write one line, read one line. ChannelBroken says whether any of it went out."""
+        self._sent = 0
+        if self.dead():  # e.g. exit 111 before the probe: _broken tells a missing agent
+            raise self._broken("the session had ended")
         deadline = time.monotonic() + timeout
         try:
             self.chan.settimeout(timeout)
-            self.chan.sendall(payload.replace(b"\n", b" ") + b"\n")
+            self._write(data)
             while b"\n" not in self.buffer:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -218,8 +259,15 @@ class AgentChannel:
                 raise self._broken(f"{type(err).__name__}: {err}") from None
             raise
         line, _, self.buffer = self.buffer.partition(b"\n")
-        self.requests += 1
-        return line.decode(errors="replace"), self._stderr()
+        return line.decode(errors="replace")
+
+    def _write(self, data: bytes) -> None:
+        """send() until all of it is out, counting what went (sendall would not say)."""
+        while self._sent < len(data):
+            n = self.chan.send(data[self._sent:])
+            if n <= 0:
+                raise EOFError("the session takes no more input")
+            self._sent += n
 
     def _stderr(self) -> str:
         """What the agent wrote on stderr (tracebacks), drained so its window never fills."""
@@ -239,11 +287,13 @@ class AgentChannel:
 
 
 class _HostSlot:
-    __slots__ = ("lock", "channel")
+    __slots__ = ("lock", "channel", "one_shot", "unknown")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.channel: AgentChannel | None = None
+        self.one_shot = ""          # why this host cannot serve: the one-shot exec for the run
+        self.unknown: dict[str, str] = {}  # reqid -> why its outcome is unknown: never resent
 
 
 class _PoolChannels:
@@ -284,39 +334,54 @@ def pool_channels(pool: Any) -> _PoolChannels | None:
         return state
 
 
+def _serving_channel(pool: Any, host: Any, state: _PoolChannels, slot: _HostSlot, sha: str,
+                     timeout: float) -> AgentChannel:
+    """The host's live resident session, opened and probed if there is none (caller holds
+    slot.lock). Raises what opening or probing raised; TransportError when the host is gone."""
+    channel = slot.channel
+    if channel is not None and channel.dead():
+        channel.close()
+        channel = slot.channel = None
+    if channel is None:
+        channel = AgentChannel.open(pool.transport(host), sha, timeout)
+        state.opened += 1
+        try:
+            channel.probe(min(timeout, SERVE_PROBE_TIMEOUT))
+        except BaseException:
+            channel.close()
+            raise
+        slot.channel = channel
+    return channel
+
+
+def _unknown(host: Any, label: str, reqid: str, why: str, started: float) -> HostResult:
+    """The result of a request that went out and whose reply never came."""
+    return HostResult(host=host.name, status=Status.UNREACHABLE, duration=time.monotonic() - started,
+                      message=f"{label}: outcome unknown: {host.name} became unreachable after request {reqid} "
+                              f"was sent ({why}); it may or may not have run, and is not sent again")
+
+
 def _call_resident(pool: Any, host: Any, state: _PoolChannels, payload: bytes, data: bytes, sha: str,
-                   label: str, timeout: float, started: float) -> HostResult | None:
-    """The call over the host's resident agent; None when the one-shot exec must do it.
-    TransportError (the host cannot be reached at all) propagates."""
+                   label: str, timeout: float, started: float, reqid: str) -> HostResult | None:
+    """The call over the host's resident agent; None when the one-shot exec must do it, which
+    is only ever when the request was not written. TransportError (the host cannot be reached at
+    all, or the request timed out) propagates."""
     slot = state.slot(host.name)
     with slot.lock:
+        if reqid in slot.unknown:  # a retry (tries) of a request that may have run
+            return _unknown(host, label, reqid, slot.unknown[reqid], started)
+        if slot.one_shot:
+            return None
         installed = False
         for attempt in (1, 2):
-            channel = slot.channel
-            if channel is not None and channel.dead():
-                channel.close()
-                channel = slot.channel = None
-            if channel is None:
-                transport = pool.transport(host)  # reconnects if it dropped; TransportError propagates
-                try:
-                    channel = AgentChannel.open(transport, sha, timeout)
-                except TransportError:
-                    raise
-                except Exception:
-                    if attempt == 2:
-                        return None
-                    continue
-                slot.channel = channel
-                state.opened += 1
             try:
-                line, stderr = channel.request(payload, timeout)
-            except ChannelTimeout:
-                channel.close()
-                slot.channel = None
-                raise TransportError(f"{host.name}: command timed out after {timeout:g} s") from None
+                channel = _serving_channel(pool, host, state, slot, sha, timeout)
+            except TransportError:
+                raise
+            except ServeUnavailable as why:  # a forced command: do not wait for it again
+                slot.one_shot = str(why)
+                return None
             except ChannelBroken as broken:
-                channel.close()
-                slot.channel = None
                 if broken.missing and not installed:
                     try:
                         upload_agent(pool, host, data, sha, timeout=timeout)
@@ -324,9 +389,24 @@ def _call_resident(pool: Any, host: Any, state: _PoolChannels, payload: bytes, d
                         return HostResult(host=host.name, status=Status.FAILED, message=f"{label}: {e}",
                                           rc=MISSING_RC, duration=time.monotonic() - started)
                     installed = True
-                if attempt == 2:
-                    return None
                 continue
+            except Exception:  # the session could not be opened
+                continue
+            try:
+                line, stderr = channel.request(payload, timeout)
+            except ChannelTimeout:
+                channel.close()
+                slot.channel = None
+                slot.unknown[reqid] = f"no reply came within {timeout:g} s"
+                raise TransportError(f"{host.name}: command timed out after {timeout:g} s (request {reqid} "
+                                     f"may or may not have run; it is not sent again)") from None
+            except ChannelBroken as broken:
+                channel.close()
+                slot.channel = None
+                if broken.written:
+                    slot.unknown[reqid] = f"the agent's session broke: {broken}"
+                    return _unknown(host, label, reqid, slot.unknown[reqid], started)
+                continue  # nothing went out: safe on a new session, or by the one-shot exec
             return parse_reply(host.name, label, 0, line, stderr, time.monotonic() - started)
     return None
 
@@ -344,7 +424,7 @@ def call(pool: Any, host: Any, agent: str, action: str, args: Mapping[str, Any] 
     started = time.monotonic()
     state = pool_channels(pool)
     if state is not None:
-        result = _call_resident(pool, host, state, payload, data, sha, label, timeout, started)
+        result = _call_resident(pool, host, state, payload, data, sha, label, timeout, started, reqid)
         if result is not None:
             return result
     command = agent_command(sha)

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -104,14 +105,23 @@ def test_commands_run_by_actions_cannot_read_the_request_stream(tmp_path):
 
 
 # ---- controller side: fakes ---------------------------------------------------------------------
+PROBE_REPLY = json.dumps({"status": "failed", "changed": False, "data": {}, "before": None, "after": None,
+                          "message": "protocol error: request needs a non-empty string 'agent'"}) + "\n"
+
+
 class FakeChan:
     """A paramiko Channel as rpc uses it. `answer(line) -> str | None`: a reply line, or None to
-    die (EOF) with `exit_rc`; `hang=True` never answers (timeout)."""
+    die (EOF) with `exit_rc`; `hang=True` never answers (timeout). `probe`: how the session takes
+    rpc's serve probe: "serve" answers as the agent's serve mode does, "die" ends with `exit_rc`
+    (a missing agent, a forced command that exits), "silent" waits (a one-shot agent waiting for
+    EOF). `refuse_send`: writing a request fails before a byte goes out."""
 
-    def __init__(self, answer, exit_rc=-1, hang=False):
+    def __init__(self, answer, exit_rc=-1, hang=False, probe="serve", refuse_send=False):
         self.answer, self.exit_rc, self.hang = answer, exit_rc, hang
+        self.probe, self.refuse_send = probe, refuse_send
         self.command = None
-        self.sent = []
+        self.sent = []     # request lines (the probe is counted in `probes`)
+        self.probes = 0
         self.out = b""
         self.err = b""
         self.closed = self.eof_received = False
@@ -124,8 +134,18 @@ class FakeChan:
     def settimeout(self, t):
         self.timeout = t
 
-    def sendall(self, data):
+    def send(self, data):
+        data = bytes(data)
         if self.closed:
+            raise OSError("Socket is closed")
+        if data == rpc.SERVE_PROBE:
+            self.probes += 1
+            if self.probe == "serve":
+                self.out += PROBE_REPLY.encode()
+            elif self.probe == "die":
+                self.die(self.exit_rc)
+            return len(data)
+        if self.refuse_send:
             raise OSError("Socket is closed")
         self.sent.append(data)
         for line in data.decode().splitlines():
@@ -134,6 +154,7 @@ class FakeChan:
                 self.die(self.exit_rc)
             else:
                 self.out += reply.encode()
+        return len(data)
 
     def recv(self, n):
         if self.out:
@@ -254,34 +275,70 @@ def test_a_dead_session_is_reopened_transparently():
     assert pool.opened == [first, second] and first.closed and pool.exec_calls == []
 
 
-def test_a_session_dying_during_a_request_is_retried_once_on_a_new_one():
+def test_a_request_whose_session_dies_after_it_was_written_is_never_sent_again():
+    """The agent may have run it (a notify sent, a package updated): the host's outcome is unknown,
+    named by reqid, and neither a new session, the one-shot exec nor a retry sends it again."""
     dies = FakeChan(lambda line: None)
     good = FakeChan(echo_reqid)
-    pool = FakePool([dies, good])
+    pool = FakePool([dies, good], execs=[Exec(0, ok_line("oneshot"))])
     r = call(pool, reqid="z")
-    assert r.message == "z" and pool.opened == [dies, good] and pool.exec_calls == []
+    assert r.status is Status.UNREACHABLE and pool.opened == [dies] and pool.exec_calls == []
+    assert r.message == ("rpcutil#ping: outcome unknown: web1 became unreachable after request z was sent "
+                         "(the agent's session broke: the agent closed its output); it may or may not have run, "
+                         "and is not sent again")
+    assert len(dies.sent) == 1
+    again = call(pool, reqid="z")  # what `tries` does: the same request again
+    assert again.status is Status.UNREACHABLE and "request z" in again.message
+    assert pool.opened == [dies] and pool.exec_calls == [] and len(dies.sent) == 1
+    assert call(pool, reqid="next").message == "next" and pool.opened == [dies, good]
+
+
+def test_a_request_that_could_not_be_written_goes_to_a_new_session():
+    refuses = FakeChan(echo_reqid, refuse_send=True)
+    good = FakeChan(echo_reqid)
+    pool = FakePool([refuses, good])
+    r = call(pool, reqid="w")
+    assert r.message == "w" and pool.opened == [refuses, good] and refuses.sent == [] and pool.exec_calls == []
+
+
+def test_a_partly_written_request_counts_as_written():
+    class Trickle(FakeChan):
+        def send(self, data):
+            if bytes(data) == rpc.SERVE_PROBE:
+                return super().send(data)
+            if self.sent:
+                self.die()
+                raise OSError("Socket is closed")
+            self.sent.append(bytes(data[:10]))
+            return 10
+
+    chan = Trickle(echo_reqid)
+    pool = FakePool([chan, FakeChan(echo_reqid)], execs=[Exec(0, ok_line("oneshot"))])
+    r = call(pool, reqid="p")
+    assert r.status is Status.UNREACHABLE and "request p" in r.message and pool.exec_calls == []
 
 
 def test_missing_agent_exit_111_installs_then_serves():
-    missing = FakeChan(lambda line: None, exit_rc=111)
+    missing = FakeChan(lambda line: None, exit_rc=111, probe="die")
     good = FakeChan(echo_reqid)
     pool = FakePool([missing, good], execs=[Exec(0), Exec(0)])  # mkdir, install script
     r = call(pool, reqid="i")
     assert r.status is Status.OK and r.message == "i"
     assert pool.exec_calls[0][0] == "mkdir -p /var/lib/orchestrator" and len(pool.puts) == 1
     assert pool.exec_calls[1][1] == rpc.INSTALL_SCRIPT.encode()
-    assert pool.opened == [missing, good]
+    assert pool.opened == [missing, good] and missing.sent == []  # found missing by the probe
 
 
 def test_failed_install_is_a_failed_host_not_a_fallback():
-    pool = FakePool([FakeChan(lambda line: None, exit_rc=111)],
+    pool = FakePool([FakeChan(lambda line: None, exit_rc=111, probe="die")],
                     execs=[Exec(1, "", "mkdir: cannot create directory: Read-only file system\n")])
     r = call(pool)
     assert r.status is Status.FAILED and "Read-only file system" in r.message and r.rc == 111
 
 
 def test_reopen_failing_falls_back_to_the_one_shot_exec():
-    pool = FakePool([FakeChan(lambda line: None), FakeChan(lambda line: None)], execs=[Exec(0, ok_line("oneshot"))])
+    pool = FakePool([FakeChan(echo_reqid, probe="die"), FakeChan(echo_reqid, probe="die")],
+                    execs=[Exec(0, ok_line("oneshot"))])
     r = call(pool)
     assert r.message == "oneshot" and len(pool.opened) == 2
     [(command, stdin)] = pool.exec_calls
@@ -289,10 +346,31 @@ def test_reopen_failing_falls_back_to_the_one_shot_exec():
     assert command == rpc.agent_command(sha) and json.loads(stdin)["reqid"] == "r"
 
 
-def test_sessions_that_cannot_open_fall_back_to_the_one_shot_exec():
-    pool = FakePool([], execs=[Exec(0, ok_line("a")), Exec(0, ok_line("b"))])  # open_session fails
-    assert call(pool).message == "a" and call(pool).message == "b"
-    assert len(pool.exec_calls) == 2
+def test_a_forced_command_that_waits_for_eof_falls_back_to_the_one_shot_exec_quickly(monkeypatch):
+    """authorized_keys runs the agent one-shot whatever we ask: it reads until EOF and never
+    answers the probe. The host is found unable to serve within SERVE_PROBE_TIMEOUT (not the
+    call's timeout), and later calls go straight to the one-shot exec."""
+    monkeypatch.setattr(rpc, "SERVE_PROBE_TIMEOUT", 0.2)
+    forced = FakeChan(echo_reqid, hang=True, probe="silent")
+    pool = FakePool([forced, FakeChan(echo_reqid)], execs=[Exec(0, ok_line("a")), Exec(0, ok_line("b"))])
+    t0 = time.monotonic()
+    assert call(pool, reqid="a", timeout=300).message == "a"
+    assert time.monotonic() - t0 < 2
+    assert forced.closed and forced.sent == [] and forced.probes == 1  # the request never went to it
+    assert call(pool, reqid="b", timeout=300).message == "b"
+    assert pool.opened == [forced] and len(pool.exec_calls) == 2
+
+
+def test_a_forced_command_that_prints_something_else_falls_back_to_the_one_shot_exec():
+    class Banner(FakeChan):
+        def send(self, data):
+            self.out += b"This key may only run backups.\n"
+            return len(data)
+
+    chan = Banner(echo_reqid)
+    pool = FakePool([chan], execs=[Exec(0, ok_line("oneshot"))])
+    assert call(pool).message == "oneshot" and chan.closed and chan.sent == []
+    assert "not as the agent's serve mode" in rpc.pool_channels(pool).slot("web1").one_shot
 
 
 def test_unreachable_host_propagates():
@@ -307,9 +385,12 @@ def test_a_timeout_closes_the_session_and_fails_like_the_one_shot_exec():
     slow, fresh = FakeChan(echo_reqid, hang=True), FakeChan(echo_reqid)
     slow.answer = lambda line: ""  # swallows the request, never answers
     pool = FakePool([slow, fresh])
-    with pytest.raises(TransportError, match="web1: command timed out after 0.2 s"):
+    with pytest.raises(TransportError, match=r"web1: command timed out after 0.2 s \(request r may or may not "
+                                             r"have run; it is not sent again\)"):
         call(pool, timeout=0.2)
     assert slow.closed and pool.exec_calls == [] and len(slow.sent) == 1
+    retried = call(pool, timeout=0.2)  # tries: the same reqid
+    assert retried.status is Status.UNREACHABLE and "request r" in retried.message and pool.opened == [slow]
     assert call(pool, reqid="next").message == "next" and pool.opened == [slow, fresh]
 
 
@@ -394,6 +475,10 @@ class ProcChan:
         except (BrokenPipeError, ValueError) as e:
             raise OSError(str(e)) from None
 
+    def send(self, data):
+        self.sendall(data)
+        return len(data)
+
     def recv(self, n):
         ready, _, _ = select.select([self.p.stdout], [], [], self.timeout)
         if not ready:
@@ -430,10 +515,18 @@ class ProcChan:
         self.p.stderr.close()
 
 
+class ForcedOneShotChan(ProcChan):
+    """authorized_keys' command="..." running the agent one-shot, whatever the controller asked."""
+
+    def exec_command(self, command):
+        super().exec_command(command.replace(" " + rpc.SERVE_FLAG, ""))
+
+
 class LocalSessions(FakePool):
-    def __init__(self, env):
+    def __init__(self, env, chan_class=ProcChan):
         super().__init__([])
         self.env = env
+        self.chan_class = chan_class
         self.procs = []
 
     def transport(self, host, fresh=False):
@@ -441,7 +534,7 @@ class LocalSessions(FakePool):
 
         class T:
             def open_session(self, timeout=None):
-                chan = ProcChan(pool.env)
+                chan = pool.chan_class(pool.env)
                 pool.procs.append(chan)
                 return chan
         return T()
@@ -480,3 +573,22 @@ def test_end_to_end_install_serve_kill_reopen(tmp_path, monkeypatch):
     finally:
         pool.close()
     assert all(c.p.poll() is not None for c in pool.procs)  # EOF ends the serve loop
+
+
+def test_end_to_end_forced_one_shot_command_falls_back_within_the_probe_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(rpc, "AGENT_DIR", str(tmp_path / "lib"))
+    monkeypatch.setattr(rpc, "PYTHON", HOST_PYTHON)
+    monkeypatch.setattr(rpc, "SERVE_PROBE_TIMEOUT", 1.0)
+    log = tmp_path / "audit.jsonl"
+    pool = LocalSessions({"PATH": "/usr/bin:/bin", "ORCHESTRATOR_AUDIT_LOG": str(log)}, ForcedOneShotChan)
+    try:
+        t0 = time.monotonic()
+        first = call(pool, reqid="f1", timeout=300)
+        assert first.status is Status.OK, first.message
+        assert time.monotonic() - t0 < 10
+        assert call(pool, reqid="f2", timeout=300).status is Status.OK
+        assert len(pool.procs) == 2  # exit 111 (installed), then the one-shot agent that never served
+    finally:
+        pool.close()
+    # the probe ran nothing and left no audit line; each request ran once
+    assert [json.loads(line)["reqid"] for line in log.read_text().splitlines()] == ["f1", "f2"]
