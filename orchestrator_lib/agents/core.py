@@ -297,14 +297,28 @@ class Agent:
         self.name = module.rsplit(".", 1)[-1]
         self.doc = doc
         self.actions: dict[str, ActionFn] = {}
+        #: name -> every name of the same action, canonical first (the policy decides on these)
+        self.names: dict[str, tuple[str, ...]] = {}
         REGISTRY[self.name] = self
 
     def action(self, fn: ActionFn | None = None, *, aliases: Sequence[str] = ()) -> Any:
         def register(f: ActionFn) -> ActionFn:
-            for name in (f.__name__.rstrip("_"), *aliases):
+            names = tuple(dict.fromkeys((f.__name__.rstrip("_"), *aliases)))
+            for name in names:
                 self.actions[name] = f
+                self.names[name] = names
             return f
         return register(fn) if fn is not None else register
+
+    def names_of(self, action: str) -> tuple[str, ...]:
+        """Every name `action` goes by, canonical first; (action,) when it is not an action here.
+        An action registered under several names without `aliases=` counts as one action too."""
+        fn = self.actions.get(action)
+        if fn is None:
+            return (action,)
+        names = self.names.get(action, (action,))
+        extra = tuple(n for n, f in self.actions.items() if f is fn and n not in names)
+        return names + extra
 
 
 def load_agent(name: str) -> Agent | None:
@@ -340,9 +354,12 @@ def dispatch(req: Request) -> Reply:
 
 
 def handle(obj: object, env: dict[str, str] | None = None) -> Reply:
-    """Policy, then the action, then the audit line: the whole life of one request."""
+    """Policy, then the action, then the audit line: the whole life of one request.
+    The policy decides on the action itself: policy.check resolves aliases to every name of the
+    action before matching. Under sshd, test-only variables (ORCHESTRATOR_AUDIT_LOG) are ignored
+    unless root enabled them on the host (policy.trusted_env)."""
     from . import audit, policy
-    env = dict(os.environ) if env is None else env
+    env = policy.trusted_env(os.environ if env is None else env)
     req = Request.from_obj(obj)
     identity = policy.identify(env)
     denial = policy.check(req.agent, req.action, identity)

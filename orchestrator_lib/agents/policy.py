@@ -2,19 +2,29 @@
 
 The caller is the key sshd authenticated, not the request's self-declared `caller`: with
 `ExposeAuthInfo yes`, sshd writes the accepted key to the file named by $SSH_USER_AUTH.
-No policy file means allow all (the lab's and a fresh host's default). A policy only binds a key
-that cannot run other commands, i.e. one restricted in authorized_keys (command="..."); for an
-unrestricted root key it is a guard against mistakes, not against an attacker.
+No policy file (ENOENT) means allow all (a fresh host's default). A policy only binds a key that
+cannot run other commands, i.e. one restricted in authorized_keys (`restrict,command="<gate>"`,
+the lab's auditor key: see docs/ARCHITECTURE.md, Security); for an unrestricted root key it is a
+guard against mistakes, not against an attacker.
 
 Policy file, /etc/orchestrator/policy.json:
     {"default": "deny",
      "rules": [{"key": "SHA256:...", "allow": ["rpcutil#*", "package#status"], "deny": []}]}
-A rule's key may be "*" (any key). Deny patterns win over allow patterns; `default` applies when
-nothing matches. An unreadable policy denies everything (fail closed).
+A rule's key is "*" (any key) or an OpenSSH `SHA256:` fingerprint; `allow` and `deny` are lists of
+"agent#action" patterns (fnmatch, case-sensitive; "*" alone is every action). Deny patterns win
+over allow patterns; `default` applies when nothing matches. The policy is decided on the action,
+not on the name it was asked by: an alias (health#runcommand, package#purge...) is checked under
+every name of its action, so a deny on any of them denies it.
+
+Fail closed: a policy that exists but cannot be read (a directory, no permission, any error but
+ENOENT), is not valid JSON, is writable by group or others, or has a field of the wrong type or
+shape denies every request, with a one-line reason in the reply and the audit log.
 """
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections import namedtuple
 
 from . import core
@@ -24,6 +34,22 @@ if TYPE_CHECKING:
     from typing import Any, Mapping
 
 POLICY_PATH = "/etc/orchestrator/policy.json"
+#: Where rpc installs the agent on a host (rpc.AGENT_DIR): code running from there is a host run,
+#: and the only code a restricted key's gate lets a caller start.
+AGENT_DIR = "/var/lib/orchestrator/"
+#: Variables that only make sense off-host (tests, a developer's shell): a host run ignores them
+#: unless ENV_OVERRIDES_FLAG, a root-owned file on the host, says otherwise.
+TEST_OVERRIDES = ("ORCHESTRATOR_AUDIT_LOG",)
+ENV_OVERRIDES_FLAG = "/etc/orchestrator/allow-env-overrides"
+#: "*", or agent#action where each side is a non-empty fnmatch pattern of names.
+PATTERN = re.compile(r"^\*$|^[A-Za-z0-9_*?\[\]!-]+#[A-Za-z0-9_*?\[\]!-]+$")
+FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
+POLICY_KEYS = {"default", "rules", "comment"}
+RULE_KEYS = {"key", "allow", "deny", "comment"}
+
+
+class PolicyError(ValueError):
+    """The policy exists but cannot be trusted: every request is denied."""
 
 
 class Identity(namedtuple("Identity", "fingerprints")):
@@ -70,47 +96,168 @@ def parse_auth_info(text: str) -> tuple[str, ...]:
     return tuple(found)
 
 
+# --------------------------------------------------------------------------- the environment
+
+def host_run() -> bool:
+    """True when this is the agent rpc installed on a host (not a checkout, a test, a zipapp in /tmp).
+    Decided by where the code lies, which no caller's environment can change."""
+    return os.path.abspath(__file__).startswith(AGENT_DIR)
+
+
+def _root_owned(path: str) -> bool:
+    """A regular file (not a link) owned by root and writable by nobody else."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return (st.st_mode & 0o170000) == 0o100000 and st.st_uid == 0 and not st.st_mode & 0o022
+
+
+def overrides_enabled() -> bool:
+    """May test-only variables (TEST_OVERRIDES) steer this run? Off-host yes: whoever sets them runs
+    the agent as themselves anyway. On a host only when root said so, with a root-owned
+    ENV_OVERRIDES_FLAG file: a caller's environment never decides it."""
+    return not host_run() or _root_owned(ENV_OVERRIDES_FLAG)
+
+
+def trusted_env(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` without the test-only overrides a host run must not honour (see overrides_enabled)."""
+    if overrides_enabled():
+        return dict(env)
+    return {k: v for k, v in env.items() if k not in TEST_OVERRIDES}
+
+
 def identify(env: Mapping[str, str]) -> Identity:
+    """The keys sshd accepted for this session ($SSH_USER_AUTH). On a host the file must look like the
+    one sshd made (a regular file of ours, writable by no one else), or the caller is an unknown key."""
     path = env.get("SSH_USER_AUTH")
-    text = core.system().read_text(path) if path else None
+    if not path:
+        return Identity(())
+    if host_run():
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return Identity(())
+        if (st.st_mode & 0o170000) != 0o100000 or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            return Identity(())
+    text = core.system().read_text(path)
     return Identity(parse_auth_info(text) if text else ())
 
 
-def load_policy(path: str = "") -> dict[str, Any] | None:
-    """The policy, or None when there is none. Raises ValueError when it cannot be trusted."""
-    text = core.system().read_text(path or POLICY_PATH)
-    if text is None:
+# --------------------------------------------------------------------------- the policy
+
+def read_policy_text(path: str) -> str | None:
+    """The policy file's text; None only when it does not exist (ENOENT). Any other failure raises
+    PolicyError: an unreadable policy must deny, not vanish."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
         return None
-    policy = json.loads(text)
-    if not isinstance(policy, dict) or not isinstance(policy.get("rules", []), list):
-        raise ValueError("expected an object with a 'rules' list")
+    except OSError as e:
+        raise PolicyError(f"cannot read it: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+        kind = st.st_mode & 0o170000
+        if kind != 0o100000:
+            raise PolicyError("it is a directory, not a file" if kind == 0o040000 else "not a regular file")
+        if st.st_mode & 0o022:
+            raise PolicyError(f"writable by group or others (mode {st.st_mode & 0o777:o})")
+        chunks = []
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except OSError as e:
+        raise PolicyError(f"cannot read it: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError:
+        raise PolicyError("not UTF-8") from None
+
+
+def validate(policy: object) -> dict[str, Any]:
+    """The policy if every field has its type and shape, else PolicyError naming the first bad one."""
+    if not isinstance(policy, dict):
+        raise PolicyError("expected a JSON object with a 'rules' list")
+    unknown = sorted(set(policy) - POLICY_KEYS)
+    if unknown:
+        raise PolicyError(f"unknown field {unknown[0]!r} (known: default, rules)")
     if policy.get("default", "deny") not in ("allow", "deny"):
-        raise ValueError("'default' must be allow or deny")
+        raise PolicyError("'default' must be \"allow\" or \"deny\"")
+    rules = policy.get("rules", [])
+    if not isinstance(rules, list):
+        raise PolicyError("'rules' must be a list")
+    for i, rule in enumerate(rules):
+        where = f"rules[{i}]"
+        if not isinstance(rule, dict):
+            raise PolicyError(f"{where}: expected an object with 'key' and 'allow'/'deny'")
+        unknown = sorted(set(rule) - RULE_KEYS)
+        if unknown:
+            raise PolicyError(f"{where}: unknown field {unknown[0]!r} (known: key, allow, deny)")
+        key = rule.get("key")
+        if not isinstance(key, str) or not (key == "*" or FINGERPRINT.match(key)):
+            raise PolicyError(f"{where}.key: expected \"*\" or an OpenSSH SHA256: fingerprint, got {key!r}")
+        for field in ("allow", "deny"):
+            patterns = rule.get(field, [])
+            if not isinstance(patterns, list):
+                raise PolicyError(f"{where}.{field}: expected a list of \"agent#action\" patterns, "
+                                  f"got {type(patterns).__name__} {patterns!r}")
+            for pattern in patterns:
+                if not isinstance(pattern, str) or not PATTERN.match(pattern):
+                    raise PolicyError(f"{where}.{field}: {pattern!r} is not an \"agent#action\" pattern")
     return policy
 
 
-def decide(policy: Mapping[str, Any], label: str, identity: Identity) -> bool:
-    """Pure: does `policy` let `identity` run `label` ("agent#action")?"""
+def load_policy(path: str = "") -> dict[str, Any] | None:
+    """The policy, or None when there is none (ENOENT). Raises PolicyError (a ValueError) when it
+    exists but cannot be trusted."""
+    text = read_policy_text(path or POLICY_PATH)
+    if text is None:
+        return None
+    try:
+        policy = json.loads(text)
+    except ValueError as e:
+        raise PolicyError(f"not JSON: {e}") from None
+    return validate(policy)
+
+
+def action_names(agent: str, action: str) -> tuple[str, ...]:
+    """Every name of the action `agent#action` asks for, canonical name first (aliases resolved);
+    just (action,) for an agent or action this host does not know."""
+    found = core.load_agent(agent) if agent in core.AGENTS else None
+    return found.names_of(action) if found is not None else (action,)
+
+
+def decide(policy: Mapping[str, Any], label: str | tuple[str, ...], identity: Identity) -> bool:
+    """Pure: does `policy` let `identity` run `label` ("agent#action", or every label of one action:
+    a deny matching any of them denies, an allow matching any of them allows)?"""
     from fnmatch import fnmatchcase
+    labels = (label,) if isinstance(label, str) else tuple(label)
     allowed = False
     for rule in policy.get("rules", []):
         key = rule.get("key") if isinstance(rule, dict) else None
         if key != "*" and key not in identity.fingerprints:
             continue
-        if any(fnmatchcase(label, p) for p in rule.get("deny", [])):
+        if any(fnmatchcase(lb, p) for p in rule.get("deny", []) for lb in labels):
             return False
-        allowed = allowed or any(fnmatchcase(label, p) for p in rule.get("allow", []))
+        allowed = allowed or any(fnmatchcase(lb, p) for p in rule.get("allow", []) for lb in labels)
     return allowed or policy.get("default", "deny") == "allow"
 
 
 def check(agent: str, action: str, identity: Identity, path: str = "") -> str | None:
     """None when allowed, else the one-line denial message for the reply and the audit log."""
-    label = f"{agent}#{action}"
+    names = action_names(agent, action)
+    labels = tuple(f"{agent}#{n}" for n in names)
+    label = f"{agent}#{action}" if names[0] == action else f"{agent}#{action} (alias of {labels[0]})"
     path = path or POLICY_PATH
     try:
         policy = load_policy(path)
-    except ValueError as e:
-        return f"denied by policy: {path} is invalid ({core.one_line(e, 120)}); {label} for {identity.label}"
-    if policy is None or decide(policy, label, identity):
+    except PolicyError as e:
+        return (f"denied by policy: {path} is invalid, every request is denied "
+                f"({core.one_line(e, 160)}); {label} for {identity.label}")
+    if policy is None or decide(policy, labels, identity):
         return None
     return f"denied by policy: {label} for {identity.label}"

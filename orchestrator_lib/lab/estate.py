@@ -32,8 +32,16 @@ FILES = Path(__file__).parent / "files"
 ROLES = ("web", "lb", "notify", "plain")
 ROLE_PORTS = {"web": (22, 8080, 80), "lb": (22, 80), "notify": (22, 8025), "plain": (22,)}
 READY_TIMEOUT = 60.0
+#: What the lab's read-only auditor key may run: status reads only. Not health#command (its alias
+#: health#runcommand: `sh -c` anything, as root) nor health#http (makes the host fetch any URL).
 AUDITOR_ACTIONS = ("rpcutil#*", "package#status", "service#status", "haproxy#status",
-                   "firewall#status", "health#*")
+                   "firewall#status", "health#load")
+#: The auditor key's forced command (installed by layer-base.sh from files/orchestrator-gate): it runs
+#: only the agent invocations rpc sends (one-shot and --serve), nothing else (no shell, no sftp, no
+#: install), so the key can neither run commands of its own nor fake the identity the agent checks.
+GATE = "/usr/local/sbin/orchestrator-gate"
+#: Exit status of the gate when it refuses a command (files/orchestrator-gate).
+GATE_REFUSED = 99
 
 
 @dataclass(frozen=True)
@@ -243,12 +251,17 @@ class Lab:
 
     @property
     def auditor_key(self) -> Path:
-        """A second, read-only caller: the host policy lets it run status actions only."""
+        """A second, read-only caller: the host policy lets it run status actions only, and
+        authorized_keys lets it run nothing but the installed agent (GATE)."""
         return self.client_key.with_name(self.client_key.name + "_auditor")
 
     def _authorized_keys(self) -> Path:
+        """The deployer's key as it is (it installs the agent: SFTP, mkdir, python3); the auditor's
+        `restrict`ed (no pty, forwarding or ~/.ssh/rc) with the gate as its forced command."""
+        auditor = Path(f"{self.auditor_key}.pub").read_text().strip()
         path = self.state_dir / "authorized_keys"
-        path.write_text(Path(f"{self.client_key}.pub").read_text() + Path(f"{self.auditor_key}.pub").read_text())
+        path.write_text(Path(f"{self.client_key}.pub").read_text().strip() + "\n"
+                        + f'restrict,command="{GATE}" {auditor}\n')
         return path
 
     def _policy(self) -> Path:
@@ -268,7 +281,8 @@ class Lab:
         """Rebuilt at every `up`: the lowest layer is the live machine, so a copied-up dpkg status
         from an older build could disagree with /usr."""
         self._build_layer("base", [], {"authorized_keys": self._authorized_keys(),
-                                       "policy.json": self._policy()}, {})
+                                       "policy.json": self._policy(),
+                                       "orchestrator-gate": FILES / "orchestrator-gate"}, {})
         roles = {self.role(h) for h in self.hosts}
         initial = " ".join(f"{p}={v}" for p, v in aptrepo.INITIAL.items())
         jobs = {"web": ({}, {"LAB_INITIAL": initial}),

@@ -3,7 +3,12 @@ checked around the deployer (lab.exec_in, HTTP, HAProxy's own socket)."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
+from pathlib import Path
+
+import paramiko
+import pytest
 
 
 from orchestrator_lib.orchestration import Status
@@ -203,11 +208,27 @@ def test_rpcutil_facts_are_live_and_merged_with_the_inventory(session):
 
 
 # ---- security: the hosts' allow-list ------------------------------------------------------------
-def test_a_read_only_caller_may_read_state_but_not_change_it(fresh_lab, tmp_path):
+def auditor_session(lab, tmp_path) -> Session:
+    """A Session on the default estate that authenticates with the lab's auditor key."""
     env = tmp_path / "auditor.yaml"
     local = (ROOT / "environments" / "local.yaml").read_text().replace("../.lab/", f"{ROOT}/.lab/")
-    env.write_text(local.replace("key: " + f"{ROOT}/.lab/local/id_ed25519", f"key: {fresh_lab.auditor_key}"))
-    with Session(env, audit_path=None) as auditor:
+    env.write_text(local.replace("key: " + f"{ROOT}/.lab/local/id_ed25519", f"key: {lab.auditor_key}"))
+    return Session(env, audit_path=None)
+
+
+def host_audit(lab, host: str) -> list[dict]:
+    return [json.loads(line) for line in
+            lab.exec_in(host, ["cat", "/var/log/orchestrator/audit.jsonl"]).stdout.splitlines()]
+
+
+def install_agent(session, *names: str) -> None:
+    """The deployer installs the agent (an auditor cannot: its gate refuses the install steps)."""
+    assert session.call([session.host(n) for n in names], "rpcutil", "ping").ok
+
+
+def test_a_read_only_caller_may_read_state_but_not_change_it(session, fresh_lab, tmp_path):
+    install_agent(session, "web1")
+    with auditor_session(fresh_lab, tmp_path) as auditor:
         hosts = [auditor.host("web1")]
         assert auditor.call(hosts, "package", "status", {"name": "mywebapp"}).ok
         denied = auditor.call(hosts, "package", "update", {"name": "mywebapp", "version": "4.2.6-3.el5"})
@@ -215,3 +236,131 @@ def test_a_read_only_caller_may_read_state_but_not_change_it(fresh_lab, tmp_path
     assert fresh_lab.exec_in("web1", ["dpkg-query", "-W", "-f=${Version}", "mywebapp"]).stdout == "4.2.5-1.el5"
     audit = fresh_lab.exec_in("web1", ["cat", "/var/log/orchestrator/audit.jsonl"]).stdout.splitlines()
     assert "denied" in audit[-1] and "package" in audit[-1]
+
+
+def test_the_auditor_reads_every_status_but_runs_no_command_nor_fetch(session, fresh_lab, tmp_path):
+    """The review's root shell: health#command (and its alias health#runcommand) ran `sh -c` as root."""
+    install_agent(session, "web1", "lb1")
+    with auditor_session(fresh_lab, tmp_path) as auditor:
+        web1, lb1 = [auditor.host("web1")], [auditor.host("lb1")]
+        for agent, action, args, hosts in [("rpcutil", "ping", {}, web1), ("rpcutil", "facts", {}, web1),
+                                           ("package", "status", {"name": "mywebapp"}, web1),
+                                           ("service", "status", {"name": "nginx"}, web1),
+                                           ("firewall", "status", {"source": LB}, web1),
+                                           ("health", "load", {"threshold": 10000}, web1),
+                                           ("haproxy", "status", {"backend": "app"}, lb1)]:
+            result = auditor.call(hosts, agent, action, args)
+            assert result.ok, (agent, action, result.tally(), [r.message for r in result.results.values()])
+        for action, args in [("command", {"command": "id > /tmp/pwned"}), ("runcommand", {"command": "id > /tmp/pwned"}),
+                             ("http", {"url": "http://10.231.0.21:8025/messages"})]:
+            result = auditor.call(web1, "health", action, args)
+            assert result.failed == ["web1"], result.tally()
+            assert result.results["web1"].message.startswith(f"denied by policy: health#{action}")
+        for agent, action in [("package", "purge"), ("package", "uninstall"), ("appmgr", "upgrade"),
+                              ("notify", "sendmsg"), ("firewall", "block"), ("service", "restart")]:
+            result = auditor.call(web1, agent, action, {"name": "mywebapp", "app": "mywebapp", "revision": "4.2.6-3.el5",
+                                                       "source": LB, "recipient": "x", "message": "y"})
+            assert result.results["web1"].message.startswith(f"denied by policy: {agent}#{action}"), result.tally()
+    assert fresh_lab.exec_in("web1", ["test", "-e", "/tmp/pwned"]).returncode != 0
+    assert fresh_lab.exec_in("web1", ["dpkg-query", "-W", "-f=${Version}", "mywebapp"]).stdout == "4.2.5-1.el5"
+    denials = [a for a in host_audit(fresh_lab, "web1") if a["status"] == "failed"]
+    assert {a["action"] for a in denials} >= {"command", "runcommand", "http", "purge", "uninstall", "upgrade"}
+
+
+def test_the_auditor_keeps_one_resident_agent_per_host(session, fresh_lab, tmp_path):
+    """Through the gate, `--serve` still reaches the agent: one session answers every call quickly
+    (a forced command that dropped --serve left the controller waiting until its timeout)."""
+    from orchestrator_lib import rpc
+    install_agent(session, "web2")
+    with auditor_session(fresh_lab, tmp_path) as auditor:
+        hosts = [auditor.host("web2")]
+        started = time.monotonic()
+        for _ in range(5):
+            assert auditor.call(hosts, "rpcutil", "ping", timeout=10).ok
+        assert time.monotonic() - started < 5
+        assert rpc.pool_channels(auditor.pool).opened == 1
+    pings = [a for a in host_audit(fresh_lab, "web2") if a["action"] == "ping"]
+    assert len(pings) >= 5
+
+
+def test_the_auditor_cannot_install_the_agent(fresh_lab, tmp_path):
+    """A fresh host has no agent: the gate answers 111 like the original command, then refuses the
+    install steps (mkdir, SFTP, python3 -), so the call fails in one line and nothing is written."""
+    with auditor_session(fresh_lab, tmp_path) as auditor:
+        result = auditor.call([auditor.host("web3")], "rpcutil", "ping", timeout=10)
+    assert result.failed == ["web3"], result.tally()
+    assert "orchestrator-gate: refused" in result.results["web3"].message
+    assert fresh_lab.exec_in("web3", ["sh", "-c", "ls /var/lib/orchestrator"]).stdout.strip() == ""
+
+
+def auditor_client(lab, host: str) -> paramiko.SSHClient:
+    client = paramiko.SSHClient()
+    client.load_host_keys(str(lab.known_hosts))
+    client.connect(lab.host(host).address, username="root", key_filename=str(lab.auditor_key),
+                   look_for_keys=False, allow_agent=False, timeout=5)
+    return client
+
+
+def run_as_auditor(client: paramiko.SSHClient, command: str, env: dict | None = None,
+                   stdin: bytes = b"") -> tuple[int, str, str]:
+    chan = client.get_transport().open_session(timeout=5)
+    if env:
+        chan.update_environment(env)
+    chan.settimeout(10)
+    chan.exec_command(command)
+    if stdin:
+        chan.sendall(stdin)
+    chan.shutdown_write()
+    out, err = b"", b""
+    while True:
+        data = chan.recv(65536)
+        if not data:
+            break
+        out += data
+    while chan.recv_stderr_ready() or not chan.exit_status_ready():
+        chunk = chan.recv_stderr(65536)
+        if not chunk:
+            break
+        err += chunk
+    rc = chan.recv_exit_status()
+    chan.close()
+    return rc, out.decode(), err.decode()
+
+
+def test_the_auditor_key_gets_no_shell_no_sftp_and_cannot_fake_the_deployer(session, fresh_lab, tmp_path):
+    """Plain SSH with the auditor key: every command but the agent's is refused by the gate, so it
+    can neither run code as root nor write an auth file naming the deployer's key."""
+    from orchestrator_lib import rpc
+    from orchestrator_lib.agents.build import agent_archive
+    install_agent(session, "web4")
+    sha = agent_archive()[1]
+    deployer_pub = Path(f"{fresh_lab.client_key}.pub").read_text().split()
+    forged = f"printf 'publickey {deployer_pub[0]} {deployer_pub[1]}\\n' > /tmp/auth"
+    client = auditor_client(fresh_lab, "web4")
+    try:
+        for command in ["id", forged, "sh -c id", f"mkdir -p {rpc.AGENT_DIR}",
+                        f"SSH_USER_AUTH=/tmp/auth {rpc.agent_command(sha)}", rpc.agent_command(sha) + "; id"]:
+            rc, out, err = run_as_auditor(client, command)
+            assert rc == 99 and out == "" and err.startswith("orchestrator-gate: refused"), (command, rc, out, err)
+        with pytest.raises(paramiko.SSHException):
+            client.open_sftp()
+        chan = client.get_transport().open_session(timeout=5)
+        chan.settimeout(10)
+        chan.invoke_shell()
+        assert chan.recv_exit_status() == 99
+        chan.close()
+        # The environment a caller sends is not the agent's: sshd accepts none of these names, and the
+        # installed agent ignores test-only overrides anyway.
+        request = json.dumps({"reqid": "spoof1", "agent": "package", "action": "update",
+                              "args": {"name": "mywebapp", "version": "4.2.6-3.el5"}}).encode()
+        rc, out, err = run_as_auditor(client, rpc.agent_command(sha), stdin=request,
+                                      env={"SSH_USER_AUTH": "/tmp/auth", "ORCHESTRATOR_AUDIT_LOG": "/tmp/audit.jsonl",
+                                           "LC_ALL": "C"})
+        assert rc == 0, err
+        assert json.loads(out)["message"].startswith("denied by policy: package#update for SHA256:"), out
+    finally:
+        client.close()
+    assert fresh_lab.exec_in("web4", ["test", "-e", "/tmp/auth"]).returncode != 0
+    assert fresh_lab.exec_in("web4", ["test", "-e", "/tmp/audit.jsonl"]).returncode != 0
+    assert [a["reqid"] for a in host_audit(fresh_lab, "web4")][-1] == "spoof1"
+    assert fresh_lab.exec_in("web4", ["dpkg-query", "-W", "-f=${Version}", "mywebapp"]).stdout == "4.2.5-1.el5"

@@ -164,3 +164,17 @@ def test_reset_clears_a_firewall_rule_left_by_an_interrupted_deploy(fresh_lab):
     rules = fresh_lab.exec_in("web8", ["iptables", "-S", "INPUT"]).stdout
     assert "10.231.0.2" not in rules
     assert eventually(lambda: op_states(fresh_lab)["web8"] == 2)
+
+
+def test_hosts_restrict_the_auditor_key_to_the_gate_and_keep_the_policy_roots(fresh_lab):
+    from orchestrator_lib.lab.estate import GATE
+    keys = fresh_lab.exec_in("web1", ["cat", "/root/.ssh/authorized_keys"]).stdout.splitlines()
+    auditor = Path(f"{fresh_lab.auditor_key}.pub").read_text().split()[1]
+    deployer = Path(f"{fresh_lab.client_key}.pub").read_text().split()[1]
+    [auditor_line] = [line for line in keys if auditor in line]
+    assert auditor_line.startswith(f'restrict,command="{GATE}" ssh-ed25519 ')
+    assert [line.split()[1] for line in keys if deployer in line] == [deployer]
+    modes = fresh_lab.exec_in("web1", ["stat", "-c", "%U %a %n", GATE, "/etc/orchestrator/policy.json"]).stdout
+    assert modes.splitlines() == [f"root 755 {GATE}", "root 644 /etc/orchestrator/policy.json"]
+    policy = json.loads(fresh_lab.exec_in("web1", ["cat", "/etc/orchestrator/policy.json"]).stdout)
+    assert all("health#*" not in rule["allow"] for rule in policy["rules"])

@@ -166,3 +166,24 @@ def test_notify_without_webhook_only_logs():
     assert (r.status, r.changed, r.data["delivered"]) == ("ok", False, False)
     r = call(FakeSystem(), "notify", "send", recipient="ops", message="hello", webhook="http://127.0.0.1:9/notify")
     assert r.status == "failed" and "cannot reach webhook" in r.message
+
+
+def test_every_alias_names_its_action_canonical_first():
+    """The policy decides on these names (policy.check): an alias is never a way around a deny."""
+    agent = core.Agent("orchestrator_lib.agents._aliased")
+    try:
+        def run_(req):
+            return core.Reply.ok()
+        agent.action(run_, aliases=("exec", "run"))
+        agent.action(lambda req: core.Reply.ok(), aliases=("other",))
+        assert agent.names_of("exec") == agent.names_of("run") == ("run", "exec")
+        assert agent.names_of("nosuch") == ("nosuch",)
+        # the same function registered again under another name is still the same action
+        agent.action(run_, aliases=("later",))
+        assert set(agent.names_of("later")) == set(agent.names_of("exec")) == {"run", "exec", "later"}
+    finally:
+        del core.REGISTRY["_aliased"]
+    for name, action, names in [("health", "runcommand", ("command", "runcommand")),
+                                ("package", "uninstall", ("remove", "uninstall", "purge")),
+                                ("appmgr", "upgrade", ("deploy", "upgrade")), ("notify", "sendmsg", ("send", "sendmsg"))]:
+        assert core.load_agent(name).names_of(action) == names

@@ -13,9 +13,11 @@ rm -rf /root/.ssh
 mkdir -m 700 /root/.ssh
 cp /srv/lab-input/authorized_keys /root/.ssh/authorized_keys
 chmod 600 /root/.ssh/authorized_keys
-# Which key may run which agent action (orchestrator_lib/agents/policy.py).
+# The forced command of the restricted (auditor) key: only the agent invocations rpc sends.
+install -o root -g root -m 0755 /srv/lab-input/orchestrator-gate /usr/local/sbin/orchestrator-gate
+# Which key may run which agent action (orchestrator_lib/agents/policy.py): root's, read by all.
 mkdir -p /etc/orchestrator
-cp /srv/lab-input/policy.json /etc/orchestrator/policy.json
+install -o root -g root -m 0644 /srv/lab-input/policy.json /etc/orchestrator/policy.json
 cat > /etc/ssh/sshd_config.d/lab.conf <<'CONF'
 # First value wins in sshd_config: this file is included before Debian's defaults.
 HostKey /etc/ssh/ssh_host_ed25519_key
