@@ -212,33 +212,51 @@ class SSHPool:
 
     # ---- operations -----------------------------------------------------------------------
     def exec(self, host: Host, command: str, stdin: bytes | None = None, timeout: float = 60) -> ExecResult:
-        """Run one command; reconnect once if the connection dropped since it was last used."""
+        """Run one command; reconnect once if the connection dropped since it was last used. Once
+        the command was sent it is never sent again: a connection lost then is UnreachableError
+        saying it may or may not have run."""
+        started = time.monotonic()
+        chan = self._start(host, command, timeout)
+        try:
+            return self._finish(chan, stdin, started)
+        except socket.timeout:
+            raise TransportError(f"{host.name}: command timed out after {timeout:g} s") from None
+        except (paramiko.SSHException, EOFError, OSError) as err:
+            raise UnreachableError(f"{host.name}: connection lost while the command ran (it may or may not "
+                                   f"have run; not sent again): {err or type(err).__name__}") from None
+        finally:
+            chan.close()
+
+    def _start(self, host: Host, command: str, timeout: float) -> paramiko.Channel:
+        """A session running `command`. Only a connection that fails before the command is
+        under way (stdin not sent yet) is reconnected, once."""
         for attempt in (1, 2):
             transport = self.transport(host, fresh=attempt == 2)
+            chan = None
             try:
-                return self._exec_on(transport, command, stdin, timeout)
-            except socket.timeout:
-                raise TransportError(f"{host.name}: command timed out after {timeout:g} s") from None
+                chan = transport.open_session(timeout=timeout)
+                chan.settimeout(timeout)
+                chan.exec_command(command)
+                return chan
             except (paramiko.SSHException, EOFError, OSError) as err:
+                if chan is not None:
+                    chan.close()
+                if isinstance(err, socket.timeout):
+                    raise TransportError(f"{host.name}: command timed out after {timeout:g} s") from None
                 if attempt == 2:
                     raise UnreachableError(f"{host.name}: connection lost: {err or type(err).__name__}") from None
         raise AssertionError("unreachable")
 
     @staticmethod
-    def _exec_on(transport: paramiko.Transport, command: str, stdin: bytes | None, timeout: float) -> ExecResult:
-        started = time.monotonic()
-        chan = transport.open_session(timeout=timeout)
-        try:
-            chan.settimeout(timeout)
-            chan.exec_command(command)
-            if stdin:
-                chan.sendall(stdin)
-            chan.shutdown_write()
-            stdout = chan.makefile("rb").read()
-            stderr = chan.makefile_stderr("rb").read()
-            rc = chan.recv_exit_status()
-        finally:
-            chan.close()
+    def _finish(chan: paramiko.Channel, stdin: bytes | None, started: float) -> ExecResult:
+        if stdin:
+            chan.sendall(stdin)
+        chan.shutdown_write()
+        stdout = chan.makefile("rb").read()
+        stderr = chan.makefile_stderr("rb").read()
+        rc = chan.recv_exit_status()
+        if rc == -1 and not chan.get_transport().is_active():  # no exit status: the connection went
+            raise EOFError("the connection closed before the command's exit status came")
         return ExecResult(rc, stdout.decode(errors="replace"), stderr.decode(errors="replace"),
                           time.monotonic() - started)
 

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from orchestrator_lib.errors import HostKeyError, TransportError
+from orchestrator_lib.errors import HostKeyError, TransportError, UnreachableError
 from orchestrator_lib.inventory import load_inventory
 from orchestrator_lib.transport import SSHPool
 
@@ -54,11 +54,25 @@ def test_a_directory_is_not_a_key_and_good_keys_pass(tmp_path):
 
 
 class _Accepting(paramiko.ServerInterface):
+    """Any key logs in; an exec request is recorded, then the connection drops (a host lost
+    while the command runs)."""
+
+    def __init__(self, server):
+        self.server = server
+
     def get_allowed_auths(self, username):
         return "publickey"
 
     def check_auth_publickey(self, username, key):
         return paramiko.AUTH_SUCCESSFUL
+
+    def check_channel_request(self, kind, chanid):
+        return paramiko.OPEN_SUCCEEDED
+
+    def check_channel_exec_request(self, channel, command):
+        self.server.commands.append(command.decode())
+        threading.Timer(0.1, channel.get_transport().close).start()
+        return True
 
 
 class SSHServer:
@@ -69,6 +83,7 @@ class SSHServer:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.transports = []
+        self.commands = []
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self):
@@ -82,7 +97,7 @@ class SSHServer:
                 t.add_server_key(key)
             self.transports.append(t)
             try:
-                t.start_server(server=_Accepting())
+                t.start_server(server=_Accepting(self))
             except Exception:
                 pass
 
@@ -144,6 +159,23 @@ def test_a_host_known_by_ed25519_still_negotiates_ed25519(tmp_path, host_keys):
     pool, web1 = pool_for(tmp_path, server, [host_keys["ed25519"]])
     try:
         assert pool.transport(web1).get_remote_server_key().get_name() == "ssh-ed25519"
+    finally:
+        pool.close()
+        server.close()
+
+
+def test_a_command_whose_connection_drops_while_it_runs_is_not_sent_again(tmp_path, host_keys):
+    """Reconnecting is for a connection found dead before the command went out; after, the
+    command may have run (an agent request read from stdin): never run it a second time."""
+    server = SSHServer([host_keys["ed25519"]])
+    pool, web1 = pool_for(tmp_path, server, [host_keys["ed25519"]])
+    try:
+        for stdin in (b"{}", b"x" * (8 << 20)):  # dropped after stdin went / while it was being sent
+            server.commands.clear()
+            with pytest.raises(UnreachableError, match=r"^web1: connection lost while the command ran \(it may or "
+                                                       r"may not have run; not sent again\)"):
+                pool.exec(web1, "apt-get install -y mywebapp", stdin=stdin, timeout=10)
+            assert server.commands == ["apt-get install -y mywebapp"]
     finally:
         pool.close()
         server.close()
