@@ -289,7 +289,7 @@ def test_the_auditor_cannot_install_the_agent(fresh_lab, tmp_path):
     with auditor_session(fresh_lab, tmp_path) as auditor:
         result = auditor.call([auditor.host("web3")], "rpcutil", "ping", timeout=10)
     assert result.failed == ["web3"], result.tally()
-    assert "orchestrator-gate: refused" in result.results["web3"].message
+    assert "orchestrator-gate: refused installing the agent" in result.results["web3"].message
     assert fresh_lab.exec_in("web3", ["sh", "-c", "ls /var/lib/orchestrator"]).stdout.strip() == ""
 
 

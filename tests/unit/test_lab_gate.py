@@ -47,8 +47,9 @@ REFUSED = [
     ("/usr/lib/openssh/sftp-server", "sftp"),
     ("sh", "this command"),
     ("id", "this command"),
-    (f"mkdir -p {rpc.AGENT_DIR}", "this command"),          # the install steps: the deployer's job
-    (INSTALL, "this command"),
+    (f"mkdir -p {rpc.AGENT_DIR}", "installing the agent"),          # the install steps: the deployer's job
+    (INSTALL, "installing the agent"),
+    (f"mkdir -p {rpc.AGENT_DIR}; id", "this command"),
     (rpc.agent_command(SHA) + "; id", "this command"),
     (rpc.agent_command(SHA) + " --serve; id", "this command"),
     (rpc.agent_command(SHA) + " --serve --serve", "this command"),
@@ -72,7 +73,7 @@ def test_anything_else_is_refused_in_one_line(command, what):
         done = gate(command, *args)
         assert done.returncode == estate.GATE_REFUSED == 99, (command, done)
         assert done.stdout == ""
-        assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"orchestrator-gate: refused {what}:")
+        assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"orchestrator-gate: refused {what}")
 
 
 def test_the_gate_is_posix_sh():
