@@ -45,6 +45,13 @@ def test_an_unknown_fact_is_a_one_line_error_not_an_empty_set(session):
     assert "contry" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_a_mistyped_host_name_fails_live_discovery_before_any_host_is_pinged(session):
+    for flt in (Filter.parse(identities=["web1", "wbe2"]), Filter.parse(compound="roles::web and not wbe3")):
+        with pytest.raises(FilterError, match=r"'wbe\d' \(did you mean 'web\d'\?\)"):
+            session.discover(flt)
+    assert session.pool.connects == 0
+
+
 def test_the_count_contract_fails_naming_what_was_found(session):
     with pytest.raises(DiscoveryError, match="expected exactly 5 hosts, discovered 4"):
         session.discover(Filter.parse(facts=["country=de"], classes=["roles::web"]), CountContract.exactly(5))
