@@ -20,7 +20,7 @@ from ..inventory import Host, Inventory
 from ..orchestration import HostResult, RunResult, parse_batch_size
 from ..orchestration.batches import BatchSize
 from ..reporting import Cell, Outcome, ResultMatrix
-from ..session import Session
+from ..session import Interrupted, Session
 from .settings import Settings
 from .targets import Target
 
@@ -213,16 +213,25 @@ class Deploy:
 
     # ---- acting -----------------------------------------------------------------------------------
     def call(self, hosts: list[Host], agent: str, action: str, args: Mapping[str, Any] | None = None,
-             options: RunOptions = RunOptions(), timeout: float = 300.0) -> RunResult:
-        return self.session.call(hosts, agent, action, args, batch_size=options.batch_size(),
-                                 tries=options.tries, timeout=timeout)
+             options: RunOptions = RunOptions(), timeout: float = 300.0, subject: str = "",
+             describe_result: Callable[[HostResult], Cell] | None = None) -> RunResult:
+        """The request; on Ctrl-C what it had done on each host (finished, still running, not
+        started) goes into the matrix first, so the recap names them."""
+        try:
+            return self.session.call(hosts, agent, action, args, batch_size=options.batch_size(),
+                                     tries=options.tries, timeout=timeout)
+        except Interrupted as e:
+            self.matrix.record_run(e.result, subject, describe_result)
+            self.say(e.result.tally())
+            raise
 
     def act(self, hosts: list[Host], agent: str, action: str, args: Mapping[str, Any] | None = None, *,
             subject: str = "", options: RunOptions = RunOptions(), timeout: float = 300.0,
             describe_result: Callable[[HostResult], Cell] | None = None) -> RunResult:
         """A When: run the action, record every host, print the tally, fail naming the hosts it
         did not succeed on."""
-        return self.conclude(self.call(hosts, agent, action, args, options, timeout), subject, describe_result)
+        return self.conclude(self.call(hosts, agent, action, args, options, timeout, subject, describe_result),
+                             subject, describe_result)
 
     def conclude(self, run: RunResult, subject: str = "",
                  describe_result: Callable[[HostResult], Cell] | None = None) -> RunResult:

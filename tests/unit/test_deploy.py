@@ -301,3 +301,26 @@ def test_the_report_path_is_checked_before_any_host_is_touched(tmp_path, monkeyp
     assert error_of(report="file/x.json") == f"-D report=file/x.json: {tmp_path / 'file'} is not a directory"
     assert error_of(report="r-{feat}.json").startswith("-D report=r-{feat}.json: unknown field {feat} (did you mean 'feature'?)")
     assert Settings.from_userdata(UserData(report="new/dir/{feature}.json")).report == "new/dir/{feature}.json"
+
+
+def test_ctrl_c_during_a_when_records_each_hosts_part_before_it_goes_on_up(tmp_path):
+    """Session.call raises Interrupted with what finished, what was still running and what never
+    started; the matrix gets them, so the recap names the hosts whose outcome is unknown."""
+    from orchestrator_lib.session import Interrupted
+    d = make_deploy(tmp_path)
+    d.narrow(classes=["roles::web"])
+    partial = RunResult("package#update", {
+        "web1": HostResult("web1", Status.CHANGED, "updated", before="1.0", after="1.1"),
+        "web2": HostResult("web2", Status.FAILED, "interrupted while running: outcome unknown"),
+        "web3": HostResult("web3", Status.NOT_ATTEMPTED, "not attempted: interrupted")}, 0.5)
+
+    def interrupted(*args, **kwargs):
+        raise Interrupted(partial, ["web2"])
+    d.session.call = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        d.act(d.hosts(), "package", "update", {"name": "app"}, subject="package app")
+    assert {h: (c.status, c.subject, c.message) for h, c in cells(d).items()} == {
+        "web1": (Outcome.CHANGED, "package app", "updated"),
+        "web2": (Outcome.FAILED, "package app", "interrupted while running: outcome unknown"),
+        "web3": (Outcome.NOT_ATTEMPTED, "package app", "not attempted: interrupted")}
+    assert said(d)[-1].startswith("      package#update: ok on 1 of 3 hosts (1 changed)")
