@@ -39,7 +39,12 @@ class Verdict(namedtuple("Verdict", "passed detail summary")):
 def poll(check: Callable[[float], Verdict], *, tries: int | None, interval: float,
          deadline: float | None) -> tuple[Verdict, dict[str, Any]]:
     """Run `check(remaining_seconds)` until it passes, `tries` run out, or `deadline` s passed.
-    Neither limit given = one try."""
+    Neither limit given = one try. A deadline or interval that would never end the loop (NaN,
+    infinite, past MAX_DEADLINE) is refused, whichever agent asks (appmgr polls too)."""
+    if deadline is not None and not (math.isfinite(deadline) and 0 <= deadline <= MAX_DEADLINE):
+        raise ActionError(f"deadline must be a number from 0 to {MAX_DEADLINE:g} s, got {deadline:g}")
+    if not (math.isfinite(interval) and interval >= 0):
+        raise ActionError(f"interval must be a finite number of seconds, got {interval:g}")
     sys_ = core.system()
     start = sys_.monotonic()
     if tries is None and deadline is None:

@@ -10,7 +10,7 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_agents_fakes import FakeSystem, call  # noqa: E402
 
-from orchestrator_lib.agents import health  # noqa: E402
+from orchestrator_lib.agents import core, health  # noqa: E402
 
 
 class App:
@@ -194,3 +194,13 @@ def test_command_output_in_the_reply_is_redacted():
     fake = FakeSystem().on(r"check_db", (2, "CRITICAL - login failed for db password=hunter3\n", ""))
     r = call(fake, "health", "command", command="/usr/lib/nagios/plugins/check_db")
     assert r.status == "failed" and "hunter3" not in json.dumps(r.to_obj()) and "password=***" in r.message
+
+
+@pytest.mark.parametrize("deadline,interval", [(float("nan"), 1.0), (float("inf"), 1.0), (3601.0, 1.0),
+                                               (-1.0, 1.0), (10.0, float("nan"))])
+def test_poll_itself_refuses_a_loop_that_would_not_end(deadline, interval):
+    """Other agents (appmgr) call poll with their own deadline: the bound holds there too."""
+    fake = bounded_host()
+    with core.use_system(fake), pytest.raises(core.ActionError, match="must be a"):
+        health.poll(lambda left: health.load_verdict(1.0), tries=None, interval=interval, deadline=deadline)
+    assert fake.sleeps == []
