@@ -164,6 +164,7 @@ class Session:
              **options: Any) -> RunResult:
         """Fan out, then audit and keep the result. Ctrl-C is audited too (what finished, the rest
         interrupted) before it goes on up as Interrupted: the log never misses a request that ran."""
+        self.pool.check_keys(hosts)  # a bad key file: one error, not "unreachable" on every host
         finished: dict[str, HostResult] = {}
 
         def done(result: HostResult) -> None:

@@ -125,3 +125,15 @@ def test_ctrl_c_during_a_call_is_audited_then_raised_with_what_finished(tmp_path
     lines = [json.loads(line) for line in (tmp_path / "reports" / "audit.jsonl").read_text().splitlines()]
     assert [(e["host"], e["status"]) for e in lines] == [("web1", "ok"), ("web2", "failed"), ("web3", "not attempted")]
     assert len({e["reqid"] for e in lines}) == 1 and session.history == [stop.result]
+
+
+def test_a_missing_key_file_is_one_error_before_any_host_is_contacted(tmp_path):
+    """Loopback addresses and no lab: were the check missing, the call would try to connect."""
+    env = tmp_path / "keyless.yaml"
+    env.write_text("known_hosts: kh\ndefaults: {key: no_such_key}\n"
+                   "hosts:\n  a: {address: 127.0.0.1, port: 9}\n  b: {address: 127.0.0.1, port: 9}\n")
+    with Session(env, audit_path=None) as session:
+        with pytest.raises(OrchestratorError, match=rf"^{env}: private key {tmp_path}/no_such_key does not exist "
+                                                    r"\(the key of a, b\)$"):
+            session.call(list(session.inventory.hosts.values()), "rpcutil", "ping")
+        assert session.pool.connects == 0
