@@ -246,6 +246,8 @@ def test_ctrl_c_still_recaps_reports_and_names_the_hosts_left_blocked(fresh_lab,
     assert time.monotonic() - interrupted < 15, "after_all waited for the hosts"
     assert 'interrupted at "Then the health check on port 8080 should report version 9.9.9' in out
     assert "left out of the load balancer: web1, web2 (firewall 10.231.0.2 blocked)" in out
+    assert 'web1: FAILED at "Then the health check on port 8080 should report version 9.9.9 within 60 seconds": ' \
+           'interrupted while running: outcome unknown' in out
     assert 'Release gate: FAILED: interrupted at "Then the health check' in out and "Traceback" not in out
     matrix = ResultMatrix.read_json(report)
     assert matrix.interrupted.startswith('at "Then the health check') and not matrix.passed
