@@ -309,11 +309,13 @@ class _PoolChannels:
             return self.slots.setdefault(host_name, _HostSlot())
 
     def close_all(self) -> None:
+        """Close every session now, without the slot locks: a worker holds its slot's lock for a
+        whole request, so waiting for it would make Ctrl-C wait out the longest running action.
+        Closing the channel ends the worker's read, and its result says the outcome is unknown."""
         with self.lock:
             slots = list(self.slots.values())
         for slot in slots:
-            with slot.lock:
-                channel, slot.channel = slot.channel, None
+            channel, slot.channel = slot.channel, None
             if channel is not None:
                 channel.close()
 

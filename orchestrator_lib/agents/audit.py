@@ -23,7 +23,7 @@ REDACTED = "***"
 #: values are secrets.
 SECRET_KEY = re.compile(
     r"pass(word|wd|phrase)?|secret|token|credential|cookie|authori[sz]ation|auth(?!or)|private|signature"
-    r"|key(?!word)|(?<![a-z])(pwd?|sig)(?![a-z])",
+    r"|apikey|(?<![a-z])key(?!word)|(?<![a-z])(pwd?|sig)(?![a-z])",  # key, api_key, ssh-key; not monkey
     re.IGNORECASE)
 #: Arguments holding webhook URLs: their path is the secret (Slack-style /T0/B0/XXXX).
 WEBHOOK_KEY = re.compile(r"hook", re.IGNORECASE)

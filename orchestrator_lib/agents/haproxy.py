@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import socket
 from collections import namedtuple
 
 from . import core
 from .core import ActionError, Reply, Request
+from .health import MAX_DEADLINE
 
 agent = core.Agent(__name__, "status, disable, drain, enable servers of a backend")
 
@@ -205,6 +207,9 @@ def drain(req: Request) -> Reply:
     """Stop new sessions, then wait (up to `deadline` s) for the current ones to finish."""
     deadline = req.float_arg("deadline", 60.0)
     interval = req.float_arg("interval", 0.5)
+    if not (math.isfinite(deadline) and 0 <= deadline <= MAX_DEADLINE and math.isfinite(interval) and interval > 0):
+        raise ActionError(f"{req.label}: deadline must be 0 to {MAX_DEADLINE:g} s and interval a positive "
+                          f"number of seconds, got {deadline:g} and {interval:g}")  # NaN would wait forever
     reply, api, backend, names = _set(req, "drain")
     if reply.status == "failed":
         return reply

@@ -200,3 +200,11 @@ def test_drain_deadline_fails_but_server_stays_drained(lb):
     assert r.status == "failed" and r.changed
     assert "sessions still open after 2 s: web2 4" in r.message
     assert lb.servers["web2"][1] & 8
+
+
+@pytest.mark.parametrize("deadline, interval", [("nan", 0.5), ("inf", 0.5), (-1, 0.5), (7200, 0.5), (10, 0), (10, "nan")])
+def test_drain_refuses_a_wait_that_would_never_end_before_changing_anything(lb, deadline, interval):
+    r = call(FakeSystem(), "haproxy", "drain", backend="app", socket=lb.path, servers="web1",
+             deadline=deadline, interval=interval)
+    assert r.status == "failed" and "deadline must be 0 to 3600 s and interval a positive number" in r.message
+    assert not lb.servers["web1"][1] & 8, "the server was not put in drain"
