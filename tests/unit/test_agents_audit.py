@@ -112,3 +112,9 @@ def test_notify_replies_never_show_the_webhook_or_secrets_in_answers():
     assert "SECRETPATH" not in shown and "TOK123" not in shown
     r = call(FakeSystem(), "notify", "send", recipient="ops", message="done, pw=hunter3")
     assert r.status == "ok" and "hunter3" not in json.dumps(r.to_obj()) and r.message.endswith("done, pw=***")
+
+
+def test_words_that_merely_contain_key_are_not_secrets():
+    assert audit.redact_text("monkey=3 hockey: 2 keyword=x") == "monkey=3 hockey: 2 keyword=x"
+    assert audit.redact_text("key=v api_key=a apikey=b ssh-key: c") == "key=*** api_key=*** apikey=*** ssh-key: ***"
+    assert audit.redact({"monkey": 1, "private_key": 2}) == {"monkey": 1, "private_key": "***"}
