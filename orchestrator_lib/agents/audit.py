@@ -21,18 +21,19 @@ AUDIT_ENV = "ORCHESTRATOR_AUDIT_LOG"
 REDACTED = "***"
 #: Argument names (and `name=value` / `name: value` in free text, URL query parameters) whose
 #: values are secrets.
-SECRET_KEY = re.compile(
-    r"pass(word|wd|phrase)?|secret|token|credential|cookie|authori[sz]ation|auth(?!or)|private|signature"
-    r"|apikey|(?<![a-z])key(?!word)|(?<![a-z])(pwd?|sig)(?![a-z])",  # key, api_key, ssh-key; not monkey
-    re.IGNORECASE)
+SECRET_WORD = (r"pass(?:word|wd|phrase)?|secret|token|credential|cookie|authori[sz]ation|auth(?!or)|private"
+               r"|signature|apikey|(?<![a-z])key(?!word)|(?<![a-z])(?:pwd?|sig)(?![a-z])")  # api_key; not monkey
+SECRET_KEY = re.compile(SECRET_WORD, re.IGNORECASE)
 #: Arguments holding webhook URLs: their path is the secret (Slack-style /T0/B0/XXXX).
 WEBHOOK_KEY = re.compile(r"hook", re.IGNORECASE)
 #: scheme://[userinfo@]host[rest]; userinfo runs to the last @ before the path (`p@ss` unencoded).
 URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<userinfo>[^/?#\s]*@)?(?P<host>[^/?#\s\"'<>]*)"
                  r"(?P<rest>[^\s\"'<>]*)", re.IGNORECASE)
 #: `name=value`, `name: value`, `"name": "value"` in free text (outside URLs).
-KEY_VALUE = re.compile(r"(?P<key>[\w.-]+)(?P<sep>[\"']?\s*[=:]\s*[\"']?)"
-                       r"(?P<value>(?<=\")[^\"]+|(?<=')[^']+|[^\s&;,\"']+)")
+#: Only names holding a secret word match, so `failed: password=x` finds `password=x` (a match
+#: on `failed:` would swallow it as its value).
+KEY_VALUE = re.compile(rf"(?P<key>[\w.-]*?(?:{SECRET_WORD})[\w.-]*)(?P<sep>[\"']?\s*[=:]\s*[\"']?)"
+                       r"(?P<value>(?<=\")[^\"]+|(?<=')[^']+|[^\s&;,\"']+)", re.IGNORECASE)
 #: one `name=value` of a URL's query string
 QUERY_PAIR = re.compile(r"(?P<key>[^&=#]+)(?P<sep>=)(?P<value>[^&#]*)")
 BEARER = re.compile(r"\b(?P<scheme>bearer|basic)\s+[\w.~+/=-]+", re.IGNORECASE)

@@ -365,6 +365,9 @@ def handle(obj: object, env: dict[str, str] | None = None) -> Reply:
     denial = policy.check(req.agent, req.action, identity)
     started = SYSTEM.monotonic()
     reply = Reply.failed(denial) if denial else dispatch(req)
+    # Whatever an action put in its message (a URL, a command's error output) leaves the host
+    # redacted: the controller prints it, reports it and audits it.
+    reply.message = audit.redact_text(reply.message)
     audit.record(req, reply, identity, duration=SYSTEM.monotonic() - started, env=env)
     return reply
 

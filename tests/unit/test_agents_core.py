@@ -187,3 +187,13 @@ def test_every_alias_names_its_action_canonical_first():
                                 ("package", "uninstall", ("remove", "uninstall", "purge")),
                                 ("appmgr", "upgrade", ("deploy", "upgrade")), ("notify", "sendmsg", ("send", "sendmsg"))]:
         assert core.load_agent(name).names_of(action) == names
+
+
+def test_every_reply_message_leaves_the_host_redacted(isolated, monkeypatch):
+    """Any action's message, not only health's and notify's: the controller shows and logs it."""
+    leak = "curl http://admin:S3cret@repo.example/x?token=T0KEN failed: password=hunter2"
+    monkeypatch.setattr(core, "dispatch", lambda req: core.Reply.failed(leak))
+    reply = core.handle({"reqid": "r1", "caller": "t@c", "agent": "package", "action": "status",
+                         "args": {"name": "x"}})
+    assert "S3cret" not in reply.message and "T0KEN" not in reply.message and "hunter2" not in reply.message
+    assert "http://***@repo.example/x?token=***" in reply.message
