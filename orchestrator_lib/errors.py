@@ -30,5 +30,10 @@ class UnreachableError(TransportError):
     """The host did not answer (connection refused, timeout, no route)."""
 
 
+class OutcomeUnknownError(UnreachableError):
+    """A command or request went out and no answer came (timeout, connection lost): it may or may
+    not have run, so it must never be sent again under the same reqid."""
+
+
 class LabError(OrchestratorError):
     """The local lab could not be brought up, down or changed."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import paramiko
 
-from .errors import HostKeyError, TransportError, UnreachableError
+from .errors import HostKeyError, OutcomeUnknownError, TransportError, UnreachableError
 from .inventory import Host, Inventory
 from .known_hosts import KnownHosts, KnownKey, fingerprint
 
@@ -220,10 +220,11 @@ class SSHPool:
         try:
             return self._finish(chan, stdin, started)
         except socket.timeout:
-            raise TransportError(f"{host.name}: command timed out after {timeout:g} s") from None
+            raise OutcomeUnknownError(f"{host.name}: command timed out after {timeout:g} s (it may or may not "
+                                      f"have run; not sent again)") from None
         except (paramiko.SSHException, EOFError, OSError) as err:
-            raise UnreachableError(f"{host.name}: connection lost while the command ran (it may or may not "
-                                   f"have run; not sent again): {err or type(err).__name__}") from None
+            raise OutcomeUnknownError(f"{host.name}: connection lost while the command ran (it may or may not "
+                                      f"have run; not sent again): {err or type(err).__name__}") from None
         finally:
             chan.close()
 

@@ -15,7 +15,7 @@ import pytest
 
 from orchestrator_lib import rpc
 from orchestrator_lib.agents import core
-from orchestrator_lib.errors import TransportError, UnreachableError
+from orchestrator_lib.errors import OutcomeUnknownError, TransportError, UnreachableError
 from orchestrator_lib.orchestration.results import Status
 from orchestrator_lib.transport import SSHPool
 
@@ -592,3 +592,23 @@ def test_end_to_end_forced_one_shot_command_falls_back_within_the_probe_time(tmp
         pool.close()
     # the probe ran nothing and left no audit line; each request ran once
     assert [json.loads(line)["reqid"] for line in log.read_text().splitlines()] == ["f1", "f2"]
+
+
+def test_a_one_shot_request_whose_outcome_is_unknown_is_never_sent_again():
+    """A forced-command host (one-shot only): the exec times out after the request went out.
+    A retry under the same reqid (tries) gets the same 'outcome unknown', not a second run."""
+    class TimingOut(FakePool):
+        def exec(self, host, command, stdin=None, timeout=60):
+            self.exec_calls.append((command, stdin))
+            raise OutcomeUnknownError(f"{host.name}: command timed out after {timeout:g} s (it may or may not "
+                                      "have run; not sent again)")
+
+    pool = TimingOut([FakeChan(echo_reqid, probe="die"), FakeChan(echo_reqid, probe="die")])
+    with pytest.raises(OutcomeUnknownError, match="may or may not have run"):
+        call(pool, reqid="x")
+    again = call(pool, reqid="x")
+    assert again.status is Status.UNREACHABLE and "outcome unknown" in again.message and "x" in again.message
+    assert len(pool.exec_calls) == 1, "the request went out once"
+    with pytest.raises(OutcomeUnknownError):
+        call(pool, reqid="y")  # another request is sent as usual
+    assert len(pool.exec_calls) == 2
