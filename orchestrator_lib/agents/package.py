@@ -371,6 +371,8 @@ def status(req: Request) -> Reply:
     data = {"name": name, "version": version, "state": st.state, "backend": backend.label}
     if req.bool_arg("candidate"):  # read-only: what `update` to the newest would install (plan mode)
         data["candidate"] = backend.candidate(name)
+    if req.bool_arg("available"):  # read-only: the versions the host's current index offers (plan mode)
+        data["available"] = backend.versions(name)
     return Reply.ok(text, before=version, after=version, data=data)
 
 

@@ -22,12 +22,15 @@ def update_package(d: Deploy, name: str, version: str | None, options: RunOption
     if d.plan:
         # `candidate` is asked for but only used when the agent reports it: without it, "newest"
         # cannot be known read-only, and every host is shown as a possible change.
-        run = d.call(hosts, "package", "status", {"name": name, "candidate": True})
+        ask = {"name": name, "candidate": True, **({"available": True} if version else {})}
+        run = d.call(hosts, "package", "status", ask)
         current = values_of(run, lambda r: r.data.get("version"))
         candidates = {h: r.data.get("candidate") for h, r in run.results.items()}
         if version:
+            available = {h: r.data.get("available") for h, r in run.results.items()}
+            refuse_unavailable(d, name, version, current, available)
             d.plan_change("package#update", subject, current, version)
-            say_unconfirmed(d, name, version, current, candidates)
+            say_unconfirmed(d, name, version, current, candidates, available)
         elif all(candidates.values()):
             d.plan_change("package#update", subject, current, lambda h: candidates[h])
         else:
@@ -39,16 +42,36 @@ def update_package(d: Deploy, name: str, version: str | None, options: RunOption
     d.scenario.facts["version"] = version or _common(run, "version")
 
 
-def unconfirmed_hosts(version: str, current: dict[str, Any], candidates: dict[str, Any]) -> list[str]:
-    """Hosts that would change to `version` while it is not their candidate: package#status
-    reports only the candidate, not every version the sources offer, so whether `version` is
-    available there is known only to the real run (which refreshes the index and checks)."""
+def refuse_unavailable(d: Deploy, name: str, version: str, current: dict[str, Any],
+                       available: dict[str, Any]) -> None:
+    """Plan mode fails where the real run would: hosts that would change to `version` while their
+    package index does not offer it (the real run refreshes the index first, so a version
+    published since the hosts' last refresh is refused here too: refresh, then plan)."""
+    missing = {h: offered for h, offered in available.items()
+               if isinstance(offered, list) and version not in offered
+               and not isinstance(current.get(h), Unanswered) and current.get(h) != version}
+    if not missing:
+        return
+    for host, offered in missing.items():
+        d.matrix.record(host, Cell(Outcome.FAILED, f"package {name}: {version} is not in the host's package index "
+                                                   f"(offers: {', '.join(offered) or 'nothing'})", "package#update"))
+    raise DeployError(f"plan package#update: {name} {version} is not available on {', '.join(missing)} "
+                      f"(their package index offers: {', '.join(sorted({v for o in missing.values() for v in o})) or 'nothing'})")
+
+
+def unconfirmed_hosts(version: str, current: dict[str, Any], candidates: dict[str, Any],
+                      available: dict[str, Any] | None = None) -> list[str]:
+    """Hosts that would change to `version` while it is not their candidate and whose agent did
+    not list the available versions (an older agent): only the real run can tell there."""
+    available = available or {}
     return [h for h, now in current.items()
-            if not isinstance(now, Unanswered) and version not in (now, candidates.get(h))]
+            if not isinstance(now, Unanswered) and version not in (now, candidates.get(h))
+            and not isinstance(available.get(h), list)]
 
 
-def say_unconfirmed(d: Deploy, name: str, version: str, current: dict[str, Any], candidates: dict[str, Any]) -> None:
-    hosts = unconfirmed_hosts(version, current, candidates)
+def say_unconfirmed(d: Deploy, name: str, version: str, current: dict[str, Any], candidates: dict[str, Any],
+                    available: dict[str, Any] | None = None) -> None:
+    hosts = unconfirmed_hosts(version, current, candidates, available)
     if hosts:
         offered = sorted({str(candidates.get(h) or "none reported") for h in hosts})
         d.say(f"plan package#update: {name} {version} is not the candidate on {', '.join(hosts)} "

@@ -262,7 +262,7 @@ Feature: planned
 """
 
 
-def test_plan_mode_refuses_the_options_the_real_run_refuses_and_flags_an_unconfirmed_version(lab, tmp_path):
+def test_plan_mode_refuses_the_options_and_the_versions_the_real_run_refuses(lab, tmp_path):
     """Plan mode said "Plan complete ... would change" for all of these."""
     for options, error in ((" in batches of 0", "batch_size '0': expected a positive count"),
                            (" in batches of abc", "batch_size 'abc': expected a positive count"),
@@ -273,8 +273,9 @@ def test_plan_mode_refuses_the_options_the_real_run_refuses_and_flags_an_unconfi
         assert done.rc != 0 and error in done.out and "Plan INCOMPLETE" in done.out, done.out
         assert done.matrix.scenarios[0].steps[-1].cells == {}, "no host was asked"
     done = behave(tmp_path, *own_feature(tmp_path, "planned", PLANNED.format(version="9.9.9", options="")), "-D", "plan")
-    assert "plan package#update: mywebapp 9.9.9 is not the candidate on web1, web2" in done.out, done.out
-    assert "only the real run can tell whether 9.9.9 is available there" in done.out
+    assert done.rc != 0 and "Plan INCOMPLETE" in done.out, done.out
+    assert "plan package#update: mywebapp 9.9.9 is not available on web1, web2 (their package index offers: " \
+           "4.2.5-1.el5, 4.2.6-3.el5, 4.2.7-1.el5)" in done.out, done.out
 
 
 # ---- no lab needed --------------------------------------------------------------------------------------

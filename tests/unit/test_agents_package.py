@@ -312,3 +312,11 @@ def test_backend_falls_back_to_installed_tools():
         assert isinstance(package.choose_backend(), package.DpkgApt)
     r = call(FakeSystem(), "package", "status", name="x")
     assert r.status == "failed" and "no supported package manager" in r.message
+
+
+def test_status_lists_the_available_versions_only_when_asked_and_writes_nothing():
+    fake = dpkg_host("4.2.5-1.el5")
+    r = call(fake, "package", "status", name="mywebapp", available=True)
+    assert r.data["available"] == ["4.2.6-3.el5", "4.2.5-1.el5", "4.2.4-1.el5"]
+    assert fake.writes() == [] and not any("apt-get" in c for c in fake.calls), "the index is read, not refreshed"
+    assert "available" not in call(dpkg_host("4.2.5-1.el5"), "package", "status", name="mywebapp").data

@@ -15,11 +15,14 @@ from tests.unit.test_deploy_fakes import BARE, cells, make_deploy, said
 NEWEST = {"web1": "1.1", "web2": "1.2"}
 
 
-def package_status(versions: dict[str, str], candidates: dict[str, str] | None = None):
+def package_status(versions: dict[str, str], candidates: dict[str, str] | None = None,
+                   available: dict[str, list[str]] | None = None):
     def reply(host, args):
         data = {"version": versions[host.name]}
         if candidates and args.get("candidate"):
             data["candidate"] = candidates[host.name]
+        if available and args.get("available"):
+            data["available"] = available[host.name]
         return HostResult(host.name, Status.OK, "", data=data)
     return reply
 
@@ -71,8 +74,23 @@ def test_plan_update_to_a_version_that_is_not_the_candidate_says_it_cannot_confi
         "      plan package#update: would change package app on 1 of 2 hosts (web1)",
         "      plan package#update: app 9.9.9 is not the candidate on web1 (candidate: 1.1); package#status lists "
         "no other available version, so only the real run can tell whether 9.9.9 is available there"]
-    assert d.session.calls == [("package#status", ["web1", "web2"], {"name": "app", "candidate": True})]
+    assert d.session.calls == [("package#status", ["web1", "web2"], {"name": "app", "candidate": True,
+                                                                     "available": True})]
     assert ops.unconfirmed_hosts("1.1", {"web1": "1.0", "web2": Unanswered("unreachable", "x")}, {}) == ["web1"]
+
+
+def test_plan_update_to_a_version_the_hosts_index_does_not_offer_fails_as_the_real_run_would(tmp_path):
+    """An agent that lists the available versions lets the plan refuse 9.9.9 like the real run
+    ("not available"), naming the hosts and what their index offers; a listed version passes."""
+    current, offered = {"web1": "1.0", "web2": "9.9.9"}, {"web1": ["1.1", "1.0"], "web2": ["9.9.9", "1.1"]}
+    d = two_hosts(make_deploy(tmp_path, {"package#status": package_status(current, NEWEST, offered)}, plan=True))
+    with pytest.raises(DeployError, match=r"^plan package#update: app 9.9.9 is not available on web1 "
+                                          r"\(their package index offers: 1.0, 1.1\)$"):
+        ops.update_package(d, "app", "9.9.9", RunOptions())
+    assert cells(d)["web1"].status is Outcome.FAILED and "not in the host's package index" in cells(d)["web1"].message
+    d = two_hosts(make_deploy(tmp_path, {"package#status": package_status(current, NEWEST, offered)}, plan=True))
+    ops.update_package(d, "app", "1.1", RunOptions())
+    assert said(d) == ["      plan package#update: would change package app on 2 of 2 hosts (web1, web2)"]
 
 
 @pytest.mark.parametrize("options, error", [
