@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, TextIO
 
-from ..discovery import CountContract
+from ..discovery import CountContract, Filter
 from ..errors import OrchestratorError
 from ..inventory import Host, Inventory
 from ..orchestration import HostResult, RunResult, parse_batch_size
@@ -167,7 +167,10 @@ class Deploy:
     # ---- which hosts ----------------------------------------------------------------------------
     def narrow(self, *, identities: Iterable[str] = (), facts: Iterable[str] = (),
                classes: Iterable[str] = (), compounds: Iterable[str] = ()) -> None:
-        """More filters for the scenario's hosts (AND with those given before)."""
+        """More filters for the scenario's hosts (AND with those given before). A name that
+        matches nothing (a mistyped host, fact or class) fails this Given, not a later step."""
+        identities, facts, classes, compounds = map(tuple, (identities, facts, classes, compounds))
+        self.session.select(Filter.parse(identities=identities, facts=facts, classes=classes, compound=compounds))
         self.scenario.target.narrow(identities=identities, facts=facts, classes=classes, compounds=compounds)
 
     def narrow_to_group(self, group: str) -> None:

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator_lib.errors import FilterError
+from orchestrator_lib.errors import DiscoveryError, FilterError
 
 from tests.unit.test_deploy_fakes import make_deploy
 
 
-def test_a_host_named_in_a_step_that_the_estate_lacks_fails_the_deploy(tmp_path):
+def test_a_host_named_in_a_step_that_the_estate_lacks_fails_that_step(tmp_path):
     d = make_deploy(tmp_path)
-    d.narrow(identities=["web1", "wbe2"])
     with pytest.raises(FilterError, match=r"^unknown host 'wbe2' \(did you mean 'web2'\?\)"):
-        d.hosts()
+        d.narrow(identities=["web1", "wbe2"])
+    with pytest.raises(FilterError, match=r"^unknown fact hagrup"):
+        d.narrow(facts=["hagrup=a"])
 
 
-def test_a_bare_word_the_estate_lacks_fails_the_deploy(tmp_path):
+def test_a_bare_word_the_estate_lacks_fails_that_step(tmp_path):
     d = make_deploy(tmp_path)
-    d.narrow(compounds=["roles::web and not wbe3"])
     with pytest.raises(FilterError, match=r"^unknown name 'wbe3' \(did you mean 'web3'\?\)"):
+        d.narrow(compounds=["roles::web and not wbe3"])
+    with pytest.raises(DiscoveryError, match="^no hosts chosen"):  # the refused filter was not kept
         d.hosts()
+    assert d.session.calls == []
 
 
 def test_each_matching_step_is_parsed_alone_and_its_error_quotes_it_as_written(tmp_path):
