@@ -56,7 +56,8 @@ def refuse_unavailable(d: Deploy, name: str, version: str, current: dict[str, An
         d.matrix.record(host, Cell(Outcome.FAILED, f"package {name}: {version} is not in the host's package index "
                                                    f"(offers: {', '.join(offered) or 'nothing'})", "package#update"))
     raise DeployError(f"plan package#update: {name} {version} is not available on {', '.join(missing)} "
-                      f"(their package index offers: {', '.join(sorted({v for o in missing.values() for v in o})) or 'nothing'})")
+                      f"(their package index offers: {', '.join(sorted({v for o in missing.values() for v in o})) or 'nothing'}; "
+                      f"the plan reads the index as it is: if {version} was published since, refresh it first)")
 
 
 def unconfirmed_hosts(version: str, current: dict[str, Any], candidates: dict[str, Any],

@@ -85,7 +85,8 @@ def test_plan_update_to_a_version_the_hosts_index_does_not_offer_fails_as_the_re
     current, offered = {"web1": "1.0", "web2": "9.9.9"}, {"web1": ["1.1", "1.0"], "web2": ["9.9.9", "1.1"]}
     d = two_hosts(make_deploy(tmp_path, {"package#status": package_status(current, NEWEST, offered)}, plan=True))
     with pytest.raises(DeployError, match=r"^plan package#update: app 9.9.9 is not available on web1 "
-                                          r"\(their package index offers: 1.0, 1.1\)$"):
+                                          r"\(their package index offers: 1.0, 1.1; the plan reads the index as it is: "
+                                          r"if 9.9.9 was published since, refresh it first\)$"):
         ops.update_package(d, "app", "9.9.9", RunOptions())
     assert cells(d)["web1"].status is Outcome.FAILED and "not in the host's package index" in cells(d)["web1"].message
     d = two_hosts(make_deploy(tmp_path, {"package#status": package_status(current, NEWEST, offered)}, plan=True))
