@@ -334,7 +334,16 @@ def agent_names() -> list[str]:
 
 
 def dispatch(req: Request) -> Reply:
-    """Run one action. Failures come back as a failed Reply; only the protocol raises."""
+    """Run one action. Failures come back as a failed Reply; only the protocol raises. Whatever
+    the action put in its message (a URL, a command's error output) leaves redacted: the
+    controller prints it, reports it and audits it."""
+    from .audit import redact_text
+    reply = _run_action(req)
+    reply.message = redact_text(reply.message)
+    return reply
+
+
+def _run_action(req: Request) -> Reply:
     agent = load_agent(req.agent)
     if agent is None:
         return Reply.failed(f"unknown agent '{req.agent}' (this host has: {', '.join(sorted(AGENTS))})")
@@ -365,9 +374,6 @@ def handle(obj: object, env: dict[str, str] | None = None) -> Reply:
     denial = policy.check(req.agent, req.action, identity)
     started = SYSTEM.monotonic()
     reply = Reply.failed(denial) if denial else dispatch(req)
-    # Whatever an action put in its message (a URL, a command's error output) leaves the host
-    # redacted: the controller prints it, reports it and audits it.
-    reply.message = audit.redact_text(reply.message)
     audit.record(req, reply, identity, duration=SYSTEM.monotonic() - started, env=env)
     return reply
 

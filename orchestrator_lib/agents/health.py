@@ -3,8 +3,9 @@ load for up to 100 s"): one SSH round trip per check however long it waits, and 
 taken where the service lives. Reads only; never changes the host.
 
 A check's loop is bounded: `deadline` is at most MAX_DEADLINE seconds (the controller's call would
-give up long before), and tries/deadline/interval must be finite numbers. Messages and the URL in
-the reply are redacted (audit.redact_text): the console, reports and audit logs show them."""
+give up long before), and tries/deadline/interval must be finite numbers. The URL and command
+output in the reply's data are redacted here (audit.redact_text); messages, as every agent's, in
+core.dispatch: the console, reports and audit logs show them."""
 from __future__ import annotations
 
 import functools
@@ -89,10 +90,9 @@ def _finite(req: Request, name: str, default: float | None = None) -> float | No
 def _reply(req: Request, verdict: Verdict, data: dict[str, Any]) -> Reply:
     n, waited = data["attempts"], data["waited"]
     when = f"after {n} attempt{'s' if n != 1 else ''} in {waited:.1f} s"
-    summary = audit.redact_text(verdict.summary)  # URLs, command output: the console shows them
     if verdict.passed:
-        return Reply.ok(f"{summary} ({when})", data=data)
-    return Reply.failed(f"{req.label} failed {when}: {summary}", data=data)
+        return Reply.ok(f"{verdict.summary} ({when})", data=data)
+    return Reply.failed(f"{req.label} failed {when}: {verdict.summary}", data=data)
 
 
 # --------------------------------------------------------------------------- http
@@ -164,7 +164,7 @@ def http_verdict(url: str, timeout: float, expect_status: int = 200, field: str 
 def http(req: Request) -> Reply:
     url = req.str_arg("url")
     if not url.startswith(("http://", "https://")):
-        raise ActionError(f"{req.label}: url must be http(s), got {audit.redact_text(url)!r}")
+        raise ActionError(f"{req.label}: url must be http(s), got {url!r}")
     expect_status = req.int_arg("expect_status", 200)
     field, expect, body = req.str_arg("field", None), req.str_arg("expect", None), req.str_arg("body", None)
     timeout = req.float_arg("timeout", 5.0)

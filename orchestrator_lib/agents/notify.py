@@ -1,7 +1,7 @@
 """notify: tell people a deploy happened (MCollective's angelia). With a webhook, POST JSON and
 insist on a 2xx; without one, the message lives in the audit log and the reply only. The webhook
-URL (its path is often the secret) never appears in a reply; what the webhook answered and the
-message text are redacted (audit.redact_text)."""
+URL (its path is often the secret) never appears in a reply; the payload in the reply's data is
+redacted here (audit.redact), the message, as every agent's, in core.dispatch."""
 from __future__ import annotations
 
 import json
@@ -25,8 +25,7 @@ def post_json(url: str, payload: dict, timeout: float) -> tuple[int, str]:
     except urllib.error.HTTPError as e:
         return e.code, (e.read(4096).decode(errors="replace") if e.fp else "")
     except (urllib.error.URLError, OSError, ValueError) as e:
-        reason = audit.redact_text(core.one_line(getattr(e, "reason", e), 200))
-        raise ActionError(f"notify: cannot reach webhook: {reason}") from None
+        raise ActionError(f"notify: cannot reach webhook: {core.one_line(getattr(e, 'reason', e), 200)}") from None
 
 
 @agent.action(aliases=("sendmsg",))
@@ -37,12 +36,12 @@ def send(req: Request) -> Reply:
     webhook = req.str_arg("webhook", None)
     payload = {"recipient": recipient, "message": message, "sender": sender}
     if not webhook:
-        return Reply.ok(f"logged for {recipient} (no webhook): {audit.redact_text(core.one_line(message, 200))}",
+        return Reply.ok(f"logged for {recipient} (no webhook): {core.one_line(message, 200)}",
                         data={"delivered": False, **audit.redact(payload)})
     if not webhook.startswith(("http://", "https://")):
         raise ActionError(f"{req.label}: webhook must be an http(s) URL")
     status, answer = post_json(webhook, payload, req.float_arg("timeout", 10.0))
     if not 200 <= status < 300:
-        raise ActionError(f"notify: webhook answered {status}: {audit.redact_text(core.one_line(answer, 200))}")
+        raise ActionError(f"notify: webhook answered {status}: {core.one_line(answer, 200)}")
     return Reply.done(True, f"sent to {recipient} (webhook answered {status})",
                       data={"delivered": True, "status": status, **audit.redact(payload)})

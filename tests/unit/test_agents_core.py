@@ -192,7 +192,7 @@ def test_every_alias_names_its_action_canonical_first():
 def test_every_reply_message_leaves_the_host_redacted(isolated, monkeypatch):
     """Any action's message, not only health's and notify's: the controller shows and logs it."""
     leak = "curl http://admin:S3cret@repo.example/x?token=T0KEN failed: password=hunter2"
-    monkeypatch.setattr(core, "dispatch", lambda req: core.Reply.failed(leak))
+    monkeypatch.setitem(core.load_agent("package").actions, "status", lambda req: core.Reply.failed(leak))
     reply = core.handle({"reqid": "r1", "caller": "t@c", "agent": "package", "action": "status",
                          "args": {"name": "x"}})
     assert "S3cret" not in reply.message and "T0KEN" not in reply.message and "hunter2" not in reply.message
