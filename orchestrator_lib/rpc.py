@@ -429,30 +429,20 @@ def call(pool: Any, host: Any, agent: str, action: str, args: Mapping[str, Any] 
         result = _call_resident(pool, host, state, payload, data, sha, label, timeout, started, reqid)
         if result is not None:
             return result
-    slot = state.slot(host.name) if state is not None else None
-    if slot is not None and reqid in slot.unknown:  # a retry (tries) of a request that may have run
-        return _unknown(host, label, reqid, slot.unknown[reqid], started)
-    try:
-        r = _exec_once(pool, host, payload, data, sha, timeout)
-    except OutcomeUnknownError as err:
-        if slot is not None:
-            slot.unknown[reqid] = str(err)
-        raise
-    if isinstance(r, str):
-        return HostResult(host=host.name, status=Status.FAILED, message=f"{label}: {r}", rc=MISSING_RC,
-                          duration=time.monotonic() - started)
-    return parse_reply(host.name, label, r.rc, r.stdout, r.stderr, time.monotonic() - started)
-
-
-def _exec_once(pool: Any, host: Any, payload: bytes, data: bytes, sha: str, timeout: float) -> Any:
-    """The one-shot exec (installing the agent first when it is missing): its ExecResult, or why
-    the install failed."""
     command = agent_command(sha)
-    r = pool.exec(host, command, stdin=payload, timeout=timeout)
-    if r.rc == MISSING_RC and not r.stdout.strip():
-        try:
-            upload_agent(pool, host, data, sha, timeout=timeout)
-        except RuntimeError as e:
-            return str(e)
+    try:
         r = pool.exec(host, command, stdin=payload, timeout=timeout)
-    return r
+        if r.rc == MISSING_RC and not r.stdout.strip():
+            try:
+                upload_agent(pool, host, data, sha, timeout=timeout)
+            except RuntimeError as e:
+                return HostResult(host=host.name, status=Status.FAILED, message=f"{label}: {e}",
+                                  rc=MISSING_RC, duration=time.monotonic() - started)
+            r = pool.exec(host, command, stdin=payload, timeout=timeout)
+    except OutcomeUnknownError as err:
+        if state is not None:  # _call_resident answers a retry of this reqid without sending it
+            slot = state.slot(host.name)
+            with slot.lock:
+                slot.unknown[reqid] = str(err)
+        raise
+    return parse_reply(host.name, label, r.rc, r.stdout, r.stderr, time.monotonic() - started)
