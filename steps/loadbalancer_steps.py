@@ -42,20 +42,20 @@ def step_unblock(context):
 def step_blocked(context):
     """On every host the LB's traffic is refused (TCP reset) AND HAProxy reports its server DOWN
     (waiting up to -D lb_wait seconds, 10 by default, for the health checks to notice)."""
-    d = deploy_of(context)
-    if d.plan_skips_check("traffic from the load balancer blocked"):
-        return
-    wanted = has_entries(firewall="blocked", haproxy="DOWN")
-    check(d, lb.traffic_states(d, until=wanted.matches), wanted, "traffic from the load balancer")
+    _check_traffic(context, firewall="blocked", haproxy="DOWN")
 
 
 @then("traffic from the load balancer should be unblocked")
 def step_unblocked(context):
     """On every host our firewall rule is gone AND HAProxy reports its server UP again."""
+    _check_traffic(context, firewall="unblocked", haproxy="UP")
+
+
+def _check_traffic(context, firewall: str, haproxy: str) -> None:
     d = deploy_of(context)
-    if d.plan_skips_check("traffic from the load balancer unblocked"):
+    if d.plan_skips_check(f"traffic from the load balancer {firewall}"):
         return
-    wanted = has_entries(firewall="unblocked", haproxy="UP")
+    wanted = has_entries(firewall=firewall, haproxy=haproxy)
     check(d, lb.traffic_states(d, until=wanted.matches), wanted, "traffic from the load balancer")
 
 
