@@ -36,14 +36,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from lib import REPO, loadavg, log, machine, summary, timed, write_result
 
-from orchestrator_lib.agents import firewall
-from orchestrator_lib.agents.package import APT_ENV, APT_OPTS
-from orchestrator_lib.discovery import Filter
-from orchestrator_lib.errors import LabError
-from orchestrator_lib.inventory import load_inventory
+from orchestrator_lib.host.agents import firewall
+from orchestrator_lib.host.agents.package import APT_ENV, APT_OPTS
+from orchestrator_lib.controller.discovery import Filter
+from orchestrator_lib.controller.errors import LabError
+from orchestrator_lib.controller.inventory import load_inventory
 from orchestrator_lib.lab.estate import Lab
-from orchestrator_lib.orchestration import Status
-from orchestrator_lib.session import Session
+from orchestrator_lib.controller.orchestration import Status
+from orchestrator_lib.controller.session import Session
 
 FEATURE = REPO / "features" / "deploy_webapp.feature"
 PACKAGE, OLD, NEW = "mywebapp", "4.2.5-1.el5", "4.2.6-3.el5"
@@ -171,7 +171,7 @@ def feature_hosts(lab: Lab) -> list[str]:
     text = FEATURE.read_text()
     classes = tuple(re.findall(r"update hosts with class (\S+)", text))
     facts = tuple(re.findall(r"update hosts with fact (\S+)", text))
-    from orchestrator_lib.discovery import select
+    from orchestrator_lib.controller.discovery import select
     return [h.name for h in select(lab.inventory, Filter(classes=classes, facts=facts))]
 
 

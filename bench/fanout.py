@@ -30,15 +30,15 @@ from pathlib import Path
 from lib import (AnsiblePeer, FabricPeer, RawParamiko, RawResident, check_all, loadavg, log, machine, summary,
                  timed, wait_quiet, write_result)
 
-from orchestrator_lib import rpc
-from orchestrator_lib.agents.build import agent_archive
-from orchestrator_lib.inventory import load_inventory
-from orchestrator_lib.orchestration import Status
-from orchestrator_lib.session import Session
+from orchestrator_lib.controller.transports import ssh_agent as rpc
+from orchestrator_lib.host.build import agent_archive
+from orchestrator_lib.controller.inventory import load_inventory
+from orchestrator_lib.controller.orchestration import Status
+from orchestrator_lib.controller.session import Session
 
 PROCESS_SCRIPT = """
 import sys
-from orchestrator_lib.session import Session
+from orchestrator_lib.controller.session import Session
 with Session(sys.argv[1]) as s:
     hosts = list(s.inventory.hosts.values())[:int(sys.argv[2])]
     r = s.shell(hosts, "echo ok")

@@ -20,10 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from lib import RawParamiko
 
-from orchestrator_lib.inventory import load_inventory
-from orchestrator_lib.orchestration import HostResult, Status, run_on_hosts
-from orchestrator_lib.session import Session
-from orchestrator_lib.transport import SSHPool
+from orchestrator_lib.controller.inventory import load_inventory
+from orchestrator_lib.controller.orchestration import HostResult, Status, run_on_hosts
+from orchestrator_lib.controller.session import Session
+from orchestrator_lib.controller.transports.ssh import SSHPool
 
 
 def main() -> int:

@@ -26,7 +26,7 @@ VENV_BIN = BENCH / ".venv" / "bin"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from orchestrator_lib.inventory import Host, Inventory  # noqa: E402
+from orchestrator_lib.controller.inventory import Host, Inventory  # noqa: E402
 
 
 # ---- timing --------------------------------------------------------------------------------------

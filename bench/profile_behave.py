@@ -20,7 +20,7 @@ from pathlib import Path
 from lib import REPO, RESULTS, log
 from deploy import FEATURE
 
-from orchestrator_lib.inventory import load_inventory
+from orchestrator_lib.controller.inventory import load_inventory
 from orchestrator_lib.lab.estate import Lab
 
 

@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from lib import STATE, RawParamiko
 from profile_deploy import tree_cpu
 
-from orchestrator_lib.inventory import load_inventory
+from orchestrator_lib.controller.inventory import load_inventory
 from orchestrator_lib.lab.estate import Lab
-from orchestrator_lib.transport import SSHPool
+from orchestrator_lib.controller.transports.ssh import SSHPool
 
 ENV = Path(__file__).resolve().parent / "envs" / "bench-100.yaml"
 

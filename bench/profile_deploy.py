@@ -21,10 +21,10 @@ from pathlib import Path
 from lib import RESULTS, log, machine
 from deploy import NEW, PACKAGE, direct_apt
 
-from orchestrator_lib.discovery import Filter
-from orchestrator_lib.inventory import load_inventory
+from orchestrator_lib.controller.discovery import Filter
+from orchestrator_lib.controller.inventory import load_inventory
 from orchestrator_lib.lab.estate import Lab
-from orchestrator_lib.session import Session
+from orchestrator_lib.controller.session import Session
 
 TICK = os.sysconf("SC_CLK_TCK")
 

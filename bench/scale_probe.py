@@ -17,9 +17,9 @@ import time
 
 from lib import RawParamiko, check_all, vm_hwm_kb, vm_rss_kb
 
-from orchestrator_lib.inventory import load_inventory
-from orchestrator_lib.orchestration import Status
-from orchestrator_lib.session import Session
+from orchestrator_lib.controller.inventory import load_inventory
+from orchestrator_lib.controller.orchestration import Status
+from orchestrator_lib.controller.session import Session
 
 
 def cpu() -> float:

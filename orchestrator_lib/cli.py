@@ -27,13 +27,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from .agents import core as agent_registry
-from .deploy import loadbalancer
-from .discovery import CountContract, Filter
-from .errors import OrchestratorError
-from .inventory import Host
-from .orchestration import HostResult, RunResult, Status, parse_batch_size
-from .session import Interrupted, Session
+from .host import core as agent_registry
+from .controller.deploy import loadbalancer
+from .controller.discovery import CountContract, Filter
+from .controller.errors import OrchestratorError
+from .controller.inventory import Host
+from .controller.orchestration import HostResult, RunResult, Status, parse_batch_size
+from .controller.session import Interrupted, Session
 
 PROG = "orch"
 NOTEWORTHY = (Status.FAILED, Status.UNREACHABLE, Status.NOT_ATTEMPTED)

@@ -2,7 +2,7 @@
 per host however long they wait)."""
 from hamcrest import has_entries, less_than
 
-from orchestrator_lib.deploy import operations as ops
+from orchestrator_lib.controller.deploy import operations as ops
 from steps.support import parsing  # noqa: F401  (registers the parameter types)
 from steps.support.binding import deploy_of, then
 from steps.support.matchers import check

@@ -2,7 +2,7 @@
 the LB's traffic, so HAProxy's health checks mark them DOWN) or by HAProxy's admin state."""
 from hamcrest import has_entries
 
-from orchestrator_lib.deploy import loadbalancer as lb
+from orchestrator_lib.controller.deploy import loadbalancer as lb
 from steps.support import parsing  # noqa: F401  (registers the parameter types)
 from steps.support.binding import deploy_of, given, then, when
 from steps.support.matchers import check

@@ -1,5 +1,5 @@
 """Telling people: a webhook on the estate's notification hosts, the next one if the first fails."""
-from orchestrator_lib.deploy import operations as ops
+from orchestrator_lib.controller.deploy import operations as ops
 from steps.support import parsing  # noqa: F401  (registers the parameter types)
 from steps.support.binding import deploy_of, when
 

@@ -2,7 +2,7 @@
 alone, so re-running a deploy changes only what is not yet done."""
 from hamcrest import equal_to
 
-from orchestrator_lib.deploy import operations as ops
+from orchestrator_lib.controller.deploy import operations as ops
 from steps.support import parsing  # noqa: F401  (registers the parameter types)
 from steps.support.binding import deploy_of, then, when
 from steps.support.matchers import check

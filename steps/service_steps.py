@@ -1,7 +1,7 @@
 """Services, under whatever init the host runs (runit, systemd, SysV)."""
 from hamcrest import equal_to
 
-from orchestrator_lib.deploy import operations as ops
+from orchestrator_lib.controller.deploy import operations as ops
 from steps.support import parsing  # noqa: F401  (registers the parameter types)
 from steps.support.binding import deploy_of, then, when
 from steps.support.matchers import check

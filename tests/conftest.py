@@ -21,7 +21,7 @@ def lab():
     """The default estate (environments/local.yaml), up for the whole session."""
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (network and mount namespaces)")
-    from orchestrator_lib.inventory import load_inventory
+    from orchestrator_lib.controller.inventory import load_inventory
     from orchestrator_lib.lab import Lab
 
     estate = Lab(load_inventory(ROOT / "environments" / "local.yaml"))

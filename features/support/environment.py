@@ -12,12 +12,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from orchestrator_lib.deploy import Deploy, Settings
-from orchestrator_lib.errors import OrchestratorError
-from orchestrator_lib.inventory import Inventory, load_inventory
-from orchestrator_lib.reporting import ResultMatrix
-from orchestrator_lib.reporting.matrix import GOOD_SCENARIO
-from orchestrator_lib.session import Session
+from orchestrator_lib.controller.deploy import Deploy, Settings
+from orchestrator_lib.controller.errors import OrchestratorError
+from orchestrator_lib.controller.inventory import Inventory, load_inventory
+from orchestrator_lib.controller.reporting import ResultMatrix
+from orchestrator_lib.controller.reporting.matrix import GOOD_SCENARIO
+from orchestrator_lib.controller.session import Session
 
 FAIL_FAST_TAG = "fail_fast"
 #: seconds an interrupted run waits for its SSH session to close (closing waits for every request

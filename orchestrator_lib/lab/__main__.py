@@ -5,8 +5,8 @@ import argparse
 import os
 import sys
 
-from ..errors import OrchestratorError
-from ..inventory import load_inventory
+from ..controller.errors import OrchestratorError
+from ..controller.inventory import load_inventory
 from .estate import Lab
 
 

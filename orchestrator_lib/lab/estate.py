@@ -23,9 +23,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ..errors import LabError
-from ..inventory import Host, Inventory
-from ..agents import policy
+from ..controller.errors import LabError
+from ..controller.inventory import Host, Inventory
+from ..host import policy
 from . import aptrepo, network
 
 FILES = Path(__file__).parent / "files"

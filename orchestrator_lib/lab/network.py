@@ -6,7 +6,7 @@ import ipaddress
 import subprocess
 from pathlib import Path
 
-from ..errors import LabError
+from ..controller.errors import LabError
 
 
 def netns_name(bridge: str, host: str) -> str:

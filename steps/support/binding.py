@@ -1,4 +1,4 @@
-"""The run's `Deploy` (orchestrator_lib.deploy) bound to behave: the hooks put it on behave's
+"""The run's `Deploy` (orchestrator_lib.controller.deploy) bound to behave: the hooks put it on behave's
 context, `deploy_of` gets it back, and `given` / `when` / `then` register a step as behave's own
 decorators do, turning the library's errors (already one line, the user's to fix) into a failed
 step that shows just that line. Any other exception is a bug and keeps its traceback."""
@@ -9,8 +9,8 @@ from typing import Any, Callable
 
 import behave
 
-from orchestrator_lib.deploy import Deploy
-from orchestrator_lib.errors import OrchestratorError
+from orchestrator_lib.controller.deploy import Deploy
+from orchestrator_lib.controller.errors import OrchestratorError
 
 Step = Callable[..., None]
 

@@ -12,7 +12,7 @@ from hamcrest.core.helpers.wrap_matcher import wrap_matcher
 from hamcrest.core.matcher import Matcher
 from hamcrest.core.string_description import StringDescription
 
-from orchestrator_lib.deploy import Deploy
+from orchestrator_lib.controller.deploy import Deploy
 
 
 def describe(matcher: Matcher[Any]) -> str:

@@ -8,7 +8,7 @@ import re
 import parse
 from behave import register_type
 
-from orchestrator_lib.deploy import RunOptions
+from orchestrator_lib.controller.deploy import RunOptions
 
 
 @parse.with_pattern(r'[^\s"]+')

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator_lib.session import Session
+from orchestrator_lib.controller.session import Session
 from tests.conftest import ROOT
 
 

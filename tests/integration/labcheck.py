@@ -5,7 +5,7 @@ import json
 import time
 import urllib.request
 
-from orchestrator_lib.discovery import Filter
+from orchestrator_lib.controller.discovery import Filter
 
 
 def http_get(url: str, timeout: float = 2.0) -> str:

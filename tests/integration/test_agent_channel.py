@@ -6,9 +6,9 @@ import json
 import time
 
 
-from orchestrator_lib import rpc
-from orchestrator_lib.discovery import Filter
-from orchestrator_lib.orchestration import Status
+from orchestrator_lib.controller.transports import ssh_agent as rpc
+from orchestrator_lib.controller.discovery import Filter
+from orchestrator_lib.controller.orchestration import Status
 from tests.integration.labcheck import eventually, web
 
 OLD, NEW = "4.2.5-1.el5", "4.2.6-3.el5"

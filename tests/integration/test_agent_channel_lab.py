@@ -9,9 +9,9 @@ import threading
 import time
 import uuid
 
-from orchestrator_lib import rpc
-from orchestrator_lib.orchestration import Status
-from orchestrator_lib.session import Session
+from orchestrator_lib.controller.transports import ssh_agent as rpc
+from orchestrator_lib.controller.orchestration import Status
+from orchestrator_lib.controller.session import Session
 from tests.conftest import ROOT
 from tests.integration.labcheck import eventually
 

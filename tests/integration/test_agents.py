@@ -11,8 +11,8 @@ import paramiko
 import pytest
 
 
-from orchestrator_lib.orchestration import Status
-from orchestrator_lib.session import Session
+from orchestrator_lib.controller.orchestration import Status
+from orchestrator_lib.controller.session import Session
 from tests.conftest import ROOT
 from tests.integration.labcheck import eventually, health, op_states, web
 
@@ -270,7 +270,7 @@ def test_the_auditor_reads_every_status_but_runs_no_command_nor_fetch(session, f
 def test_the_auditor_keeps_one_resident_agent_per_host(session, fresh_lab, tmp_path):
     """Through the gate, `--serve` still reaches the agent: one session answers every call quickly
     (a forced command that dropped --serve left the controller waiting until its timeout)."""
-    from orchestrator_lib import rpc
+    from orchestrator_lib.controller.transports import ssh_agent as rpc
     install_agent(session, "web2")
     with auditor_session(fresh_lab, tmp_path) as auditor:
         hosts = [auditor.host("web2")]
@@ -330,8 +330,8 @@ def run_as_auditor(client: paramiko.SSHClient, command: str, env: dict | None = 
 def test_the_auditor_key_gets_no_shell_no_sftp_and_cannot_fake_the_deployer(session, fresh_lab, tmp_path):
     """Plain SSH with the auditor key: every command but the agent's is refused by the gate, so it
     can neither run code as root nor write an auth file naming the deployer's key."""
-    from orchestrator_lib import rpc
-    from orchestrator_lib.agents.build import agent_archive
+    from orchestrator_lib.controller.transports import ssh_agent as rpc
+    from orchestrator_lib.host.build import agent_archive
     install_agent(session, "web4")
     sha = agent_archive()[1]
     deployer_pub = Path(f"{fresh_lab.client_key}.pub").read_text().split()

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from orchestrator_lib.discovery import CountContract, Filter
-from orchestrator_lib.errors import DiscoveryError, FilterError, HostKeyError
-from orchestrator_lib.inventory import Inventory, load_inventory
-from orchestrator_lib.orchestration import Status
-from orchestrator_lib.session import Session
-from orchestrator_lib.transport import SSHPool
+from orchestrator_lib.controller.discovery import CountContract, Filter
+from orchestrator_lib.controller.errors import DiscoveryError, FilterError, HostKeyError
+from orchestrator_lib.controller.inventory import Inventory, load_inventory
+from orchestrator_lib.controller.orchestration import Status
+from orchestrator_lib.controller.session import Session
+from orchestrator_lib.controller.transports.ssh import SSHPool
 from tests.conftest import ROOT
 
 LOCAL = ROOT / "environments" / "local.yaml"
@@ -149,7 +149,7 @@ def test_batches_run_in_order_and_stop_after_a_failed_batch(session, fresh_lab):
 
 
 def test_a_failure_percentage_lets_later_batches_run(session, fresh_lab):
-    from orchestrator_lib.orchestration import FailurePolicy
+    from orchestrator_lib.controller.orchestration import FailurePolicy
 
     hosts = session.select(Filter.parse(classes=["roles::web"]))
     fresh_lab.stop_host("web1")

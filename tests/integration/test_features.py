@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator_lib.lab import Lab
-from orchestrator_lib.reporting import Outcome, ResultMatrix
+from orchestrator_lib.controller.reporting import Outcome, ResultMatrix
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = [f"web{i}" for i in range(1, 10)]

@@ -10,7 +10,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from orchestrator_lib.inventory import load_inventory
+from orchestrator_lib.controller.inventory import load_inventory
 from orchestrator_lib.lab import Lab
 from tests.integration.labcheck import eventually, haproxy, http_get, op_states
 

@@ -13,11 +13,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from orchestrator_lib import rpc
-from orchestrator_lib.agents import core
-from orchestrator_lib.errors import OutcomeUnknownError, TransportError, UnreachableError
-from orchestrator_lib.orchestration.results import Status
-from orchestrator_lib.transport import SSHPool
+from orchestrator_lib.controller.transports import ssh_agent as rpc
+from orchestrator_lib.host import core
+from orchestrator_lib.controller.errors import OutcomeUnknownError, TransportError, UnreachableError
+from orchestrator_lib.controller.orchestration.results import Status
+from orchestrator_lib.controller.transports.ssh import SSHPool
 
 HOST = SimpleNamespace(name="web1", facts={"cluster": "alfa"})
 HOST_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
@@ -80,7 +80,7 @@ def test_serve_reads_the_host_afresh_for_every_request(monkeypatch, tmp_path):
 SNIFF = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
-from orchestrator_lib.agents import core
+from orchestrator_lib.host import core
 agent = core.Agent("sniff")
 
 @agent.action

@@ -87,5 +87,5 @@ def test_refused_downgrade_touches_nothing(estate):
 
 
 def test_upgrade_alias():
-    from orchestrator_lib.agents import appmgr
+    from orchestrator_lib.host.agents import appmgr
     assert appmgr.agent.actions["upgrade"] is appmgr.deploy

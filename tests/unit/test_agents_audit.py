@@ -6,7 +6,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_agents_fakes import FakeSystem, isolated  # noqa: E402,F401
 
-from orchestrator_lib.agents import audit, core, policy  # noqa: E402
+from orchestrator_lib.host import audit, core, policy  # noqa: E402
 
 
 def test_redaction():
@@ -56,8 +56,8 @@ def test_messages_are_redacted_in_the_host_audit_line(isolated):
 
 
 def test_the_central_audit_log_redacts_args_and_messages(tmp_path):
-    from orchestrator_lib.orchestration import HostResult, RunResult, Status
-    from orchestrator_lib.reporting import AuditLog
+    from orchestrator_lib.controller.orchestration import HostResult, RunResult, Status
+    from orchestrator_lib.controller.reporting import AuditLog
     log = AuditLog(tmp_path / "audit.jsonl")
     result = RunResult("health#http", {"web1": HostResult("web1", Status.FAILED, f"{SECRET_URL}: refused pw=hunter3")}, 0.1)
     log.record(reqid="r", caller="c", agent="health", action="http",

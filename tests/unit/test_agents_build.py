@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from orchestrator_lib.agents import build
+from orchestrator_lib.host import build
 
 HOST_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
@@ -29,17 +29,18 @@ def test_archive_contents():
     names = [i.filename for i in infos]
     assert names == sorted(names)
     assert "__main__.py" in names and "orchestrator_lib/__init__.py" in names
-    assert "orchestrator_lib/agents/core.py" in names and "orchestrator_lib/agents/package.py" in names
-    assert "orchestrator_lib/agents/build.py" not in names
+    assert "orchestrator_lib/host/core.py" in names and "orchestrator_lib/host/agents/package.py" in names
+    assert "orchestrator_lib/host/build.py" not in names
     assert not any("__pycache__" in n for n in names)
-    assert [n for n in names if not n.startswith("orchestrator_lib/agents/")] == ["__main__.py", "orchestrator_lib/__init__.py"]
+    assert not any(n.startswith("orchestrator_lib/controller/") for n in names)
+    assert [n for n in names if not n.startswith("orchestrator_lib/host/")] == ["__main__.py", "orchestrator_lib/__init__.py"]
     assert {i.date_time for i in infos} == {build.FIXED_TIME}
 
 
 def test_changed_source_changes_the_hash():
     files = build.sources()
     before = build.sha12(build.build(files))
-    files["orchestrator_lib/agents/core.py"] += b"\n# changed\n"
+    files["orchestrator_lib/host/core.py"] += b"\n# changed\n"
     assert build.sha12(build.build(files)) != before
 
 
@@ -90,14 +91,14 @@ def test_startup_stays_lean(tmp_path, action, heavy):
     with zipfile.ZipFile(io.BytesIO(build.agent_archive()[0])) as zf:
         zf.extractall(tmp_path / "agent")
     (tmp_path / "auth").write_text(AUTH_INFO)
-    probe = ("import io, sys; from orchestrator_lib.agents import core; "
+    probe = ("import io, sys; from orchestrator_lib.host import core; "
              "core.main(io.StringIO(sys.argv[1]), io.StringIO()); print(*sys.modules)")
     p = subprocess.run([HOST_PYTHON, "-S", "-E", "-c", probe, json.dumps({"agent": "rpcutil", "action": action})],
                        capture_output=True, text=True, cwd=tmp_path / "agent", timeout=60,
                        env={"PATH": "/usr/bin:/bin", "ORCHESTRATOR_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
                             "SSH_USER_AUTH": str(tmp_path / "auth")})
     loaded = set(p.stdout.split())
-    assert p.returncode == 0 and "orchestrator_lib.agents.rpcutil" in loaded, p.stderr
+    assert p.returncode == 0 and "orchestrator_lib.host.agents.rpcutil" in loaded, p.stderr
     assert json.loads((tmp_path / "audit.jsonl").read_text())["key"] == "SHA256:BQr00Dj4EuEXOv5kUqRH3zcWM11liLd+Blbvfpntg9g"
     assert loaded & heavy == set()
 

@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_agents_fakes import DEBIAN_OS_RELEASE, FakeSystem, call, isolated  # noqa: E402,F401
 
-from orchestrator_lib.agents import core  # noqa: E402
+from orchestrator_lib.host import core  # noqa: E402
 
 ALL_AGENTS = ["appmgr", "firewall", "haproxy", "health", "notify", "package", "rpcutil", "service"]
 
@@ -51,7 +51,7 @@ def test_ping_through_main_is_audited(isolated):
 
 
 def test_crash_outside_an_action_still_replies(isolated, monkeypatch, capsys):
-    from orchestrator_lib.agents import policy
+    from orchestrator_lib.host import policy
     monkeypatch.setattr(policy, "identify", lambda env: 1 / 0)
     rc, reply = run_main(json.dumps({"agent": "rpcutil", "action": "ping"}))
     assert rc == 1 and reply["message"] == "agent error: ZeroDivisionError: division by zero"
@@ -59,7 +59,7 @@ def test_crash_outside_an_action_still_replies(isolated, monkeypatch, capsys):
 
 
 def test_agent_crash_becomes_a_failed_reply(isolated, capsys):
-    agent = core.Agent("orchestrator_lib.agents._crashy")
+    agent = core.Agent("orchestrator_lib.host.agents._crashy")
     agent.action(lambda req: 1 / 0, aliases=("boom",))
     try:
         reply = core.dispatch(core.Request("_crashy", "boom"))
@@ -101,7 +101,7 @@ def test_real_system_run_never_raises():
 # --------------------------------------------------------------------------- rpcutil
 
 def test_static_agent_list_is_the_modules_that_define_an_agent():
-    package_dir = pathlib.Path(core.__file__).parent
+    package_dir = pathlib.Path(core.__file__).parent / "agents"
     defining = sorted(p.stem for p in package_dir.glob("*.py")
                       if re.search(r"^agent = core\.Agent\(__name__", p.read_text(), re.MULTILINE))
     assert list(core.AGENTS) == defining == ALL_AGENTS
@@ -123,7 +123,7 @@ def test_rpcutil_facts_merge_live_over_inventory():
 
 
 def test_os_release_parsing():
-    from orchestrator_lib.agents.rpcutil import os_release
+    from orchestrator_lib.host.agents.rpcutil import os_release
     assert os_release('ID=debian\nPRETTY_NAME="Debian 12"\n# c\nX=\'q\'\n') == {"ID": "debian", "PRETTY_NAME": "Debian 12", "X": "q"}
 
 
@@ -170,7 +170,7 @@ def test_notify_without_webhook_only_logs():
 
 def test_every_alias_names_its_action_canonical_first():
     """The policy decides on these names (policy.check): an alias is never a way around a deny."""
-    agent = core.Agent("orchestrator_lib.agents._aliased")
+    agent = core.Agent("orchestrator_lib.host.agents._aliased")
     try:
         def run_(req):
             return core.Reply.ok()

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import pytest
 
-from orchestrator_lib.agents import audit, core, policy
+from orchestrator_lib.host import audit, core, policy
 
 Answer = tuple[int, str, str] | core.CmdResult | Callable[[str], Any]
 WRITE_COMMANDS = re.compile(r"^(apt-get (install|remove|purge|update)|dpkg (-i|--install|--remove|-r|-P)|"

@@ -129,7 +129,7 @@ NFT_LISTING = """table inet deployer {
 
 
 def test_nft_parse_handles():
-    from orchestrator_lib.agents.firewall import Nft
+    from orchestrator_lib.host.agents.firewall import Nft
     assert Nft.parse_handles(NFT_LISTING, "10.231.0.2", "deployer-block-10.231.0.2") == {
         "tcp-reset": ["8"], "reject": ["7"], "drop": ["4"]}
     assert Nft.parse_handles(NFT_LISTING, "10.231.0.3", "deployer-block-10.231.0.3") == {"drop": ["5"]}

@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_agents_fakes import FakeSystem, call  # noqa: E402
 
-from orchestrator_lib.agents import haproxy  # noqa: E402
+from orchestrator_lib.host.agents import haproxy  # noqa: E402
 
 HEADER = ("# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight "
           "srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state "

@@ -10,7 +10,9 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_agents_fakes import FakeSystem, call  # noqa: E402
 
-from orchestrator_lib.agents import core, health  # noqa: E402
+from orchestrator_lib.host import core
+
+from orchestrator_lib.host.agents import health  # noqa: E402
 
 
 class App:

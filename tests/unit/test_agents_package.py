@@ -7,7 +7,9 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_agents_fakes import ROCKY_OS_RELEASE, FakeSystem, call, debian  # noqa: E402
 
-from orchestrator_lib.agents import core, package  # noqa: E402
+from orchestrator_lib.host import core
+
+from orchestrator_lib.host.agents import package  # noqa: E402
 
 POLICY = """mywebapp:
   Installed: {installed}

@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_agents_fakes import isolated  # noqa: E402,F401
 
-from orchestrator_lib.agents import core, policy  # noqa: E402
+from orchestrator_lib.host import core, policy  # noqa: E402
 
 # A throwaway key generated for this test with `ssh-keygen -t ed25519`; `ssh-keygen -lf` says:
 PUB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIw9H8Qhl/5JwaUOhTWToGSa8Oc5x+uCBK/8cfv52Y3/ test"
@@ -185,7 +185,7 @@ def test_a_root_only_policy_read_by_a_non_root_agent_denies_everything(tmp_path)
     tmp_path.chmod(0o755)
     root = str(pathlib.Path(policy.__file__).resolve().parents[2])
     probe = ("import io, json, sys; sys.path.insert(0, sys.argv[1]); "
-             "from orchestrator_lib.agents import policy; "
+             "from orchestrator_lib.host import policy; "
              "print(policy.check('rpcutil', 'ping', policy.Identity(()), path=sys.argv[2]))")
     python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
     try:
@@ -259,7 +259,7 @@ def test_a_valid_policy_passes_validation():
 @pytest.fixture
 def on_a_host(monkeypatch):
     """As if this were the agent rpc installed under /var/lib/orchestrator on a host."""
-    monkeypatch.setattr(policy, "__file__", "/var/lib/orchestrator/agent-0123456789ab/orchestrator_lib/agents/policy.py")
+    monkeypatch.setattr(policy, "__file__", "/var/lib/orchestrator/agent-0123456789ab/orchestrator_lib/host/policy.py")
     assert policy.host_run()
 
 

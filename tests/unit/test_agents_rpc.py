@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 
-from orchestrator_lib import rpc
-from orchestrator_lib.orchestration.results import Status
+from orchestrator_lib.controller.transports import ssh_agent as rpc
+from orchestrator_lib.controller.orchestration.results import Status
 
 HOST = SimpleNamespace(name="web1", facts={"cluster": "alfa"})
 
@@ -127,7 +127,7 @@ def test_install_is_atomic_and_concurrent_installs_agree(tmp_path):
     for p in procs:
         assert p.wait(timeout=120) == 0, p.stderr.read()
     assert [p.name for p in tmp_path.iterdir()] == [final.name]
-    assert list((final / "orchestrator_lib" / "agents" / "__pycache__").glob("core.*.pyc"))
+    assert list((final / "orchestrator_lib" / "host" / "__pycache__").glob("core.*.pyc"))
     env = {"PATH": "/usr/bin:/bin", "ORCHESTRATOR_AUDIT_LOG": str(tmp_path.parent / "audit.jsonl")}
     run = subprocess.run([HOST_PYTHON, "-S", "-E", str(final / "__main__.py")], input=b'{"agent": "rpcutil", "action": "ping"}',
                          capture_output=True, env=env, timeout=60)
@@ -168,7 +168,8 @@ def test_end_to_end_through_a_shell(tmp_path, monkeypatch):
     assert r.status is Status.OK and pool.puts == 1 and r.data["facts"]["cluster"] == "alfa"
     [installed] = (tmp_path / "lib" / "orchestrator").iterdir()  # no temporary file or directory left
     assert installed.name == f"agent-{rpc.agent_archive()[1]}"
-    cached = {p.name.split(".")[0] for p in (installed / "orchestrator_lib" / "agents" / "__pycache__").iterdir()}
+    cached = {p.name.split(".")[0] for d in ("host", "host/agents")
+              for p in (installed / "orchestrator_lib" / d / "__pycache__").iterdir()}
     assert {"core", "policy", "audit", "rpcutil", "package"} <= cached  # compiled at install, not at each run
     lines = (tmp_path / "audit.jsonl").read_text().splitlines()
     assert [json.loads(x)["reqid"] for x in lines] == ["e2e", "e2e2"]

@@ -5,7 +5,9 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_agents_fakes import FakeSystem, call  # noqa: E402
 
-from orchestrator_lib.agents import core, service  # noqa: E402
+from orchestrator_lib.host import core
+
+from orchestrator_lib.host.agents import service  # noqa: E402
 
 RUN = "run: mywebapp: (pid 1234) 56s\n"
 DOWN = "down: mywebapp: 3s, normally up\n"

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator_lib import cli
-from orchestrator_lib.discovery import CountContract, Filter
-from orchestrator_lib.orchestration import HostResult, RunResult, Status
-from orchestrator_lib.session import Interrupted, Session, interrupted_result
+from orchestrator_lib.controller.discovery import CountContract, Filter
+from orchestrator_lib.controller.orchestration import HostResult, RunResult, Status
+from orchestrator_lib.controller.session import Interrupted, Session, interrupted_result
 
 ESTATE = """\
     hosts:

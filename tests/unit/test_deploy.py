@@ -1,15 +1,15 @@
-"""orchestrator_lib.deploy.run without a lab: plan mode's arithmetic, message filling, how a Then
+"""orchestrator_lib.controller.deploy.run without a lab: plan mode's arithmetic, message filling, how a Then
 and a When are recorded in the result matrix, waiting, and which hosts a scenario targets."""
 from __future__ import annotations
 
 import pytest
 
-from orchestrator_lib.deploy import DeployError, RunOptions, Settings, Unanswered
-from orchestrator_lib.deploy.run import failure_text, fill_message, plan_cells, values_of
-from orchestrator_lib.discovery import CountContract
-from orchestrator_lib.errors import DiscoveryError, FilterError, InventoryError, OrchestratorError
-from orchestrator_lib.orchestration import HostResult, RunResult, Status
-from orchestrator_lib.reporting import Cell, Outcome
+from orchestrator_lib.controller.deploy import DeployError, RunOptions, Settings, Unanswered
+from orchestrator_lib.controller.deploy.run import failure_text, fill_message, plan_cells, values_of
+from orchestrator_lib.controller.discovery import CountContract
+from orchestrator_lib.controller.errors import DiscoveryError, FilterError, InventoryError, OrchestratorError
+from orchestrator_lib.controller.orchestration import HostResult, RunResult, Status
+from orchestrator_lib.controller.reporting import Cell, Outcome
 
 from tests.unit.test_deploy_fakes import cells, make_deploy, said
 
@@ -188,7 +188,7 @@ def test_pre_discovery_fails_by_name_and_still_records_the_ping(tmp_path):
 
 
 def test_pre_discovery_pings_the_load_balancer_in_the_same_round_and_names_it_when_silent(tmp_path):
-    from orchestrator_lib.deploy import loadbalancer
+    from orchestrator_lib.controller.deploy import loadbalancer
     d = make_deploy(tmp_path)
     loadbalancer.set_host(d, "lb1")
     d.narrow(classes=["roles::web"])
@@ -206,7 +206,7 @@ def test_pre_discovery_pings_the_load_balancer_in_the_same_round_and_names_it_wh
 
 
 def test_pre_discovery_of_the_load_balancer_itself_pings_it_once(tmp_path):
-    from orchestrator_lib.deploy import loadbalancer
+    from orchestrator_lib.controller.deploy import loadbalancer
     d = make_deploy(tmp_path)
     loadbalancer.set_host(d, "lb1")
     d.narrow(classes=["haproxy"])
@@ -283,7 +283,7 @@ def test_the_notify_webhook_template_is_checked_before_any_host_is_touched():
         "-D notify_webhook=http://{address/n: bad template: expected '}' before end of string"
     assert error_of(notify_webhook="http://{address:d}/n").startswith("-D notify_webhook=http://{address:d}/n: bad template:")
     good = Settings.from_userdata(UserData(notify_webhook="https://{name}.example:{address}/hook"))
-    from orchestrator_lib.inventory import Host
+    from orchestrator_lib.controller.inventory import Host
     assert good.webhook(Host("n1", "10.0.0.5")) == "https://n1.example:10.0.0.5/hook"
     with pytest.raises(OrchestratorError, match="unknown field {addr}"):
         Settings(notify_webhook="{addr}")
@@ -306,7 +306,7 @@ def test_the_report_path_is_checked_before_any_host_is_touched(tmp_path, monkeyp
 def test_ctrl_c_during_a_when_records_each_hosts_part_before_it_goes_on_up(tmp_path):
     """Session.call raises Interrupted with what finished, what was still running and what never
     started; the matrix gets them, so the recap names the hosts whose outcome is unknown."""
-    from orchestrator_lib.session import Interrupted
+    from orchestrator_lib.controller.session import Interrupted
     d = make_deploy(tmp_path)
     d.narrow(classes=["roles::web"])
     partial = RunResult("package#update", {

@@ -1,4 +1,4 @@
-"""A Deploy over a scripted Session, shared by the tests of orchestrator_lib.deploy, plus tests of
+"""A Deploy over a scripted Session, shared by the tests of orchestrator_lib.controller.deploy, plus tests of
 it: the estate file is real (discovery runs), the agents' replies are functions of the host and
 the request, and nothing is sent anywhere."""
 from __future__ import annotations
@@ -8,11 +8,11 @@ import textwrap
 from pathlib import Path
 from typing import Any, Callable
 
-from orchestrator_lib.deploy import Deploy, Settings
-from orchestrator_lib.inventory import Host
-from orchestrator_lib.orchestration import HostResult, RunResult, Status
-from orchestrator_lib.reporting import ResultMatrix
-from orchestrator_lib.session import Session
+from orchestrator_lib.controller.deploy import Deploy, Settings
+from orchestrator_lib.controller.inventory import Host
+from orchestrator_lib.controller.orchestration import HostResult, RunResult, Status
+from orchestrator_lib.controller.reporting import ResultMatrix
+from orchestrator_lib.controller.session import Session
 
 ESTATE = """\
     name: unit

@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import pytest
 
 from features.support import environment as hooks
-from orchestrator_lib.deploy import Settings
-from orchestrator_lib.reporting import Cell, Outcome, ResultMatrix
+from orchestrator_lib.controller.deploy import Settings
+from orchestrator_lib.controller.reporting import Cell, Outcome, ResultMatrix
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,15 +1,15 @@
-"""orchestrator_lib.deploy.loadbalancer without a lab: the scenario's load balancer and backend,
+"""orchestrator_lib.controller.deploy.loadbalancer without a lab: the scenario's load balancer and backend,
 the haproxy agent's request and reply, one LB reply as one result per web host, and the firewall
 and admin-state verbs in plan mode and for real (scripted replies)."""
 from __future__ import annotations
 
 import pytest
 
-from orchestrator_lib.deploy import DeployError, Unanswered
-from orchestrator_lib.deploy import loadbalancer as lb
-from orchestrator_lib.errors import FilterError, InventoryError
-from orchestrator_lib.orchestration import HostResult, RunResult, Status
-from orchestrator_lib.reporting import Outcome
+from orchestrator_lib.controller.deploy import DeployError, Unanswered
+from orchestrator_lib.controller.deploy import loadbalancer as lb
+from orchestrator_lib.controller.errors import FilterError, InventoryError
+from orchestrator_lib.controller.orchestration import HostResult, RunResult, Status
+from orchestrator_lib.controller.reporting import Outcome
 
 from tests.unit.test_deploy_fakes import BARE, ScriptedSession, cells, estate, make_deploy, said
 

@@ -1,14 +1,14 @@
-"""orchestrator_lib.deploy.operations without a lab: packages, app revisions, services, health
+"""orchestrator_lib.controller.deploy.operations without a lab: packages, app revisions, services, health
 readings and notifications, for real and in plan mode, against scripted agent replies."""
 from __future__ import annotations
 
 import pytest
 
-from orchestrator_lib.deploy import DeployError, RunOptions, Unanswered
-from orchestrator_lib.deploy import operations as ops
-from orchestrator_lib.errors import OrchestratorError
-from orchestrator_lib.orchestration import HostResult, Status
-from orchestrator_lib.reporting import Outcome
+from orchestrator_lib.controller.deploy import DeployError, RunOptions, Unanswered
+from orchestrator_lib.controller.deploy import operations as ops
+from orchestrator_lib.controller.errors import OrchestratorError
+from orchestrator_lib.controller.orchestration import HostResult, Status
+from orchestrator_lib.controller.reporting import Outcome
 
 from tests.unit.test_deploy_fakes import BARE, cells, make_deploy, said
 

@@ -1,4 +1,4 @@
-"""The seam between orchestrator_lib.deploy and the behave steps: the library imports neither
+"""The seam between orchestrator_lib.controller.deploy and the behave steps: the library imports neither
 behave nor PyHamcrest, library errors fail a step in one line, and a Then records every host in
 the matrix before it asserts on every host."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from behave.model_type import FileLocation
 from hamcrest import equal_to
 
-from orchestrator_lib.deploy import DeployError, Unanswered
+from orchestrator_lib.controller.deploy import DeployError, Unanswered
 from steps.support.binding import StepFailed, deploy_of, one_line_errors
 from steps.support.matchers import check
 
@@ -18,7 +18,7 @@ from tests.unit.test_deploy_fakes import cells, make_deploy
 
 
 def test_the_deploy_layer_imports_neither_behave_nor_hamcrest():
-    code = ("import sys, orchestrator_lib.deploy, orchestrator_lib.deploy.operations, orchestrator_lib.deploy.loadbalancer;"
+    code = ("import sys, orchestrator_lib.controller.deploy, orchestrator_lib.controller.deploy.operations, orchestrator_lib.controller.deploy.loadbalancer;"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('behave', 'hamcrest', 'steps')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
@@ -66,7 +66,7 @@ def test_check_records_every_host_then_asserts_naming_each_failing_one(tmp_path)
 def test_run_options_keep_a_repeated_option_for_the_step_to_refuse():
     """`with 2 tries with 3 tries` used to run with 2 tries, silently; parsing cannot fail (a
     converter error is no one-line step failure), so the step's check refuses it."""
-    from orchestrator_lib.deploy import RunOptions
+    from orchestrator_lib.controller.deploy import RunOptions
     from steps.support.parsing import parse_run_options
     assert parse_run_options(" in batches of 1,2,50% with 3 tries") == RunOptions("1,2,50%", 3)
     assert parse_run_options("") == RunOptions()

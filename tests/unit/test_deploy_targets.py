@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator_lib.errors import DiscoveryError, FilterError
+from orchestrator_lib.controller.errors import DiscoveryError, FilterError
 
 from tests.unit.test_deploy_fakes import make_deploy
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator_lib.discovery import (
+from orchestrator_lib.controller.discovery import (
     CountContract,
     Filter,
     compare_values,
@@ -18,8 +18,8 @@ from orchestrator_lib.discovery import (
     unknown_identities,
     unknown_words,
 )
-from orchestrator_lib.errors import DiscoveryError, FilterError
-from orchestrator_lib.inventory import Host, Inventory, load_inventory
+from orchestrator_lib.controller.errors import DiscoveryError, FilterError
+from orchestrator_lib.controller.inventory import Host, Inventory, load_inventory
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator_lib.errors import InventoryError
-from orchestrator_lib.inventory import DEFAULT_AGENTS, Host, load_inventory
+from orchestrator_lib.controller.errors import InventoryError
+from orchestrator_lib.controller.inventory import DEFAULT_AGENTS, Host, load_inventory
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -379,7 +379,7 @@ def test_builtin_defaults(env):
 
 
 def test_default_agents_are_the_shipped_ones():
-    core = pytest.importorskip("orchestrator_lib.agents.core")
+    core = pytest.importorskip("orchestrator_lib.host.core")
     assert sorted(DEFAULT_AGENTS) == core.agent_names()
 
 

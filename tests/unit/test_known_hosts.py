@@ -5,7 +5,7 @@ import hmac
 
 import paramiko
 
-from orchestrator_lib.known_hosts import KnownHosts, fingerprint
+from orchestrator_lib.controller.transports.known_hosts import KnownHosts, fingerprint
 
 ED = b"\x00\x00\x00\x0bssh-ed25519" + b"\x01" * 36
 ED2 = b"\x00\x00\x00\x0bssh-ed25519" + b"\x02" * 36

@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from orchestrator_lib import rpc
-from orchestrator_lib.agents.build import agent_archive
+from orchestrator_lib.controller.transports import ssh_agent as rpc
+from orchestrator_lib.host.build import agent_archive
 from orchestrator_lib.lab import estate
 
 GATE = estate.FILES / "orchestrator-gate"
@@ -88,8 +88,8 @@ def test_the_gate_is_posix_sh():
 
 
 def test_the_auditor_key_is_restricted_to_the_gate_and_may_read_status_only(tmp_path):
-    from orchestrator_lib.agents import policy
-    from orchestrator_lib.inventory import load_inventory
+    from orchestrator_lib.host import policy
+    from orchestrator_lib.controller.inventory import load_inventory
     env = tmp_path / "e.yaml"
     env.write_text("name: t\nknown_hosts: s/known_hosts\ndefaults: {key: s/id}\nlab: {}\n"
                    "hosts:\n  a: {address: 10.231.0.11, lab: {role: web}}\n")

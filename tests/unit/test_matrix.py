@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from orchestrator_lib.orchestration import HostResult, RunResult, Status
-from orchestrator_lib.reporting import Cell, Outcome, ResultMatrix
+from orchestrator_lib.controller.orchestration import HostResult, RunResult, Status
+from orchestrator_lib.controller.reporting import Cell, Outcome, ResultMatrix
 
 
 def run(label: str, **statuses: tuple[Status, object, object]) -> RunResult:

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from orchestrator_lib.errors import OrchestratorError, UnreachableError
-from orchestrator_lib.orchestration import (
+from orchestrator_lib.controller.errors import OrchestratorError, UnreachableError
+from orchestrator_lib.controller.orchestration import (
     NOT_ATTEMPTED_MESSAGE, FailurePolicy, HostResult, RunResult, Status, parse_batch_size,
     plan_batches, run_on_hosts)
-from orchestrator_lib.orchestration import fanout
+from orchestrator_lib.controller.orchestration import fanout
 
 
 @dataclass(frozen=True)

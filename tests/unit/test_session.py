@@ -8,11 +8,11 @@ import threading
 
 import pytest
 
-from orchestrator_lib.discovery import Filter
-from orchestrator_lib.errors import FilterError, OrchestratorError
-from orchestrator_lib.orchestration import HostResult, Status
-from orchestrator_lib import session as session_module
-from orchestrator_lib.session import Interrupted, Session
+from orchestrator_lib.controller.discovery import Filter
+from orchestrator_lib.controller.errors import FilterError, OrchestratorError
+from orchestrator_lib.controller.orchestration import HostResult, Status
+from orchestrator_lib.controller import session as session_module
+from orchestrator_lib.controller.session import Interrupted, Session
 
 ENV = """
 name: offline
@@ -81,7 +81,7 @@ def test_a_lab_without_a_bridge_key_is_guarded_on_the_labs_default_bridge(tmp_pa
 
 
 def test_the_default_bridge_is_the_labs(tmp_path):
-    from orchestrator_lib.inventory import load_inventory
+    from orchestrator_lib.controller.inventory import load_inventory
     from orchestrator_lib.lab import Lab
 
     env = tmp_path / "nobridge.yaml"

@@ -9,9 +9,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from orchestrator_lib.errors import HostKeyError, TransportError, UnreachableError
-from orchestrator_lib.inventory import load_inventory
-from orchestrator_lib.transport import SSHPool
+from orchestrator_lib.controller.errors import HostKeyError, TransportError, UnreachableError
+from orchestrator_lib.controller.inventory import load_inventory
+from orchestrator_lib.controller.transports.ssh import SSHPool
 
 
 def estate(tmp_path, key: str):

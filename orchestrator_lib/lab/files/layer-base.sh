@@ -15,7 +15,7 @@ cp /srv/lab-input/authorized_keys /root/.ssh/authorized_keys
 chmod 600 /root/.ssh/authorized_keys
 # The forced command of the restricted (auditor) key: only the agent invocations rpc sends.
 install -o root -g root -m 0755 /srv/lab-input/orchestrator-gate /usr/local/sbin/orchestrator-gate
-# Which key may run which agent action (orchestrator_lib/agents/policy.py): root's, read by all.
+# Which key may run which agent action (orchestrator_lib/host/policy.py): root's, read by all.
 mkdir -p /etc/orchestrator
 install -o root -g root -m 0644 /srv/lab-input/policy.json /etc/orchestrator/policy.json
 cat > /etc/ssh/sshd_config.d/lab.conf <<'CONF'

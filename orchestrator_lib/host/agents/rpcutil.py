@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 
-from . import core
-from .core import Reply, Request
+from .. import core
+from ..core import Reply, Request
 
 agent = core.Agent(__name__, "liveness, facts and the agent list")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchestrator_lib.errors import OrchestratorError
+from orchestrator_lib.controller.errors import OrchestratorError
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from . import rpc
+from .transports import ssh_agent as rpc
 from .discovery import CountContract, Filter, select, unknown_facts, unknown_identities, unknown_words
 from .errors import DiscoveryError, FilterError, OrchestratorError
 from .inventory import Host, Inventory, _did_you_mean, load_inventory
 from .orchestration import FailurePolicy, HostResult, RunResult, Status, plan_batches, run_on_hosts
 from .reporting import AuditLog
-from .transport import SSHPool
+from .transports.ssh import SSHPool
 
 
 DEFAULT_AUDIT = Path("<default>")

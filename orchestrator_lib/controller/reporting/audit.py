@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..agents.audit import redact, redact_text
+from ...host.audit import redact, redact_text
 from ..orchestration import RunResult
 
 

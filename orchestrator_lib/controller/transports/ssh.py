@@ -13,8 +13,8 @@ from pathlib import Path
 
 import paramiko
 
-from .errors import HostKeyError, OutcomeUnknownError, TransportError, UnreachableError
-from .inventory import Host, Inventory
+from ..errors import HostKeyError, OutcomeUnknownError, TransportError, UnreachableError
+from ..inventory import Host, Inventory
 from .known_hosts import KnownHosts, KnownKey, fingerprint
 
 # paramiko logs handshake failures with tracebacks from its own thread; we report them per host.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..agents.appmgr import DEFAULT_HEALTH_URL
+from ...host.agents.appmgr import DEFAULT_HEALTH_URL
 from ..inventory import Host
 from ..orchestration import HostResult, RunResult, Status
 from ..reporting import Cell, Outcome

@@ -20,8 +20,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from . import core
-from .core import ActionError, CmdResult, Reply, Request
+from .. import core
+from ..core import ActionError, CmdResult, Reply, Request
 
 agent = core.Agent(__name__, "block, unblock, status of traffic from a source address")
 

@@ -32,9 +32,9 @@ import uuid
 import weakref
 from typing import Any, Mapping
 
-from .agents.build import agent_archive
-from .errors import OutcomeUnknownError, TransportError
-from .orchestration.results import HostResult, Status
+from ...host.build import agent_archive
+from ..errors import OutcomeUnknownError, TransportError
+from ..orchestration.results import HostResult, Status
 
 AGENT_DIR = "/var/lib/orchestrator"
 PYTHON = "/usr/bin/python3"

@@ -9,8 +9,8 @@ import math
 import socket
 from collections import namedtuple
 
-from . import core
-from .core import ActionError, Reply, Request
+from .. import core
+from ..core import ActionError, Reply, Request
 from .health import MAX_DEADLINE
 
 agent = core.Agent(__name__, "status, disable, drain, enable servers of a backend")

@@ -13,28 +13,29 @@ import sys
 import zipfile
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-ARCHIVE_PREFIX = "orchestrator_lib/agents/"
+HOST_DIR = Path(__file__).resolve().parent
+LIBRARY_DIR = HOST_DIR.parent
 #: Controller-only modules that must not be shipped.
 EXCLUDE = frozenset({"build.py"})
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 ROOT_MAIN = b'''"""Host agent entry point: one JSON request on stdin, one JSON reply on stdout."""
 import sys
 
-from orchestrator_lib.agents.core import main
+from orchestrator_lib.host.core import main
 
 sys.exit(main())
 '''
-# The real orchestrator_lib/__init__.py stays home: the host needs the agents package only.
-PACKAGE_INIT = b'"""orchestrator_lib, host side: only the agents package is shipped."""\n'
+# The real orchestrator_lib/__init__.py stays home: the host needs the protocol and host/ only.
+PACKAGE_INIT = b'"""orchestrator_lib, host side: only the protocol and the host package are shipped."""\n'
 
 
-def sources(package_dir: Path = PACKAGE_DIR) -> dict[str, bytes]:
-    """Archive path -> bytes, for every file the zipapp holds."""
+def sources(library_dir: Path = LIBRARY_DIR) -> dict[str, bytes]:
+    """Archive path -> bytes, for every file the zipapp holds: protocol.py and host/ (recursively)."""
     files = {"__main__.py": ROOT_MAIN, "orchestrator_lib/__init__.py": PACKAGE_INIT}
-    for path in sorted(package_dir.glob("*.py")):
-        if path.name not in EXCLUDE:
-            files[ARCHIVE_PREFIX + path.name] = path.read_bytes()
+    shipped = [library_dir / "protocol.py", *sorted((library_dir / "host").rglob("*.py"))]
+    for path in shipped:
+        if path.exists() and path.name not in EXCLUDE and "__pycache__" not in path.parts:
+            files["orchestrator_lib/" + path.relative_to(library_dir).as_posix()] = path.read_bytes()
     return files
 
 
@@ -62,7 +63,7 @@ def agent_archive() -> tuple[bytes, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m orchestrator_lib.agents.build [OUT.pyz]`: print the hash, optionally write."""
+    """`python -m orchestrator_lib.host.build [OUT.pyz]`: print the hash, optionally write."""
     argv = sys.argv[1:] if argv is None else argv
     data, digest = agent_archive()
     if argv:

@@ -15,8 +15,8 @@ import os
 import re
 from collections import namedtuple
 
-from . import audit, core
-from .core import ActionError, Reply, Request
+from .. import audit, core
+from ..core import ActionError, Reply, Request
 
 TYPE_CHECKING = False  # as in core: annotations only, typing costs every run
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from dataclasses import replace
 from queue import Empty, SimpleQueue
 from typing import Callable, Iterable, Protocol
 
-from orchestrator_lib.errors import OrchestratorError, TransportError
+from orchestrator_lib.controller.errors import OrchestratorError, TransportError
 
 from .batches import BatchSize, plan_batches
 from .policy import FailurePolicy

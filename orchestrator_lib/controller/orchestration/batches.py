@@ -6,7 +6,7 @@ import math
 import re
 from typing import Sequence, TypeVar, Union
 
-from orchestrator_lib.errors import OrchestratorError
+from orchestrator_lib.controller.errors import OrchestratorError
 
 T = TypeVar("T")
 

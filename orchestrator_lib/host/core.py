@@ -324,7 +324,7 @@ class Agent:
 def load_agent(name: str) -> Agent | None:
     """Import the module named after the agent (lazily: a request pays only for its agent)."""
     if name not in REGISTRY and name in AGENTS:
-        importlib.import_module(f"{__package__}.{name}")
+        importlib.import_module(f"{__package__}.agents.{name}")
     return REGISTRY.get(name)
 
 

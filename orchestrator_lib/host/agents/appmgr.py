@@ -3,8 +3,9 @@ restart only when something changed or the running process is stale, then wait u
 itself reports the revision. A converged host costs one dpkg-query and one HTTP GET."""
 from __future__ import annotations
 
-from . import core, health, package, service
-from .core import ActionError, Reply, Request
+from .. import core
+from . import health, package, service
+from ..core import ActionError, Reply, Request
 
 agent = core.Agent(__name__, "deploy a revision of an app: package, restart, health")
 

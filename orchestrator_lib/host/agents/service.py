@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from collections import namedtuple
 
-from . import core
-from .core import ActionError, CmdResult, Reply, Request
+from .. import core
+from ..core import ActionError, CmdResult, Reply, Request
 
 agent = core.Agent(__name__, "status, start, stop, restart, reload (runit, systemd, SysV init)")
 

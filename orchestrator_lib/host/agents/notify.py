@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import socket
 
-from . import audit, core, health
-from .core import ActionError, Reply, Request
+from .. import audit, core
+from . import health
+from ..core import ActionError, Reply, Request
 
 agent = core.Agent(__name__, "send a message to a recipient through a webhook")
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 from collections import namedtuple
 
-from . import core, rpcutil
-from .core import ActionError, CmdResult, Reply, Request
+from .. import core
+from . import rpcutil
+from ..core import ActionError, CmdResult, Reply, Request
 
 agent = core.Agent(__name__, "status, install, update, remove a package (dpkg/apt, rpm/dnf)")
 
