@@ -226,7 +226,10 @@ class SSHPool:
             raise OutcomeUnknownError(f"{host.name}: connection lost while the command ran (it may or may not "
                                       f"have run; not sent again): {err or type(err).__name__}") from None
         finally:
-            chan.close()
+            try:
+                chan.close()
+            except (paramiko.SSHException, EOFError, OSError):  # the connection is already gone
+                pass
 
     def _start(self, host: Host, command: str, timeout: float) -> paramiko.Channel:
         """A session running `command`. Only a connection that fails before the command is
