@@ -21,7 +21,8 @@ SECRETS = ("S3cretPW", "TOK123", "hunter3", "SECRETPATH")
 
 def host_audit(lab, host: str) -> list[dict]:
     text = lab.exec_in(host, ["cat", "/var/log/orchestrator/audit.jsonl"]).stdout
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [line for line in lines if line.get("event") != "received"]  # one result line per request
 
 
 def serving(lab, host: str) -> list[str]:

@@ -217,8 +217,9 @@ def auditor_session(lab, tmp_path) -> Session:
 
 
 def host_audit(lab, host: str) -> list[dict]:
-    return [json.loads(line) for line in
-            lab.exec_in(host, ["cat", "/var/log/orchestrator/audit.jsonl"]).stdout.splitlines()]
+    lines = [json.loads(line) for line in
+             lab.exec_in(host, ["cat", "/var/log/orchestrator/audit.jsonl"]).stdout.splitlines()]
+    return [line for line in lines if line.get("event") != "received"]  # one result line per request
 
 
 def install_agent(session, *names: str) -> None:

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 from orchestrator_lib.controller.transports import ssh_agent as rpc
 from orchestrator_lib.controller.orchestration.results import Status
+from orchestrator_lib.host.audit import results as audit_results  # noqa: E402
 
 HOST = SimpleNamespace(name="web1", facts={"cluster": "alfa"})
 
@@ -173,5 +174,5 @@ def test_end_to_end_through_a_shell(tmp_path, monkeypatch):
     cached = {p.name.split(".")[0] for d in ("host", "host/agents")
               for p in (installed / "orchestrator_lib" / d / "__pycache__").iterdir()}
     assert {"core", "policy", "audit", "rpcutil", "package"} <= cached  # compiled at install, not at each run
-    lines = (tmp_path / "audit.jsonl").read_text().splitlines()
+    lines = [json.dumps(line) for line in audit_results(str(tmp_path / "audit.jsonl"))]
     assert [json.loads(x)["reqid"] for x in lines] == ["e2e", "e2e2"]
