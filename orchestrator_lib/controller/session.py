@@ -165,6 +165,8 @@ class Session:
         """Fan out, then audit and keep the result. Ctrl-C is audited too (what finished, the rest
         interrupted) before it goes on up as Interrupted: the log never misses a request that ran."""
         self.pool.check_keys(hosts)  # a bad key file: one error, not "unreachable" on every host
+        self.audit.begin(reqid=reqid, caller=self.caller, agent=agent, action=action, args=args,
+                         hosts=[h.name for h in hosts])  # unwritable: refused before any host is contacted
         finished: dict[str, HostResult] = {}
 
         def done(result: HostResult) -> None:
@@ -185,8 +187,8 @@ class Session:
 
     def _keep(self, reqid: str, agent: str, action: str, args: Mapping[str, Any] | None,
               result: RunResult) -> None:
-        self.audit.record(reqid=reqid, caller=self.caller, agent=agent, action=action, args=args, result=result)
         self.history.append(result)
+        self.audit.record(reqid=reqid, caller=self.caller, agent=agent, action=action, args=args, result=result)
 
     def host(self, name: str) -> Host:
         return self.inventory.host(name)

@@ -129,7 +129,8 @@ def test_install_is_atomic_and_concurrent_installs_agree(tmp_path):
     procs = [start(tag) for tag in "abcd"]
     for p in procs:
         assert p.wait(timeout=120) == 0, p.stderr.read()
-    assert [p.name for p in tmp_path.iterdir()] == [final.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [final.name, "current"]  # and the pin naming it
+    assert (tmp_path / "current").read_text() == final.name[len("agent-"):] + "\n"
     assert list((final / "orchestrator_lib" / "host" / "__pycache__").glob("core.*.pyc"))
     env = {"PATH": "/usr/bin:/bin", "ORCHESTRATOR_AUDIT_LOG": str(tmp_path.parent / "audit.jsonl")}
     run = subprocess.run([HOST_PYTHON, "-S", "-E", str(final / "__main__.py")], input=b'{"agent": "rpcutil", "action": "ping"}',
@@ -139,7 +140,7 @@ def test_install_is_atomic_and_concurrent_installs_agree(tmp_path):
     (final / "__main__.py").unlink()  # an incomplete directory in the way is an error, not an install
     p = start("e")
     assert p.wait(timeout=120) != 0 and "Directory not empty" in p.stderr.read()
-    assert [p.name for p in tmp_path.iterdir()] == [final.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [final.name, "current"]
 
 
 class LocalPool:
@@ -169,7 +170,8 @@ def test_end_to_end_through_a_shell(tmp_path, monkeypatch):
     assert r.status is Status.OK and pool.puts == 1 and r.duration > 0
     r = rpc.call(pool, HOST, "rpcutil", "facts", {}, reqid="e2e2", caller="t@c")
     assert r.status is Status.OK and pool.puts == 1 and r.data["facts"]["cluster"] == "alfa"
-    [installed] = (tmp_path / "lib" / "orchestrator").iterdir()  # no temporary file or directory left
+    installed, pin = sorted((tmp_path / "lib" / "orchestrator").iterdir())  # no temporary file or directory left
+    assert pin.name == "current"
     assert installed.name == f"agent-{rpc.agent_archive()[1]}"
     cached = {p.name.split(".")[0] for d in ("host", "host/agents")
               for p in (installed / "orchestrator_lib" / d / "__pycache__").iterdir()}

@@ -85,7 +85,7 @@ def test_redaction_is_linear_64k_characters_of_a_word_run_in_under_50_ms():
 def test_redaction_time_grows_linearly_for_every_pattern_shape(unit):
     small = _seconds((unit * (16384 // len(unit) + 1))[:16384])
     large = _seconds((unit * (65536 // len(unit) + 1))[:65536])
-    assert large < 0.5 and large < 8 * small + 0.01, (small, large)
+    assert large < 1.0 and large < 12 * small + 0.02, (small, large)  # quadratic: 16x, and seconds
 
 
 _texts = st.lists(st.sampled_from(list("aAk=:-_ @/?#&;\"'[]{}.,\n\t") + [

@@ -1,27 +1,56 @@
 """The controller's central audit log: one JSON line per host per request, with the same reqid
 the host's own audit line carries, so "who ran what where" can be followed from either end.
-Arguments and messages go through the agents' redaction (agents/audit.py), the same on both ends."""
+Arguments and messages go through the agents' redaction (host/redact.py), the same on both ends.
+
+A "sent" line is written before the fan-out: a log that cannot be written stops the request before
+any host is contacted (an AuditError), instead of failing after the fan-out and losing its results.
+A write that fails after the fan-out (disk full meanwhile) warns on stderr; the results are kept."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ...host.audit import redact, redact_text
+from ..errors import OrchestratorError
 from ..orchestration import RunResult
+
+
+class AuditError(OrchestratorError):
+    """The central audit log cannot be written: nothing is sent."""
 
 
 class AuditLog:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._lock = threading.Lock()
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _append(self, lines: list[str]) -> None:
+        assert self.path is not None
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a") as out:
+                out.write("\n".join(lines) + "\n" if lines else "")
+
+    def begin(self, *, reqid: str, caller: str, agent: str, action: str, args: Mapping[str, Any] | None,
+              hosts: Sequence[str]) -> None:
+        """The "sent" line, before any host is contacted; raises AuditError when it cannot be written."""
+        if self.path is None:
+            return
+        line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "event": "sent", "reqid": reqid, "caller": caller,
+                "agent": agent, "action": action, "args": redact(dict(args or {})), "hosts": list(hosts)}
+        try:
+            self._append([json.dumps(line, sort_keys=True, allow_nan=False)])
+        except (OSError, ValueError) as e:
+            raise AuditError(f"cannot write the central audit log {self.path}: "
+                             f"{getattr(e, 'strerror', None) or e}; nothing was sent") from None
 
     def record(self, *, reqid: str, caller: str, agent: str, action: str,
                args: Mapping[str, Any] | None, result: RunResult) -> None:
+        """One line per host. A failure here warns (the fan-out ran: its results must not be lost)."""
         if self.path is None:
             return
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -30,5 +59,8 @@ class AuditLog:
                              "action": action, "args": safe_args, "host": r.host,
                              "status": str(r.status), "message": redact_text(r.message)}, sort_keys=True)
                  for r in result.results.values()]
-        with self._lock, open(self.path, "a") as out:
-            out.write("\n".join(lines) + "\n" if lines else "")
+        try:
+            self._append(lines)
+        except OSError as e:
+            print(f"warning: cannot write the central audit log {self.path}: {e.strerror or e} "
+                  f"(request {reqid}: its results are kept)", file=sys.stderr)
