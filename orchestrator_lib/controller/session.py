@@ -6,9 +6,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from .. import protocol_args
 from .transports import ssh_agent as rpc
 from .discovery import CountContract, Filter, select, unknown_facts, unknown_identities, unknown_words
-from .errors import DiscoveryError, FilterError, OrchestratorError
+from .errors import ArgumentError, DiscoveryError, FilterError, OrchestratorError
 from .inventory import Host, Inventory, _did_you_mean, load_inventory
 from .orchestration import FailurePolicy, HostResult, RunResult, Status, plan_batches, run_on_hosts
 from .reporting import AuditLog
@@ -129,7 +130,12 @@ class Session:
              batch_size: Any = None, tries: int = 1, retry_sleep: float = 0.0,
              policy: FailurePolicy | None = None, timeout: float = 300.0,
              on_result: Callable[[HostResult], None] | None = None) -> RunResult:
-        """Run agent#action on every host (one reqid for the whole request, as MCollective does)."""
+        """Run agent#action on every host (one reqid for the whole request, as MCollective does).
+        Arguments that fail the protocol's schema are an ArgumentError before any host is contacted."""
+        try:
+            protocol_args.check(agent, action, dict(args or {}))
+        except protocol_args.ArgError as e:
+            raise ArgumentError(str(e)) from None
         self._refuse_a_lab_that_is_down()
         reqid = rpc.new_reqid()
         hosts = list(hosts)

@@ -20,6 +20,7 @@ import sys
 
 from ..protocol import (  # noqa: F401 -- the agents' names for the protocol's types
     AGENTS, REPLY_STATUSES, SERVE_FLAG, SERVE_PROBE, ActionError, ProtocolError, Reply, Request, action_names, one_line)
+from .. import protocol_args
 from . import audit, policy
 from .system import CmdResult, System, run, system, use_system  # noqa: F401 -- the agents' door
 
@@ -98,6 +99,16 @@ def _run_action(req: Request) -> Reply:
 MAX_REQUEST = 1 << 20
 
 
+def _bad_arguments(req: Request) -> str | None:
+    """The protocol's argument schema (protocol_args), checked before anything is dispatched:
+    a bad argument is refused like a denial (audited, nothing run)."""
+    try:
+        protocol_args.check(req.agent, req.action, req.args)
+    except protocol_args.ArgError as e:
+        return f"refused: {e}"
+    return None
+
+
 def handle(obj: object, env: dict[str, str] | None = None, identity: Any = None) -> Reply:
     """The whole life of one request: policy, a "received" audit line, the action, a result line.
     The policy decides on the action itself (policy.check resolves aliases to every name of it).
@@ -109,7 +120,7 @@ def handle(obj: object, env: dict[str, str] | None = None, identity: Any = None)
     req = Request.from_obj(obj)
     identity = policy.identify(env) if identity is None else identity
     host = system()
-    denial = req.expired(host.time()) or policy.check(req.agent, req.action, identity)
+    denial = req.expired(host.time()) or policy.check(req.agent, req.action, identity) or _bad_arguments(req)
     unwritable = audit.received(req, identity, env)
     if unwritable:
         print(f"error: {unwritable}", file=sys.stderr)

@@ -100,6 +100,13 @@ class DpkgApt(PackageBackend):
         return core.run(["apt-get", "update", "-q", "-o", "DPkg::Lock::Timeout=60"], env=APT_ENV, timeout=300)
 
     def install(self, name: str, version: str | None, current: str | None, downgrade: bool) -> CmdResult:
+        if "." in name or "+" in name:
+            # apt reads a name it does not know exactly as a regex: `zlib1.` installed zlib1g and
+            # more. `apt-cache pkgnames PREFIX` matches literally: the name must be one of them.
+            known = core.run(["apt-cache", "pkgnames", name])
+            if name not in known.stdout.split():
+                return CmdResult(100, "", f"E: no package is called exactly {name!r} (apt would read "
+                                          "the name as a pattern and install others)")
         argv = ["apt-get", "install", *APT_OPTS] + (["--allow-downgrades"] if downgrade else [])
         argv.append(f"{name}={version}" if version else name)
         return core.run(argv, env=APT_ENV, timeout=INSTALL_TIMEOUT)
