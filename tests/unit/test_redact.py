@@ -103,3 +103,15 @@ def test_fuzz_redaction_never_raises_and_never_leaks_a_planted_secret(noise, tem
     assert time.perf_counter() - t0 < 2
     assert isinstance(out, str)
     assert SECRET not in out
+
+
+def test_the_central_audit_log_of_a_long_argument_is_fast(tmp_path):
+    """Issue 12: `orch rpc notify send message=<8 KB>` stalled the controller's audit (quadratic)."""
+    from orchestrator_lib.controller.orchestration import HostResult, RunResult, Status
+    from orchestrator_lib.controller.reporting import AuditLog
+    log = AuditLog(tmp_path / "audit.jsonl")
+    result = RunResult("notify#send", {"n1": HostResult("n1", Status.OK, "A" * 16000)}, 0.1)
+    t0 = time.perf_counter()
+    log.record(reqid="r", caller="c", agent="notify", action="send", args={"message": "A" * 16000, "x": "B" * 64000},
+               result=result)
+    assert time.perf_counter() - t0 < 0.5
