@@ -31,7 +31,7 @@ from .controller.deploy import loadbalancer
 from .controller.discovery import CountContract, Filter
 from .controller.errors import OrchestratorError
 from .controller.inventory import Host
-from .controller.orchestration import HostResult, RunResult, Status, parse_batch_size
+from .controller.orchestration import HostResult, RunOptions, RunResult, Status, parse_batch_size
 from .controller.session import Interrupted, Session
 from .protocol import ACTIONS, AGENTS, action_names
 
@@ -57,9 +57,11 @@ def batch_type(text: str) -> Any:
 
 
 def tries_type(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"'{text}': expected a whole number of at least 1")
-    return int(text)
+    """RunOptions checks tries (the one check); here only the text is read."""
+    try:
+        return RunOptions(tries=int(text)).tries
+    except (ValueError, OrchestratorError):
+        raise argparse.ArgumentTypeError(f"'{text}': expected a whole number of at least 1") from None
 
 
 def seconds_type(text: str) -> float:
@@ -375,13 +377,11 @@ def progress(label: str, total: int, enabled: bool) -> Iterator[Callable[[HostRe
 
 def execute(session: Session, args: argparse.Namespace, call: Call, out: Console) -> RunResult:
     """Run the call; on Ctrl-C show what it got done (on `out`) before main() reports the interrupt."""
-    options: dict[str, Any] = {"batch_size": args.batch, "tries": args.tries}
-    if args.timeout is not None:
-        options["timeout"] = args.timeout
+    options = RunOptions(batch_size=args.batch, tries=args.tries, timeout=args.timeout or RunOptions.timeout)
     label = f"{call.agent}#{call.action}"
     try:
         with progress(label, len(call.hosts), not (args.json or args.no_progress)) as on_result:
-            return session.call(call.hosts, call.agent, call.action, call.args, on_result=on_result, **options)
+            return session.call(call.hosts, call.agent, call.action, call.args, options, on_result=on_result)
     except Interrupted as stop:
         render_interrupted(stop, args, out)
         raise
