@@ -33,6 +33,7 @@ from .controller.errors import OrchestratorError
 from .controller.inventory import Host
 from .controller.orchestration import HostResult, RunOptions, RunResult, Status, parse_batch_size
 from .controller.session import Interrupted, Session
+from .lab import refuse_if_down
 from .protocol import ACTIONS, AGENTS, action_names
 
 PROG = "orch"
@@ -447,7 +448,7 @@ def run_find(session: Session, args: argparse.Namespace, out: Console) -> int:
 def run_command(args: argparse.Namespace) -> int:
     args.filter = check_arguments(args)
     out = Console(soft_wrap=True, highlight=False)
-    with Session(args.env, trust_on_first_use=args.tofu) as session:
+    with Session(args.env, trust_on_first_use=args.tofu, preflight=refuse_if_down) as session:
         if args.command == "find":
             return run_find(session, args, out)
         call = PLANS[args.command](session, args)

@@ -1,5 +1,5 @@
-"""The facade behave steps and the CLI call: one environment, its SSH connections (opened once
-and shared by every step of a run), the caller's identity and the central audit log."""
+"""The facade behave steps and the CLI call: one environment, its transport (SSH connections
+opened once and shared by every step of a run), the caller's identity and the central audit log."""
 from __future__ import annotations
 
 import time
@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .transports import ssh_agent as rpc
 from .discovery import CountContract, Filter, select, unknown_facts, unknown_identities, unknown_words
-from .errors import DiscoveryError, FilterError, OrchestratorError
+from .errors import DiscoveryError, FilterError
 from .inventory import Host, Inventory, _did_you_mean, load_inventory
 from ..protocol import Request
 from .orchestration.batches import BatchSize
@@ -19,10 +19,6 @@ from .transports.ssh import SSHPool
 
 
 DEFAULT_AUDIT = Path("<default>")
-#: The bridge of a lab whose `lab:` section names none: Lab's own default (lab/estate.py, in
-#: Lab.__init__; it has no constant to import and the lab sits above this layer). A unit test
-#: keeps the two in step.
-LAB_BRIDGE = "labbr0"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -58,7 +54,10 @@ class Session:
 
     def __init__(self, env: str | Path = "local", *, trust_on_first_use: bool = False,
                  caller: str | None = None, audit_path: Path | None = DEFAULT_AUDIT,
-                 connect_timeout: float = 5.0, workers: int = 64) -> None:
+                 connect_timeout: float = 5.0, workers: int = 64,
+                 preflight: Callable[[Inventory], None] | None = None) -> None:
+        """`preflight(inventory)` runs before every request and may refuse it (the lab's
+        `refuse_if_down`: never send to a lab whose network is down)."""
         self.inventory: Inventory = load_inventory(env)
         self.pool = SSHPool(self.inventory, trust_on_first_use=trust_on_first_use,
                             connect_timeout=connect_timeout)
@@ -68,14 +67,7 @@ class Session:
         if audit_path == DEFAULT_AUDIT:  # beside the environments/ folder, like reports/
             audit_path = self.inventory.path.resolve().parent.parent / "reports" / "audit.jsonl"
         self.audit = AuditLog(audit_path)
-
-    def _refuse_a_lab_that_is_down(self) -> None:
-        """A lab's addresses exist only on its bridge: with the bridge gone, packets to them would
-        leave the machine by its default route. Never send them."""
-        bridge = self.inventory.lab.get("bridge", LAB_BRIDGE) if self.inventory.lab else None
-        if bridge and not Path("/sys/class/net", bridge).exists():
-            raise OrchestratorError(f"the lab of {self.inventory.path.name} is not up (no bridge {bridge}): "
-                                    f"run `python3 -m orchestrator_lib.lab up {self.inventory.name}`")
+        self.preflight = preflight
 
     # ---- discovery ----------------------------------------------------------------------------
     def select(self, flt: Filter) -> list[Host]:
@@ -164,7 +156,8 @@ class Session:
              on_result: Callable[[HostResult], None] | None) -> RunResult:
         """Fan out, then audit. Ctrl-C is audited too (what finished, the rest interrupted) before
         it goes on up as Interrupted: the log never misses a request that ran."""
-        self._refuse_a_lab_that_is_down()
+        if self.preflight is not None:
+            self.preflight(self.inventory)
         finished: dict[str, HostResult] = {}
 
         def done(result: HostResult) -> None:

@@ -25,7 +25,7 @@ ESTATE = """\
       notify2: {address: 10.0.0.22, classes: [roles::notify]}
     groups:
       web: [web1, web2, web3]
-    lab: {backend: app}
+    loadbalancer: {backend: app}
 """
 
 Reply = Callable[[Host, dict], HostResult]

@@ -13,6 +13,7 @@ from orchestrator_lib.controller.errors import FilterError, OrchestratorError
 from orchestrator_lib.controller.orchestration import HostResult, RunOptions, Status
 from orchestrator_lib.controller import session as session_module
 from orchestrator_lib.controller.session import Interrupted, Session
+from orchestrator_lib.lab import network, refuse_if_down
 
 ENV = """
 name: offline
@@ -30,7 +31,7 @@ def offline(tmp_path):
     (tmp_path / "environments").mkdir()
     env = tmp_path / "environments" / "offline.yaml"
     env.write_text(ENV)
-    with Session(env) as session:
+    with Session(env, preflight=refuse_if_down) as session:
         yield session
 
 
@@ -71,23 +72,13 @@ def test_a_lab_that_is_down_is_refused_before_any_connection(offline):
 
 def test_a_lab_without_a_bridge_key_is_guarded_on_the_labs_default_bridge(tmp_path, monkeypatch):
     """The default made absent, so the test never depends on (or sends to) a running lab."""
-    monkeypatch.setattr(session_module, "LAB_BRIDGE", "labnone9")
+    monkeypatch.setattr(network, "DEFAULT_BRIDGE", "labnone9")
     env = tmp_path / "nobridge.yaml"
-    env.write_text("lab: {backend: app}\nhosts:\n  web1: {address: 127.0.0.1, port: 1}\n")
-    with Session(env, audit_path=None) as session:
+    env.write_text("lab: {subnet: 10.231.9.0/24}\nhosts:\n  web1: {address: 127.0.0.1, port: 1}\n")
+    with Session(env, audit_path=None, preflight=refuse_if_down) as session:
         with pytest.raises(OrchestratorError, match="is not up .*labnone9"):
             session.call(session.select(Filter.parse(identities="web1")), "rpcutil", "ping")
         assert session.pool.connects == 0
-
-
-def test_the_default_bridge_is_the_labs(tmp_path):
-    from orchestrator_lib.controller.inventory import load_inventory
-    from orchestrator_lib.lab import Lab
-
-    env = tmp_path / "nobridge.yaml"
-    env.write_text("known_hosts: k\ndefaults: {key: id}\nlab: {backend: app}\n"
-                   "hosts:\n  web1: {address: 10.231.0.11, lab: {role: web}}\n")
-    assert Lab(load_inventory(env)).bridge == session_module.LAB_BRIDGE
 
 
 def test_the_central_audit_log_defaults_to_reports_beside_environments(offline, tmp_path):
