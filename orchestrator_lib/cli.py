@@ -32,6 +32,7 @@ from .controller.discovery import CountContract, Filter
 from .controller.errors import OrchestratorError
 from .controller.inventory import Host
 from .controller.orchestration import HostResult, RunOptions, RunResult, Status, parse_batch_size
+from .controller.orchestration.policy import MAX_TRIES
 from .controller.session import Interrupted, Session
 from .lab import refuse_if_down
 from .protocol import ACTIONS, AGENTS, action_names
@@ -57,12 +58,16 @@ def batch_type(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+#: Bounds of the numeric options: past these a value is a typo (and 1e308 s overflowed the clock).
+MAX_SECONDS = 86400.0
+
+
 def tries_type(text: str) -> int:
     """RunOptions checks tries (the one check); here only the text is read."""
     try:
         return RunOptions(tries=int(text)).tries
     except (ValueError, OrchestratorError):
-        raise argparse.ArgumentTypeError(f"'{text}': expected a whole number of at least 1") from None
+        raise argparse.ArgumentTypeError(f"'{text}': expected a whole number from 1 to {MAX_TRIES}") from None
 
 
 def seconds_type(text: str) -> float:
@@ -70,8 +75,8 @@ def seconds_type(text: str) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"'{text}': expected a positive number of seconds")
+    if not 0 < value <= MAX_SECONDS:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"'{text}': expected a number of seconds above 0, at most {MAX_SECONDS:g}")
     return value
 
 
@@ -96,7 +101,7 @@ def rpc_arg_type(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"'{text}': expected KEY=VALUE")
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         value = raw
     return key.strip(), value
 
@@ -107,6 +112,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line: `orch: error: ...`."""
 
     def error(self, message: str) -> NoReturn:
+        message = message.replace("\r", "\\r").replace("\n", "\\n")  # one line, whatever was typed
         self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
 
 

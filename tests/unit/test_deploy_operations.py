@@ -97,7 +97,7 @@ def test_plan_update_to_a_version_the_hosts_index_does_not_offer_fails_as_the_re
 @pytest.mark.parametrize("options, error", [
     (StepOptions("0"), r"^batch_size '0': expected a positive count"),
     (StepOptions("abc"), r"^batch_size 'abc': expected a positive count"),
-    (StepOptions(tries=0), r"^tries '0': expected a whole number of at least 1$"),
+    (StepOptions(tries=0), r"^tries '0': expected a whole number from 1 to 100$"),
     (StepOptions(None, 2, ("with 2 tries", "with 3 tries")),
      r"^an option given more than once: 'with 2 tries', 'with 3 tries' \(say each option once\)$")])
 @pytest.mark.parametrize("plan", [False, True])

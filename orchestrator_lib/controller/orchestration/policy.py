@@ -9,6 +9,9 @@ from orchestrator_lib.controller.errors import OrchestratorError
 
 from .batches import BatchSize
 
+#: tries per host at most (a typo'd 1000000 would hammer a host for hours)
+MAX_TRIES = 100
+
 
 @dataclass(frozen=True)
 class FailurePolicy:
@@ -54,8 +57,8 @@ class RunOptions:
     timeout: float | None = 300.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.tries, bool) or not isinstance(self.tries, int) or self.tries < 1:
-            raise OrchestratorError(f"tries '{self.tries}': expected a whole number of at least 1")
+        if isinstance(self.tries, bool) or not isinstance(self.tries, int) or not 1 <= self.tries <= MAX_TRIES:
+            raise OrchestratorError(f"tries '{self.tries}': expected a whole number from 1 to {MAX_TRIES}")
         if not 0 <= self.retry_sleep < math.inf:
             raise OrchestratorError(f"retry_sleep '{self.retry_sleep}': expected 0 or more seconds")
         if self.timeout is not None and not 0 < self.timeout < math.inf:
