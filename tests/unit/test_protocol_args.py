@@ -98,8 +98,8 @@ hosts:
 def contacted(tmp_path, monkeypatch):
     """A real Session (real argument checks) whose hosts are never reached: rpc.call records."""
     calls: list[str] = []
-    monkeypatch.setattr(session_module.rpc, "call",
-                        lambda pool, host, *a, **kw: calls.append(host.name) or HostResult(host.name, Status.OK, "x"))
+    monkeypatch.setattr(session_module.rpc.SSHTransport, "call",
+                        lambda transport, host, *a, **kw: calls.append(host.name) or HostResult(host.name, Status.OK, "x"))
     (tmp_path / "environments").mkdir()
     (tmp_path / "environments" / "e.yaml").write_text(ESTATE)
     return calls

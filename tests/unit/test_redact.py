@@ -112,6 +112,6 @@ def test_the_central_audit_log_of_a_long_argument_is_fast(tmp_path):
     log = AuditLog(tmp_path / "audit.jsonl")
     result = RunResult("notify#send", {"n1": HostResult("n1", Status.OK, "A" * 16000)}, 0.1)
     t0 = time.perf_counter()
-    log.record(reqid="r", caller="c", agent="notify", action="send", args={"message": "A" * 16000, "x": "B" * 64000},
-               result=result)
+    from orchestrator_lib.protocol import Request
+    log.record(Request("notify", "send", {"message": "A" * 16000, "x": "B" * 64000}, reqid="r", caller="c"), result)
     assert time.perf_counter() - t0 < 0.5

@@ -12,9 +12,10 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 from ...host.audit import redact, redact_text
+from ...protocol import Request
 from ..errors import OrchestratorError
 from ..orchestration import RunResult
 
@@ -35,32 +36,31 @@ class AuditLog:
             with open(self.path, "a") as out:
                 out.write("\n".join(lines) + "\n" if lines else "")
 
-    def begin(self, *, reqid: str, caller: str, agent: str, action: str, args: Mapping[str, Any] | None,
-              hosts: Sequence[str]) -> None:
+    def begin(self, request: Request, hosts: Sequence[str]) -> None:
         """The "sent" line, before any host is contacted; raises AuditError when it cannot be written."""
         if self.path is None:
             return
-        line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "event": "sent", "reqid": reqid, "caller": caller,
-                "agent": agent, "action": action, "args": redact(dict(args or {})), "hosts": list(hosts)}
+        line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "event": "sent", "reqid": request.reqid,
+                "caller": request.caller, "agent": request.agent, "action": request.action,
+                "args": redact(dict(request.args)), "dry_run": request.dry_run, "hosts": list(hosts)}
         try:
             self._append([json.dumps(line, sort_keys=True, allow_nan=False)])
         except (OSError, ValueError) as e:
             raise AuditError(f"cannot write the central audit log {self.path}: "
                              f"{getattr(e, 'strerror', None) or e}; nothing was sent") from None
 
-    def record(self, *, reqid: str, caller: str, agent: str, action: str,
-               args: Mapping[str, Any] | None, result: RunResult) -> None:
+    def record(self, request: Request, result: RunResult) -> None:
         """One line per host. A failure here warns (the fan-out ran: its results must not be lost)."""
         if self.path is None:
             return
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        safe_args = redact(dict(args or {}))
-        lines = [json.dumps({"time": now, "reqid": reqid, "caller": caller, "agent": agent,
-                             "action": action, "args": safe_args, "host": r.host,
+        safe_args = redact(dict(request.args))
+        lines = [json.dumps({"time": now, "reqid": request.reqid, "caller": request.caller, "agent": request.agent,
+                             "action": request.action, "args": safe_args, "dry_run": request.dry_run, "host": r.host,
                              "status": str(r.status), "message": redact_text(r.message)}, sort_keys=True)
                  for r in result.results.values()]
         try:
             self._append(lines)
         except OSError as e:
             print(f"warning: cannot write the central audit log {self.path}: {e.strerror or e} "
-                  f"(request {reqid}: its results are kept)", file=sys.stderr)
+                  f"(request {request.reqid}: its results are kept)", file=sys.stderr)
