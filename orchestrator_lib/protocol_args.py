@@ -40,7 +40,7 @@ RECIPIENT = re.compile(r"[A-Za-z0-9_.+#@:-]{1,128}")
 BACKEND = re.compile(r"iptables|nft")
 #: HAProxy's admin socket: the agent talks to it as root, so only sockets under HAProxy's run dir.
 SOCKET = re.compile(r"/run/haproxy/[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}\.sock")
-URL = re.compile(r"https?://[A-Za-z0-9.\[\]:_-]{1,255}(?:/[\x21-\x7e]{0,2000})?")
+URL = re.compile(r"https?://(?:[^\s/?#@]{1,128}@)?[A-Za-z0-9.\[\]:_-]{1,255}(?:[/?#][\x21-\x7e]{0,2000})?")
 NAGIOS_STATES = re.compile(r"(?i:warning|critical|unknown)")
 
 

@@ -33,7 +33,7 @@ def test_secrets_reach_neither_audit_log_nor_the_results(fresh_lab, tmp_path):
     central = tmp_path / "audit.jsonl"
     url = "http://admin:S3cretPW@127.0.0.1:1/health?token=TOK123"
     with Session(LOCAL, audit_path=central) as s:
-        checked = s.call([s.host("web1")], "health", "http", {"url": url, "pw": "hunter3"})
+        checked = s.call([s.host("web1")], "health", "http", {"url": url, "body": "pw=hunter3"})
         notified = s.call([s.host("notify1")], "notify", "send",
                           {"recipient": "ops", "message": "deployed, token=TOK123",
                            "webhook": "http://127.0.0.1:8025/T0/B1/SECRETPATH"})

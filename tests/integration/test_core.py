@@ -165,9 +165,9 @@ def test_a_failure_percentage_lets_later_batches_run(session, fresh_lab):
 def test_the_central_audit_log_names_caller_agent_action_and_redacts_secrets(fresh_lab, tmp_path):
     audit = tmp_path / "audit.jsonl"
     with Session(LOCAL, audit_path=audit, caller="alice@ci") as s:
-        s.call([s.host("web1")], "rpcutil", "ping", {"token": "hunter2"})
+        s.call([s.host("web1")], "health", "http", {"url": "http://127.0.0.1:8080/health?token=hunter2"})
     line = json.loads(audit.read_text().splitlines()[-1])
-    assert (line["caller"], line["agent"], line["action"], line["host"]) == ("alice@ci", "rpcutil", "ping", "web1")
+    assert (line["caller"], line["agent"], line["action"], line["host"]) == ("alice@ci", "health", "http", "web1")
     assert "hunter2" not in audit.read_text()
     on_host = host_audit(fresh_lab, "web1")[-1]
     assert on_host["reqid"] == line["reqid"] and "hunter2" not in json.dumps(on_host)

@@ -7,9 +7,11 @@ import json
 
 import pytest
 
+from orchestrator_lib.controller.session import Session
 from orchestrator_lib.controller.transports import ssh_agent as rpc
 from orchestrator_lib.host.build import agent_archive
 from orchestrator_lib.host.policy import fingerprint
+from tests.conftest import ROOT
 from tests.integration.test_agents import auditor_session, install_agent
 
 pytestmark = pytest.mark.lab
@@ -68,8 +70,10 @@ def test_an_older_agent_cannot_be_selected_and_an_install_removes_it(session, fr
         picked = auditor.pool.exec(web3, rpc.agent_command(older), stdin=b'{"agent": "rpcutil", "action": "ping"}')
         assert picked.rc == 99 and f"installed agent-{sha} last" in picked.stderr and picked.stdout == ""
         assert auditor.call([web3], "rpcutil", "ping").ok  # the pinned one still runs
-    # a new install (the agent removed, as after an upgrade) pins it again and removes the older one
+    # a new install (the agent removed, as after an upgrade) pins it again and removes the older one;
+    # a new session, so no resident agent of the old one answers instead
     assert fresh_lab.exec_in("web3", ["rm", "-rf", rpc.agent_path(sha)]).returncode == 0
-    install_agent(session, "web3")
+    with Session(ROOT / "environments" / "local.yaml", audit_path=None) as fresh:
+        install_agent(fresh, "web3")
     listing = fresh_lab.exec_in("web3", ["ls", rpc.AGENT_DIR]).stdout.split()
     assert listing == [f"agent-{sha}", "current"]
