@@ -21,7 +21,7 @@ from .errors import InventoryError
 # all that `agents/` ships. The inventory sits below that layer and cannot import it; a unit test
 # keeps the two in step.
 DEFAULT_AGENTS: tuple[str, ...] = (
-    "appmgr", "firewall", "haproxy", "health", "notify", "package", "rpcutil", "service",
+    "appmgr", "firewall", "haproxy", "health", "lease", "notify", "package", "rpcutil", "service",
 )
 
 TOP_KEYS = ("name", "known_hosts", "defaults", "lab", "hosts", "groups")

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 #: The agents this package ships, one module each (a unit test keeps it in step with the files).
 #: A static list: finding them with pkgutil would cost every run a few milliseconds.
-AGENTS = ("appmgr", "firewall", "haproxy", "health", "notify", "package", "rpcutil", "service")
+AGENTS = ("appmgr", "firewall", "haproxy", "health", "lease", "notify", "package", "rpcutil", "service")
 STATUSES = ("ok", "changed", "failed")
 #: sshd gives non-root users a PATH without sbin; package and firewall tools live there.
 STANDARD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
