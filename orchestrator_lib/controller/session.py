@@ -12,6 +12,7 @@ from .errors import DiscoveryError, FilterError, OrchestratorError
 from .inventory import Host, Inventory, _did_you_mean, load_inventory
 from .orchestration import FailurePolicy, HostResult, RunResult, Status, plan_batches, run_on_hosts
 from .reporting import AuditLog
+from .reporting.journal import Journal
 from .transports.ssh import SSHPool
 
 
@@ -65,6 +66,15 @@ class Session:
         self.audit = AuditLog(audit_path)
         self.workers = workers
         self.history: list[RunResult] = []
+        #: the run's journal (reporting.journal.Journal), when it keeps one: every request's
+        #: "sent" and result lines go there too
+        self.journal: Journal | None = None
+
+    @property
+    def reports_dir(self) -> Path:
+        """The controller's reports directory: where the audit log (and the journals) live."""
+        return self.audit.path.parent if self.audit.path is not None else \
+            self.inventory.path.resolve().parent.parent / "reports"
 
     def _refuse_a_lab_that_is_down(self) -> None:
         """A lab's addresses exist only on its bridge: with the bridge gone, packets to them would
@@ -128,19 +138,31 @@ class Session:
     def call(self, hosts: Iterable[Host], agent: str, action: str, args: Mapping[str, Any] | None = None, *,
              batch_size: Any = None, tries: int = 1, retry_sleep: float = 0.0,
              policy: FailurePolicy | None = None, timeout: float = 300.0,
-             on_result: Callable[[HostResult], None] | None = None) -> RunResult:
-        """Run agent#action on every host (one reqid for the whole request, as MCollective does)."""
+             on_result: Callable[[HostResult], None] | None = None, keep: bool = True,
+             resident: bool = True) -> RunResult:
+        """Run agent#action on every host (one reqid for the whole request, as MCollective does).
+        Each host's request is written to the audit log (and the journal, when the run keeps one)
+        as "sent" before it goes out. `keep=False`: a request beside the run's steps (the deploy
+        lock's), audited but kept out of `history`; `resident=False`: on an SSH channel of its own,
+        never queued behind a request running on the host's resident agent (a lease renewal)."""
         self._refuse_a_lab_that_is_down()
         reqid = rpc.new_reqid()
         hosts = list(hosts)
+        label = f"{agent}#{action}"
 
         def task(host: Host) -> HostResult:
-            return rpc.call(self.pool, host, agent, action, args, reqid=reqid, caller=self.caller,
-                            timeout=timeout)
+            self.audit.sent(reqid=reqid, caller=self.caller, agent=agent, action=action, args=args, host=host.name)
+            if self.journal is not None:
+                self.journal.sent(reqid, label, host.name)
+            result = rpc.call(self.pool, host, agent, action, args, reqid=reqid, caller=self.caller,
+                              timeout=timeout, resident=resident)
+            if self.journal is not None:
+                self.journal.result(reqid, label, result)
+            return result
 
         return self._run(hosts, task, reqid, agent, action, args, on_result, batch_size=batch_size,
                          tries=tries, retry_sleep=retry_sleep, policy=policy or FailurePolicy(),
-                         timeout=timeout * tries + retry_sleep * tries)
+                         timeout=timeout * tries + retry_sleep * tries, keep=keep)
 
     def shell(self, hosts: Iterable[Host], command: str, *, batch_size: Any = None, tries: int = 1,
               timeout: float = 60.0, on_result: Callable[[HostResult], None] | None = None) -> RunResult:
@@ -161,7 +183,7 @@ class Session:
 
     def _run(self, hosts: list[Host], task: Callable[[Host], HostResult], reqid: str, agent: str, action: str,
              args: Mapping[str, Any] | None, on_result: Callable[[HostResult], None] | None,
-             **options: Any) -> RunResult:
+             keep: bool = True, **options: Any) -> RunResult:
         """Fan out, then audit and keep the result. Ctrl-C is audited too (what finished, the rest
         interrupted) before it goes on up as Interrupted: the log never misses a request that ran."""
         self.pool.check_keys(hosts)  # a bad key file: one error, not "unreachable" on every host
@@ -178,15 +200,16 @@ class Session:
         except KeyboardInterrupt:
             result, running = interrupted_result(label, hosts, finished, options.get("batch_size"),
                                                  time.monotonic() - started)
-            self._keep(reqid, agent, action, args, result)
+            self._keep(reqid, agent, action, args, result, keep)
             raise Interrupted(result, running) from None
-        self._keep(reqid, agent, action, args, result)
+        self._keep(reqid, agent, action, args, result, keep)
         return result
 
     def _keep(self, reqid: str, agent: str, action: str, args: Mapping[str, Any] | None,
-              result: RunResult) -> None:
+              result: RunResult, keep: bool = True) -> None:
         self.audit.record(reqid=reqid, caller=self.caller, agent=agent, action=action, args=args, result=result)
-        self.history.append(result)
+        if keep:
+            self.history.append(result)
 
     def host(self, name: str) -> Host:
         return self.inventory.host(name)

@@ -20,6 +20,18 @@ class AuditLog:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
 
+    def sent(self, *, reqid: str, caller: str, agent: str, action: str, args: Mapping[str, Any] | None,
+             host: str) -> None:
+        """The request is about to go to `host`: written before it is sent, so a controller
+        killed while it runs still leaves a line for it (status "sent", no outcome)."""
+        if self.path is None:
+            return
+        line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reqid": reqid, "caller": caller,
+                           "agent": agent, "action": action, "args": redact(dict(args or {})), "host": host,
+                           "status": "sent", "message": ""}, sort_keys=True)
+        with self._lock, open(self.path, "a") as out:
+            out.write(line + "\n")
+
     def record(self, *, reqid: str, caller: str, agent: str, action: str,
                args: Mapping[str, Any] | None, result: RunResult) -> None:
         if self.path is None:

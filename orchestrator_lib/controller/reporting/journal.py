@@ -26,10 +26,24 @@ from ..orchestration import HostResult
 #: cache outlives the process) but not fsync'd: nothing is left half-done on a host if one is lost.
 READ_ONLY = frozenset({"rpcutil#ping", "rpcutil#facts", "rpcutil#agents", "package#status", "service#status",
                        "firewall#status", "haproxy#status", "health#http", "health#load", "lease#status"})
+#: the deploy lock's own requests: in the audit logs, not in the journal (it tells the story of
+#: the run's steps; a lease left behind is the lease's business: it expires)
+UNJOURNALED = ("lease#",)
 #: outcomes (matrix words) after which a host has not completed a scenario
 NOT_DONE = frozenset({"failed", "unreachable", "not attempted", "skipped"})
 #: journals read back when looking for the last run on some hosts (newest first)
 LOOKBACK = 50
+
+
+def before_of(label: str, result: HostResult) -> tuple[str, Any] | None:
+    """(subject, state before) when `result` says what a package was before a change to it:
+    package#update/install (`previous`), appmgr#deploy (`before.package`)."""
+    data = result.data if isinstance(result.data, dict) else {}
+    if label in ("package#update", "package#install") and data.get("name") and "previous" in data:
+        return f"package {data['name']}", data["previous"]
+    if label == "appmgr#deploy" and isinstance(result.before, dict) and data.get("app"):
+        return f"package {data['app']}", result.before.get("package")
+    return None
 
 
 def journal_dir(reports: Path) -> Path:
@@ -84,12 +98,19 @@ class Journal:
         self.append("step", step=text)
 
     def sent(self, reqid: str, label: str, host: str) -> None:
+        if label.startswith(UNJOURNALED):
+            return
         self.append("sent", sync=label not in READ_ONLY, reqid=reqid, label=label, host=host,
                     step=self.where["step"])
 
-    def result(self, reqid: str, label: str, result: HostResult, subject: str = "") -> None:
+    def result(self, reqid: str, label: str, result: HostResult) -> None:
+        if label.startswith(UNJOURNALED):
+            return
         self.append("result", sync=label not in READ_ONLY, reqid=reqid, label=label, host=result.host,
                     status=str(result.status), message=result.message, before=result.before, after=result.after)
+        subject = before_of(label, result)
+        if subject is not None:
+            self.remember_before(result.host, *subject)
 
     def remember_before(self, host: str, subject: str, before: Any) -> None:
         """The first state a changing request found (`package mywebapp`: 4.2.5-1.el5): what the
@@ -182,8 +203,8 @@ class JournalRun:
                 sc = out.scenarios.setdefault((r.get("feature", ""), r.get("scenario", "")),
                                               ScenarioRun(r.get("feature", ""), r.get("scenario", "")))
                 sc.targeted, sc.completed, sc.ended = list(r.get("targeted", [])), list(r.get("completed", [])), True
-            elif kind == "end":
-                out.ended, out.passed = True, bool(r.get("passed"))
+            elif kind == "end":  # a run stopped by Ctrl-C ends, but as interrupted
+                out.ended, out.passed = not r.get("interrupted"), bool(r.get("passed"))
         for (_, host), label in pending.items():
             out.in_flight.setdefault(host, label)
         return out

@@ -414,18 +414,20 @@ def _call_resident(pool: Any, host: Any, state: _PoolChannels, payload: bytes, d
 
 
 def call(pool: Any, host: Any, agent: str, action: str, args: Mapping[str, Any] | None = None, *,
-         reqid: str, caller: str, facts: Mapping[str, Any] | None = None, timeout: float = 60) -> HostResult:
+         reqid: str, caller: str, facts: Mapping[str, Any] | None = None, timeout: float = 60,
+         resident: bool = True) -> HostResult:
     """Run `agent#action` on `host` through `pool` (an SSHPool). Transport errors propagate
     (the orchestration layer turns them into UNREACHABLE); everything else is a HostResult.
     On a pool that can hold sessions the request goes to the host's resident agent; the one-shot
-    exec is the fallback."""
+    exec is the fallback. `resident=False` uses the one-shot exec (its own SSH channel): for a
+    request that must neither wait for nor hold up the one running on the resident agent."""
     data, sha = agent_archive()
     label = f"{agent}#{action}"
     payload = request_bytes(agent, action, args, reqid=reqid, caller=caller,
                             facts=host.facts if facts is None else facts)
     started = time.monotonic()
     state = pool_channels(pool)
-    if state is not None:
+    if state is not None and resident:
         result = _call_resident(pool, host, state, payload, data, sha, label, timeout, started, reqid)
         if result is not None:
             return result
