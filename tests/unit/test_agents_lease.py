@@ -98,3 +98,9 @@ def test_concurrent_acquires_leave_exactly_one_holder(tmp_path, monkeypatch):
         for t in threads:
             t.join()
     assert sorted(r.status for r in replies.values()) == ["changed"] + ["failed"] * 7
+
+
+def test_a_dry_run_takes_nothing(host):
+    with core.use_system(host):
+        r = core.dispatch(core.Request("lease", "acquire", {"run": "runA"}, dry_run=True))
+    assert str(r.status) == "would change" and ask(host, "status").data["lease"] is None

@@ -123,6 +123,9 @@ def acquire(req: Request) -> Reply:
             return Reply.failed(f"deploy lock held by {describe(held, now)}",
                                 before=_view(held, now), after=_view(held, now), data={"holder": _view(held, now)})
         mine = held is not None and held["run"] == run
+        if req.dry_run:  # a dry run says whether it would get the lease, and takes nothing
+            return Reply.done(not mine, "holds the lease" if mine else "would take the lease",
+                              dry_run=True, before=_view(held, now))
         lease = {"run": run, "caller": req.caller, "feature": feature, "reqid": req.reqid,
                  "started": held["started"] if mine else now, "expires": now + ttl}
         _write(lease)
@@ -146,6 +149,8 @@ def renew(req: Request) -> Reply:
         if held is None or held["run"] != run:
             who = "nobody" if held is None else describe(held, now)
             return Reply.failed(f"lease of run {run} lost: now held by {who}", data={"holder": _view(held, now)})
+        if req.dry_run:
+            return Reply.ok("would renew the lease", data={"lease": _view(held, now)})
         lease = {**held, "expires": now + ttl}
         _write(lease)
     return Reply.ok(f"lease renewed for {ttl:g} s", data={"lease": _view(lease, now)})
@@ -161,5 +166,7 @@ def release(req: Request) -> Reply:
         if held is None or held["run"] != run:
             who = "free" if held is None else f"held by {describe(held, now)}"
             return Reply.ok(f"not held by run {run} ({who})", data={"holder": _view(held, now)})
+        if req.dry_run:
+            return Reply.done(True, f"would release the lease of run {run}", dry_run=True, before=_view(held, now))
         _write(None)
     return Reply.done(True, f"lease of run {run} released", before=_view(held, now))
