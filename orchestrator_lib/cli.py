@@ -31,8 +31,10 @@ from .controller.deploy import loadbalancer
 from .controller.discovery import CountContract, Filter
 from .controller.errors import OrchestratorError
 from .controller.inventory import Host
-from .controller.orchestration import HostResult, RunResult, Status, parse_batch_size
+from .controller.orchestration import HostResult, RunOptions, RunResult, Status, parse_batch_size
+from .controller.orchestration.policy import MAX_TRIES
 from .controller.session import Interrupted, Session
+from .lab import refuse_if_down
 from .protocol import ACTIONS, AGENTS, action_names
 
 PROG = "orch"
@@ -56,10 +58,16 @@ def batch_type(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+#: Bounds of the numeric options: past these a value is a typo (and 1e308 s overflowed the clock).
+MAX_SECONDS = 86400.0
+
+
 def tries_type(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"'{text}': expected a whole number of at least 1")
-    return int(text)
+    """RunOptions checks tries (the one check); here only the text is read."""
+    try:
+        return RunOptions(tries=int(text)).tries
+    except (ValueError, OrchestratorError):
+        raise argparse.ArgumentTypeError(f"'{text}': expected a whole number from 1 to {MAX_TRIES}") from None
 
 
 def seconds_type(text: str) -> float:
@@ -67,8 +75,8 @@ def seconds_type(text: str) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"'{text}': expected a positive number of seconds")
+    if not 0 < value <= MAX_SECONDS:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"'{text}': expected a number of seconds above 0, at most {MAX_SECONDS:g}")
     return value
 
 
@@ -93,7 +101,7 @@ def rpc_arg_type(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"'{text}': expected KEY=VALUE")
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         value = raw
     return key.strip(), value
 
@@ -104,6 +112,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line: `orch: error: ...`."""
 
     def error(self, message: str) -> NoReturn:
+        message = message.replace("\r", "\\r").replace("\n", "\\n")  # one line, whatever was typed
         self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
 
 
@@ -375,13 +384,11 @@ def progress(label: str, total: int, enabled: bool) -> Iterator[Callable[[HostRe
 
 def execute(session: Session, args: argparse.Namespace, call: Call, out: Console) -> RunResult:
     """Run the call; on Ctrl-C show what it got done (on `out`) before main() reports the interrupt."""
-    options: dict[str, Any] = {"batch_size": args.batch, "tries": args.tries}
-    if args.timeout is not None:
-        options["timeout"] = args.timeout
+    options = RunOptions(batch_size=args.batch, tries=args.tries, timeout=args.timeout or RunOptions.timeout)
     label = f"{call.agent}#{call.action}"
     try:
         with progress(label, len(call.hosts), not (args.json or args.no_progress)) as on_result:
-            return session.call(call.hosts, call.agent, call.action, call.args, on_result=on_result, **options)
+            return session.call(call.hosts, call.agent, call.action, call.args, options, on_result=on_result)
     except Interrupted as stop:
         render_interrupted(stop, args, out)
         raise
@@ -447,7 +454,7 @@ def run_find(session: Session, args: argparse.Namespace, out: Console) -> int:
 def run_command(args: argparse.Namespace) -> int:
     args.filter = check_arguments(args)
     out = Console(soft_wrap=True, highlight=False)
-    with Session(args.env, trust_on_first_use=args.tofu) as session:
+    with Session(args.env, trust_on_first_use=args.tofu, preflight=refuse_if_down) as session:
         if args.command == "find":
             return run_find(session, args, out)
         call = PLANS[args.command](session, args)

@@ -23,6 +23,7 @@ from orchestrator_lib.controller.inventory import Inventory, load_inventory
 from orchestrator_lib.controller.reporting import ResultMatrix
 from orchestrator_lib.controller.reporting.matrix import GOOD_SCENARIO
 from orchestrator_lib.controller.session import Session
+from orchestrator_lib.lab import refuse_if_down
 
 FAIL_FAST_TAG = "fail_fast"
 #: a scenario that runs only after a failure, for the hosts that failed (and only them)
@@ -100,7 +101,7 @@ def before_all(context: Any) -> None:
         run.configured = True
         run.matrix.env, run.matrix.plan = run.settings.env, run.settings.plan
         run.lab = ensure_lab(load_inventory(run.settings.env))
-        session = Session(run.settings.env)
+        session = Session(run.settings.env, preflight=refuse_if_down)
         context.deploy = run.deploy = Deploy(run.settings, session, run.matrix)
         run.deploy.guard = RunGuard(run.deploy)
     except OrchestratorError as e:

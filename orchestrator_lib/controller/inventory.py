@@ -17,11 +17,13 @@ import yaml
 
 from ..protocol import AGENTS
 from .errors import InventoryError
+from .yaml12 import Yaml12Loader
 
 # Agents a host offers when its spec has no `agents:` list, and the only names such a list may use.
 DEFAULT_AGENTS: tuple[str, ...] = AGENTS
 
-TOP_KEYS = ("name", "known_hosts", "defaults", "lab", "hosts", "groups")
+TOP_KEYS = ("name", "known_hosts", "defaults", "loadbalancer", "lab", "hosts", "groups")
+LOADBALANCER_KEYS = ("backend",)
 DEFAULTS_KEYS = ("user", "port", "key")
 HOST_KEYS = ("address", "port", "user", "key", "facts", "classes", "agents", "lab")
 
@@ -58,7 +60,8 @@ class Inventory:
     hosts: Mapping[str, Host]
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     known_hosts: Path | None = None
-    lab: Mapping[str, Any] = field(default_factory=dict)
+    loadbalancer: Mapping[str, str] = field(default_factory=dict)  # {"backend": "app"}: the LB's defaults
+    lab: Mapping[str, Any] = field(default_factory=dict)  # read by lab/ only
 
     def host(self, name: str) -> Host:
         """The host called `name`; a typo gets a suggestion rather than a KeyError."""
@@ -145,7 +148,7 @@ class _Source:
         return InventoryError(_one_line(f"{self.display}:{line}: {_format_path(path)}: {message}"))
 
 
-class _LineLoader(yaml.SafeLoader):
+class _LineLoader(Yaml12Loader):
     """A SafeLoader that records the line of every key path while building plain Python data, and
     refuses duplicate keys: PyYAML would keep the last one and silently lose e.g. a host."""
 
@@ -163,6 +166,7 @@ class _LineLoader(yaml.SafeLoader):
         return self._build(node, (), frozenset())
 
     def _build(self, node: yaml.Node, path: KeyPath, active: frozenset[int]) -> Any:
+        self.count_node(node)
         if isinstance(node, yaml.ScalarNode):
             self.source.raw[path] = node.value
             return self.construct_object(node)
@@ -220,7 +224,12 @@ def _read_yaml(source: _Source) -> Any:
         raise InventoryError(f"{source.display}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise InventoryError(f"{source.display}: cannot read: {exc.strerror or exc}") from None
-    loader = _LineLoader(text, source)
+    try:
+        loader = _LineLoader(text, source)
+    except yaml.reader.ReaderError as exc:  # the reader refuses NUL and other control characters up front
+        line = text.count("\n", 0, exc.position) + 1
+        raise InventoryError(f"{source.display}:{line}: invalid YAML: control character "
+                             f"#x{exc.character:04x} is not allowed (is this a binary file?)") from None
     try:
         return loader.load_document()
     except yaml.MarkedYAMLError as exc:
@@ -247,6 +256,8 @@ def _build_inventory(data: Any, src: _Source) -> Inventory:
     name = _string(src, ("name",), top["name"]) if "name" in top else src.path.stem
     known_hosts = _optional_path(src, ("known_hosts",), top.get("known_hosts"))
     lab = _mapping(src, ("lab",), top.get("lab"), None, "a mapping")
+    balancer = _mapping(src, ("loadbalancer",), top.get("loadbalancer"), LOADBALANCER_KEYS, "a mapping")
+    loadbalancer = {k: _string(src, ("loadbalancer", k), v) for k, v in balancer.items()}
 
     defaults = _mapping(src, ("defaults",), top.get("defaults"), DEFAULTS_KEYS, "a mapping")
     user = _string(src, ("defaults", "user"), defaults["user"]) if "user" in defaults else "root"
@@ -264,7 +275,8 @@ def _build_inventory(data: Any, src: _Source) -> Inventory:
     for group, members in group_specs.items():
         groups[group] = _group(src, ("groups", group), members, hosts)
 
-    return Inventory(name=name, path=src.path, hosts=hosts, groups=groups, known_hosts=known_hosts, lab=lab)
+    return Inventory(name=name, path=src.path, hosts=hosts, groups=groups, known_hosts=known_hosts,
+                     loadbalancer=loadbalancer, lab=lab)
 
 
 def _host(src: _Source, name: str, spec: Any, *, user: str, port: int, key: Path | None) -> Host:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator_lib.controller.deploy import DeployError, RunOptions, Settings, Unanswered
+from orchestrator_lib.controller.deploy import DeployError, Settings, Unanswered
+from orchestrator_lib.controller.orchestration import RunOptions
 from orchestrator_lib.controller.deploy.run import failure_text, fill_message, plan_cells, values_of
 from orchestrator_lib.controller.discovery import CountContract
 from orchestrator_lib.controller.errors import DiscoveryError, FilterError, InventoryError, OrchestratorError
@@ -106,7 +107,7 @@ def test_act_records_every_host_says_the_tally_and_fails_naming_the_hosts(tmp_pa
     d = make_deploy(tmp_path, bad)
     d.narrow(facts=["hagroup=/a|b/"])
     with pytest.raises(DeployError) as failed:
-        d.act(d.hosts(), "service", "restart", {"name": "nginx"}, subject="service nginx", options=RunOptions("1", 2))
+        d.act(d.hosts(), "service", "restart", {"name": "nginx"}, subject="service nginx", options=RunOptions(batch_size=1, tries=2))
     assert str(failed.value) == "service#restart did not succeed on web2 (1 of 2 hosts):\n  web2: failed: boom"
     assert said(d)[0].startswith("      service#restart: ok on 1 of 2 hosts (1 changed), failed on 1 (web2)")
     assert {h: (c.status, c.subject) for h, c in cells(d).items()} == {
@@ -269,7 +270,7 @@ def test_lb_wait_is_a_finite_number_of_seconds(value):
 def test_bad_values_are_one_line_naming_the_option():
     assert error_of(plan="maybe") == "-D plan=maybe: expected true or false"
     assert error_of(env="") == "-D env=: expected a value (default: local)"
-    assert error_of(health_path="health") == "-D health_path=health: expected a path starting with /"
+    assert error_of(health_path="health").startswith("-D health_path='health': expected a URL path starting with /")
 
 
 def test_the_notify_webhook_template_is_checked_before_any_host_is_touched():
@@ -282,9 +283,9 @@ def test_the_notify_webhook_template_is_checked_before_any_host_is_touched():
     assert error_of(notify_webhook="http://{address/n") == \
         "-D notify_webhook=http://{address/n: bad template: expected '}' before end of string"
     assert error_of(notify_webhook="http://{address:d}/n").startswith("-D notify_webhook=http://{address:d}/n: bad template:")
-    good = Settings.from_userdata(UserData(notify_webhook="https://{name}.example:{address}/hook"))
+    good = Settings.from_userdata(UserData(notify_webhook="https://{name}.example:8443/{address}/hook"))
     from orchestrator_lib.controller.inventory import Host
-    assert good.webhook(Host("n1", "10.0.0.5")) == "https://n1.example:10.0.0.5/hook"
+    assert good.webhook(Host("n1", "10.0.0.5")) == "https://n1.example:8443/10.0.0.5/hook"
     with pytest.raises(OrchestratorError, match="unknown field {addr}"):
         Settings(notify_webhook="{addr}")
 

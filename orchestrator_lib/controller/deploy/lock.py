@@ -11,14 +11,14 @@ import threading
 from typing import Callable, Iterable
 
 from ..inventory import Host
-from ..orchestration import HostResult, RunResult
+from ..orchestration import HostResult, RunOptions, RunResult
 from ..session import Session
 from .run import DeployError
 
 #: seconds a lease lasts unless renewed; the run renews it every third of that
 DEFAULT_TTL = 60.0
-#: a renewal or release waits at most this long for a host (it runs beside the run's requests)
-SIDE_TIMEOUT = 10.0
+#: the lock's requests wait at most this long for a host
+SIDE = RunOptions(timeout=10.0)
 
 
 class LockHeld(DeployError):
@@ -52,7 +52,7 @@ class DeployLock:
         for group in (todo[:1], todo[1:]):
             if not group:
                 continue
-            run = self.session.call(group, "lease", "acquire", self._args(), timeout=SIDE_TIMEOUT, keep=False)
+            run = self.session.call(group, "lease", "acquire", self._args(), SIDE)
             won = [h for h in group if run.results[h.name].ok]
             taken += won
             with self._lock:
@@ -83,7 +83,7 @@ class DeployLock:
 
     def _give_back(self, hosts: list[Host]) -> None:
         if hosts:
-            self.session.call(hosts, "lease", "release", {"run": self.run}, timeout=SIDE_TIMEOUT, keep=False)
+            self.session.call(hosts, "lease", "release", {"run": self.run}, SIDE)
             with self._lock:
                 for h in hosts:
                     self.held.pop(h.name, None)
@@ -101,8 +101,8 @@ class DeployLock:
             if not hosts:
                 continue
             try:
-                run = self.session.call(hosts, "lease", "renew", {"run": self.run, "ttl": self.ttl},
-                                        timeout=SIDE_TIMEOUT, keep=False, resident=False)
+                run = self.session.call(hosts, "lease", "renew", {"run": self.run, "ttl": self.ttl}, SIDE,
+                                        side=True)
             except Exception:  # the session is closing: the run is ending anyway
                 return
             for name, result in run.results.items():
@@ -124,8 +124,7 @@ class DeployLock:
             hosts = list(self.held.values())
         if not hosts:
             return None
-        run = self.session.call(hosts, "lease", "release", {"run": self.run}, timeout=SIDE_TIMEOUT, keep=False,
-                                resident=resident)
+        run = self.session.call(hosts, "lease", "release", {"run": self.run}, SIDE, side=not resident)
         with self._lock:
             for name, result in run.results.items():
                 if result.ok:

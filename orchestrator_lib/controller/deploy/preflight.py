@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..inventory import Host
-from ..orchestration import RunResult
+from ..orchestration import RunOptions, RunResult
 from ..reporting import Cell, Outcome
 from .run import Deploy, DeployError
 
@@ -65,7 +65,7 @@ def check(d: Deploy, targets: list[Host], needs: Needs) -> str:
 
 
 def _call(d: Deploy, hosts: list[Host], agent: str, action: str, args: dict) -> RunResult:
-    return d.session.call(hosts, agent, action, args, timeout=HOST_TIMEOUT, keep=False)
+    return d.session.call(hosts, agent, action, args, RunOptions(timeout=HOST_TIMEOUT))
 
 
 def _load_balancer(d: Deploy, lb: Host, targets: list[Host], needs: Needs) -> tuple[list[Problem], str]:
