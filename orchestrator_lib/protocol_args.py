@@ -42,6 +42,7 @@ BACKEND = re.compile(r"iptables|nft")
 SOCKET = re.compile(r"/run/haproxy/[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}\.sock")
 URL = re.compile(r"https?://(?:[^\s/?#@]{1,128}@)?[A-Za-z0-9.\[\]:_-]{1,255}(?:[/?#][\x21-\x7e]{0,2000})?")
 NAGIOS_STATES = re.compile(r"(?i:warning|critical|unknown)")
+RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 
 
 class ArgError(ValueError):
@@ -143,6 +144,10 @@ SCHEMAS: dict[str, dict[str, dict[str, Callable[[Any], Any]]]] = {
                           "health_field": _name(FIELD, "a field name"), "deadline": _number(0, MAX_SECONDS, above=True),
                           "interval": _number(0.05, 60), "downgrade": _bool}},
     "firewall": {"status": _FIREWALL, "block": _FIREWALL, "unblock": _FIREWALL},
+    "lease": {"status": {}, "release": {"run": _name(RUN_ID, "a run id")},
+              "acquire": {"run": _name(RUN_ID, "a run id"), "ttl": _number(0, MAX_SECONDS, above=True),
+                          "feature": _text(256)},
+              "renew": {"run": _name(RUN_ID, "a run id"), "ttl": _number(0, MAX_SECONDS, above=True)}},
     "haproxy": {"status": _LB, "disable": _LB, "enable": _LB,
                 "drain": {**_LB, "deadline": _number(0, MAX_SECONDS), "interval": _number(0.05, 60)}},
     "health": {"http": {"url": _url, "expect_status": _number(100, 599, whole=True), "field": _name(FIELD, "a field name"),
@@ -161,7 +166,7 @@ SCHEMAS: dict[str, dict[str, dict[str, Callable[[Any], Any]]]] = {
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
     "appmgr#deploy": ("app", "revision"), "firewall#*": ("source",), "haproxy#*": ("backend",),
-    "health#http": ("url",), "health#command": ("command",), "notify#send": ("recipient", "message"),
+    "health#http": ("url",), "lease#acquire": ("run",), "lease#renew": ("run",), "lease#release": ("run",), "health#command": ("command",), "notify#send": ("recipient", "message"),
     "package#*": ("name",), "service#*": ("name",)}
 
 

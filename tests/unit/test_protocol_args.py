@@ -157,3 +157,10 @@ def test_fuzz_no_wrong_accept_from_the_known_classes(target, args):
             assert not text.startswith("-") and ";" not in text and " " not in text
         if name == "socket":
             assert text.startswith("/run/haproxy/") and ".." not in text
+
+
+def test_every_action_of_the_protocol_has_an_argument_schema():
+    """A new agent or action cannot ship without saying what its arguments may be."""
+    from orchestrator_lib.protocol import ACTIONS
+    assert {(a, act) for a, acts in ACTIONS.items() for act in acts} == \
+        {(a, act) for a, acts in protocol_args.SCHEMAS.items() for act in acts}

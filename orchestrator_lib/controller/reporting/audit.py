@@ -2,7 +2,7 @@
 the host's own audit line carries, so "who ran what where" can be followed from either end.
 Arguments and messages go through the agents' redaction (host/redact.py), the same on both ends.
 
-A "sent" line is written before the fan-out: a log that cannot be written stops the request before
+The log is checked writable before the fan-out: one that cannot be written stops the request before
 any host is contacted (an AuditError), instead of failing after the fan-out and losing its results.
 A write that fails after the fan-out (disk full meanwhile) warns on stderr; the results are kept."""
 from __future__ import annotations
@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Sequence
 
 from ...host.audit import redact, redact_text
 from ...protocol import Request
@@ -36,18 +35,31 @@ class AuditLog:
             with open(self.path, "a") as out:
                 out.write("\n".join(lines) + "\n" if lines else "")
 
-    def begin(self, request: Request, hosts: Sequence[str]) -> None:
-        """The "sent" line, before any host is contacted; raises AuditError when it cannot be written."""
+    def check_writable(self) -> None:
+        """Before the fan-out: raises AuditError when the log cannot be opened for appending, so a
+        request that could not be audited is never sent (it used to fail after the fan-out, and
+        the results of a request that had run were lost)."""
         if self.path is None:
             return
-        line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "event": "sent", "reqid": request.reqid,
-                "caller": request.caller, "agent": request.agent, "action": request.action,
-                "args": redact(dict(request.args)), "dry_run": request.dry_run, "hosts": list(hosts)}
         try:
-            self._append([json.dumps(line, sort_keys=True, allow_nan=False)])
-        except (OSError, ValueError) as e:
-            raise AuditError(f"cannot write the central audit log {self.path}: "
-                             f"{getattr(e, 'strerror', None) or e}; nothing was sent") from None
+            with self._lock:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                open(self.path, "a").close()
+        except OSError as e:
+            raise AuditError(f"cannot write the central audit log {self.path}: {e.strerror or e}; "
+                             "nothing was sent") from None
+
+    def sent(self, request: Request, host: str) -> None:
+        """The request is about to go to `host`: written before it is sent, so a controller
+        killed while it runs still leaves a line for it (status "sent", no outcome yet)."""
+        if self.path is None:
+            return
+        line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reqid": request.reqid,
+                           "caller": request.caller, "agent": request.agent, "action": request.action,
+                           "args": redact(dict(request.args)), "dry_run": request.dry_run, "host": host,
+                           "status": "sent", "message": ""}, sort_keys=True)
+        with self._lock, open(self.path, "a") as out:
+            out.write(line + "\n")
 
     def record(self, request: Request, result: RunResult) -> None:
         """One line per host. A failure here warns (the fan-out ran: its results must not be lost)."""
