@@ -135,7 +135,7 @@ _WAIT = _number(0, 600)
 _FIREWALL = {"source": _network, "comment": _name(TAG, "a comment of letters, digits and _.:/@-"),
              "chain": _name(CHAIN, "a chain name (not starting with '-')"), "backend": _name(BACKEND, "iptables or nft")}
 _LB = {"backend": _HAPROXY, "servers": _names(_HAPROXY), "server": _names(_HAPROXY),
-       "socket": _name(SOCKET, "a socket under /run/haproxy/")}
+       "socket": _name(SOCKET, "a socket under /run/haproxy/"), "timeout": _number(0, 60, above=True)}
 
 #: agent -> canonical action -> argument -> check (value -> value, ValueError when bad);
 #: REQUIRED names the arguments an action cannot do without.
