@@ -17,7 +17,7 @@ CHECK_MARGIN = 30.0
 # ---- packages ---------------------------------------------------------------------------------------
 def update_package(d: Deploy, name: str, version: str | None, options: RunOptions) -> None:
     """To `version`, or (None) to the newest the host's package sources offer."""
-    options.check()
+    options = d.step_options(options)
     hosts, subject = d.hosts(), f"package {name}"
     if d.plan:
         # `candidate` is asked for but only used when the agent reports it: without it, "newest"
@@ -112,7 +112,7 @@ def _app_cell(result: HostResult) -> Cell:
 
 def deploy_app(d: Deploy, app: str, revision: str, options: RunOptions) -> None:
     """Package to the revision, restart only where needed, wait until the app reports it."""
-    options.check()
+    options = d.step_options(options)
     hosts, subject = d.hosts(), f"app {app}"
     d.scenario.facts["version"] = revision
     if d.plan:
@@ -145,7 +145,7 @@ def _service_cell(action: str, before: dict[str, str] | None = None):
 
 def service_action(d: Deploy, name: str, action: str, options: RunOptions,
                    hosts: list[Host] | None = None, before: dict[str, str] | None = None) -> None:
-    options.check()
+    options = d.step_options(options)
     hosts = d.hosts() if hosts is None else hosts
     subject = f"service {name}"
     if d.plan:
@@ -167,7 +167,7 @@ def service_states(d: Deploy, name: str) -> dict[str, Any]:
 def restart_unless_reporting(d: Deploy, name: str, port: int, field: str, value: str, options: RunOptions) -> None:
     """Restart only where the service does not yet report `field` = `value` (a process started
     before its package was upgraded still reports the old version): re-running changes nothing."""
-    options.check()
+    options = d.step_options(options)
     hosts = d.hosts()
     run = d.call(hosts, "health", "http", {"url": health_url(d, port), "field": field, "expect": value, "timeout": 2})
     stale: list[Host] = []

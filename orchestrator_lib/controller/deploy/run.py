@@ -21,6 +21,8 @@ from ..orchestration import HostResult, RunResult, parse_batch_size
 from ..orchestration.batches import BatchSize
 from ..reporting import Cell, Outcome, ResultMatrix
 from ..session import Interrupted, Session
+from ..orchestration.rollout import RolloutPolicy
+from .rollout import AnalysisCheck, ScenarioRollout, batches_for, describe_batches, run_rollout, seed_for
 from .settings import Settings
 from .targets import Target
 
@@ -92,6 +94,7 @@ class ScenarioState:
     backend: str = ""
     facts: dict[str, str] = field(default_factory=dict)              # {version} etc. for messages
     planned: dict[tuple[str, str], Any] = field(default_factory=dict)  # plan: (host, subject) -> state
+    rollout: ScenarioRollout = field(default_factory=ScenarioRollout)
 
 
 def values_of(run: RunResult, value: Callable[[HostResult], Any]) -> dict[str, Any]:
@@ -144,6 +147,7 @@ class Deploy:
                  out: TextIO | None = None) -> None:
         self.settings, self.session, self.matrix = settings, session, matrix
         self.out = out
+        self.seed = seed_for(settings.seed)  # one per run: the report records it, -D seed= replays it
         self.scenario = ScenarioState()
 
     @property
@@ -154,8 +158,37 @@ class Deploy:
     def inventory(self) -> Inventory:
         return self.session.inventory
 
-    def begin_scenario(self, feature: str, name: str) -> None:
+    def begin_scenario(self, feature: str, name: str, policy: RolloutPolicy | None = None,
+                       gates: dict[int, list[AnalysisCheck]] | None = None) -> None:
+        """A new scenario, with the rollout policy its tags state and the analysis steps that
+        gate its Whens (by the When's step index)."""
         self.scenario = ScenarioState(feature, name)
+        self.scenario.rollout = ScenarioRollout(policy or RolloutPolicy(), self.seed, dict(gates or {}))
+        self.record_rollout()
+
+    def begin_step(self, index: int, where: str, text: str) -> None:
+        r = self.scenario.rollout
+        r.step_index, r.step_where, r.step_text = index, where, text
+
+    def record_rollout(self) -> None:
+        """The scenario's rollout (policy, seed, canaries, batches, budget, analyses) in the report."""
+        if self.scenario.rollout.active and self.matrix.scenarios:
+            self.matrix.scenarios[-1].rollout = self.scenario.rollout.to_dict()
+
+    def step_options(self, options: RunOptions) -> RunOptions:
+        """A When's options, checked, with the policy's batches when it says none (a tag and the
+        step that disagree: one line naming both). Plan mode says the batches it would use."""
+        options.check()
+        r = self.scenario.rollout
+        if not r.active:
+            return options
+        from .rollout import step_batch
+        merged = RunOptions(step_batch(self, options), options.tries)
+        if self.plan:
+            hosts = self.hosts()
+            self.say(f"plan: batches {describe_batches(batches_for(self, hosts, merged))}"
+                     + (f"; {r.policy.describe()}" if not r.policy.empty else ""))
+        return merged
 
     def say(self, line: str) -> None:
         """Under the step's line in behave's output, and in the step's notes in the report."""
@@ -178,7 +211,13 @@ class Deploy:
         self.narrow(identities=[h.name for h in self.inventory.group(group)])
 
     def hosts(self) -> list[Host]:
-        """The scenario's hosts: the pre-discovered ones, else what the filters select now."""
+        """The scenario's hosts: the pre-discovered ones, else what the filters select now; less
+        those that failed within the scenario's failure budget (they leave the scenario)."""
+        hosts = self._targeted()
+        budget = self.scenario.rollout.budget
+        return [h for h in hosts if h.name not in budget.failed] if budget is not None else hosts
+
+    def _targeted(self) -> list[Host]:
         target = self.scenario.target
         pinned = target.pinned_hosts()
         if pinned is not None:
@@ -232,7 +271,9 @@ class Deploy:
             subject: str = "", options: RunOptions = RunOptions(), timeout: float = 300.0,
             describe_result: Callable[[HostResult], Cell] | None = None) -> RunResult:
         """A When: run the action, record every host, print the tally, fail naming the hosts it
-        did not succeed on."""
+        did not succeed on. Under a rollout policy (or with batches), batch by batch: see rollout.py."""
+        if self.scenario.rollout.active:
+            return run_rollout(self, hosts, agent, action, args, options, timeout, subject, describe_result)
         return self.conclude(self.call(hosts, agent, action, args, options, timeout, subject, describe_result),
                              subject, describe_result)
 

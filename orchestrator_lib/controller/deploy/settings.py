@@ -100,6 +100,7 @@ class Settings:
     health_path: str = "/health"       # path of "the health check on port N"
     notify_group: str = "notify"       # the estate's notification hosts (a group, else class roles::notify)
     notify_webhook: str = "http://{address}:8025/notify"
+    seed: int | None = None            # the canaries' seed (the report records it; -D seed= replays a run's choice)
 
     def __post_init__(self) -> None:
         """The checks that need no file system: a Settings built any way is a valid one."""
@@ -146,7 +147,8 @@ class Settings:
                        backend=str(userdata.get("backend", "")), lb_wait=_seconds(userdata, "lb_wait", cls.lb_wait),
                        health_path=_text(userdata, "health_path", cls.health_path),
                        notify_group=_text(userdata, "notify_group", cls.notify_group),
-                       notify_webhook=_text(userdata, "notify_webhook", cls.notify_webhook))
+                       notify_webhook=_text(userdata, "notify_webhook", cls.notify_webhook),
+                       seed=_seed(userdata))
         check_report_path(settings.report_template)
         return settings
 
@@ -155,6 +157,15 @@ def _text(userdata: Any, name: str, default: str) -> str:
     if not value:
         raise SettingsError(f"-D {name}=: expected a value (default: {default})")
     return value
+
+
+def _seed(userdata: Any) -> int | None:
+    text = str(userdata.get("seed", "")).strip()
+    if not text:
+        return None
+    if not text.isdigit() or len(text) > 12:
+        raise SettingsError(f"-D seed={text}: expected a whole number, as a report's rollout seed")
+    return int(text)
 
 
 def _bool(userdata: Any, name: str) -> bool:
