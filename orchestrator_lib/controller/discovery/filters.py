@@ -11,10 +11,12 @@ import re
 import shlex
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterable, Pattern
+from typing import TYPE_CHECKING, Iterable, Pattern
 
 from ..errors import FilterError
-from ..inventory import Host, Inventory
+
+if TYPE_CHECKING:  # annotations only: the NATS agent bundle ships these matchers without the inventory
+    from ..inventory import Host, Inventory
 
 FACT_OPERATORS = ("=", "==", "!=", "<", ">", "<=", ">=", "=~")
 _FACT_TERM = re.compile(
