@@ -95,7 +95,7 @@ def before_all(context: Any) -> None:
         run.configured = True
         run.matrix.env, run.matrix.plan = run.settings.env, run.settings.plan
         run.lab = ensure_lab(load_inventory(run.settings.env))
-        session = Session(run.settings.env)
+        session = Session(run.settings.env, transport=run.settings.transport or None)
         context.deploy = run.deploy = Deploy(run.settings, session, run.matrix)
     except OrchestratorError as e:
         run.error = run.matrix.error = str(e)

@@ -14,6 +14,8 @@ from .orchestration import FailurePolicy, HostResult, RunResult, Status, plan_ba
 from .reporting import AuditLog
 from .transports.ssh import SSHPool
 
+TRANSPORTS = ("ssh", "nats")
+
 
 DEFAULT_AUDIT = Path("<default>")
 #: The bridge of a lab whose `lab:` section names none: Lab's own default (lab/estate.py, in
@@ -55,8 +57,15 @@ class Session:
 
     def __init__(self, env: str | Path = "local", *, trust_on_first_use: bool = False,
                  caller: str | None = None, audit_path: Path | None = DEFAULT_AUDIT,
-                 connect_timeout: float = 5.0, workers: int = 64) -> None:
+                 connect_timeout: float = 5.0, workers: int = 64, transport: str | None = None) -> None:
         self.inventory: Inventory = load_inventory(env)
+        self.transport = transport or self.inventory.transport
+        if self.transport not in TRANSPORTS:
+            raise OrchestratorError(f"unknown transport {self.transport!r} (known: {', '.join(TRANSPORTS)})")
+        if self.transport == "nats" and self.inventory.nats is None:
+            raise OrchestratorError(f"{self.inventory.path.name}: transport nats needs a 'nats:' section "
+                                    f"naming the broker's servers")
+        self._nats: Any = None
         self.pool = SSHPool(self.inventory, trust_on_first_use=trust_on_first_use,
                             connect_timeout=connect_timeout)
         self.caller = caller or rpc.default_caller()
@@ -112,8 +121,57 @@ class Session:
         if contract is not None:
             contract.check(len(hosts), [h.name for h in hosts])
         if live:
-            self.require_answers(self.call(hosts, "rpcutil", "ping"), hosts)
+            pinged = self.broadcast_ping(flt, hosts) if self.transport == "nats" else self.call(hosts, "rpcutil", "ping")
+            self.require_answers(pinged, hosts)
         return hosts
+
+    # ---- NATS -----------------------------------------------------------------------------------
+    @property
+    def nats(self) -> Any:
+        """The NATS transport, connected on first use."""
+        if self._nats is None:
+            from .transports.nats import NatsTransport, Signer
+            settings = self.inventory.nats
+            if settings is None or settings.key is None:
+                raise OrchestratorError(f"{self.inventory.path.name}: nats.key (or defaults.key): "
+                                        f"the ed25519 key that signs requests")
+            self._refuse_a_lab_that_is_down()
+            self._nats = NatsTransport(settings.servers, settings.collective, Signer(settings.key), self.caller,
+                                       ttl=settings.ttl, credentials=settings.credentials).connect()
+        return self._nats
+
+    def broadcast_ping(self, flt: Filter, expected: list[Host]) -> RunResult:
+        """Discovery by broadcast: rpcutil#ping to every agent with the filter inside; each agent
+        matches it against its own facts and classes. Replies are collected until the estate's
+        discovery timeout (or every expected host answered): an expected host that stays silent is
+        UNREACHABLE, named; a host that answered but was not expected is said on stderr."""
+        settings = self.inventory.nats
+        assert settings is not None
+        reqid, started = rpc.new_reqid(), time.monotonic()
+        wire = {k: list(v) for k, v in (("identities", flt.identities), ("facts", flt.facts),
+                                        ("classes", flt.classes), ("agents", flt.agents),
+                                        ("compound", flt.compound)) if v}
+        replies = self.nats.broadcast("rpcutil", "ping", {}, flt=wire, reqid=reqid,
+                                      timeout=settings.discovery_timeout, expect=[h.name for h in expected])
+        from .transports.nats import reply_result
+        results = {}
+        for host in expected:
+            if host.name in replies:
+                results[host.name] = reply_result(host.name, "rpcutil#ping", replies[host.name])
+            else:
+                results[host.name] = HostResult(host.name, Status.UNREACHABLE,
+                                                f"{host.name}: did not answer the broadcast within "
+                                                f"{settings.discovery_timeout:g} s (not connected to the broker, "
+                                                f"or its live facts do not match {flt.describe()})")
+            results[host.name].tries = 1
+        extra = sorted(set(replies) - set(results))
+        if extra:
+            import sys
+            print(f"note: {', '.join(extra)} answered {flt.describe()} over NATS but the inventory does not "
+                  f"select {'them' if len(extra) > 1 else 'it'}", file=sys.stderr)
+        result = RunResult("rpcutil#ping", results, time.monotonic() - started)
+        self._keep(reqid, "rpcutil", "ping", {}, result)
+        return result
 
     @staticmethod
     def require_answers(pinged: RunResult, hosts: list[Host]) -> None:
@@ -135,6 +193,8 @@ class Session:
         hosts = list(hosts)
 
         def task(host: Host) -> HostResult:
+            if self.transport == "nats":
+                return self.nats.call(host, agent, action, args, reqid=reqid, timeout=timeout)
             return rpc.call(self.pool, host, agent, action, args, reqid=reqid, caller=self.caller,
                             timeout=timeout)
 
@@ -164,7 +224,8 @@ class Session:
              **options: Any) -> RunResult:
         """Fan out, then audit and keep the result. Ctrl-C is audited too (what finished, the rest
         interrupted) before it goes on up as Interrupted: the log never misses a request that ran."""
-        self.pool.check_keys(hosts)  # a bad key file: one error, not "unreachable" on every host
+        if self.transport == "ssh" or agent == "shell":
+            self.pool.check_keys(hosts)  # a bad key file: one error, not "unreachable" on every host
         finished: dict[str, HostResult] = {}
 
         def done(result: HostResult) -> None:
@@ -192,6 +253,9 @@ class Session:
         return self.inventory.host(name)
 
     def close(self) -> None:
+        if self._nats is not None:
+            self._nats.close()
+            self._nats = None
         self.pool.close()
 
     def __enter__(self) -> "Session":

@@ -197,13 +197,18 @@ class Deploy:
         since = len(self.session.history)
         lb = self.scenario.lb
         try:
-            hosts = self.session.discover(self.scenario.target.require_some_filter(), contract, live=False)
-            also = [lb.host] if lb is not None and lb.host is not None and lb.host not in hosts else []
-            pinged = self.session.call(hosts + also, "rpcutil", "ping")  # one round: the LB alongside
-            self.session.require_answers(pinged, hosts)
+            if self.session.transport == "nats":  # discovery by broadcast, the filter inside; then the LB
+                hosts = self.session.discover(self.scenario.target.require_some_filter(), contract, live=True)
+                also = [lb.host] if lb is not None and lb.host is not None and lb.host not in hosts else []
+                pinged = self.session.call(also, "rpcutil", "ping") if also else None
+            else:
+                hosts = self.session.discover(self.scenario.target.require_some_filter(), contract, live=False)
+                also = [lb.host] if lb is not None and lb.host is not None and lb.host not in hosts else []
+                pinged = self.session.call(hosts + also, "rpcutil", "ping")  # one round: the LB alongside
+                self.session.require_answers(pinged, hosts)
         finally:
             self._record_new_runs(since)
-        if also and not pinged.results[also[0].name].ok:
+        if also and pinged is not None and not pinged.results[also[0].name].ok:
             raise DeployError(f"the load balancer {also[0].name} did not answer: {pinged.results[also[0].name].message}")
         self.scenario.target.pin(hosts, contract or CountContract.exactly(len(hosts)))
         self.say(f"discovered {len(hosts)} host{'s' if len(hosts) != 1 else ''}: {', '.join(h.name for h in hosts)}")

@@ -75,6 +75,7 @@ class Settings:
     health_path: str = "/health"       # path of "the health check on port N"
     notify_group: str = "notify"       # the estate's notification hosts (a group, else class roles::notify)
     notify_webhook: str = "http://{address}:8025/notify"
+    transport: str = ""                # ssh or nats; empty: what the estate says (`transport:`)
 
     def __post_init__(self) -> None:
         """The checks that need no file system: a Settings built any way is a valid one."""
@@ -84,6 +85,8 @@ class Settings:
             raise SettingsError(f"-D lb_wait={self.lb_wait}: expected a number of seconds, 0 or more")
         if not self.health_path.startswith("/"):
             raise SettingsError(f"-D health_path={self.health_path}: expected a path starting with /")
+        if self.transport not in ("", "ssh", "nats"):
+            raise SettingsError(f"-D transport={self.transport}: expected ssh or nats")
         check_template(self.notify_webhook, "notify_webhook", WEBHOOK_FIELDS)
         check_template(self.report, "report", REPORT_FIELDS)
 
@@ -114,7 +117,8 @@ class Settings:
                        backend=str(userdata.get("backend", "")), lb_wait=_seconds(userdata, "lb_wait", cls.lb_wait),
                        health_path=_text(userdata, "health_path", cls.health_path),
                        notify_group=_text(userdata, "notify_group", cls.notify_group),
-                       notify_webhook=_text(userdata, "notify_webhook", cls.notify_webhook))
+                       notify_webhook=_text(userdata, "notify_webhook", cls.notify_webhook),
+                       transport=str(userdata.get("transport", "")).strip().lower())
         check_report_path(settings.report_template)
         return settings
 
