@@ -362,19 +362,19 @@ def _run_action(req: Request) -> Reply:
     return reply
 
 
-def handle(obj: object, env: dict[str, str] | None = None, identity: Any = None) -> Reply:
+def handle(obj: object, env: dict[str, str] | None = None, identity: Any = None, policy_path: str = "") -> Reply:
     """Policy, then the action, then the audit line: the whole life of one request.
     The policy decides on the action itself: policy.check resolves aliases to every name of the
     action before matching. Under sshd, test-only variables (ORCHESTRATOR_AUDIT_LOG) are ignored
     unless root enabled them on the host (policy.trusted_env). The caller is the key sshd accepted
     (policy.identify), or `identity` when the caller proved its key otherwise (a signed request
-    over a broker: host/signing.py)."""
+    over a broker: host/signing.py); `policy_path` is for agents that are not the host's (bench/)."""
     from . import audit, policy
     env = policy.trusted_env(os.environ if env is None else env)
     req = Request.from_obj(obj)
     if identity is None:
         identity = policy.identify(env)
-    denial = policy.check(req.agent, req.action, identity)
+    denial = policy.check(req.agent, req.action, identity, path=policy_path)
     started = SYSTEM.monotonic()
     reply = Reply.failed(denial) if denial else dispatch(req)
     audit.record(req, reply, identity, duration=SYSTEM.monotonic() - started, env=env)

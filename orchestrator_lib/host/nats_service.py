@@ -113,7 +113,7 @@ class Responder:
         body = {**body, "caller": fp}  # the audit's caller is the verified key, never the body's word
         identity = policy.Identity((fp,))
         try:
-            reply = core.handle(body, self.env, identity=identity)
+            reply = core.handle(body, self.env, identity=identity, policy_path=self.policy_path)
         except core.ProtocolError as e:
             reply = core.Reply.failed(f"protocol error: {e}")
         return self._reply(body, reply)
