@@ -27,21 +27,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from .host import core as agent_registry
 from .controller.deploy import loadbalancer
 from .controller.discovery import CountContract, Filter
 from .controller.errors import OrchestratorError
 from .controller.inventory import Host
 from .controller.orchestration import HostResult, RunResult, Status, parse_batch_size
 from .controller.session import Interrupted, Session
+from .protocol import ACTIONS, AGENTS, action_names
 
 PROG = "orch"
 NOTEWORTHY = (Status.FAILED, Status.UNREACHABLE, Status.NOT_ATTEMPTED)
-STYLES = {Status.OK: "green", Status.CHANGED: "yellow", Status.FAILED: "bold red",
+STYLES = {Status.OK: "green", Status.CHANGED: "yellow", Status.WOULD_CHANGE: "yellow", Status.FAILED: "bold red",
           Status.UNREACHABLE: "bold red", Status.NOT_ATTEMPTED: "magenta"}
-PACKAGE_ACTIONS = ("status", "install", "update", "remove")
-SERVICE_ACTIONS = ("status", "start", "stop", "restart", "reload")
-LB_ACTIONS = ("status", "disable", "enable", "drain")
+PACKAGE_ACTIONS, SERVICE_ACTIONS, LB_ACTIONS = (tuple(ACTIONS[a]) for a in ("package", "service", "haproxy"))
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
@@ -219,11 +217,11 @@ def user_filter(args: argparse.Namespace, *, agent: str | None = None) -> Filter
 
 def check_action(agent: str, action: str) -> None:
     """Unknown agents and actions are typos: say so before any host is touched."""
-    found = agent_registry.load_agent(agent)
-    if found is None:
-        raise UsageError(f"unknown agent '{agent}' (agents: {', '.join(agent_registry.agent_names())})")
-    if action not in found.actions:
-        raise UsageError(f"unknown action {agent}#{action} (actions: {', '.join(sorted(found.actions))})")
+    if agent not in ACTIONS:
+        raise UsageError(f"unknown agent '{agent}' (agents: {', '.join(AGENTS)})")
+    if action_names(agent, action)[0] not in ACTIONS[agent]:
+        known = sorted(n for canonical in ACTIONS[agent] for n in action_names(agent, canonical))
+        raise UsageError(f"unknown action {agent}#{action} (actions: {', '.join(known)})")
 
 
 def command_agent(args: argparse.Namespace) -> str | None:

@@ -15,14 +15,11 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from ..protocol import AGENTS
 from .errors import InventoryError
 
-# Agents a host offers when its spec has no `agents:` list, and the only names such a list may use:
-# all that `agents/` ships. The inventory sits below that layer and cannot import it; a unit test
-# keeps the two in step.
-DEFAULT_AGENTS: tuple[str, ...] = (
-    "appmgr", "firewall", "haproxy", "health", "notify", "package", "rpcutil", "service",
-)
+# Agents a host offers when its spec has no `agents:` list, and the only names such a list may use.
+DEFAULT_AGENTS: tuple[str, ...] = AGENTS
 
 TOP_KEYS = ("name", "known_hosts", "defaults", "transport", "nats", "lab", "hosts", "groups")
 TRANSPORTS = ("ssh", "nats")

@@ -9,7 +9,8 @@ import re
 import sys
 import time
 
-from . import core
+from ..protocol import Reply, Request, one_line
+from .system import system
 
 TYPE_CHECKING = False  # as in core: annotations only, typing costs every run
 if TYPE_CHECKING:
@@ -96,8 +97,8 @@ def utc_iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}+00:00"
 
 
-def entry(req: "core.Request", reply: "core.Reply", identity: Any, duration: float = 0.0) -> dict[str, Any]:
-    now = core.system().time()
+def entry(req: Request, reply: Reply, identity: Any, duration: float = 0.0) -> dict[str, Any]:
+    now = system().time()
     return {
         "time": utc_iso(now),
         "reqid": req.reqid,
@@ -107,13 +108,14 @@ def entry(req: "core.Request", reply: "core.Reply", identity: Any, duration: flo
         "action": req.action,
         "args": redact(req.args),
         "status": reply.status,
+        "dry_run": req.dry_run,
         "changed": bool(reply.changed),
-        "message": redact_text(core.one_line(reply.message)),
+        "message": redact_text(one_line(reply.message)),
         "duration": round(duration, 3),
     }
 
 
-def record(req: "core.Request", reply: "core.Reply", identity: Any, duration: float = 0.0,
+def record(req: Request, reply: Reply, identity: Any, duration: float = 0.0,
            env: dict[str, str] | None = None, path: str | None = None) -> None:
     """Append one line. A log that cannot be written warns on stderr but never hides the reply."""
     env = os.environ if env is None else env

@@ -80,7 +80,8 @@ def test_record_appends_json_lines(isolated):
     first, second = (json.loads(x) for x in lines)
     assert first == {"time": "2023-11-14T22:13:20.000+00:00", "reqid": "r1", "caller": "rip@ctl", "key": "SHA256:x",
                      "agent": "package", "action": "update", "args": {"name": "mywebapp", "token": "***"},
-                     "status": "changed", "changed": True, "message": "mywebapp updated 1 -> 2", "duration": 0.123}
+                     "status": "changed", "dry_run": False, "changed": True, "message": "mywebapp updated 1 -> 2",
+                     "duration": 0.123}
     assert (second["status"], second["key"]) == ("failed", "unknown key")
 
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import FilterError
-from .filters import FactTerm, NameTerm, parse_fact, parse_identity
+from .terms import FactTerm, NameTerm, parse_fact, parse_identity
 
-if TYPE_CHECKING:  # annotations only: the NATS agent bundle ships these matchers without the inventory
+if TYPE_CHECKING:  # annotations only: the NATS agent's bundle ships the matchers without the inventory
     from ..inventory import Host
 
 _MAX_DEPTH = 100  # nesting of ( and not; deeper is a mistake, and would hit Python's recursion limit
