@@ -56,9 +56,14 @@ def batch_type(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+#: Bounds of the numeric options: past these a value is a typo (and 1e308 s overflowed the clock).
+MAX_TRIES = 100
+MAX_SECONDS = 86400.0
+
+
 def tries_type(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"'{text}': expected a whole number of at least 1")
+    if not text.strip().isdigit() or len(text.strip()) > 4 or not 1 <= int(text) <= MAX_TRIES:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a whole number from 1 to {MAX_TRIES}")
     return int(text)
 
 
@@ -67,8 +72,8 @@ def seconds_type(text: str) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"'{text}': expected a positive number of seconds")
+    if not 0 < value <= MAX_SECONDS:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"'{text}': expected a number of seconds above 0, at most {MAX_SECONDS:g}")
     return value
 
 
@@ -93,7 +98,7 @@ def rpc_arg_type(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"'{text}': expected KEY=VALUE")
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         value = raw
     return key.strip(), value
 
@@ -104,6 +109,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line: `orch: error: ...`."""
 
     def error(self, message: str) -> NoReturn:
+        message = message.replace("\r", "\\r").replace("\n", "\\n")  # one line, whatever was typed
         self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
 
 

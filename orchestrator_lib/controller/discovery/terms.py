@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Pattern
+from typing import TYPE_CHECKING, Iterable
+
+import regex  # re with a timeout: user regexes are bounded (see _regex)
 
 from ..errors import FilterError
 
@@ -14,7 +16,7 @@ if TYPE_CHECKING:  # annotations only: the NATS agent's bundle ships the matcher
 
 FACT_OPERATORS = ("=", "==", "!=", "<", ">", "<=", ">=", "=~")
 _FACT_TERM = re.compile(
-    r"^\s*(?P<name>[^\s=<>!~]*)\s*(?P<op>==|=~|!=|<=|>=|=|<|>)\s*(?P<value>.*?)\s*$", re.S
+    r"^\s*(?P<name>[^\s=<>!~]*)\s*(?P<op>==|=~|!=|<=|>=|=|<|>)\s*(?P<value>.*)$", re.S
 )  # longer operators first, so `<=` is not read as `<` followed by the value '=2'
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _VERSION = re.compile(r"^(\d+:)?\d[A-Za-z0-9.+~-]*$")
@@ -90,13 +92,43 @@ def _flat(text: str) -> str:
 # --- terms -------------------------------------------------------------------------------------
 
 
-def _regex(kind: str, term: str, pattern: str) -> Pattern[str]:
+#: User regexes are bounded: this long at most, and each search gets this much time. They run with
+#: the `regex` module (re's syntax) because re has no timeout: `(a|aa)+$` on 60 characters would
+#: run for hours, and `a{4294967296}` raised OverflowError past `except re.error`.
+MAX_REGEX = 1000
+REGEX_TIMEOUT = 0.1
+
+
+def _regex(kind: str, term: str, pattern: str) -> BoundedRegex:
     if not pattern:
         raise FilterError(f"{kind} filter '{_flat(term)}': empty regex")
+    if len(pattern) > MAX_REGEX:
+        raise FilterError(f"{kind} filter '{_flat(term)[:60]}...': regex longer than {MAX_REGEX} characters")
     try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise FilterError(f"{kind} filter '{_flat(term)}': bad regex: {_flat(str(exc))}") from None
+        return BoundedRegex(kind, term, regex.compile(pattern, regex.VERSION0))
+    except (regex.error, OverflowError, ValueError, RecursionError, MemoryError) as exc:
+        raise FilterError(f"{kind} filter '{_flat(term)}': bad regex: {_flat(str(exc) or type(exc).__name__)}") from None
+
+
+@dataclass(frozen=True)
+class BoundedRegex:
+    """A user's regex whose every search is bounded in time (REGEX_TIMEOUT): too slow is a
+    FilterError naming the term and the text, raised during discovery, before any host is contacted."""
+
+    kind: str
+    term: str
+    compiled: regex.Pattern
+
+    @property
+    def pattern(self) -> str:
+        return self.compiled.pattern
+
+    def search(self, text: str) -> object | None:
+        try:
+            return self.compiled.search(text, timeout=REGEX_TIMEOUT)
+        except TimeoutError:
+            raise FilterError(f"{self.kind} filter '{_flat(self.term)}': the regex took over "
+                              f"{REGEX_TIMEOUT:g} s on '{_flat(text)[:80]}' (nested repetition?); simplify it") from None
 
 
 def _slashed(text: str) -> str | None:
@@ -112,7 +144,7 @@ class FactTerm:
     name: str
     op: str
     value: str
-    pattern: Pattern[str] | None = None  # for =~ (and MCollective's `fact=/re/`)
+    pattern: BoundedRegex | None = None  # for =~ (and MCollective's `fact=/re/`)
 
     def matches(self, host: Host) -> bool:
         actual = host.facts.get(self.name)
@@ -134,7 +166,7 @@ def parse_fact(term: str) -> FactTerm:
     if not match:
         operators = " ".join(FACT_OPERATORS)
         raise FilterError(f"fact filter '{_flat(term)}': expected FACT=VALUE (operators {operators})")
-    name, op, value = match["name"], match["op"], match["value"]
+    name, op, value = match["name"], match["op"], match["value"].strip()  # strip(): a regex's \s*$ was quadratic
     if not name:
         raise FilterError(f"fact filter '{_flat(term)}': empty fact name")
     if not value:
@@ -152,7 +184,7 @@ class NameTerm:
     """An exact name or a `/regex/` (re.search) tested against a host's name, classes or agents."""
 
     text: str
-    pattern: Pattern[str] | None = None
+    pattern: BoundedRegex | None = None
 
     def matches(self, name: str) -> bool:
         return self.pattern.search(name) is not None if self.pattern else name == self.text
