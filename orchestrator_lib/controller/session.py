@@ -148,10 +148,7 @@ class Session:
         settings = self.inventory.nats
         assert settings is not None
         reqid, started = rpc.new_reqid(), time.monotonic()
-        wire = {k: list(v) for k, v in (("identities", flt.identities), ("facts", flt.facts),
-                                        ("classes", flt.classes), ("agents", flt.agents),
-                                        ("compound", flt.compound)) if v}
-        replies = self.nats.broadcast("rpcutil", "ping", {}, flt=wire, reqid=reqid,
+        replies = self.nats.broadcast("rpcutil", "ping", {}, flt=flt.to_wire(), reqid=reqid,
                                       timeout=settings.discovery_timeout, expect=[h.name for h in expected])
         from .transports.nats import reply_result
         results = {}

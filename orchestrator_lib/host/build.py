@@ -81,7 +81,7 @@ def match(flt, host):
     """The controller's own filter language, evaluated against this host's live facts and classes."""
     key = repr(sorted(flt.items()))
     if key not in _PARSED:
-        _PARSED[key] = Filter.parse(**{k: tuple(v) for k, v in flt.items()})
+        _PARSED[key] = Filter.from_wire(flt)
     return _PARSED[key].matches(host)
 
 

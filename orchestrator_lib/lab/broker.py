@@ -56,9 +56,10 @@ def listen_address(servers: list[str], gateway: str, where: str) -> int:
 class Broker:
     """One nats-server for one lab, its files under `state_dir`."""
 
-    def __init__(self, state_dir: Path, address: str, port: int, name: str = "lab") -> None:
+    def __init__(self, state_dir: Path, address: str, port: int, name: str = "lab",
+                 monitor_port: int = MONITOR_PORT) -> None:
         self.dir = state_dir / "nats"
-        self.address, self.port, self.name = address, port, name
+        self.address, self.port, self.name, self.monitor_port = address, port, name, monitor_port
 
     @property
     def url(self) -> str:
@@ -82,7 +83,7 @@ class Broker:
         self.stop()
         self.dir.mkdir(parents=True, exist_ok=True)
         config = self.dir / "nats.conf"
-        config.write_text(CONFIG.format(address=self.address, port=self.port, monitor=MONITOR_PORT,
+        config.write_text(CONFIG.format(address=self.address, port=self.port, monitor=self.monitor_port,
                                         name=self.name, pid_file=self.dir / "nats.pid"))
         with open(self.dir / "nats.log", "ab") as log:
             proc = subprocess.Popen([NATS_SERVER, "-c", str(config)], stdin=subprocess.DEVNULL, stdout=log,
@@ -97,13 +98,13 @@ class Broker:
                 last = (self.dir / "nats.log").read_text().strip().splitlines()[-1:] or ["no output"]
                 raise LabError(f"nats-server exited at start ({last[0]})")
             if time.monotonic() > deadline:
-                raise LabError(f"nats-server did not answer on {self.address}:{MONITOR_PORT} within {timeout:g} s")
+                raise LabError(f"nats-server did not answer on {self.address}:{self.monitor_port} within {timeout:g} s")
             time.sleep(0.02)
 
     def monitor(self, endpoint: str) -> dict | None:
         """A monitoring endpoint's JSON (varz, connz, subsz...), None when the broker does not answer."""
         try:
-            with urllib.request.urlopen(f"http://{self.address}:{MONITOR_PORT}/{endpoint}", timeout=1) as r:
+            with urllib.request.urlopen(f"http://{self.address}:{self.monitor_port}/{endpoint}", timeout=1) as r:
                 return json.loads(r.read())
         except (OSError, ValueError):
             return None
