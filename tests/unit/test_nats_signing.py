@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from orchestrator_lib.controller.errors import InventoryError
+from orchestrator_lib.controller.errors import FilterError, InventoryError
 from orchestrator_lib.controller.inventory import load_inventory
 from orchestrator_lib.host import policy
 from orchestrator_lib.host.nats_service import LocalHost, Responder
@@ -114,3 +114,39 @@ def test_an_estate_asking_for_nats_needs_its_servers(tmp_path):
         load_inventory(env)
     env.write_text("transport: nats\nnats: {servers: nats://10.0.0.9:4222, ttl: 30}\nhosts:\n  a: {address: 10.0.0.1}\n")
     assert load_inventory(env).nats.servers == ("nats://10.0.0.9:4222",) and load_inventory(env).nats.ttl == 30.0
+
+
+def test_a_filter_travels_as_typed_and_matches_a_host_by_its_own_facts():
+    from orchestrator_lib.controller.discovery import Filter
+    flt = Filter.parse(classes="roles::web", facts="country=de", compound="cluster=alfa and not web3")
+    wire = json.loads(json.dumps(flt.to_wire()))
+    assert Filter.from_wire(wire) == flt
+    assert Filter.from_wire(wire).matches(LocalHost("web1", {"country": "de", "cluster": "alfa"}, ("roles::web",), ()))
+    assert not Filter.from_wire(wire).matches(LocalHost("web3", {"country": "de", "cluster": "alfa"}, ("roles::web",), ()))
+    with pytest.raises(FilterError):
+        Filter.from_wire({"facts": "country=de"})
+
+
+def test_the_service_bundle_runs_on_the_hosts_python_without_the_controller(tmp_path):
+    """Debian's python3 (the lab hosts'), isolated: the bundle's own nats-py, discovery's matchers
+    without the inventory (no PyYAML), the ed25519 check by python3-cryptography."""
+    import subprocess
+    import zipfile
+    from io import BytesIO
+
+    from orchestrator_lib.host.build import nats_archive
+    data, _sha = nats_archive()
+    zipfile.ZipFile(BytesIO(data)).extractall(tmp_path)
+    script = f"""
+import sys; sys.path.insert(0, {str(tmp_path)!r})
+import nats, orchestrator_lib.host.nats_service as svc
+from orchestrator_lib.controller.discovery.filters import Filter
+from orchestrator_lib.host import signing
+host = svc.LocalHost("web1", {{"country": "de"}}, ("roles::web",), ())
+assert Filter.from_wire({{"facts": ["country=/^d/"], "classes": ["roles::web"]}}).matches(host)
+assert "yaml" not in sys.modules and "orchestrator_lib.controller.inventory" not in sys.modules
+print(signing._verifier().__name__, nats.__file__.startswith({str(tmp_path)!r}))
+"""
+    done = subprocess.run(["/usr/bin/python3", "-I", "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["verify_cryptography", "True"]
