@@ -92,7 +92,7 @@ class Agents:
 
 
 def round_trip(transport: NatsTransport, count: int, *, payload: bytes | None = None,
-               flt: dict | None = None, timeout: float = 60.0) -> tuple[float, int]:
+               flt: dict | None = None, timeout: float = 180.0) -> tuple[float, int]:
     started = time.perf_counter()
     replies = transport.broadcast("rpcutil", "ping", {}, flt=flt, payload=payload, expect=count, timeout=timeout)
     return time.perf_counter() - started, len(replies)

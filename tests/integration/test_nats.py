@@ -5,6 +5,8 @@ unknown key, badly signed, replayed or expired are refused by every agent, audit
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import uuid
 
@@ -25,6 +27,12 @@ AUDIT = "/var/log/orchestrator/audit.jsonl"
 def audit_lines(lab, host: str, reqid: str) -> list[dict]:
     text = lab.exec_in(host, ["cat", AUDIT]).stdout
     return [e for e in map(json.loads, text.splitlines()) if e["reqid"].split(".")[0] == reqid]
+
+
+def audit_reqid(lab, host: str, marker: str) -> str:
+    """The reqid of the last request on `host` whose arguments mention `marker`."""
+    text = lab.exec_in(host, ["cat", AUDIT]).stdout
+    return [e for e in map(json.loads, text.splitlines()) if marker in json.dumps(e["args"])][-1]["reqid"]
 
 
 def deployer_fingerprint(lab) -> str:
@@ -69,6 +77,17 @@ def test_a_stopped_host_is_named_as_not_answering_and_nothing_changes(lab, tmp_p
             ping = session.call([session.host("web3")], "rpcutil", "ping")
             assert ping.results["web3"].status.value == "unreachable"
             assert "not connected to the NATS broker" in ping.results["web3"].message
+            # tries: the retry is a new request to the host (reqid.2), not refused as a replay
+            tried = session.call([session.host("web1")], "health", "command", {"command": "false # tries-over-nats"},
+                                 tries=2)
+            assert tried.results["web1"].tries == 2 and tried.results["web1"].status.value == "failed"
+            reqid = audit_reqid(lab, "web1", "tries-over-nats").split(".")[0]
+            assert [e["reqid"] for e in audit_lines(lab, "web1", reqid)] == [reqid, f"{reqid}.2"]
+        orch = subprocess.run([sys.executable, "-m", "orchestrator_lib.cli", "ping", "-W", "country=de",
+                               "--transport", "nats", "-v", "--no-progress"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)
+        assert orch.returncode == 1 and "Traceback" not in orch.stderr
+        assert "web3" in orch.stdout and "unreachable" in orch.stdout and "web1" in orch.stdout
         done = behave(tmp_path, "features/deploy_webapp.feature", *NATS)
     finally:
         lab.start_host("web3")
