@@ -29,7 +29,7 @@ server_name: {name}
 max_payload: 1MB
 max_pending: 1GB
 max_connections: 100000
-write_deadline: "10s"
+write_deadline: "60s"
 pid_file: "{pid_file}"
 """
 
