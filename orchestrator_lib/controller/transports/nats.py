@@ -179,7 +179,7 @@ class NatsTransport:
                          expect: Iterable[str] | int | None) -> dict[str, dict[str, Any]]:
         nc = self.nc
         replies: dict[str, dict[str, Any]] = {}
-        wanted = set(expect) if expect is not None and not isinstance(expect, int) else None
+        waiting = set(expect) if expect is not None and not isinstance(expect, int) else None
         count = expect if isinstance(expect, int) else None
         done = asyncio.Event()
         inbox = nc.new_inbox()
@@ -191,7 +191,9 @@ class NatsTransport:
                 return
             if isinstance(reply, dict) and isinstance(reply.get("identity"), str):
                 replies[reply["identity"]] = reply
-                if (wanted is not None and wanted <= replies.keys()) or (count is not None and len(replies) >= count):
+                if waiting is not None:
+                    waiting.discard(reply["identity"])
+                if waiting == set() or (count is not None and len(replies) >= count):
                     done.set()
 
         sub = await nc.subscribe(inbox, cb=on_reply, pending_msgs_limit=PENDING_MSGS,
