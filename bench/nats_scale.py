@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -38,6 +39,7 @@ from orchestrator_lib.host import policy  # noqa: E402
 from orchestrator_lib.host.signing import _verifier  # noqa: E402
 from orchestrator_lib.lab.broker import Broker  # noqa: E402
 from orchestrator_lib.lab.estate import _write_ssh_key  # noqa: E402
+from orchestrator_lib.protocol import Request  # noqa: E402
 
 STATE = BENCH / ".state" / "nats"
 ADDRESS, PORT, MONITOR = "127.0.0.1", 14222, 18222
@@ -94,7 +96,8 @@ class Agents:
 def round_trip(transport: NatsTransport, count: int, *, payload: bytes | None = None,
                flt: dict | None = None, timeout: float = 180.0) -> tuple[float, int]:
     started = time.perf_counter()
-    replies = transport.broadcast("rpcutil", "ping", {}, flt=flt, payload=payload, expect=count, timeout=timeout)
+    request = Request("rpcutil", "ping", {}, reqid=uuid.uuid4().hex, caller="bench@controller")
+    replies = transport.broadcast(request, flt=flt, payload=payload, expect=count, timeout=timeout)
     return time.perf_counter() - started, len(replies)
 
 

@@ -20,6 +20,7 @@ from orchestrator_lib.controller.inventory import Inventory, load_inventory
 from orchestrator_lib.controller.reporting import ResultMatrix
 from orchestrator_lib.controller.reporting.matrix import GOOD_SCENARIO
 from orchestrator_lib.controller.session import Session
+from orchestrator_lib.lab import refuse_if_down
 
 FAIL_FAST_TAG = "fail_fast"
 #: seconds an interrupted run waits for its SSH session to close (closing waits for every request
@@ -95,7 +96,7 @@ def before_all(context: Any) -> None:
         run.configured = True
         run.matrix.env, run.matrix.plan = run.settings.env, run.settings.plan
         run.lab = ensure_lab(load_inventory(run.settings.env))
-        session = Session(run.settings.env, transport=run.settings.transport or None)
+        session = Session(run.settings.env, preflight=refuse_if_down, transport=run.settings.transport or None)
         context.deploy = run.deploy = Deploy(run.settings, session, run.matrix)
     except OrchestratorError as e:
         run.error = run.matrix.error = str(e)

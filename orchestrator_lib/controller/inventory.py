@@ -22,7 +22,8 @@ from .yaml12 import Yaml12Loader
 # Agents a host offers when its spec has no `agents:` list, and the only names such a list may use.
 DEFAULT_AGENTS: tuple[str, ...] = AGENTS
 
-TOP_KEYS = ("name", "known_hosts", "defaults", "transport", "nats", "lab", "hosts", "groups")
+TOP_KEYS = ("name", "known_hosts", "defaults", "loadbalancer", "transport", "nats", "lab", "hosts", "groups")
+LOADBALANCER_KEYS = ("backend",)
 TRANSPORTS = ("ssh", "nats")
 NATS_KEYS = ("servers", "collective", "key", "credentials", "discovery_timeout", "ttl")
 DEFAULTS_KEYS = ("user", "port", "key")
@@ -73,7 +74,8 @@ class Inventory:
     hosts: Mapping[str, Host]
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     known_hosts: Path | None = None
-    lab: Mapping[str, Any] = field(default_factory=dict)
+    loadbalancer: Mapping[str, str] = field(default_factory=dict)  # {"backend": "app"}: the LB's defaults
+    lab: Mapping[str, Any] = field(default_factory=dict)  # read by lab/ only
     transport: str = "ssh"
     nats: NatsSettings | None = None
 
@@ -270,6 +272,8 @@ def _build_inventory(data: Any, src: _Source) -> Inventory:
     name = _string(src, ("name",), top["name"]) if "name" in top else src.path.stem
     known_hosts = _optional_path(src, ("known_hosts",), top.get("known_hosts"))
     lab = _mapping(src, ("lab",), top.get("lab"), None, "a mapping")
+    balancer = _mapping(src, ("loadbalancer",), top.get("loadbalancer"), LOADBALANCER_KEYS, "a mapping")
+    loadbalancer = {k: _string(src, ("loadbalancer", k), v) for k, v in balancer.items()}
 
     defaults = _mapping(src, ("defaults",), top.get("defaults"), DEFAULTS_KEYS, "a mapping")
     user = _string(src, ("defaults", "user"), defaults["user"]) if "user" in defaults else "root"
@@ -293,8 +297,8 @@ def _build_inventory(data: Any, src: _Source) -> Inventory:
     nats = _nats(src, top.get("nats"), key) if top.get("nats") is not None else None
     if transport == "nats" and nats is None:
         raise src.error(("transport",), "transport nats needs a 'nats:' section with the broker's servers")
-    return Inventory(name=name, path=src.path, hosts=hosts, groups=groups, known_hosts=known_hosts, lab=lab,
-                     transport=transport, nats=nats)
+    return Inventory(name=name, path=src.path, hosts=hosts, groups=groups, known_hosts=known_hosts,
+                     loadbalancer=loadbalancer, lab=lab, transport=transport, nats=nats)
 
 
 def _nats(src: _Source, value: Any, default_key: Path | None) -> NatsSettings:

@@ -1,5 +1,5 @@
-"""The facade behave steps and the CLI call: one environment, its SSH connections (opened once
-and shared by every step of a run), the caller's identity and the central audit log."""
+"""The facade behave steps and the CLI call: one environment, its transport (SSH connections
+opened once and shared by every step of a run), the caller's identity and the central audit log."""
 from __future__ import annotations
 
 import time
@@ -10,18 +10,17 @@ from .transports import ssh_agent as rpc
 from .discovery import CountContract, Filter, select, unknown_facts, unknown_identities, unknown_words
 from .errors import DiscoveryError, FilterError, OrchestratorError
 from .inventory import Host, Inventory, _did_you_mean, load_inventory
-from .orchestration import FailurePolicy, HostResult, RunResult, Status, plan_batches, run_on_hosts
+from ..protocol import Request
+from .orchestration.batches import BatchSize
+from .orchestration import HostResult, RunOptions, RunResult, Status, plan_batches, run_on_hosts
 from .reporting import AuditLog
+from .transports.base import Transport
 from .transports.ssh import SSHPool
 
 TRANSPORTS = ("ssh", "nats")
 
 
 DEFAULT_AUDIT = Path("<default>")
-#: The bridge of a lab whose `lab:` section names none: Lab's own default (lab/estate.py, in
-#: Lab.__init__; it has no constant to import and the lab sits above this layer). A unit test
-#: keeps the two in step.
-LAB_BRIDGE = "labbr0"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -35,7 +34,7 @@ class Interrupted(KeyboardInterrupt):
 
 
 def interrupted_result(label: str, hosts: list[Host], finished: Mapping[str, HostResult],
-                       batch_size: Any, elapsed: float) -> tuple[RunResult, list[str]]:
+                       batch_size: BatchSize, elapsed: float) -> tuple[RunResult, list[str]]:
     """The request as it stood at Ctrl-C, and the hosts that were still running: those of the
     batch under way that had not finished (later batches had not started)."""
     batches = plan_batches([h.name for h in hosts], batch_size)
@@ -57,31 +56,27 @@ class Session:
 
     def __init__(self, env: str | Path = "local", *, trust_on_first_use: bool = False,
                  caller: str | None = None, audit_path: Path | None = DEFAULT_AUDIT,
-                 connect_timeout: float = 5.0, workers: int = 64, transport: str | None = None) -> None:
+                 connect_timeout: float = 5.0, workers: int = 64,
+                 preflight: Callable[[Inventory], None] | None = None, transport: str | None = None) -> None:
+        """`preflight(inventory)` runs before every request and may refuse it (the lab's
+        `refuse_if_down`: never send to a lab whose network is down). `transport`: ssh or nats
+        (default: the estate's `transport:`)."""
         self.inventory: Inventory = load_inventory(env)
-        self.transport = transport or self.inventory.transport
-        if self.transport not in TRANSPORTS:
-            raise OrchestratorError(f"unknown transport {self.transport!r} (known: {', '.join(TRANSPORTS)})")
-        if self.transport == "nats" and self.inventory.nats is None:
-            raise OrchestratorError(f"{self.inventory.path.name}: transport nats needs a 'nats:' section "
-                                    f"naming the broker's servers")
-        self._nats: Any = None
+        self.transport_name = transport or self.inventory.transport
+        if self.transport_name not in TRANSPORTS:
+            raise OrchestratorError(f"unknown transport {self.transport_name!r} (known: {', '.join(TRANSPORTS)})")
         self.pool = SSHPool(self.inventory, trust_on_first_use=trust_on_first_use,
                             connect_timeout=connect_timeout)
         self.caller = caller or rpc.default_caller()
+        self.transport: Transport = rpc.SSHTransport(self.pool)
+        if self.transport_name == "nats":
+            from .transports.nats import NatsTransport
+            self.transport = NatsTransport.for_inventory(self.inventory, self.caller)
+        self.transport.workers = self.workers = workers
         if audit_path == DEFAULT_AUDIT:  # beside the environments/ folder, like reports/
             audit_path = self.inventory.path.resolve().parent.parent / "reports" / "audit.jsonl"
         self.audit = AuditLog(audit_path)
-        self.workers = workers
-        self.history: list[RunResult] = []
-
-    def _refuse_a_lab_that_is_down(self) -> None:
-        """A lab's addresses exist only on its bridge: with the bridge gone, packets to them would
-        leave the machine by its default route. Never send them."""
-        bridge = self.inventory.lab.get("bridge", LAB_BRIDGE) if self.inventory.lab else None
-        if bridge and not Path("/sys/class/net", bridge).exists():
-            raise OrchestratorError(f"the lab of {self.inventory.path.name} is not up (no bridge {bridge}): "
-                                    f"run `python3 -m orchestrator_lib.lab up {self.inventory.name}`")
+        self.preflight = preflight
 
     # ---- discovery ----------------------------------------------------------------------------
     def select(self, flt: Filter) -> list[Host]:
@@ -121,40 +116,29 @@ class Session:
         if contract is not None:
             contract.check(len(hosts), [h.name for h in hosts])
         if live:
-            pinged = self.broadcast_ping(flt, hosts) if self.transport == "nats" else self.call(hosts, "rpcutil", "ping")
+            pinged = self.broadcast_ping(flt, hosts) if self.transport_name == "nats" else self.call(hosts, "rpcutil", "ping")
             self.require_answers(pinged, hosts)
         return hosts
 
-    # ---- NATS -----------------------------------------------------------------------------------
-    @property
-    def nats(self) -> Any:
-        """The NATS transport, connected on first use."""
-        if self._nats is None:
-            from .transports.nats import NatsTransport, Signer
-            settings = self.inventory.nats
-            if settings is None or settings.key is None:
-                raise OrchestratorError(f"{self.inventory.path.name}: nats.key (or defaults.key): "
-                                        f"the ed25519 key that signs requests")
-            self._refuse_a_lab_that_is_down()
-            self._nats = NatsTransport(settings.servers, settings.collective, Signer(settings.key), self.caller,
-                                       ttl=settings.ttl, credentials=settings.credentials).connect()
-        return self._nats
-
     def broadcast_ping(self, flt: Filter, expected: list[Host]) -> RunResult:
-        """Discovery by broadcast: rpcutil#ping to every agent with the filter inside; each agent
-        matches it against its own facts and classes. Replies are collected until the estate's
+        """Discovery by broadcast (NATS): rpcutil#ping to every agent with the filter inside; each
+        agent matches it against its own facts and classes. Replies are collected until the estate's
         discovery timeout (or every expected host answered): an expected host that stays silent is
-        UNREACHABLE, named; a host that answered but was not expected is said on stderr."""
-        settings = self.inventory.nats
-        assert settings is not None
-        reqid, started = rpc.new_reqid(), time.monotonic()
-        replies = self.nats.broadcast("rpcutil", "ping", {}, flt=flt.to_wire(), reqid=reqid,
-                                      timeout=settings.discovery_timeout, expect=[h.name for h in expected])
+        UNREACHABLE, named; one that answered but was not expected is said on stderr. Audited."""
         from .transports.nats import reply_result
+        settings = self.inventory.nats
+        assert settings is not None and self.transport_name == "nats"
+        if self.preflight is not None:
+            self.preflight(self.inventory)
+        request = Request("rpcutil", "ping", {}, reqid=rpc.new_reqid(), caller=self.caller)
+        started = time.monotonic()
+        self.transport.connect(expected)
+        replies = self.transport.broadcast(request, flt=flt.to_wire(), timeout=settings.discovery_timeout,
+                                           expect=[h.name for h in expected])
         results = {}
         for host in expected:
             if host.name in replies:
-                results[host.name] = reply_result(host.name, "rpcutil#ping", replies[host.name])
+                results[host.name] = reply_result(host.name, request.label, replies[host.name])
             else:
                 results[host.name] = HostResult(host.name, Status.UNREACHABLE,
                                                 f"{host.name}: did not answer the broadcast within "
@@ -166,8 +150,8 @@ class Session:
             import sys
             print(f"note: {', '.join(extra)} answered {flt.describe()} over NATS but the inventory does not "
                   f"select {'them' if len(extra) > 1 else 'it'}", file=sys.stderr)
-        result = RunResult("rpcutil#ping", results, time.monotonic() - started)
-        self._keep(reqid, "rpcutil", "ping", {}, result)
+        result = RunResult(request.label, results, time.monotonic() - started)
+        self.audit.record(request, result)
         return result
 
     @staticmethod
@@ -180,49 +164,44 @@ class Session:
             raise DiscoveryError(f"{len(silent)} of {len(hosts)} discovered hosts did not answer: {reasons}")
 
     # ---- actions --------------------------------------------------------------------------
-    def call(self, hosts: Iterable[Host], agent: str, action: str, args: Mapping[str, Any] | None = None, *,
-             batch_size: Any = None, tries: int = 1, retry_sleep: float = 0.0,
-             policy: FailurePolicy | None = None, timeout: float = 300.0,
+    def call(self, hosts: Iterable[Host], agent: str, action: str, args: Mapping[str, Any] | None = None,
+             options: RunOptions = RunOptions(), *, dry_run: bool = False,
              on_result: Callable[[HostResult], None] | None = None) -> RunResult:
-        """Run agent#action on every host (one reqid for the whole request, as MCollective does)."""
-        self._refuse_a_lab_that_is_down()
-        reqid = rpc.new_reqid()
+        """Run agent#action on every host (one reqid for the whole request, as MCollective does);
+        `dry_run`: each host says what the action would change and changes nothing."""
+        request = Request(agent, action, dict(args or {}), reqid=rpc.new_reqid(), caller=self.caller, dry_run=dry_run)
+        hosts = list(hosts)
+        return self._run(hosts, request, options, lambda done: self.transport.call_many(hosts, request, options, done),
+                         on_result)
+
+    def shell(self, hosts: Iterable[Host], command: str, options: RunOptions = RunOptions(timeout=60.0),
+              on_result: Callable[[HostResult], None] | None = None) -> RunResult:
+        """Run a plain command (MCollective's shell agent): no agent, one exec per host. Exit 0 is
+        ok; anything else fails the host. Not idempotent by nature: use agents for changes."""
+        request = Request("shell", "run", {"command": command}, reqid=rpc.new_reqid(), caller=self.caller)
         hosts = list(hosts)
 
         def task(host: Host) -> HostResult:
-            if self.transport == "nats":
-                return self.nats.call(host, agent, action, args, reqid=reqid, timeout=timeout)
-            return rpc.call(self.pool, host, agent, action, args, reqid=reqid, caller=self.caller,
-                            timeout=timeout)
-
-        return self._run(hosts, task, reqid, agent, action, args, on_result, batch_size=batch_size,
-                         tries=tries, retry_sleep=retry_sleep, policy=policy or FailurePolicy(),
-                         timeout=timeout * tries + retry_sleep * tries)
-
-    def shell(self, hosts: Iterable[Host], command: str, *, batch_size: Any = None, tries: int = 1,
-              timeout: float = 60.0, on_result: Callable[[HostResult], None] | None = None) -> RunResult:
-        """Run a plain command (MCollective's shell agent): no agent, one exec per host. Exit 0 is
-        ok; anything else fails the host. Not idempotent by nature: use agents for changes."""
-
-        self._refuse_a_lab_that_is_down()
-
-        def task(host: Host) -> HostResult:
-            done = self.pool.exec(host, command, timeout=timeout)
+            done = self.pool.exec(host, command, timeout=options.timeout or 60.0)
             status = Status.OK if done.rc == 0 else Status.FAILED
             message = "" if done.rc == 0 else f"exit {done.rc}: {(done.stderr or done.stdout).strip()[:200]}"
             return HostResult(host=host.name, status=status, message=message, rc=done.rc,
                               stdout=done.stdout, stderr=done.stderr, duration=done.duration)
 
-        return self._run(list(hosts), task, rpc.new_reqid(), "shell", "run", {"command": command}, on_result,
-                         batch_size=batch_size, tries=tries, timeout=timeout * tries)
+        def fan_out(done: Callable[[HostResult], None]) -> RunResult:
+            self.pool.check_keys(hosts)  # over SSH whatever the estate's transport: one error for a bad key file
+            return run_on_hosts(hosts, task, label=request.label, options=options, workers=self.workers,
+                                on_result=done)
 
-    def _run(self, hosts: list[Host], task: Callable[[Host], HostResult], reqid: str, agent: str, action: str,
-             args: Mapping[str, Any] | None, on_result: Callable[[HostResult], None] | None,
-             **options: Any) -> RunResult:
-        """Fan out, then audit and keep the result. Ctrl-C is audited too (what finished, the rest
-        interrupted) before it goes on up as Interrupted: the log never misses a request that ran."""
-        if self.transport == "ssh" or agent == "shell":
-            self.pool.check_keys(hosts)  # a bad key file: one error, not "unreachable" on every host
+        return self._run(hosts, request, options, fan_out, on_result)
+
+    def _run(self, hosts: list[Host], request: Request, options: RunOptions,
+             fan_out: Callable[[Callable[[HostResult], None]], RunResult],
+             on_result: Callable[[HostResult], None] | None) -> RunResult:
+        """Fan out, then audit. Ctrl-C is audited too (what finished, the rest interrupted) before
+        it goes on up as Interrupted: the log never misses a request that ran."""
+        if self.preflight is not None:
+            self.preflight(self.inventory)
         finished: dict[str, HostResult] = {}
 
         def done(result: HostResult) -> None:
@@ -230,30 +209,22 @@ class Session:
             if on_result is not None:
                 on_result(result)
 
-        label, started = f"{agent}#{action}", time.monotonic()
+        started = time.monotonic()
         try:
-            result = run_on_hosts(hosts, task, label=label, workers=self.workers, on_result=done, **options)
+            result = fan_out(done)
         except KeyboardInterrupt:
-            result, running = interrupted_result(label, hosts, finished, options.get("batch_size"),
+            result, running = interrupted_result(request.label, hosts, finished, options.batch_size,
                                                  time.monotonic() - started)
-            self._keep(reqid, agent, action, args, result)
+            self.audit.record(request, result)
             raise Interrupted(result, running) from None
-        self._keep(reqid, agent, action, args, result)
+        self.audit.record(request, result)
         return result
-
-    def _keep(self, reqid: str, agent: str, action: str, args: Mapping[str, Any] | None,
-              result: RunResult) -> None:
-        self.audit.record(reqid=reqid, caller=self.caller, agent=agent, action=action, args=args, result=result)
-        self.history.append(result)
 
     def host(self, name: str) -> Host:
         return self.inventory.host(name)
 
     def close(self) -> None:
-        if self._nats is not None:
-            self._nats.close()
-            self._nats = None
-        self.pool.close()
+        self.transport.close()
 
     def __enter__(self) -> "Session":
         return self

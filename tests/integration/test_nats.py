@@ -14,9 +14,11 @@ import pytest
 
 from orchestrator_lib.controller.discovery import Filter
 from orchestrator_lib.controller.errors import DiscoveryError
+from orchestrator_lib.controller.orchestration import RunOptions
 from orchestrator_lib.controller.session import Session
 from orchestrator_lib.controller.transports.nats import Signer
 from orchestrator_lib.host.signing import seal
+from orchestrator_lib.protocol import Request
 from tests.integration.test_features import DE, NEW, OLD, ROOT, behave, blocked, own_feature, readme_gherkin, \
     snapshot, version
 
@@ -79,7 +81,7 @@ def test_a_stopped_host_is_named_as_not_answering_and_nothing_changes(lab, tmp_p
             assert "not connected to the NATS broker" in ping.results["web3"].message
             # tries: the retry is a new request to the host (reqid.2), not refused as a replay
             tried = session.call([session.host("web1")], "health", "command", {"command": "false # tries-over-nats"},
-                                 tries=2)
+                                 RunOptions(tries=2))
             assert tried.results["web1"].tries == 2 and tried.results["web1"].status.value == "failed"
             reqid = audit_reqid(lab, "web1", "tries-over-nats").split(".")[0]
             assert [e["reqid"] for e in audit_lines(lab, "web1", reqid)] == [reqid, f"{reqid}.2"]
@@ -101,7 +103,7 @@ def test_unsigned_unknown_badly_signed_replayed_and_expired_requests_are_refused
     _write_ssh_key(tmp_path / "stranger", "stranger@nowhere")
     hosts = [h.name for h in lab.hosts]
     with Session(ROOT / "environments" / "local.yaml", transport="nats") as session:
-        nats = session.nats
+        nats = session.transport.connect()
         deployer, stranger = nats.signer, Signer(tmp_path / "stranger")
         marker = f"/tmp/refused-{uuid.uuid4().hex[:8]}"
 
@@ -111,7 +113,7 @@ def test_unsigned_unknown_badly_signed_replayed_and_expired_requests_are_refused
                     "ttl": ttl, "collective": "orch"}
 
         def publish(payload: bytes) -> dict:
-            return nats.broadcast("health", "command", payload=payload, timeout=1.0)
+            return nats.broadcast(Request("health", "command"), payload=payload, timeout=1.0)
 
         cases = {}
         reqid = cases["unsigned"] = uuid.uuid4().hex

@@ -24,8 +24,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from ...host.signing import seal
+from ...protocol import Request
 from ..errors import OrchestratorError, OutcomeUnknownError, UnreachableError
+from ..inventory import Host, Inventory
 from ..orchestration.results import HostResult, Status
+from .base import Transport
 from .ssh_agent import parse_reply
 
 #: Per-subscription buffer for a broadcast's replies: a request answered by 50,000 agents must not
@@ -65,14 +68,15 @@ class Signer:
         self.public_blob = line.split()[1]
 
 
-class NatsTransport:
-    """One connection to the broker for one run; the blocking API orchestration calls."""
+class NatsTransport(Transport):
+    """One connection to the broker for one run; the blocking API orchestration calls. `signer`:
+    a Signer, or the path of its key file (loaded at connect)."""
 
-    def __init__(self, servers: Iterable[str], collective: str, signer: Signer, caller: str, *,
+    def __init__(self, servers: Iterable[str], collective: str, signer: Signer | Path | None, caller: str, *,
                  ttl: float = 60.0, credentials: Path | None = None, name: str = "orch-controller",
                  connect_timeout: float = 5.0) -> None:
         self.servers, self.collective = list(servers), collective
-        self.signer, self.caller, self.ttl = signer, caller, ttl
+        self._signer, self.caller, self.ttl = signer, caller, ttl
         self.credentials, self.name, self.connect_timeout = credentials, name, connect_timeout
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="nats-transport", daemon=True)
@@ -84,15 +88,39 @@ class NatsTransport:
         #: (host, reqid) -> why the outcome is unknown: never sent again, as over SSH.
         self.unknown: dict[tuple[str, str], str] = {}
 
+    @classmethod
+    def for_inventory(cls, inventory: Inventory, caller: str) -> "NatsTransport":
+        settings = inventory.nats
+        if settings is None:
+            raise NatsError(f"{inventory.path.name}: transport nats needs a 'nats:' section naming the broker's servers")
+        return cls(settings.servers, settings.collective, settings.key, caller, ttl=settings.ttl,
+                   credentials=settings.credentials)
+
+    @property
+    def signer(self) -> Signer:
+        if not isinstance(self._signer, Signer):
+            if self._signer is None:
+                raise NatsError("nats.key (or defaults.key): no ed25519 key to sign requests with")
+            self._signer = Signer(Path(self._signer))
+        return self._signer
+
     # ---- the loop ----------------------------------------------------------------------------
     def _run(self, coro: Any, timeout: float | None = None) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def connect(self) -> "NatsTransport":
-        if self.nc is not None:
-            return self
+    def connect(self, hosts: Any = ()) -> "NatsTransport":
+        """Load the signing key and connect to the broker, once per run (a bad key or an absent
+        broker is one error before any host is touched)."""
+        with self.lock:
+            if self.nc is None:
+                self._connect()
+        return self
+
+    def _connect(self) -> None:
         import nats
-        self.thread.start()
+        self.signer  # noqa: B018 -- a key that cannot sign fails here, once
+        if not self.thread.is_alive():
+            self.thread.start()
         options: dict[str, Any] = {"servers": self.servers, "name": self.name, "connect_timeout": self.connect_timeout,
                                    "allow_reconnect": True, "max_reconnect_attempts": 3,
                                    "pending_size": PENDING_BYTES}
@@ -104,10 +132,8 @@ class NatsTransport:
         try:
             self.nc = self._run(connect(), self.connect_timeout * 3)
         except Exception as e:
-            self.close()
             raise NatsError(f"cannot connect to the NATS broker {', '.join(self.servers)}: "
                             f"{type(e).__name__}: {e}") from None
-        return self
 
     def close(self) -> None:
         if self.nc is not None:
@@ -123,30 +149,33 @@ class NatsTransport:
             self.loop.close()
 
     # ---- requests ----------------------------------------------------------------------------
-    def envelope(self, agent: str, action: str, args: Mapping[str, Any] | None, *, reqid: str,
-                 to: str | None = None, flt: Mapping[str, Any] | None = None) -> bytes:
-        body: dict[str, Any] = {"reqid": reqid, "caller": self.caller, "agent": agent, "action": action,
-                                "args": dict(args or {}), "time": time.time(), "ttl": self.ttl,
+    def envelope(self, request: Request, *, reqid: str, to: str | None = None,
+                 flt: Mapping[str, Any] | None = None) -> bytes:
+        """The signed request: the protocol's request (without inventory facts: an agent over NATS
+        knows its own), sent now with the estate's TTL, for this collective and host or filter."""
+        body: dict[str, Any] = {**request.to_obj(), "reqid": reqid, "time": time.time(), "ttl": self.ttl,
                                 "collective": self.collective}
+        body.pop("facts", None)
         if to is not None:
             body["to"] = to
         if flt:
             body["filter"] = dict(flt)
         return seal(body, self.signer.public_blob, self.signer.sign)
 
-    def call(self, host: Any, agent: str, action: str, args: Mapping[str, Any] | None = None, *,
-             reqid: str, timeout: float = 60.0) -> HostResult:
-        """Run agent#action on one host. UnreachableError when no agent of that name listens;
+    def call(self, host: Host, request: Request, timeout: float | None) -> HostResult:
+        """The request on one host. UnreachableError when no agent of that name listens;
         OutcomeUnknownError when the request went out and no reply came in time."""
         import nats.errors
-        label, name = f"{agent}#{action}", host.name
+        timeout = 300.0 if timeout is None else timeout
+        self.connect()
+        label, name, reqid = request.label, host.name, request.reqid
         with self.lock:
             if (name, reqid) in self.unknown:
                 return HostResult(host=name, status=Status.UNREACHABLE,
                                   message=f"{label}: outcome unknown: {self.unknown[(name, reqid)]}; not sent again")
             sends = self.sends[(name, reqid)] = self.sends.get((name, reqid), 0) + 1
         wire_reqid = reqid if sends == 1 else f"{reqid}.{sends}"
-        payload = self.envelope(agent, action, args, reqid=wire_reqid, to=name)
+        payload = self.envelope(request, reqid=wire_reqid, to=name)
         subject = node_subject(self.collective, name)
         started = time.monotonic()
         try:
@@ -163,17 +192,17 @@ class NatsTransport:
             raise UnreachableError(f"{name}: NATS: {type(e).__name__}: {e}") from None
         return parse_reply(name, label, 0, msg.data.decode(errors="replace"), "", time.monotonic() - started)
 
-    def broadcast(self, agent: str, action: str, args: Mapping[str, Any] | None = None, *,
-                  flt: Mapping[str, Any] | None = None, reqid: str | None = None, timeout: float = 2.0,
+    def broadcast(self, request: Request, *, flt: Mapping[str, Any] | None = None, timeout: float = 2.0,
                   expect: Iterable[str] | int | None = None, payload: bytes | None = None) -> dict[str, dict[str, Any]]:
-        """Publish one request to every agent of `agent`; identity -> reply object, for each host
-        that matched `flt` and answered within `timeout`. Returns early once every host of `expect`
-        (names, or a count) has answered. `payload`: bytes to send as they are (tests and the
-        bench send envelopes of their own making)."""
+        """Publish the request once to every agent of its agent; identity -> reply object, for each
+        host that matched `flt` and answered within `timeout`. Returns early once every host of
+        `expect` (names, or a count) has answered. `payload`: bytes to send as they are (tests and
+        the bench send envelopes of their own making)."""
+        self.connect()
         if payload is None:
-            payload = self.envelope(agent, action, args, reqid=reqid or uuid.uuid4().hex, flt=flt)
-        return self._run(self._broadcast(broadcast_subject(self.collective, agent), payload, timeout, expect),
-                         timeout + 10)
+            payload = self.envelope(request, reqid=request.reqid or uuid.uuid4().hex, flt=flt)
+        return self._run(self._broadcast(broadcast_subject(self.collective, request.agent), payload, timeout,
+                                         expect), timeout + 10)
 
     async def _broadcast(self, subject: str, payload: bytes, timeout: float,
                          expect: Iterable[str] | int | None) -> dict[str, dict[str, Any]]:
