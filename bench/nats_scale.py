@@ -76,6 +76,14 @@ class Agents:
             if not line.startswith("ready"):
                 raise RuntimeError(f"agent process {proc.pid} did not start: {line!r}")
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the agent processes used so far."""
+        total = 0
+        for proc in self.procs:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
     def peak_mb(self) -> list[int]:
         return [vm_hwm(p.pid) for p in self.procs]
 
@@ -106,26 +114,37 @@ def measure(size: int, procs: int, repeat: int, transport: NatsTransport, broker
     result: dict = {"nodes": size, "processes": procs}
     floor = Agents(size, procs, "floor", broker.url, policy_path, audit_dir)
     try:
+        cpu = floor.cpu_seconds()
         samples = [round_trip(transport, size, payload=b'{"trivial": true}') for _ in range(repeat)]
+        floor_cpu = floor.cpu_seconds() - cpu
     finally:
         floor.stop()
     result["floor"] = {"seconds": [round(s, 3) for s, _ in samples], "answered": [n for _, n in samples],
-                       "median": round(statistics.median(s for s, _ in samples), 3)}
+                       "median": round(statistics.median(s for s, _ in samples), 3),
+                       "agents_cpu_us_per_reply": round(floor_cpu / (size * repeat) * 1e6, 1)}
     real = Agents(size, procs, "real", broker.url, policy_path, audit_dir)
     try:
         rounds = []
+        cpu = real.cpu_seconds()
+        controller_cpu = time.process_time()
         for _ in range(repeat):
             discovery, found = round_trip(transport, size, flt=FILTER)
             ping, pinged = round_trip(transport, size, flt=FILTER)
             rounds.append({"discovery": round(discovery, 3), "discovered": found, "ping": round(ping, 3),
                            "pinged": pinged, "total": round(discovery + ping, 3)})
+        real_cpu = real.cpu_seconds() - cpu
+        controller_cpu = time.process_time() - controller_cpu
         result["agents_peak_mb"] = real.peak_mb()
     finally:
         real.stop()
     result["real"] = {"rounds": rounds,
                       "median_discovery": round(statistics.median(r["discovery"] for r in rounds), 3),
                       "median_ping": round(statistics.median(r["ping"] for r in rounds), 3),
-                      "median_total": round(statistics.median(r["total"] for r in rounds), 3)}
+                      "median_total": round(statistics.median(r["total"] for r in rounds), 3),
+                      # CPU per agent request, whatever else shares the machine: wall time on an
+                      # idle machine is at least (agents' + controller's CPU) / cores
+                      "agents_cpu_us_per_request": round(real_cpu / (size * repeat * 2) * 1e6, 1),
+                      "controller_cpu_us_per_reply": round(controller_cpu / (size * repeat * 2) * 1e6, 1)}
     audited = sum(1 for f in audit_dir.glob("audit-*.jsonl") for _ in f.open())
     result["audit_lines"] = audited
     for f in audit_dir.glob("audit-*.jsonl"):

@@ -150,12 +150,11 @@ class NatsTransport(Transport):
 
     # ---- requests ----------------------------------------------------------------------------
     def envelope(self, request: Request, *, reqid: str, to: str | None = None,
-                 flt: Mapping[str, Any] | None = None) -> bytes:
-        """The signed request: the protocol's request (without inventory facts: an agent over NATS
-        knows its own), sent now with the estate's TTL, for this collective and host or filter."""
-        body: dict[str, Any] = {**request.to_obj(), "reqid": reqid, "time": time.time(), "ttl": self.ttl,
-                                "collective": self.collective}
-        body.pop("facts", None)
+                 flt: Mapping[str, Any] | None = None, facts: Mapping[str, Any] | None = None) -> bytes:
+        """The signed request: the protocol's request (with the host's inventory facts, as over SSH,
+        when it goes to one host), sent now with the estate's TTL, for this collective and host or filter."""
+        body: dict[str, Any] = {**request.to_obj(dict(facts or {})), "reqid": reqid, "time": time.time(),
+                                "ttl": self.ttl, "collective": self.collective}
         if to is not None:
             body["to"] = to
         if flt:
@@ -175,7 +174,7 @@ class NatsTransport(Transport):
                                   message=f"{label}: outcome unknown: {self.unknown[(name, reqid)]}; not sent again")
             sends = self.sends[(name, reqid)] = self.sends.get((name, reqid), 0) + 1
         wire_reqid = reqid if sends == 1 else f"{reqid}.{sends}"
-        payload = self.envelope(request, reqid=wire_reqid, to=name)
+        payload = self.envelope(request, reqid=wire_reqid, to=name, facts=host.facts)
         subject = node_subject(self.collective, name)
         started = time.monotonic()
         try:
