@@ -31,9 +31,11 @@ from .controller.deploy import loadbalancer
 from .controller.discovery import CountContract, Filter
 from .controller.errors import OrchestratorError
 from .controller.inventory import Host
-from .controller.orchestration import HostResult, RunResult, Status, parse_batch_size
+from .controller.orchestration import HostResult, RunOptions, RunResult, Status, parse_batch_size
+from .controller.orchestration.policy import MAX_TRIES
 from .controller.orchestration.rollout import Canary, MaxFail, choose_canaries, new_seed, plan_rollout
 from .controller.session import Interrupted, Session
+from .lab import refuse_if_down
 from .protocol import ACTIONS, AGENTS, action_names
 
 PROG = "orch"
@@ -78,14 +80,15 @@ def batch_type(text: str) -> Any:
 
 
 #: Bounds of the numeric options: past these a value is a typo (and 1e308 s overflowed the clock).
-MAX_TRIES = 100
 MAX_SECONDS = 86400.0
 
 
 def tries_type(text: str) -> int:
-    if not text.strip().isdigit() or len(text.strip()) > 4 or not 1 <= int(text) <= MAX_TRIES:
-        raise argparse.ArgumentTypeError(f"'{text}': expected a whole number from 1 to {MAX_TRIES}")
-    return int(text)
+    """RunOptions checks tries (the one check); here only the text is read."""
+    try:
+        return RunOptions(tries=int(text)).tries
+    except (ValueError, OrchestratorError):
+        raise argparse.ArgumentTypeError(f"'{text}': expected a whole number from 1 to {MAX_TRIES}") from None
 
 
 def seconds_type(text: str) -> float:
@@ -182,6 +185,8 @@ def _common() -> argparse.ArgumentParser:
                      help="per try and host (default 300)")
     run.add_argument("--tofu", action="store_true",
                      help="trust a host key seen for the first time (default: known_hosts only)")
+    run.add_argument("--transport", choices=("ssh", "nats"),
+                     help="reach the hosts over SSH or through the estate's NATS broker (default: the estate's)")
     out = common.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="machine-readable result on stdout")
     out.add_argument("--changed", action="store_true", help="list changed hosts too")
@@ -420,17 +425,16 @@ def with_canaries(call: Call, args: argparse.Namespace, out: Console) -> tuple[C
 
 def execute(session: Session, args: argparse.Namespace, call: Call, out: Console) -> RunResult:
     """Run the call; on Ctrl-C show what it got done (on `out`) before main() reports the interrupt."""
-    options: dict[str, Any] = {"batch_size": args.batch, "tries": args.tries}
-    if args.timeout is not None:
-        options["timeout"] = args.timeout
+    options = RunOptions(batch_size=args.batch, tries=args.tries, timeout=args.timeout or RunOptions.timeout)
     if args.max_fail is not None:
-        options["policy"] = args.max_fail
+        options = replace(options, policy=args.max_fail)
     if args.canary is not None:
-        call, options["batch_size"] = with_canaries(call, args, out)
+        call, sizes = with_canaries(call, args, out)
+        options = replace(options, batch_size=sizes)
     label = f"{call.agent}#{call.action}"
     try:
         with progress(label, len(call.hosts), not (args.json or args.no_progress)) as on_result:
-            return session.call(call.hosts, call.agent, call.action, call.args, on_result=on_result, **options)
+            return session.call(call.hosts, call.agent, call.action, call.args, options, on_result=on_result)
     except Interrupted as stop:
         render_interrupted(stop, args, out)
         raise
@@ -496,7 +500,8 @@ def run_find(session: Session, args: argparse.Namespace, out: Console) -> int:
 def run_command(args: argparse.Namespace) -> int:
     args.filter = check_arguments(args)
     out = Console(soft_wrap=True, highlight=False)
-    with Session(args.env, trust_on_first_use=args.tofu) as session:
+    with Session(args.env, trust_on_first_use=args.tofu, preflight=refuse_if_down,
+                 transport=args.transport) as session:
         if args.command == "find":
             return run_find(session, args, out)
         call = PLANS[args.command](session, args)

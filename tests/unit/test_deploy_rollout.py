@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator_lib.controller.deploy import RunOptions
+from orchestrator_lib.controller.deploy import StepOptions as RunOptions
 from orchestrator_lib.controller.deploy import rollout
 from orchestrator_lib.controller.deploy.rollout import RolloutStopped
 from orchestrator_lib.controller.orchestration import HostResult, Status

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..errors import OrchestratorError
@@ -20,7 +20,8 @@ from ..orchestration.rollout import (Analysis, AnalysisLimits, FailureBudget, Ro
 from ..reporting import Cell, Outcome
 
 if TYPE_CHECKING:
-    from .run import Deploy, RunOptions
+    from ..orchestration import RunOptions
+    from .run import Deploy
 
 #: behave's exit code when an inconclusive analysis paused the rollout (sysexits' EX_TEMPFAIL:
 #: "a temporary failure; the user is invited to retry"): run again with -D resume
@@ -75,14 +76,14 @@ def seed_for(settings_seed: int | None) -> int:
     return new_seed() if settings_seed is None else settings_seed
 
 
-def step_batch(d: "Deploy", options: "RunOptions") -> str | None:
+def step_batch(d: "Deploy", batch: str | None) -> str | None:
     """The batches a When uses: its own words or the policy's; both, and different, is an error
     naming both lines."""
     policy, r = d.scenario.rollout.policy, d.scenario.rollout
-    if options.batch and policy.batch and options.batch.replace(" ", "") != policy.batch.replace(" ", ""):
-        raise RolloutStopped(f"{r.step_where}: 'in batches of {options.batch}' disagrees with "
+    if batch and policy.batch and batch.replace(" ", "") != policy.batch.replace(" ", ""):
+        raise RolloutStopped(f"{r.step_where}: 'in batches of {batch}' disagrees with "
                              f"{policy.sources.get('batch', '@batch(' + policy.batch + ')')}: say the batches once")
-    return options.batch or policy.batch
+    return batch or policy.batch
 
 
 def canaries_of(d: "Deploy", hosts: list[Host]) -> list[Host]:
@@ -100,9 +101,8 @@ def canaries_of(d: "Deploy", hosts: list[Host]) -> list[Host]:
 
 
 def batches_for(d: "Deploy", hosts: list[Host], options: "RunOptions") -> list[list[Host]]:
-    from ..orchestration import parse_batch_size
-    batch = step_batch(d, options)
-    return plan_rollout(hosts, parse_batch_size(batch) if batch else None, canaries_of(d, hosts))
+    """`options` as Deploy.step_options made them (the policy's batches already in)."""
+    return plan_rollout(hosts, options.batch_size, canaries_of(d, hosts))
 
 
 def describe_batches(batches: list[list[Host]]) -> str:
@@ -147,11 +147,13 @@ def analysis_of(d: "Deploy", check: AnalysisCheck) -> Analysis:
 def measure(d: "Deploy", check: AnalysisCheck, hosts: list[Host]) -> Verdict:
     """Measure `hosts` once (the check loops on each host up to its seconds) and judge the
     analysis so far."""
+    from ..orchestration import RunOptions
     from .operations import CHECK_MARGIN
     analysis = analysis_of(d, check)
     last = d.scenario.rollout.last.setdefault(check.where, {})
     if hosts:
-        run = d.call(hosts, check.agent, check.action, dict(check.args), timeout=check.seconds + CHECK_MARGIN)
+        run = d.call(hosts, check.agent, check.action, dict(check.args),
+                     RunOptions(timeout=check.seconds + CHECK_MARGIN))
         for host, result in run.results.items():
             verdict, detail = classify(result)
             analysis.measure(host, verdict, detail)
@@ -180,24 +182,24 @@ def ask_operator(question: str) -> bool | None:
 
 # ---- the rollout of one When --------------------------------------------------------------------------
 def run_rollout(d: "Deploy", hosts: list[Host], agent: str, action: str, args: Mapping[str, Any] | None,
-                options: "RunOptions", timeout: float, subject: str,
+                options: "RunOptions", subject: str,
                 describe_result: Callable[[HostResult], Cell] | None,
                 ask: Callable[[str], bool | None] = ask_operator) -> RunResult:
     """Batch by batch; after each, the budget and the analyses decide whether the next one starts."""
-    from .run import RunOptions, failure_text
+    from .run import failure_text
     r = d.scenario.rollout
     batches = batches_for(d, hosts, options)
     budget = budget_of(d, hosts)
     gates = r.gates.get(r.step_index, [])
     label = f"{agent}#{action}"
-    one = RunOptions(None, options.tries)
+    one = replace(options, batch_size=None)
     results: dict[str, HostResult] = {}
     record = {"step": r.step_text, "where": r.step_where, "batches": [[h.name for h in b] for b in batches],
               "stopped": ""}
     r.steps.append(record)
     started, stop = time.monotonic(), ""
     for number, batch in enumerate(batches, 1):
-        run = d.call(batch, agent, action, args, one, timeout, subject, describe_result)
+        run = d.call(batch, agent, action, args, one, subject, describe_result)
         results.update(run.results)
         d.say(f"batch {number} of {len(batches)}: {run.tally()}")
         bad = [h for h, res in run.results.items() if not res.ok]

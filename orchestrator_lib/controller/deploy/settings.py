@@ -101,6 +101,10 @@ class Settings:
     notify_group: str = "notify"       # the estate's notification hosts (a group, else class roles::notify)
     notify_webhook: str = "http://{address}:8025/notify"
     seed: int | None = None            # the canaries' seed (the report records it; -D seed= replays a run's choice)
+    resume: bool = False               # re-run only the hosts the last run of the feature did not complete
+    safeguards: bool = True            # deploy lock, journal and pre-flight (off: only to measure their cost)
+    lease_ttl: float = 60.0            # seconds a host's deploy lock lasts unless the run renews it
+    transport: str = ""                # ssh or nats; empty: what the estate says (`transport:`)
 
     def __post_init__(self) -> None:
         """The checks that need no file system: a Settings built any way is a valid one."""
@@ -116,6 +120,14 @@ class Settings:
             if value and not NAME.fullmatch(value):
                 raise SettingsError(f"-D {option}={value!r}: expected a name of letters, digits, '_', '.', ':' "
                                     "and '-' (at most 64)")
+        if not math.isfinite(self.lease_ttl) or not 3 <= self.lease_ttl <= 3600:
+            raise SettingsError(f"-D lease_ttl={self.lease_ttl}: expected a number of seconds from 3 to 3600")
+        if self.resume and self.plan:
+            raise SettingsError("-D resume and -D plan together: a plan changes nothing, so there is nothing to resume")
+        if self.resume and not self.safeguards:
+            raise SettingsError("-D resume needs the journal: drop -D safeguards=false")
+        if self.transport not in ("", "ssh", "nats"):
+            raise SettingsError(f"-D transport={self.transport}: expected ssh or nats")
         check_template(self.notify_webhook, "notify_webhook", WEBHOOK_FIELDS)
         check_webhook(self.notify_webhook)
         check_template(self.report, "report", REPORT_FIELDS)
@@ -148,7 +160,10 @@ class Settings:
                        health_path=_text(userdata, "health_path", cls.health_path),
                        notify_group=_text(userdata, "notify_group", cls.notify_group),
                        notify_webhook=_text(userdata, "notify_webhook", cls.notify_webhook),
-                       seed=_seed(userdata))
+                       seed=_seed(userdata),
+                       resume=_bool(userdata, "resume"), safeguards=_bool(userdata, "safeguards", True),
+                       lease_ttl=_seconds(userdata, "lease_ttl", cls.lease_ttl),
+                       transport=str(userdata.get("transport", "")).strip().lower())
         check_report_path(settings.report_template)
         return settings
 
@@ -168,9 +183,9 @@ def _seed(userdata: Any) -> int | None:
     return int(text)
 
 
-def _bool(userdata: Any, name: str) -> bool:
+def _bool(userdata: Any, name: str, default: bool = False) -> bool:
     try:
-        return bool(userdata.getbool(name, False))
+        return bool(userdata.getbool(name, default))
     except ValueError:
         raise SettingsError(f"-D {name}={userdata.get(name)}: expected true or false") from None
 
