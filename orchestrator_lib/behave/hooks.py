@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from orchestrator_lib.behave.binding import step_registry
 from orchestrator_lib.behave.needs import needs_of
 from orchestrator_lib.controller.deploy import Deploy, Settings
 from orchestrator_lib.controller.deploy.guard import RunGuard
@@ -150,7 +151,7 @@ def before_scenario(context: Any, scenario: Any) -> None:
     run.deploy.begin_scenario(scenario.feature.name, scenario.name)
     try:
         run.deploy.begin_scenario(scenario.feature.name, scenario.name, policy_of(scenario),
-                                  analysis_gates(run.deploy, run.steps))
+                                  analysis_gates(run.deploy, run.steps, context))
     except OrchestratorError as e:  # a bad policy tag or analysis step: this scenario fails, in one line
         run.matrix.scenarios[-1].reason = str(e)
         raise SetupFailed(str(e)) from None
@@ -173,10 +174,10 @@ def policy_of(scenario: Any) -> RolloutPolicy:
     return parse_tags(tags(scenario)).over(parse_tags(tags(scenario.feature)))
 
 
-def analysis_gates(deploy: Deploy, steps: list[Any]) -> dict[int, list[AnalysisCheck]]:
+def analysis_gates(deploy: Deploy, steps: list[Any], context: Any = None) -> dict[int, list[AnalysisCheck]]:
     """The `Then after each batch ...` steps, known before the When each gates (the last When
     before it) runs: behave's registry says which step definition each step is."""
-    from behave.step_registry import registry
+    registry = step_registry(context)
     gates: dict[int, list[AnalysisCheck]] = {}
     last_when = None
     for index, step in enumerate(steps):

@@ -112,3 +112,28 @@ def test_an_analysis_without_an_answer_pauses_in_ci_and_resume_finishes(fresh_la
     assert resumed.rc == 0, resumed.out
     assert all(version(fresh_lab, h) == NEW for h in ("web1", "web2", "web3", "web4"))
     assert resumed.matrix.scenarios[0].rollout["analyses"]
+
+
+FORMATTED = """\
+@batch(2) @max_fail(1)
+Feature: formatted
+  @canary(by=hagroup)
+  Scenario: roll
+    Given I want to update hosts with class roles::web
+    When I update the package mywebapp to 4.2.6-3.el5
+    Then after each batch the health check on port 8080 should pass within 5 seconds
+    When I restart the service mywebapp in batches of 3
+"""
+
+
+def test_dry_run_shows_the_policy_and_the_batches_of_each_step_without_a_session(tmp_path):
+    done = behave_ci(tmp_path, "formatted", FORMATTED, "--dry-run", "-f", "rollout", "-D", "env=/nonexistent.yaml")
+    assert done.matrix is None, "no hook ran"
+    lines = done.out.splitlines()
+    at = lines.index("  When I update the package mywebapp to 4.2.6-3.el5")
+    assert lines[at + 1] == ("    -> canaries first (1 host per value of hagroup, from the run's seed), then batches of 2, "
+                             "one failure budget @max_fail(1) over the scenario")
+    assert lines[at + 3] == "    -> measured after each batch of the When at line 6"
+    error = lines[at + 5]
+    assert error.startswith("    -> error: ") and "formatted.feature:8: 'in batches of 3' disagrees with " in error
+    assert error.endswith("formatted.feature:1 @batch(2)")
