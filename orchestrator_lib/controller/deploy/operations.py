@@ -10,9 +10,8 @@ from ..orchestration import HostResult, RunResult, Status
 from ..reporting import Cell, Outcome
 from ..orchestration import RunOptions
 from .run import Deploy, DeployError, StepOptions, Unanswered, failure_text, values_of
+from .settings import CHECK_MARGIN
 
-#: a health check that loops on the host gets this much longer on the SSH side
-CHECK_MARGIN = 30.0
 
 
 # ---- packages ---------------------------------------------------------------------------------------
@@ -242,7 +241,7 @@ def restart_unless_reporting(d: Deploy, name: str, port: int, field: str, value:
 
 # ---- health -----------------------------------------------------------------------------------------
 def health_url(d: Deploy, port: int) -> str:
-    return f"http://127.0.0.1:{port}{d.settings.health_path}"
+    return d.settings.health_url(port)
 
 
 def _last(result: HostResult, *fields: str) -> Any:

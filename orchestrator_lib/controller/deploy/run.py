@@ -18,6 +18,7 @@ from ..discovery import CountContract, Filter
 from ..errors import OrchestratorError
 from ..inventory import Host, Inventory
 from ..orchestration import HostResult, RunOptions, RunResult, parse_batch_size
+from ..orchestration.results import failure_text  # noqa: F401  (the deploy layer's wording, re-exported)
 from ..reporting import Cell, Outcome, ResultMatrix
 from ..reporting.journal import READ_ONLY
 from ..session import Interrupted, Session
@@ -104,14 +105,6 @@ class ScenarioDone(DeployError):
 def values_of(run: RunResult, value: Callable[[HostResult], Any]) -> dict[str, Any]:
     """{host: value(result)} for hosts that answered, Unanswered for the others."""
     return {h: value(r) if r.ok else Unanswered.of(r) for h, r in run.results.items()}
-
-
-def failure_text(run: RunResult) -> str:
-    bad = [r for r in run.results.values() if not r.ok]
-    lines = [f"{run.label} did not succeed on {', '.join(r.host for r in bad)} "
-             f"({len(bad)} of {len(run.results)} hosts):"]
-    lines += [f"  {r.host}: {r.status}: {r.message}" for r in bad]
-    return "\n".join(lines)
 
 
 def plan_cells(label: str, subject: str, current: Mapping[str, Any], wanted: Any,

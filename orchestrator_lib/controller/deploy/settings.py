@@ -29,6 +29,10 @@ WEBHOOK_SCHEMES = ("http", "https")
 MAX_LB_WAIT = 3600.0
 
 
+#: a health check that loops on the host gets this much longer on the SSH side
+CHECK_MARGIN = 30.0
+
+
 class SettingsError(OrchestratorError):
     """A -D option with an unknown name or a bad value: one line naming it (a value's own line
     breaks are shown escaped)."""
@@ -137,6 +141,10 @@ class Settings:
         if self.report:
             return self.report
         return "reports/plan-{feature}.json" if self.plan else "reports/deploy-{feature}.json"
+
+    def health_url(self, port: int) -> str:
+        """The URL of "the health check on port N", as each host fetches it from itself."""
+        return f"http://127.0.0.1:{port}{self.health_path}"
 
     def webhook(self, host: Host) -> str:
         """The notification URL on `host` (its fields were checked on construction)."""
