@@ -64,9 +64,13 @@ def write(line: dict[str, Any], env: dict[str, str] | None = None, path: str | N
     written, else why not (the caller decides whether that stops the request)."""
     from .policy import sha256
     path = path or log_path(env)
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
     try:
-        os.makedirs(os.path.dirname(path) or ".", mode=0o750, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o640)
+        try:
+            fd = os.open(path, flags, 0o640)
+        except FileNotFoundError:  # the directory only when missing (a long-lived agent writes thousands)
+            os.makedirs(os.path.dirname(path) or ".", mode=0o750, exist_ok=True)
+            fd = os.open(path, flags, 0o640)
     except OSError as e:
         return f"cannot write audit log {path}: {e.strerror or e}"
     try:

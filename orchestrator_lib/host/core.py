@@ -109,22 +109,27 @@ def _bad_arguments(req: Request) -> str | None:
     return None
 
 
-def handle(obj: object, env: dict[str, str] | None = None, identity: Any = None) -> Reply:
+def handle(obj: object, env: dict[str, str] | None = None, identity: Any = None, policy_path: str = "") -> Reply:
     """The whole life of one request: policy, a "received" audit line, the action, a result line.
     The policy decides on the action itself (policy.check resolves aliases to every name of it).
     Nothing runs unless the received line is on disk (unless the policy says "audit":
     "best-effort"): a request that cannot be audited is refused. Under sshd, test-only variables
     (ORCHESTRATOR_AUDIT_LOG) are ignored unless root enabled them on the host (policy.trusted_env).
-    A request older than its ttl is refused as a denial is (audited, never run)."""
+    A request older than its ttl is refused as a denial is (audited, never run). The caller is the
+    key sshd accepted (policy.identify), or `identity` when the caller proved its key otherwise (a
+    signed request over a broker: host/signing.py); `policy_path` is for agents that are not the
+    host's (bench/)."""
     env = policy.trusted_env(os.environ if env is None else env)
     req = Request.from_obj(obj)
-    identity = policy.identify(env) if identity is None else identity
+    if identity is None:
+        identity = policy.identify(env)
     host = system()
-    denial = req.expired(host.time()) or policy.check(req.agent, req.action, identity) or _bad_arguments(req)
+    denial = (req.expired(host.time()) or policy.check(req.agent, req.action, identity, path=policy_path)
+              or _bad_arguments(req))
     unwritable = audit.received(req, identity, env)
     if unwritable:
         print(f"error: {unwritable}", file=sys.stderr)
-        if policy.audit_required():
+        if policy.audit_required(policy_path):
             return Reply.failed(f"refused: {unwritable}; no request runs unaudited "
                                 "(the policy's \"audit\": \"best-effort\" allows it)")
     started = host.monotonic()
