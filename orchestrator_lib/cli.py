@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import types
+from pathlib import Path
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, NoReturn, Sequence
@@ -186,6 +187,9 @@ def build_parser() -> Parser:
     rpc.add_argument("agent", metavar="AGENT")
     rpc.add_argument("action", metavar="ACTION")
     rpc.add_argument("arguments", nargs="*", type=rpc_arg_type, metavar="KEY=VALUE")
+    report = sub.add_parser("report", help="render the HTML report of an earlier run from its JSON")
+    report.add_argument("json_path", metavar="REPORT.json", help="e.g. reports/deploy-deploy_webapp.json")
+    report.add_argument("-o", "--output", metavar="FILE.html", help="default: next to the JSON, .html")
     # Listed for --help only: main() hands `orch lab ...` to the lab's own parser (run_lab).
     sub.add_parser("lab", add_help=False, help="the local lab: up|down|status|stop|start|reset|rekey|exec")
     return parser
@@ -446,7 +450,17 @@ def run_find(session: Session, args: argparse.Namespace, out: Console) -> int:
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
+def run_report(args: argparse.Namespace) -> int:
+    """`orch report x.json`: no session, no host; the page is rendered from the file alone."""
+    from .controller.reporting.html import render_file
+    path = render_file(Path(args.json_path), Path(args.output) if args.output else None)
+    print(path)
+    return EXIT_OK
+
+
 def run_command(args: argparse.Namespace) -> int:
+    if args.command == "report":
+        return run_report(args)
     args.filter = check_arguments(args)
     out = Console(soft_wrap=True, highlight=False)
     with Session(args.env, trust_on_first_use=args.tofu) as session:

@@ -275,10 +275,11 @@ class Deploy:
             if isinstance(value, Unanswered):
                 self.matrix.record(host, Cell(Outcome(value.status), value.message, label))
             elif matches(value):
-                self.matrix.record(host, Cell(Outcome.OK, f"{what}: {value}", label))
+                self.matrix.record(host, Cell(Outcome.OK, f"{what}: {value}", label, expected=expected,
+                                              actual=repr(value)))
             else:
-                self.matrix.record(host, Cell(Outcome.FAILED, f"{what}: expected {expected}, "
-                                                              f"actual {value!r}", label))
+                self.matrix.record(host, Cell(Outcome.FAILED, f"{what}: expected {expected}, actual {value!r}",
+                                              label, expected=expected, actual=repr(value)))
 
     def wait_for(self, read: Callable[[], dict[str, Any]], until: Callable[[Any], bool], seconds: float,
                  interval: float = 0.05) -> dict[str, Any]:

@@ -39,6 +39,8 @@ class HostResult:
     data: dict = field(default_factory=dict)  # agent reply data, e.g. {"version": "4.2.6-3.el5"}
     before: Any = None
     after: Any = None
+    started: float | None = None  # wall clock (epoch s) when a worker picked the host up
+    batch: int | None = None      # 0-based batch the host ran in (None: not attempted)
 
     @property
     def ok(self) -> bool:
