@@ -1,4 +1,4 @@
-"""The behave hooks (features/support/environment.py) without a lab: behave runs for real in a
+"""The behave hooks (orchestrator_lib/behave/hooks.py) without a lab: behave runs for real in a
 subprocess on an estate no step reaches (no host is ever asked), and the hooks are called
 directly where behave cannot be made to fail on cue (a report that cannot be written, Ctrl-C)."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from features.support import environment as hooks
+from orchestrator_lib.behave import hooks
 from orchestrator_lib.controller.deploy import Settings
 from orchestrator_lib.controller.reporting import Cell, Outcome, ResultMatrix
 

@@ -11,15 +11,15 @@ from behave.model_type import FileLocation
 from hamcrest import equal_to
 
 from orchestrator_lib.controller.deploy import DeployError, Unanswered
-from steps.support.binding import StepFailed, deploy_of, one_line_errors
-from steps.support.matchers import check
+from orchestrator_lib.behave.binding import StepFailed, deploy_of, one_line_errors
+from orchestrator_lib.behave.matchers import check
 
 from tests.unit.test_deploy_fakes import cells, make_deploy
 
 
 def test_the_deploy_layer_imports_neither_behave_nor_hamcrest():
     code = ("import sys, orchestrator_lib.controller.deploy, orchestrator_lib.controller.deploy.operations, orchestrator_lib.controller.deploy.loadbalancer;"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('behave', 'hamcrest', 'steps')))")
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('behave', 'hamcrest') or m.startswith('orchestrator_lib.behave')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
@@ -67,7 +67,7 @@ def test_run_options_keep_a_repeated_option_for_the_step_to_refuse():
     """`with 2 tries with 3 tries` used to run with 2 tries, silently; parsing cannot fail (a
     converter error is no one-line step failure), so the step's check refuses it."""
     from orchestrator_lib.controller.deploy import RunOptions
-    from steps.support.parsing import parse_run_options
+    from orchestrator_lib.behave.parsing import parse_run_options
     assert parse_run_options(" in batches of 1,2,50% with 3 tries") == RunOptions("1,2,50%", 3)
     assert parse_run_options("") == RunOptions()
     twice = parse_run_options(" with 2 tries in batches of 2 with 3 tries")

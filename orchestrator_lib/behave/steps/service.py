@@ -2,9 +2,9 @@
 from hamcrest import equal_to
 
 from orchestrator_lib.controller.deploy import operations as ops
-from steps.support import parsing  # noqa: F401  (registers the parameter types)
-from steps.support.binding import deploy_of, then, when
-from steps.support.matchers import check
+from orchestrator_lib.behave import parsing  # noqa: F401  (registers the parameter types)
+from orchestrator_lib.behave.binding import deploy_of, then, when
+from orchestrator_lib.behave.matchers import check
 
 
 @when("I restart the service {name:Word}{options:RunOptions}")

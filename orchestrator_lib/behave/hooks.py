@@ -1,11 +1,13 @@
-"""behave's hooks for deploys. The repository root's environment.py imports these: behave reads
-hooks from environment.py next to steps/ (the root), and an environment.py directly in
-features/ would make behave look for features/steps/ instead.
+"""behave's hooks for deploys, part of the installed package so any repository can use them: its
+features/environment.py is one line, `from orchestrator_lib.behave.hooks import *`.
 
 One run = one Session (its SSH connections shared by every step), one result matrix, one
 release gate. Settings come from userdata (-D): env, lab=keep|down, plan, report, backend, ...
 """
 from __future__ import annotations
+
+__all__ = ["before_all", "before_feature", "before_scenario", "before_step", "after_step",
+           "after_scenario", "after_all"]
 
 import os
 import threading

@@ -46,5 +46,5 @@ def deploy_of(context: Any) -> Deploy:
     """The run's Deploy, which the before_all hook puts on behave's context."""
     d = getattr(context, "deploy", None)
     if d is None:
-        raise StepFailed("no deploy session: the hooks (environment.py) did not set one up")
+        raise StepFailed("no deploy session: the hooks (orchestrator_lib.behave.hooks, imported by environment.py) did not set one up")
     return d

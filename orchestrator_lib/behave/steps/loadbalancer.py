@@ -3,9 +3,9 @@ the LB's traffic, so HAProxy's health checks mark them DOWN) or by HAProxy's adm
 from hamcrest import has_entries
 
 from orchestrator_lib.controller.deploy import loadbalancer as lb
-from steps.support import parsing  # noqa: F401  (registers the parameter types)
-from steps.support.binding import deploy_of, given, then, when
-from steps.support.matchers import check
+from orchestrator_lib.behave import parsing  # noqa: F401  (registers the parameter types)
+from orchestrator_lib.behave.binding import deploy_of, given, then, when
+from orchestrator_lib.behave.matchers import check
 
 
 @given("the load balancer has ip address {address:Word}")

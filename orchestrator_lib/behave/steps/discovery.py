@@ -1,8 +1,8 @@
 """Which hosts a scenario updates. The filters accumulate (AND) in the scenario, so a Background
 can say the estate and a scenario narrow it; pre-discovery pings them and pins the count."""
 from orchestrator_lib.controller.discovery import CountContract
-from steps.support import parsing  # noqa: F401  (registers the parameter types)
-from steps.support.binding import deploy_of, given
+from orchestrator_lib.behave import parsing  # noqa: F401  (registers the parameter types)
+from orchestrator_lib.behave.binding import deploy_of, given
 
 
 @given("I want to update hosts with class {klass:Word}")

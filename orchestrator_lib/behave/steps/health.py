@@ -3,9 +3,9 @@ per host however long they wait)."""
 from hamcrest import has_entries, less_than
 
 from orchestrator_lib.controller.deploy import operations as ops
-from steps.support import parsing  # noqa: F401  (registers the parameter types)
-from steps.support.binding import deploy_of, then
-from steps.support.matchers import check
+from orchestrator_lib.behave import parsing  # noqa: F401  (registers the parameter types)
+from orchestrator_lib.behave.binding import deploy_of, then
+from orchestrator_lib.behave.matchers import check
 
 
 @then("the health check on port {port:d} should report {field:Word} {value:Word} within {seconds:d} {unit:Seconds}")

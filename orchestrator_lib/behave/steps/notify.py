@@ -1,7 +1,7 @@
 """Telling people: a webhook on the estate's notification hosts, the next one if the first fails."""
 from orchestrator_lib.controller.deploy import operations as ops
-from steps.support import parsing  # noqa: F401  (registers the parameter types)
-from steps.support.binding import deploy_of, when
+from orchestrator_lib.behave import parsing  # noqa: F401  (registers the parameter types)
+from orchestrator_lib.behave.binding import deploy_of, when
 
 
 @when('I notify {recipient:Word} that "{message}"')

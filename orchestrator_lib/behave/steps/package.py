@@ -3,9 +3,9 @@ alone, so re-running a deploy changes only what is not yet done."""
 from hamcrest import equal_to
 
 from orchestrator_lib.controller.deploy import operations as ops
-from steps.support import parsing  # noqa: F401  (registers the parameter types)
-from steps.support.binding import deploy_of, then, when
-from steps.support.matchers import check
+from orchestrator_lib.behave import parsing  # noqa: F401  (registers the parameter types)
+from orchestrator_lib.behave.binding import deploy_of, then, when
+from orchestrator_lib.behave.matchers import check
 
 
 @when("I update the package {name:Word}{options:RunOptions}")

@@ -1,1 +1,0 @@
-"""behave's hooks for the deploy features (see environment.py)."""
