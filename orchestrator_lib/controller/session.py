@@ -46,7 +46,7 @@ def interrupted_result(label: str, hosts: list[Host], finished: Mapping[str, Hos
         elif host.name in running:
             results[host.name] = HostResult(host.name, Status.FAILED, "interrupted while running: outcome unknown")
         else:
-            results[host.name] = HostResult(host.name, Status.NOT_ATTEMPTED, "not attempted: interrupted")
+            results[host.name] = HostResult(host.name, Status.NOT_ATTEMPTED, "interrupted")
     return RunResult(label, results, elapsed), running
 
 

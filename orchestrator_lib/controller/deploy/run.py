@@ -194,25 +194,24 @@ class Deploy:
     def pre_discover(self, contract: CountContract | None) -> list[Host]:
         """Select, check the count, ping every host (and the load balancer): a host that does not
         answer fails the step by name. What was found is then the contract for the scenario."""
-        since = len(self.session.history)
         lb = self.scenario.lb
-        try:
-            hosts = self.session.discover(self.scenario.target.require_some_filter(), contract, live=False)
-            also = [lb.host] if lb is not None and lb.host is not None and lb.host not in hosts else []
-            pinged = self.session.call(hosts + also, "rpcutil", "ping")  # one round: the LB alongside
-            self.session.require_answers(pinged, hosts)
-        finally:
-            self._record_new_runs(since)
-        if also and not pinged.results[also[0].name].ok:
-            raise DeployError(f"the load balancer {also[0].name} did not answer: {pinged.results[also[0].name].message}")
+        hosts = self.session.discover(self.scenario.target.require_some_filter(), contract, live=False)
+        also = [lb.host] if lb is not None and lb.host is not None and lb.host not in hosts else []
+        pinged = self.session.call(hosts + also, "rpcutil", "ping")  # one round: the LB alongside
+        # the targets' own tally and cells: the LB is no host of the scenario, nor counted as one
+        targets = RunResult(pinged.label, {h.name: pinged.results[h.name] for h in hosts}, pinged.elapsed)
+        self.matrix.record_run(targets)
+        self.say(targets.tally())
+        self.session.require_answers(pinged, hosts)
+        if also:
+            answer = pinged.results[also[0].name]
+            if not answer.ok:  # in the matrix then, so the gate names it
+                self.matrix.record(answer.host, Cell.from_host_result(answer, pinged.label))
+                raise DeployError(f"the load balancer {also[0].name} did not answer: {answer.message}")
+            self.say(f"load balancer {also[0].name} answered")
         self.scenario.target.pin(hosts, contract or CountContract.exactly(len(hosts)))
         self.say(f"discovered {len(hosts)} host{'s' if len(hosts) != 1 else ''}: {', '.join(h.name for h in hosts)}")
         return hosts
-
-    def _record_new_runs(self, since: int) -> None:
-        for run in self.session.history[since:]:
-            self.matrix.record_run(run)
-            self.say(run.tally())
 
     # ---- acting -----------------------------------------------------------------------------------
     def call(self, hosts: list[Host], agent: str, action: str, args: Mapping[str, Any] | None = None,

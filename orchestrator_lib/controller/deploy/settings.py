@@ -14,6 +14,7 @@ from ..errors import OrchestratorError
 from ..inventory import Host, _did_you_mean
 
 LAB_CHOICES = ("keep", "down")
+LINT_CHOICES = ("on", "off")
 #: the fields -D notify_webhook may use, filled per notification host
 WEBHOOK_FIELDS = ("address", "name")
 #: the fields -D report may use
@@ -45,23 +46,23 @@ def check_template(template: str, option: str, known: tuple[str, ...]) -> None:
         raise SettingsError(f"-D {option}={template}: bad template: {e}") from None
 
 
-def check_report_path(template: str) -> None:
+def check_report_path(template: str, option: str = "report") -> None:
     """The report must be a file we can write: not a directory, not under a file, and its
     nearest existing directory writable (missing directories are created when it is written)."""
     if template.endswith(("/", os.sep)):
-        raise SettingsError(f"-D report={template}: names a directory; expected a file, e.g. "
+        raise SettingsError(f"-D {option}={template}: names a directory; expected a file, e.g. "
                             f"{template}deploy-{{feature}}.json")
     path = Path(template.format(feature="feature"))
     if path.is_dir():
-        raise SettingsError(f"-D report={template}: {path} is a directory; expected a file, e.g. "
+        raise SettingsError(f"-D {option}={template}: {path} is a directory; expected a file, e.g. "
                             f"{path}/deploy-{{feature}}.json")
     parent = path.absolute().parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        raise SettingsError(f"-D report={template}: {parent} is not a directory")
+        raise SettingsError(f"-D {option}={template}: {parent} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise SettingsError(f"-D report={template}: cannot write to {path if path.exists() else parent}")
+        raise SettingsError(f"-D {option}={template}: cannot write to {path if path.exists() else parent}")
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class Settings:
     lab: str = "keep"                  # local lab at the end of the run: keep it running, or down
     plan: bool = False                 # read-only: say what would change, change nothing
     report: str = ""                   # JSON report path; may contain {feature}
+    report_html: str = ""              # HTML report path ({feature} too); default: the JSON's, .html
+    lint: str = "on"                   # check the features before the run (orch lint); off: don't
     backend: str = ""                  # HAProxy backend when no step names one
     lb_wait: float = 10.0              # seconds HAProxy may take to see a host go down or up
     health_path: str = "/health"       # path of "the health check on port N"
@@ -80,18 +83,27 @@ class Settings:
         """The checks that need no file system: a Settings built any way is a valid one."""
         if self.lab not in LAB_CHOICES:
             raise SettingsError(f"-D lab={self.lab}: expected one of {', '.join(LAB_CHOICES)}")
+        if self.lint not in LINT_CHOICES:
+            raise SettingsError(f"-D lint={self.lint}: expected one of {', '.join(LINT_CHOICES)}")
         if not math.isfinite(self.lb_wait) or self.lb_wait < 0:
             raise SettingsError(f"-D lb_wait={self.lb_wait}: expected a number of seconds, 0 or more")
         if not self.health_path.startswith("/"):
             raise SettingsError(f"-D health_path={self.health_path}: expected a path starting with /")
         check_template(self.notify_webhook, "notify_webhook", WEBHOOK_FIELDS)
         check_template(self.report, "report", REPORT_FIELDS)
+        check_template(self.report_html, "report_html", REPORT_FIELDS)
 
     @property
     def report_template(self) -> str:
         if self.report:
             return self.report
         return "reports/plan-{feature}.json" if self.plan else "reports/deploy-{feature}.json"
+
+    def html_path(self, json_path: Path, feature: str) -> Path:
+        """Where the HTML report of the JSON at `json_path` goes: -D report_html, else beside it."""
+        if self.report_html:
+            return Path(self.report_html.format(feature=feature))
+        return json_path.with_suffix(".html")
 
     def webhook(self, host: Host) -> str:
         """The notification URL on `host` (its fields were checked on construction)."""
@@ -111,11 +123,15 @@ class Settings:
                                     f"(known: {', '.join(cls.names())})")
         settings = cls(env=_text(userdata, "env", cls.env), lab=str(userdata.get("lab", cls.lab)).strip().lower(),
                        plan=_bool(userdata, "plan"), report=str(userdata.get("report", "")),
+                       report_html=str(userdata.get("report_html", "")),
+                       lint=str(userdata.get("lint", cls.lint)).strip().lower(),
                        backend=str(userdata.get("backend", "")), lb_wait=_seconds(userdata, "lb_wait", cls.lb_wait),
                        health_path=_text(userdata, "health_path", cls.health_path),
                        notify_group=_text(userdata, "notify_group", cls.notify_group),
                        notify_webhook=_text(userdata, "notify_webhook", cls.notify_webhook))
         check_report_path(settings.report_template)
+        if settings.report_html:
+            check_report_path(settings.report_html, "report_html")
         return settings
 
 def _text(userdata: Any, name: str, default: str) -> str:

@@ -15,7 +15,7 @@ from .batches import BatchSize, plan_batches
 from .policy import FailurePolicy
 from .results import FAILURES, HostResult, RunResult, Status
 
-NOT_ATTEMPTED_MESSAGE = "not attempted: stopped after a failed batch"
+NOT_ATTEMPTED_MESSAGE = "stopped after a failed batch"  # the status says "not attempted"
 
 
 class Named(Protocol):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -434,8 +434,9 @@ class ResultMatrix:
     def only(self, file: str) -> "ResultMatrix":
         """The part of the matrix about one feature file."""
         features = {f: r for f, r in self.features.items() if f == file}
+        identity = replace(self.identity, specs=[file] if file else list(self.identity.specs))
         return ResultMatrix(self.env, self.plan, [s for s in self.scenarios if s.file == file], self.error,
-                            self.interrupted, self.identity, features)
+                            self.interrupted, identity, features)
 
     # ---- JSON ----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
