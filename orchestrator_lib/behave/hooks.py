@@ -24,6 +24,7 @@ from orchestrator_lib.controller.reporting.junit import write_junit
 from orchestrator_lib.controller.reporting.matrix import GOOD_SCENARIO
 from orchestrator_lib.controller.session import Session
 from orchestrator_lib.controller.transports.ssh_agent import default_caller
+from orchestrator_lib.lab import refuse_if_down
 
 FAIL_FAST_TAG = "fail_fast"
 #: seconds an interrupted run waits for its SSH session to close (closing waits for every request
@@ -110,7 +111,7 @@ def before_all(context: Any) -> None:
         if run.settings.lint == "on":
             lint(context)
         run.lab = ensure_lab(load_inventory(run.settings.env))
-        session = Session(run.settings.env)
+        session = Session(run.settings.env, preflight=refuse_if_down)
         run.matrix.identity.caller = session.caller
         context.deploy = run.deploy = Deploy(run.settings, session, run.matrix)
     except OrchestratorError as e:

@@ -22,7 +22,8 @@ from .yaml12 import Yaml12Loader
 # Agents a host offers when its spec has no `agents:` list, and the only names such a list may use.
 DEFAULT_AGENTS: tuple[str, ...] = AGENTS
 
-TOP_KEYS = ("name", "known_hosts", "defaults", "lab", "hosts", "groups")
+TOP_KEYS = ("name", "known_hosts", "defaults", "loadbalancer", "lab", "hosts", "groups")
+LOADBALANCER_KEYS = ("backend",)
 DEFAULTS_KEYS = ("user", "port", "key")
 HOST_KEYS = ("address", "port", "user", "key", "facts", "classes", "agents", "lab")
 
@@ -59,7 +60,8 @@ class Inventory:
     hosts: Mapping[str, Host]
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     known_hosts: Path | None = None
-    lab: Mapping[str, Any] = field(default_factory=dict)
+    loadbalancer: Mapping[str, str] = field(default_factory=dict)  # {"backend": "app"}: the LB's defaults
+    lab: Mapping[str, Any] = field(default_factory=dict)  # read by lab/ only
 
     def host(self, name: str) -> Host:
         """The host called `name`; a typo gets a suggestion rather than a KeyError."""
@@ -254,6 +256,8 @@ def _build_inventory(data: Any, src: _Source) -> Inventory:
     name = _string(src, ("name",), top["name"]) if "name" in top else src.path.stem
     known_hosts = _optional_path(src, ("known_hosts",), top.get("known_hosts"))
     lab = _mapping(src, ("lab",), top.get("lab"), None, "a mapping")
+    balancer = _mapping(src, ("loadbalancer",), top.get("loadbalancer"), LOADBALANCER_KEYS, "a mapping")
+    loadbalancer = {k: _string(src, ("loadbalancer", k), v) for k, v in balancer.items()}
 
     defaults = _mapping(src, ("defaults",), top.get("defaults"), DEFAULTS_KEYS, "a mapping")
     user = _string(src, ("defaults", "user"), defaults["user"]) if "user" in defaults else "root"
@@ -271,7 +275,8 @@ def _build_inventory(data: Any, src: _Source) -> Inventory:
     for group, members in group_specs.items():
         groups[group] = _group(src, ("groups", group), members, hosts)
 
-    return Inventory(name=name, path=src.path, hosts=hosts, groups=groups, known_hosts=known_hosts, lab=lab)
+    return Inventory(name=name, path=src.path, hosts=hosts, groups=groups, known_hosts=known_hosts,
+                     loadbalancer=loadbalancer, lab=lab)
 
 
 def _host(src: _Source, name: str, spec: Any, *, user: str, port: int, key: Path | None) -> Host:

@@ -109,10 +109,10 @@ class Lab:
         settings = dict(inventory.lab)
         if not settings:
             raise LabError(f"{inventory.path}: no 'lab:' section: this environment is not a local lab")
-        self.bridge: str = settings.get("bridge", "labbr0")
+        self.bridge: str = settings.get("bridge", network.DEFAULT_BRIDGE)
         self.subnet = ipaddress.ip_network(settings.get("subnet", "10.231.0.0/24"), strict=False)
         self.gateway: str = settings.get("gateway", str(next(self.subnet.hosts())))
-        self.backend: str = settings.get("backend", "app")
+        self.backend: str = inventory.loadbalancer.get("backend", "app")
         self.app_port: int = int(settings.get("app_port", 8080))
         if inventory.known_hosts is None or inventory.hosts and next(iter(inventory.hosts.values())).key is None:
             raise LabError(f"{inventory.path}: a lab environment needs 'known_hosts' and 'defaults.key'")

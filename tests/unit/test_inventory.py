@@ -248,7 +248,7 @@ def test_unknown_key_without_a_close_one_lists_the_valid_ones(env):
     load = env(MINIMAL + "zzz: 1\n")
     assert error_of(load) == (
         "environments/x.yaml:3: zzz: unknown key 'zzz' "
-        "(valid keys: name, known_hosts, defaults, lab, hosts, groups)"
+        "(valid keys: name, known_hosts, defaults, loadbalancer, lab, hosts, groups)"
     )
 
 
@@ -524,3 +524,10 @@ def test_a_tilde_in_a_path_is_the_home_directory_not_a_folder_beside_the_file(en
     inv = env("known_hosts: ~/.ssh/known_hosts\ndefaults: {key: ~/.ssh/id_rsa}\n" + MINIMAL)()
     assert inv.known_hosts == tmp_path / "home" / ".ssh" / "known_hosts"
     assert inv.hosts["web1"].key == tmp_path / "home" / ".ssh" / "id_rsa"
+
+
+def test_the_loadbalancer_section_any_estate_may_have(env):
+    inv = env("loadbalancer: {backend: www}\nhosts: {web1: {address: 10.0.0.1}}\n")()
+    assert inv.loadbalancer == {"backend": "www"} and inv.lab == {}
+    assert error_of(env("loadbalancer: {backend: www, bakend: x}\nhosts: {web1: {address: 10.0.0.1}}\n")) == (
+        "environments/x.yaml:1: loadbalancer.bakend: unknown key 'bakend' (did you mean 'backend'?)")

@@ -17,8 +17,7 @@ from typing import Any, Callable, Iterable, Mapping, TextIO
 from ..discovery import CountContract, Filter
 from ..errors import OrchestratorError
 from ..inventory import Host, Inventory
-from ..orchestration import HostResult, RunResult, parse_batch_size
-from ..orchestration.batches import BatchSize
+from ..orchestration import HostResult, RunOptions, RunResult, parse_batch_size
 from ..reporting import Cell, Outcome, ResultMatrix
 from ..session import Interrupted, Session
 from .settings import Settings
@@ -34,25 +33,19 @@ class DeployError(OrchestratorError):
 
 
 @dataclass(frozen=True)
-class RunOptions:
-    """" in batches of 2 with 2 tries": how a When fans out (MCollective's --batch, tries)."""
+class StepOptions:
+    """" in batches of 2 with 2 tries" as a When wrote it (the step parser cannot fail)."""
     batch: str | None = None
     tries: int = 1
-    repeated: tuple[str, ...] = ()   # an option the step gave more than once, each time (the parser cannot fail)
+    repeated: tuple[str, ...] = ()   # an option the step gave more than once, each time
 
-    def batch_size(self) -> BatchSize:
-        return parse_batch_size(self.batch) if self.batch else None
-
-    def check(self) -> "RunOptions":
-        """What the fan-out would refuse, refused before any host is asked, so plan mode and
-        the real run fail alike (and a repeat is never silently dropped)."""
+    def run_options(self, timeout: float = 300.0) -> RunOptions:
+        """The fan-out's options, checked (by RunOptions: the one check) before any host is asked,
+        so plan mode and the real run fail alike; a repeat is never silently dropped."""
         if self.repeated:
             raise DeployError(f"an option given more than once: {', '.join(repr(r) for r in self.repeated)} "
                               f"(say each option once)")
-        self.batch_size()
-        if self.tries < 1:
-            raise DeployError(f"tries '{self.tries}': expected a whole number of at least 1")
-        return self
+        return RunOptions(parse_batch_size(self.batch) if self.batch else None, self.tries, timeout=timeout)
 
     def __str__(self) -> str:
         parts = [f"in batches of {self.batch}"] if self.batch else []
@@ -197,7 +190,7 @@ class Deploy:
         lb = self.scenario.lb
         hosts = self.session.discover(self.scenario.target.require_some_filter(), contract, live=False)
         also = [lb.host] if lb is not None and lb.host is not None and lb.host not in hosts else []
-        pinged = self.session.call(hosts + also, "rpcutil", "ping")  # one round: the LB alongside
+        pinged = self.call(hosts + also, "rpcutil", "ping")  # one round: the LB alongside
         # the targets' own tally and cells: the LB is no host of the scenario, nor counted as one
         targets = RunResult(pinged.label, {h.name: pinged.results[h.name] for h in hosts}, pinged.elapsed)
         self.matrix.record_run(targets)
@@ -215,25 +208,24 @@ class Deploy:
 
     # ---- acting -----------------------------------------------------------------------------------
     def call(self, hosts: list[Host], agent: str, action: str, args: Mapping[str, Any] | None = None,
-             options: RunOptions = RunOptions(), timeout: float = 300.0, subject: str = "",
-             describe_result: Callable[[HostResult], Cell] | None = None) -> RunResult:
+             options: RunOptions = RunOptions(), subject: str = "",
+             describe_result: Callable[[HostResult], Cell] | None = None, *, dry_run: bool = False) -> RunResult:
         """The request; on Ctrl-C what it had done on each host (finished, still running, not
         started) goes into the matrix first, so the recap names them."""
         try:
-            return self.session.call(hosts, agent, action, args, batch_size=options.batch_size(),
-                                     tries=options.tries, timeout=timeout)
+            return self.session.call(hosts, agent, action, args, options, dry_run=dry_run)
         except Interrupted as e:
             self.matrix.record_run(e.result, subject, describe_result)
             self.say(e.result.tally())
             raise
 
     def act(self, hosts: list[Host], agent: str, action: str, args: Mapping[str, Any] | None = None, *,
-            subject: str = "", options: RunOptions = RunOptions(), timeout: float = 300.0,
+            subject: str = "", options: RunOptions = RunOptions(),
             describe_result: Callable[[HostResult], Cell] | None = None) -> RunResult:
-        """A When: run the action, record every host, print the tally, fail naming the hosts it
-        did not succeed on."""
-        return self.conclude(self.call(hosts, agent, action, args, options, timeout, subject, describe_result),
-                             subject, describe_result)
+        """A When: run the action (in plan mode, a dry run: each host says what it would change),
+        record every host, print the tally, fail naming the hosts it did not succeed on."""
+        run = self.call(hosts, agent, action, args, options, subject, describe_result, dry_run=self.plan)
+        return self.conclude(run, subject, describe_result)
 
     def conclude(self, run: RunResult, subject: str = "",
                  describe_result: Callable[[HostResult], Cell] | None = None) -> RunResult:
