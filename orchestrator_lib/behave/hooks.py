@@ -20,6 +20,7 @@ from orchestrator_lib.controller.errors import OrchestratorError
 from orchestrator_lib.controller.inventory import Inventory, load_inventory
 from orchestrator_lib.controller.reporting import ResultMatrix
 from orchestrator_lib.controller.reporting.html import write_html
+from orchestrator_lib.controller.reporting.identity import spec_revision
 from orchestrator_lib.controller.reporting.junit import write_junit
 from orchestrator_lib.controller.reporting.matrix import GOOD_SCENARIO
 from orchestrator_lib.controller.session import Session
@@ -94,6 +95,7 @@ class Run:
         self.started = False                  # before_all finished (an abort after it is an interruption)
         self.configured = False               # the -D options were accepted (else no report is written)
         self.junit_dir: Path | None = None    # where the per-host JUnit files go (with behave's own)
+        self.commits: dict[str, str] = {}     # feature file -> git commit of its repository ("" if none)
 
 
 def before_all(context: Any) -> None:
@@ -142,6 +144,7 @@ def before_feature(context: Any, feature: Any) -> None:
     run: Run = context.run
     run.feature_files.append(feature.filename)
     run.matrix.start_feature(feature.filename, feature.name, list(feature.description), list(feature.tags))
+    run.commits[feature.filename] = spec_revision(feature.filename).commit
     if run.error:  # fails the feature (and so the run) with one line
         error = SetupFailed(run.error)
         mark_not_run(feature, error)
@@ -168,7 +171,14 @@ def before_scenario(context: Any, scenario: Any) -> None:
 
 
 def before_step(context: Any, step: Any) -> None:
-    context.run.matrix.start_step(step.keyword, step.name, step.line)
+    run: Run = context.run
+    run.matrix.start_step(step.keyword, step.name, step.line)
+    if run.deploy is not None:  # every request of the step carries it into both audit logs
+        scenario = run.matrix.scenarios[-1] if run.matrix.scenarios else None
+        file = step.filename or (scenario.file if scenario else "")
+        run.deploy.session.spec = {"file": str(file), "scenario": scenario.name if scenario else "",
+                                   "step": f"{step.keyword} {step.name}", "line": step.line,
+                                   **({"commit": run.commits[file]} if run.commits.get(file) else {})}
 
 
 def after_step(context: Any, step: Any) -> None:

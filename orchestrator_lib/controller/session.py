@@ -64,6 +64,9 @@ class Session:
         self.transport: Transport = rpc.SSHTransport(self.pool)
         self.transport.workers = self.workers = workers
         self.caller = caller or rpc.default_caller()
+        #: the deploy spec step the requests are sent for (the behave hooks set it per step), so both
+        #: audit logs say which feature, scenario and step asked; None outside a deploy
+        self.spec: dict[str, Any] | None = None
         if audit_path == DEFAULT_AUDIT:  # beside the environments/ folder, like reports/
             audit_path = self.inventory.path.resolve().parent.parent / "reports" / "audit.jsonl"
         self.audit = AuditLog(audit_path)
@@ -125,7 +128,8 @@ class Session:
              on_result: Callable[[HostResult], None] | None = None) -> RunResult:
         """Run agent#action on every host (one reqid for the whole request, as MCollective does);
         `dry_run`: each host says what the action would change and changes nothing."""
-        request = Request(agent, action, dict(args or {}), reqid=rpc.new_reqid(), caller=self.caller, dry_run=dry_run)
+        request = Request(agent, action, dict(args or {}), reqid=rpc.new_reqid(), caller=self.caller, dry_run=dry_run,
+                          spec=self.spec)
         hosts = list(hosts)
         return self._run(hosts, request, options, lambda done: self.transport.call_many(hosts, request, options, done),
                          on_result)
@@ -134,7 +138,8 @@ class Session:
               on_result: Callable[[HostResult], None] | None = None) -> RunResult:
         """Run a plain command (MCollective's shell agent): no agent, one exec per host. Exit 0 is
         ok; anything else fails the host. Not idempotent by nature: use agents for changes."""
-        request = Request("shell", "run", {"command": command}, reqid=rpc.new_reqid(), caller=self.caller)
+        request = Request("shell", "run", {"command": command}, reqid=rpc.new_reqid(), caller=self.caller,
+                          spec=self.spec)
         hosts = list(hosts)
 
         def task(host: Host) -> HostResult:

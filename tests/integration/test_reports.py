@@ -10,7 +10,8 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,7 @@ class Run:
     json: Path
     html: Path
     junit: Path
+    host_audit: list[dict] = field(default_factory=list)   # web1's audit lines right after the run
 
     @property
     def matrix(self) -> ResultMatrix:
@@ -97,6 +99,8 @@ def runs(lab, tmp_path_factory) -> dict[str, Run]:
     done = subprocess.run(behave_command(where, "deploy_webapp", None), cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
     out["passing"] = finished(where, "deploy_webapp", done.stdout + done.stderr, done.returncode)
+    log = lab.exec_in("web1", ["cat", "/var/log/orchestrator/audit.jsonl"]).stdout
+    out["passing"].host_audit = [json.loads(line) for line in log.splitlines() if line.strip()]
 
     lab.reset()
     where = base / "failing"
@@ -253,3 +257,18 @@ def test_the_junit_file_of_the_broken_release_fails_exactly_the_two_broken_hosts
     assert "I restart the service mywebapp" in failure.message and "(line 12)" in failure.message
     assert "not ready" in failure.message
     assert list(run.junit.glob("TESTS-*.xml")), "behave's own per-scenario file is there too"
+
+
+# ---- the audit logs name the spec --------------------------------------------------------------------
+def test_both_audit_logs_name_the_feature_scenario_step_line_and_commit(runs):
+    run = runs["passing"]
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    update = [e for e in run.host_audit if e.get("agent") == "package" and e.get("action") == "update"]
+    assert update, run.host_audit[-3:]
+    spec = update[-1]["spec"]
+    assert spec == {"file": "features/deploy_webapp.feature", "scenario": "Update the website",
+                    "step": "When I update the package mywebapp to 4.2.6-3.el5", "line": 14, "commit": commit}
+    controller = [json.loads(line) for line in (ROOT / "reports" / "audit.jsonl").read_text().splitlines()]
+    mine = [e for e in controller if e.get("reqid") == update[-1]["reqid"]]
+    assert {e["host"] for e in mine} == {"web1", "web2", "web3", "web4"}
+    assert all(e["spec"] == spec for e in mine)
