@@ -21,6 +21,7 @@ from orchestrator_lib.controller.inventory import Inventory, load_inventory
 from orchestrator_lib.controller.reporting import ResultMatrix
 from orchestrator_lib.controller.reporting.html import write_html
 from orchestrator_lib.controller.reporting.identity import spec_revision
+from orchestrator_lib.controller.reporting.progress import Progress
 from orchestrator_lib.controller.reporting.junit import write_junit
 from orchestrator_lib.controller.reporting.matrix import GOOD_SCENARIO
 from orchestrator_lib.controller.session import Session
@@ -116,6 +117,7 @@ def before_all(context: Any) -> None:
         session = Session(run.settings.env, preflight=refuse_if_down)
         run.matrix.identity.caller = session.caller
         context.deploy = run.deploy = Deploy(run.settings, session, run.matrix)
+        run.deploy.progress = Progress.for_output(quiet=bool(getattr(context.config, "quiet", False)))
     except OrchestratorError as e:
         run.error = run.matrix.error = str(e)
     except KeyboardInterrupt:  # behave aborts the run; after_all still reports it

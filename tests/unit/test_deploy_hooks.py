@@ -191,3 +191,24 @@ def test_the_recap_header_names_the_env_asked_for_or_none(tmp_path, capsys):
     run = hooks.Run()
     hooks.print_recap(run, [], "not written: the -D options were refused")
     assert capsys.readouterr().out.startswith("\nDeploy recap: 0 scenarios, 0 hosts\n")
+
+
+# ---- the console and CI ------------------------------------------------------------------------------------
+def test_no_using_runner_line_and_the_feature_title_once(tmp_path):
+    rc, out, _ = behave(tmp_path, None)
+    assert "USING RUNNER" not in out
+    assert out.count("Feature: Update the production systems") == 1, out
+
+
+def test_in_ci_both_junit_files_are_written_by_default_and_no_junit_turns_them_off(tmp_path):
+    import os
+    env = {**os.environ, "CI": "true"}
+    estate = tmp_path / "bare.yaml"
+    estate.write_text("name: bare\nhosts:\n  a: {address: 192.0.2.1}\n")
+    for extra, wanted in (([], True), (["--no-junit"], False)):
+        junit = tmp_path / ("on" if wanted else "off")
+        subprocess.run([sys.executable, "-m", "behave", "features/deploy_webapp.feature", "-D", f"env={estate}",
+                        "-D", f"report={tmp_path / 'r.json'}", f"--junit-directory={junit}", *extra],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+        files = sorted(p.name for p in junit.glob("*.xml")) if junit.exists() else []
+        assert files == (["HOSTS-deploy_webapp.xml", "TESTS-features.deploy_webapp.xml"] if wanted else []), files

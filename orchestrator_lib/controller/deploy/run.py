@@ -19,6 +19,7 @@ from ..errors import OrchestratorError
 from ..inventory import Host, Inventory
 from ..orchestration import HostResult, RunOptions, RunResult, parse_batch_size
 from ..reporting import Cell, Outcome, ResultMatrix
+from ..reporting.progress import OFF, Progress
 from ..session import Interrupted, Session
 from .settings import Settings
 from .targets import Target
@@ -138,6 +139,8 @@ class Deploy:
         self.settings, self.session, self.matrix = settings, session, matrix
         self.out = out
         self.scenario = ScenarioState()
+        #: live per-host progress of a long request (the hooks choose it for the output)
+        self.progress = Progress(OFF)
 
     @property
     def plan(self) -> bool:
@@ -213,7 +216,8 @@ class Deploy:
         """The request; on Ctrl-C what it had done on each host (finished, still running, not
         started) goes into the matrix first, so the recap names them."""
         try:
-            return self.session.call(hosts, agent, action, args, options, dry_run=dry_run)
+            with self.progress.track(f"{agent}#{action}", [h.name for h in hosts]) as on_result:
+                return self.session.call(hosts, agent, action, args, options, dry_run=dry_run, on_result=on_result)
         except Interrupted as e:
             self.matrix.record_run(e.result, subject, describe_result)
             self.say(e.result.tally())
