@@ -5,6 +5,9 @@ these (`runner`, and `pretty` in [tool.behave.formatters]); a team's repository 
   operator, so the runner drops exactly that line.
 - behave's pretty formatter prints the feature's title a second time when the feature has a
   Background (it replays the feature as if it were the background's header): not any more.
+- On Ctrl-C behave showed a "CAPTURED STDERR: ABORTED: KeyboardInterrupt" block under the step
+  and "ABORTED: By user." at the end; the step now says "interrupted by the operator (Ctrl-C)"
+  once, and the recap says where the run stopped and what it left behind.
 - In CI (`CI` set) the JUnit files are on by default, as with --junit (--no-junit turns them off):
   behave's own per-scenario file and the hooks' per-host one.
 """
@@ -18,18 +21,24 @@ from behave.formatter.pretty import PrettyFormatter as BehavePretty
 from behave.runner import Runner
 
 USING_RUNNER = "USING RUNNER: "
+#: what behave writes on Ctrl-C: on stderr during the step (so captured), as the step's error,
+#: and on stdout at the very end
+ABORT_STDERR = "ABORTED: KeyboardInterrupt"
+ABORT_ERROR = "ABORTED: By user (KeyboardInterrupt)."
+ABORT_END = "\nABORTED: By user."
+INTERRUPTED = "interrupted by the operator (Ctrl-C)"
 
 
-class _DropOneLine:
-    """sys.stdout for the moment between the runner's creation and its run: drops the one line
-    behave writes there (USING RUNNER ...), passes anything else, and puts stdout back."""
+class DropOneLine:
+    """sys.stdout while behave is about to print one line of noise (`prefix`): drops that line,
+    passes anything else, and puts stdout back once it has gone."""
 
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
+    def __init__(self, stream: TextIO, prefix: str = USING_RUNNER) -> None:
+        self.stream, self.prefix = stream, prefix
         self.dropping = False
 
     def write(self, text: str) -> int:
-        if text.startswith(USING_RUNNER):
+        if text.startswith(self.prefix):
             self.dropping = True
             return len(text)
         if self.dropping and text == "\n":
@@ -57,11 +66,11 @@ class DeployRunner(Runner):
             config.junit = True
             config.capture_stdout = config.capture_stderr = config.capture_log = True  # as behave's --junit
             config.reporters.append(JUnitReporter(config))
-        if not isinstance(sys.stdout, _DropOneLine):
-            sys.stdout = _DropOneLine(sys.stdout)
+        if not isinstance(sys.stdout, DropOneLine):
+            sys.stdout = DropOneLine(sys.stdout)
 
     def run(self) -> Any:
-        if isinstance(sys.stdout, _DropOneLine):  # behave printed nothing there after all
+        if isinstance(sys.stdout, DropOneLine):  # behave printed nothing there after all
             sys.stdout = sys.stdout.stream
         return super().run()
 
@@ -72,3 +81,16 @@ class PrettyFormatter(BehavePretty):
     def feature(self, feature: Any) -> None:
         super().feature(feature)
         self.statement = None  # behave's background() would replay it as a second "Feature: ..." line
+
+    def result(self, step: Any) -> None:
+        if step.error_message == ABORT_ERROR:
+            step.error_message = INTERRUPTED
+        super().result(step)
+
+    def _print_current_scenario_captured_output(self) -> None:
+        """Not when all it holds is behave's own abort line."""
+        report = self.current_scenario.captured.make_report()
+        lines = [ln.strip() for ln in report.splitlines() if ln.strip()]
+        if all(ln.startswith("CAPTURED ") or ln == ABORT_STDERR for ln in lines):
+            return
+        super()._print_current_scenario_captured_output()

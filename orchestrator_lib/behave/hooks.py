@@ -10,11 +10,13 @@ __all__ = ["before_all", "before_feature", "before_scenario", "before_step", "af
            "after_scenario", "after_all"]
 
 import os
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from orchestrator_lib.behave.console import ABORT_END, INTERRUPTED, DropOneLine
 from orchestrator_lib.controller.deploy import Deploy, Settings
 from orchestrator_lib.controller.errors import OrchestratorError
 from orchestrator_lib.controller.inventory import Inventory, load_inventory
@@ -33,7 +35,6 @@ FAIL_FAST_TAG = "fail_fast"
 #: still running on a host, up to its own timeout: minutes for a package update)
 CLOSE_WAIT_INTERRUPTED = 2.0
 UNDEFINED = "undefined step: no step definition matches it (behave --steps-catalog lists the vocabulary)"
-INTERRUPTED = "interrupted by the operator (Ctrl-C)"
 
 
 class SetupFailed(OrchestratorError):
@@ -231,6 +232,8 @@ def after_all(context: Any) -> None:
         run.matrix.identity.duration = time.time() - run.matrix.identity.started
     paths, report_error = write_reports_safely(run)
     print_recap(run, paths, report_error)
+    if aborted:  # the recap said where it stopped: behave's closing "ABORTED: By user." is noise
+        sys.stdout = DropOneLine(sys.stdout, ABORT_END)
     close_session(run, aborted)
     if run.lab is not None and run.settings.lab == "down":
         run.lab.down(progress=_say)

@@ -213,6 +213,9 @@ def test_the_report_of_the_broken_release_puts_the_two_failing_hosts_first_with_
 def test_the_report_of_an_interrupted_run_says_where_it_stopped(runs, browser):
     run = runs["interrupted"]
     assert run.rc != 0, run.out
+    # the console: behave's abort noise is gone, the step says it once, the recap says the rest
+    assert "CAPTURED STDERR" not in run.out and "ABORTED" not in run.out, run.out
+    assert "interrupted by the operator (Ctrl-C)" in run.out and "USING RUNNER" not in run.out
     open_report(browser, run, "report-interrupted")
     assert "RELEASE GATE FAILED" in browser.find_element(By.ID, "verdict").text
     assert 'Interrupted at "Then the health check on port 8080' in browser.find_element(By.ID, "identity").text
