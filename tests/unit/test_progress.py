@@ -13,8 +13,9 @@ def test_the_line_counts_the_targeted_hosts_failures_and_names_the_slowest():
     tally = Tally("package#update", ["web1", "web2", "web3", "web4", "web5"], started=100.0)
     tally.add(HostResult("web1", Status.CHANGED, duration=1.5))
     tally.add(HostResult("web2", Status.FAILED, "boom", duration=4.0))
-    assert tally.line(now=112.0) == ("package#update: 2/5 hosts done, 1 failed, 12 s, waiting on web3, web4, web5, "
-                                     "slowest done: web2 4.0 s")
+    assert tally.line(now=112.0) == "package#update: 2/5 done, 1 failed, 12 s; waiting on web3, web4, web5; slowest web2 4.0 s"
+    tally.hosts += ["web6"]
+    assert "waiting on web3, web4, web5 +1;" in tally.line(now=112.0)
 
 
 def test_a_log_gets_a_line_per_interval_once_the_step_ran_past_the_delay():
@@ -25,7 +26,7 @@ def test_a_log_gets_a_line_per_interval_once_the_step_ran_past_the_delay():
         time.sleep(0.7)
     lines = out.getvalue().splitlines()
     assert 2 <= len(lines) <= 4, lines
-    assert lines[0].startswith("health#http: 1/2 hosts done, 0 failed, 0 s, waiting on web2")
+    assert lines[0].startswith("health#http: 1/2 done, 0 failed, 0 s; waiting on web2")
 
 
 def test_a_quick_step_or_a_quiet_run_prints_nothing():

@@ -47,14 +47,14 @@ class Tally:
         elapsed = (now or time.monotonic()) - self.started
         failed = sum(r.status in FAILURES for r in done.values())
         waiting = [h for h in self.hosts if h not in done]
-        parts = [f"{self.label}: {len(done)}/{len(self.hosts)} hosts done", f"{failed} failed", f"{elapsed:.0f} s"]
+        line = f"{self.label}: {len(done)}/{len(self.hosts)} done, {failed} failed, {elapsed:.0f} s"
         if waiting:
-            more = f" and {len(waiting) - NAMES} more" if len(waiting) > NAMES else ""
-            parts.append(f"waiting on {', '.join(waiting[:NAMES])}{more}")
+            more = f" +{len(waiting) - NAMES}" if len(waiting) > NAMES else ""
+            line += f"; waiting on {', '.join(waiting[:NAMES])}{more}"
         if done:
             slowest = max(done.values(), key=lambda r: r.duration)
-            parts.append(f"slowest done: {slowest.host} {slowest.duration:.1f} s")
-        return ", ".join(parts)
+            line += f"; slowest {slowest.host} {slowest.duration:.1f} s"
+        return line
 
 
 class Progress:
