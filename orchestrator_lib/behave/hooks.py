@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator_lib.behave.console import ABORT_END, INTERRUPTED, DropOneLine
+from orchestrator_lib.behave.needs import needs_of
 from orchestrator_lib.controller.deploy import Deploy, Settings
+from orchestrator_lib.controller.deploy.guard import RunGuard
+from orchestrator_lib.controller.deploy.preflight import Needs
 from orchestrator_lib.controller.errors import OrchestratorError
 from orchestrator_lib.controller.inventory import Inventory, load_inventory
 from orchestrator_lib.controller.reporting import ResultMatrix
@@ -31,6 +34,8 @@ from orchestrator_lib.controller.transports.ssh_agent import default_caller
 from orchestrator_lib.lab import refuse_if_down
 
 FAIL_FAST_TAG = "fail_fast"
+#: a scenario that runs only after a failure, for the hosts that failed (and only them)
+ROLLBACK_TAG = "rollback"
 #: seconds an interrupted run waits for its SSH session to close (closing waits for every request
 #: still running on a host, up to its own timeout: minutes for a package update)
 CLOSE_WAIT_INTERRUPTED = 2.0
@@ -119,8 +124,11 @@ def before_all(context: Any) -> None:
         run.matrix.identity.caller = session.caller
         context.deploy = run.deploy = Deploy(run.settings, session, run.matrix)
         run.deploy.progress = Progress.for_output(quiet=bool(getattr(context.config, "quiet", False)))
+        run.deploy.guard = RunGuard(run.deploy)
     except OrchestratorError as e:
         run.error = run.matrix.error = str(e)
+    except OSError as e:  # the journal cannot be written: no deploy without it
+        run.error = run.matrix.error = f"cannot write the run's journal: {e}"
     except KeyboardInterrupt:  # behave aborts the run; after_all still reports it
         run.matrix.interrupt("while the run was starting")
         raise
@@ -167,10 +175,22 @@ def mark_not_run(feature: Any, error: Exception) -> None:
 def before_scenario(context: Any, scenario: Any) -> None:
     run: Run = context.run
     run.matrix.start_scenario(scenario.name.strip(), scenario.feature.name, scenario.feature.filename, scenario.line)
-    if scenario.feature.filename in run.failed_fast:
+    rollback = ROLLBACK_TAG in scenario.effective_tags
+    if scenario.feature.filename in run.failed_fast and not rollback:
         scenario.skip(f"@{FAIL_FAST_TAG}: an earlier scenario of this feature failed")
-    if run.deploy is not None:
-        run.deploy.begin_scenario(scenario.feature.name, scenario.name)
+    if run.deploy is None:
+        return
+    run.deploy.begin_scenario(scenario.feature.name, scenario.name)
+    if run.deploy.guard is not None:
+        run.deploy.guard.begin_scenario(scenario.feature.filename, scenario.name)
+    run.deploy.scenario.needs = Needs() if rollback else needs_of(scenario)
+    if rollback:
+        failed = run.matrix.failed_hosts(scenario.feature.filename)
+        if not failed:
+            scenario.skip(f"@{ROLLBACK_TAG}: no host failed")
+        else:
+            run.deploy.scenario.only = tuple(failed)
+            _say(f"  @{ROLLBACK_TAG}: for the hosts that failed: {', '.join(failed)}")
 
 
 def before_step(context: Any, step: Any) -> None:
@@ -230,6 +250,9 @@ def after_all(context: Any) -> None:
         run.matrix.interrupt("before the first scenario" if not run.matrix.scenarios else "between steps")
     if run.matrix.identity.started is not None:
         run.matrix.identity.duration = time.time() - run.matrix.identity.started
+    guard = getattr(run.deploy, "guard", None)
+    if guard is not None:  # leases given back, journal closed
+        guard.finish(run.matrix.passed, aborted)
     paths, report_error = write_reports_safely(run)
     print_recap(run, paths, report_error)
     if aborted:  # the recap said where it stopped: behave's closing "ABORTED: By user." is noise
