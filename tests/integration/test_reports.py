@@ -71,6 +71,7 @@ class Run:
     html: Path
     junit: Path
     host_audit: list[dict] = field(default_factory=list)   # web1's audit lines right after the run
+    commit: str = ""                                        # the repository's HEAD when it ran
 
     @property
     def matrix(self) -> ResultMatrix:
@@ -96,10 +97,12 @@ def runs(lab, tmp_path_factory) -> dict[str, Run]:
 
     lab.reset()
     where = base / "passing"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     done = subprocess.run(behave_command(where, "deploy_webapp", None), cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
     out["passing"] = finished(where, "deploy_webapp", done.stdout + done.stderr, done.returncode)
     log = lab.exec_in("web1", ["cat", "/var/log/orchestrator/audit.jsonl"]).stdout
+    out["passing"].commit = head
     out["passing"].host_audit = [json.loads(line) for line in log.splitlines() if line.strip()]
 
     lab.reset()
@@ -171,8 +174,7 @@ def test_the_report_of_a_passing_run_says_passed_first_and_shows_every_host(runs
     assert not browser.find_elements(By.ID, "failing")
     identity = browser.find_element(By.ID, "identity").text
     assert "features/deploy_webapp.feature" in identity and "@" in identity  # spec, caller user@host
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    assert commit[:12] in identity
+    assert len(run.commit) == 40 and run.commit[:12] in identity
     changes = browser.find_element(By.ID, "changes").text
     assert "package mywebapp 4.2.5-1.el5 -> 4.2.6-3.el5" in changes
     assert [e.get_attribute("data-host") for e in visible(browser, "tr.change-row")] == ["web1", "web2", "web3", "web4"]
@@ -265,7 +267,7 @@ def test_the_junit_file_of_the_broken_release_fails_exactly_the_two_broken_hosts
 # ---- the audit logs name the spec --------------------------------------------------------------------
 def test_both_audit_logs_name_the_feature_scenario_step_line_and_commit(runs):
     run = runs["passing"]
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = run.commit
     update = [e for e in run.host_audit if e.get("agent") == "package" and e.get("action") == "update"]
     assert update, run.host_audit[-3:]
     spec = update[-1]["spec"]
