@@ -21,9 +21,8 @@ from behave.formatter.pretty import PrettyFormatter as BehavePretty
 from behave.runner import Runner
 
 USING_RUNNER = "USING RUNNER: "
-#: what behave writes on Ctrl-C: on stderr during the step (so captured), as the step's error,
-#: and on stdout at the very end
-ABORT_STDERR = "ABORTED: KeyboardInterrupt"
+#: what behave writes on Ctrl-C: "ABORTED: KeyboardInterrupt" on stderr during the step (shown
+#: under it as CAPTURED STDERR), this as the step's error, and ABORT_END at the very end
 ABORT_ERROR = "ABORTED: By user (KeyboardInterrupt)."
 ABORT_END = "\nABORTED: By user."
 INTERRUPTED = "interrupted by the operator (Ctrl-C)"
@@ -69,6 +68,14 @@ class DeployRunner(Runner):
         if not isinstance(sys.stdout, DropOneLine):
             sys.stdout = DropOneLine(sys.stdout)
 
+    def abort(self, reason: Any = None) -> None:
+        """Ctrl-C: the run stops as behave's does, without its "ABORTED: KeyboardInterrupt" line on
+        stderr (the step and the recap say it)."""
+        if reason == "KeyboardInterrupt" and self.context is not None:
+            self.aborted = True
+            return
+        super().abort(reason)
+
     def run(self) -> Any:
         if isinstance(sys.stdout, DropOneLine):  # behave printed nothing there after all
             sys.stdout = sys.stdout.stream
@@ -86,11 +93,3 @@ class PrettyFormatter(BehavePretty):
         if step.error_message == ABORT_ERROR:
             step.error_message = INTERRUPTED
         super().result(step)
-
-    def _print_current_scenario_captured_output(self) -> None:
-        """Not when all it holds is behave's own abort line."""
-        report = self.current_scenario.captured.make_report()
-        lines = [ln.strip() for ln in report.splitlines() if ln.strip()]
-        if all(ln.startswith("CAPTURED ") or ln == ABORT_STDERR for ln in lines):
-            return
-        super()._print_current_scenario_captured_output()
