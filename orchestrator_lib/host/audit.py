@@ -46,6 +46,7 @@ def entry(req: Request, reply: Reply | None, identity: Any, duration: float = 0.
         "action": req.action,
         "args": redact(req.args),
         "dry_run": req.dry_run,
+        **({"spec": redact_spec(req.spec)} if req.spec else {}),
     }
     if reply is not None:
         line.update(status=reply.status, changed=bool(reply.changed),
@@ -109,6 +110,11 @@ def verify(path: str) -> int | None:
 def received(req: Request, identity: Any, env: dict[str, str] | None = None, path: str | None = None) -> str | None:
     """The line written before anything is dispatched: a killed agent still leaves a trace."""
     return write(entry(req, None, identity, event="received"), env, path)
+
+
+def redact_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec as an audit line carries it: its texts (a step may quote a URL) redacted."""
+    return {k: redact_text(one_line(v)) if isinstance(v, str) else v for k, v in spec.items()}
 
 
 def record(req: Request, reply: Reply, identity: Any, duration: float = 0.0,

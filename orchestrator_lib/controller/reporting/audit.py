@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from ...host.audit import redact, redact_text
+from ...host.audit import redact, redact_spec, redact_text
 from ...protocol import Request
 from ..errors import OrchestratorError
 from ..orchestration import RunResult
@@ -69,7 +69,8 @@ class AuditLog:
         safe_args = redact(dict(request.args))
         lines = [json.dumps({"time": now, "reqid": request.reqid, "caller": request.caller, "agent": request.agent,
                              "action": request.action, "args": safe_args, "dry_run": request.dry_run, "host": r.host,
-                             "status": str(r.status), "message": redact_text(r.message)}, sort_keys=True)
+                             "status": str(r.status), "message": redact_text(r.message),
+                             **({"spec": redact_spec(request.spec)} if request.spec else {})}, sort_keys=True)
                  for r in result.results.values()]
         try:
             self._append(lines)
