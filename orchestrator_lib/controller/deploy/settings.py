@@ -29,6 +29,10 @@ WEBHOOK_SCHEMES = ("http", "https")
 MAX_LB_WAIT = 3600.0
 
 
+#: a health check that loops on the host gets this much longer on the SSH side
+CHECK_MARGIN = 30.0
+
+
 class SettingsError(OrchestratorError):
     """A -D option with an unknown name or a bad value: one line naming it (a value's own line
     breaks are shown escaped)."""
@@ -100,6 +104,7 @@ class Settings:
     health_path: str = "/health"       # path of "the health check on port N"
     notify_group: str = "notify"       # the estate's notification hosts (a group, else class roles::notify)
     notify_webhook: str = "http://{address}:8025/notify"
+    seed: int | None = None            # the canaries' seed (the report records it; -D seed= replays a run's choice)
     resume: bool = False               # re-run only the hosts the last run of the feature did not complete
     safeguards: bool = True            # deploy lock, journal and pre-flight (off: only to measure their cost)
     lease_ttl: float = 60.0            # seconds a host's deploy lock lasts unless the run renews it
@@ -137,6 +142,10 @@ class Settings:
             return self.report
         return "reports/plan-{feature}.json" if self.plan else "reports/deploy-{feature}.json"
 
+    def health_url(self, port: int) -> str:
+        """The URL of "the health check on port N", as each host fetches it from itself."""
+        return f"http://127.0.0.1:{port}{self.health_path}"
+
     def webhook(self, host: Host) -> str:
         """The notification URL on `host` (its fields were checked on construction)."""
         return self.notify_webhook.format(address=host.address, name=host.name)
@@ -159,6 +168,7 @@ class Settings:
                        health_path=_text(userdata, "health_path", cls.health_path),
                        notify_group=_text(userdata, "notify_group", cls.notify_group),
                        notify_webhook=_text(userdata, "notify_webhook", cls.notify_webhook),
+                       seed=_seed(userdata),
                        resume=_bool(userdata, "resume"), safeguards=_bool(userdata, "safeguards", True),
                        lease_ttl=_seconds(userdata, "lease_ttl", cls.lease_ttl),
                        transport=str(userdata.get("transport", "")).strip().lower())
@@ -170,6 +180,15 @@ def _text(userdata: Any, name: str, default: str) -> str:
     if not value:
         raise SettingsError(f"-D {name}=: expected a value (default: {default})")
     return value
+
+
+def _seed(userdata: Any) -> int | None:
+    text = str(userdata.get("seed", "")).strip()
+    if not text:
+        return None
+    if not text.isdigit() or len(text) > 12:
+        raise SettingsError(f"-D seed={text}: expected a whole number, as a report's rollout seed")
+    return int(text)
 
 
 def _bool(userdata: Any, name: str, default: bool = False) -> bool:

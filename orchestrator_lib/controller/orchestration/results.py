@@ -126,3 +126,12 @@ def _name_list(names: list[str]) -> str:
     if len(names) <= MAX_NAMES:
         return ", ".join(names)
     return ", ".join(names[:MAX_NAMES]) + f" and {len(names) - MAX_NAMES} more"
+
+
+def failure_text(run: RunResult) -> str:
+    """A failed step's message: the hosts it did not succeed on, then one line per host."""
+    bad = [r for r in run.results.values() if not r.ok]
+    lines = [f"{run.label} did not succeed on {', '.join(r.host for r in bad)} "
+             f"({len(bad)} of {len(run.results)} hosts):"]
+    lines += [f"  {r.host}: {r.status}: {r.message}" for r in bad]
+    return "\n".join(lines)
