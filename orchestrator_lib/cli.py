@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import types
+from pathlib import Path
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Mapping, NoReturn, Sequence
@@ -222,6 +223,11 @@ def build_parser() -> Parser:
     rpc.add_argument("agent", metavar="AGENT")
     rpc.add_argument("action", metavar="ACTION")
     rpc.add_argument("arguments", nargs="*", type=rpc_arg_type, metavar="KEY=VALUE")
+    report = sub.add_parser("report", help="render the HTML report of an earlier run from its JSON")
+    report.add_argument("json_path", metavar="REPORT.json", help="e.g. reports/deploy-deploy_webapp.json")
+    report.add_argument("-o", "--output", metavar="FILE.html", help="default: next to the JSON, .html")
+    lint = sub.add_parser("lint", help="check deploy features before they run (exit 1 on an error)")
+    lint.add_argument("paths", nargs="+", metavar="PATH", help="feature files or directories, e.g. features/")
     # Listed for --help only: main() hands `orch lab ...` to the lab's own parser (run_lab).
     sub.add_parser("lab", add_help=False, help="the local lab: up|down|status|stop|start|reset|rekey|exec")
     return parser
@@ -497,7 +503,31 @@ def run_find(session: Session, args: argparse.Namespace, out: Console) -> int:
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
+def run_report(args: argparse.Namespace) -> int:
+    """`orch report x.json`: no session, no host; the page is rendered from the file alone."""
+    from .controller.reporting.html import render_file
+    path = render_file(Path(args.json_path), Path(args.output) if args.output else None)
+    print(path)
+    return EXIT_OK
+
+
+def run_lint(args: argparse.Namespace) -> int:
+    """`orch lint features/`: one line per finding (file:line: level: what), exit 1 on any error."""
+    from .behave.lint import ERROR, LintInputError, lint_paths
+    try:
+        findings = lint_paths(args.paths)
+    except LintInputError as e:
+        raise UsageError(str(e)) from None
+    for finding in findings:
+        print(finding)
+    return EXIT_FAILED if any(f.level == ERROR for f in findings) else EXIT_OK
+
+
 def run_command(args: argparse.Namespace) -> int:
+    if args.command == "report":
+        return run_report(args)
+    if args.command == "lint":
+        return run_lint(args)
     args.filter = check_arguments(args)
     out = Console(soft_wrap=True, highlight=False)
     with Session(args.env, trust_on_first_use=args.tofu, preflight=refuse_if_down,

@@ -48,7 +48,7 @@ def interrupted_result(label: str, hosts: list[Host], finished: Mapping[str, Hos
         elif host.name in running:
             results[host.name] = HostResult(host.name, Status.FAILED, "interrupted while running: outcome unknown")
         else:
-            results[host.name] = HostResult(host.name, Status.NOT_ATTEMPTED, "not attempted: interrupted")
+            results[host.name] = HostResult(host.name, Status.NOT_ATTEMPTED, "interrupted")
     return RunResult(label, results, elapsed), running
 
 
@@ -74,6 +74,9 @@ class Session:
             from .transports.nats import NatsTransport
             self.transport = NatsTransport.for_inventory(self.inventory, self.caller)
         self.transport.workers = self.workers = workers
+        #: the deploy spec step the requests are sent for (the behave hooks set it per step), so both
+        #: audit logs say which feature, scenario and step asked; None outside a deploy
+        self.spec: dict[str, Any] | None = None
         if audit_path == DEFAULT_AUDIT:  # beside the environments/ folder, like reports/
             audit_path = self.inventory.path.resolve().parent.parent / "reports" / "audit.jsonl"
         self.audit = AuditLog(audit_path)
@@ -189,7 +192,8 @@ class Session:
         `dry_run`: each host says what the action would change and changes nothing. Each host's
         request is written to the audit log (and the run's journal) as "sent" before it goes out.
         `side`: by the side transport (one-shot exec on a channel of its own)."""
-        request = Request(agent, action, dict(args or {}), reqid=rpc.new_reqid(), caller=self.caller, dry_run=dry_run)
+        request = Request(agent, action, dict(args or {}), reqid=rpc.new_reqid(), caller=self.caller, dry_run=dry_run,
+                          spec=self.spec)
         hosts = list(hosts)
         transport = self.side_transport if side else self.transport
         return self._run(hosts, request, options,
@@ -207,7 +211,8 @@ class Session:
               on_result: Callable[[HostResult], None] | None = None) -> RunResult:
         """Run a plain command (MCollective's shell agent): no agent, one exec per host. Exit 0 is
         ok; anything else fails the host. Not idempotent by nature: use agents for changes."""
-        request = Request("shell", "run", {"command": command}, reqid=rpc.new_reqid(), caller=self.caller)
+        request = Request("shell", "run", {"command": command}, reqid=rpc.new_reqid(), caller=self.caller,
+                          spec=self.spec)
         hosts = list(hosts)
 
         def task(host: Host) -> HostResult:

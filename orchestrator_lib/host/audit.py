@@ -43,7 +43,13 @@ def entry(req: Request, reply: Reply, identity: Any, duration: float = 0.0) -> d
         "changed": bool(reply.changed),
         "message": redact_text(one_line(reply.message)),
         "duration": round(duration, 3),
+        **({"spec": redact_spec(req.spec)} if req.spec else {}),
     }
+
+
+def redact_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec as an audit line carries it: its texts (a step may quote a URL) redacted."""
+    return {k: redact_text(one_line(v)) if isinstance(v, str) else v for k, v in spec.items()}
 
 
 def record(req: Request, reply: Reply, identity: Any, duration: float = 0.0,

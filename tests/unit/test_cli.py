@@ -233,7 +233,7 @@ def test_changed_and_verbose_show_more_hosts(capsys, env, fake):
 
 def test_unreachable_and_not_attempted_fail_the_run(capsys, env, fake):
     fake.replies = {"web1": HostResult("web1", Status.UNREACHABLE, "web1: connection refused"),
-                    "web2": HostResult("web2", Status.NOT_ATTEMPTED, "not attempted: stopped after a failed batch")}
+                    "web2": HostResult("web2", Status.NOT_ATTEMPTED, "stopped after a failed batch")}
     code, out, _ = run(capsys, "service", "nginx", "restart", "-C", "roles::web", "--tofu", "--env", env)
     assert code == 1
     assert "web1  unreachable" in out and "web2  not attempted" in out
