@@ -164,6 +164,24 @@ def test_haproxy_api_down_fails_before_any_change_naming_lb1_in_under_2_s(fresh_
     assert elapsed < 5.0, f"{elapsed:.2f} s"
 
 
+UNPUBLISHED = """\
+Feature: unpublished
+  Scenario: a version no repository offers
+    Given the load balancer has ip address 10.231.0.2
+    And I want to update hosts named web1, web2
+    When I block the load balancer
+    And I update the package mywebapp to 9.9.9-1
+"""
+
+
+def test_a_version_no_target_is_offered_fails_before_the_block_naming_the_hosts(fresh_lab, tmp_path):
+    before = snapshot(fresh_lab, ["web1", "web2"])
+    done = behave(tmp_path, *own_feature(tmp_path, "unpublished", UNPUBLISHED))
+    assert done.rc != 0 and "pre-flight failed, nothing was changed: web1: mywebapp 9.9.9-1 is not offered" in done.out
+    assert done.matrix.bad_hosts() == ["web1", "web2"] and changed_cells(done.matrix) == []
+    assert snapshot(fresh_lab, ["web1", "web2"]) == before
+
+
 # ---- rollback -------------------------------------------------------------------------------------------
 BROKEN = f"""\
 Feature: broken release
