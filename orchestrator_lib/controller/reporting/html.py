@@ -114,7 +114,7 @@ def outcome_groups(step: StepRecord) -> list[tuple[str, list[tuple[str, Cell]]]]
 def cell_title(cell: Cell) -> str:
     """What a host's chip says on hover and in print: the message, and before -> after."""
     parts = [cell.message] if cell.message else []
-    if cell.status in (Outcome.CHANGED, Outcome.WOULD_CHANGE) and cell.before != cell.after:
+    if cell.status in (Outcome.CHANGED, Outcome.WOULD_CHANGE, Outcome.ROLLED_BACK) and cell.before != cell.after:
         parts.append(f"{cell.subject + ': ' if cell.subject else ''}{_show(cell.before)} -> {_show(cell.after)}")
     if cell.expected and cell.status not in (Outcome.OK,):
         parts.append(f"expected {cell.expected}, actual {cell.actual}")
