@@ -6,9 +6,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from .. import protocol_args
 from .transports import ssh_agent as rpc
 from .discovery import CountContract, Filter, select, unknown_facts, unknown_identities, unknown_words
-from .errors import DiscoveryError, FilterError, OrchestratorError
+from .errors import ArgumentError, DiscoveryError, FilterError, OrchestratorError
 from .inventory import Host, Inventory, _did_you_mean, load_inventory
 from ..protocol import Request
 from .orchestration.batches import BatchSize
@@ -48,7 +49,7 @@ def interrupted_result(label: str, hosts: list[Host], finished: Mapping[str, Hos
         elif host.name in running:
             results[host.name] = HostResult(host.name, Status.FAILED, "interrupted while running: outcome unknown")
         else:
-            results[host.name] = HostResult(host.name, Status.NOT_ATTEMPTED, "not attempted: interrupted")
+            results[host.name] = HostResult(host.name, Status.NOT_ATTEMPTED, "interrupted")
     return RunResult(label, results, elapsed), running
 
 
@@ -74,6 +75,9 @@ class Session:
             from .transports.nats import NatsTransport
             self.transport = NatsTransport.for_inventory(self.inventory, self.caller)
         self.transport.workers = self.workers = workers
+        #: the deploy spec step the requests are sent for (the behave hooks set it per step), so both
+        #: audit logs say which feature, scenario and step asked; None outside a deploy
+        self.spec: dict[str, Any] | None = None
         if audit_path == DEFAULT_AUDIT:  # beside the environments/ folder, like reports/
             audit_path = self.inventory.path.resolve().parent.parent / "reports" / "audit.jsonl"
         self.audit = AuditLog(audit_path)
@@ -188,8 +192,14 @@ class Session:
         """Run agent#action on every host (one reqid for the whole request, as MCollective does);
         `dry_run`: each host says what the action would change and changes nothing. Each host's
         request is written to the audit log (and the run's journal) as "sent" before it goes out.
-        `side`: by the side transport (one-shot exec on a channel of its own)."""
-        request = Request(agent, action, dict(args or {}), reqid=rpc.new_reqid(), caller=self.caller, dry_run=dry_run)
+        `side`: by the side transport (one-shot exec on a channel of its own). Arguments that fail
+        the protocol's schema (protocol_args) are an ArgumentError before any host is contacted."""
+        try:
+            protocol_args.check(agent, action, dict(args or {}))
+        except protocol_args.ArgError as e:
+            raise ArgumentError(str(e)) from None
+        request = Request(agent, action, dict(args or {}), reqid=rpc.new_reqid(), caller=self.caller, dry_run=dry_run,
+                          spec=self.spec)
         hosts = list(hosts)
         transport = self.side_transport if side else self.transport
         return self._run(hosts, request, options,
@@ -207,7 +217,8 @@ class Session:
               on_result: Callable[[HostResult], None] | None = None) -> RunResult:
         """Run a plain command (MCollective's shell agent): no agent, one exec per host. Exit 0 is
         ok; anything else fails the host. Not idempotent by nature: use agents for changes."""
-        request = Request("shell", "run", {"command": command}, reqid=rpc.new_reqid(), caller=self.caller)
+        request = Request("shell", "run", {"command": command}, reqid=rpc.new_reqid(), caller=self.caller,
+                          spec=self.spec)
         hosts = list(hosts)
 
         def task(host: Host) -> HostResult:
@@ -231,6 +242,7 @@ class Session:
         it goes on up as Interrupted: the log never misses a request that ran."""
         if self.preflight is not None:
             self.preflight(self.inventory)
+        self.audit.check_writable()  # an unwritable log: refused before any host is contacted
         finished: dict[str, HostResult] = {}
 
         def done(result: HostResult) -> None:
