@@ -186,6 +186,8 @@ def build_parser() -> Parser:
     rpc.add_argument("agent", metavar="AGENT")
     rpc.add_argument("action", metavar="ACTION")
     rpc.add_argument("arguments", nargs="*", type=rpc_arg_type, metavar="KEY=VALUE")
+    sudoers = sub.add_parser("sudoers", help="print the sudo rule a login user needs (become: sudo)")
+    sudoers.add_argument("user", metavar="USER")
     # Listed for --help only: main() hands `orch lab ...` to the lab's own parser (run_lab).
     sub.add_parser("lab", add_help=False, help="the local lab: up|down|status|stop|start|reset|rekey|exec")
     return parser
@@ -490,6 +492,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv[:1] == ["lab"]:  # before argparse, so `orch lab --help` is the lab's own help
             return run_lab(argv[1:])
         args = build_parser().parse_args(argv)
+        if args.command == "sudoers":
+            from .controller.transports.sudo import SUDOERS_PATH, sudoers_rule
+            print(f"# {SUDOERS_PATH} (mode 0440, check with visudo -c -f FILE)")
+            print(sudoers_rule(args.user), end="")
+            return 0
         return run_command(args)
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2), already printed
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE

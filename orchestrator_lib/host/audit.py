@@ -103,6 +103,7 @@ def entry(req: "core.Request", reply: "core.Reply", identity: Any, duration: flo
         "reqid": req.reqid,
         "caller": req.caller,
         "key": getattr(identity, "label", None),
+        "user": getattr(identity, "user", "") or None,
         "agent": req.agent,
         "action": req.action,
         "args": redact(req.args),

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..controller.errors import LabError
 from ..controller.inventory import Host, Inventory
+from ..controller.transports import sudo
 from ..host import policy
 from . import aptrepo, network
 
@@ -264,6 +265,17 @@ class Lab:
                         + f'restrict,command="{GATE}" {auditor}\n')
         return path
 
+    def _login_users(self) -> list[str]:
+        """The users the estate logs in as, other than root: each gets an account, the same
+        authorized_keys, and (when any of its hosts says `become: sudo`) the agent's sudo rule."""
+        return sorted({h.user for h in self.hosts if h.user != "root"})
+
+    def _sudoers(self) -> Path:
+        users = sorted({h.user for h in self.hosts if h.user != "root" and h.become == "sudo"})
+        path = self.state_dir / "sudoers"
+        path.write_text("".join(sudo.sudoers_rule(u) for u in users))
+        return path
+
     def _policy(self) -> Path:
         """The hosts' allow-list (agents/policy.py): the deployer may run everything, the auditor
         only what reads state; any other key nothing."""
@@ -280,9 +292,15 @@ class Lab:
     def _build_layers(self) -> None:
         """Rebuilt at every `up`: the lowest layer is the live machine, so a copied-up dpkg status
         from an older build could disagree with /usr."""
+        # Root logs in only where the estate logs in as root: the default estate's deploy user
+        # and sudo are then the only way in, so every test proves the non-root path.
+        root_login = any(h.user == "root" for h in self.hosts)
         self._build_layer("base", [], {"authorized_keys": self._authorized_keys(),
                                        "policy.json": self._policy(),
-                                       "orchestrator-gate": FILES / "orchestrator-gate"}, {})
+                                       "sudoers": self._sudoers(),
+                                       "orchestrator-gate": FILES / "orchestrator-gate"},
+                          {"LAB_USERS": " ".join(self._login_users()),
+                           "LAB_ROOT_LOGIN": "prohibit-password" if root_login else "no"})
         roles = {self.role(h) for h in self.hosts}
         initial = " ".join(f"{p}={v}" for p, v in aptrepo.INITIAL.items())
         jobs = {"web": ({}, {"LAB_INITIAL": initial}),

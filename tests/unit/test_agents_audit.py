@@ -74,14 +74,14 @@ def test_record_appends_json_lines(isolated):
     fake = FakeSystem(wall=0.0, clock=1_700_000_000.0)
     req = core.Request("package", "update", {"name": "mywebapp", "token": "abc"}, reqid="r1", caller="rip@ctl")
     with core.use_system(fake):
-        audit.record(req, core.Reply.done(True, "mywebapp updated\n1 -> 2"), policy.Identity(("SHA256:x",)), 0.1234)
+        audit.record(req, core.Reply.done(True, "mywebapp updated\n1 -> 2"), policy.Identity(("SHA256:x",), "deploy"), 0.1234)
         audit.record(req, core.Reply.failed("boom"), policy.Identity(()))
     lines = (isolated / "audit.jsonl").read_text().splitlines()
     first, second = (json.loads(x) for x in lines)
     assert first == {"time": "2023-11-14T22:13:20.000+00:00", "reqid": "r1", "caller": "rip@ctl", "key": "SHA256:x",
-                     "agent": "package", "action": "update", "args": {"name": "mywebapp", "token": "***"},
+                     "user": "deploy", "agent": "package", "action": "update", "args": {"name": "mywebapp", "token": "***"},
                      "status": "changed", "changed": True, "message": "mywebapp updated 1 -> 2", "duration": 0.123}
-    assert (second["status"], second["key"]) == ("failed", "unknown key")
+    assert (second["status"], second["key"], second["user"]) == ("failed", "unknown key", None)
 
 
 def test_unwritable_log_warns_but_does_not_raise(isolated, capsys):

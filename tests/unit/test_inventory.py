@@ -49,7 +49,7 @@ def test_local_inventory_loads_twelve_hosts_in_file_order():
     assert inv.groups["notify"] == ("notify1", "notify2")
     web1 = inv.hosts["web1"]
     assert web1 == inv.host("web1")
-    assert (web1.address, web1.port, web1.user) == ("10.231.0.11", 22, "root")
+    assert (web1.address, web1.port, web1.user, web1.become) == ("10.231.0.11", 22, "deploy", "sudo")
     assert web1.key == REPO / ".lab" / "local" / "id_ed25519"
     assert web1.facts == {"cluster": "alfa", "hagroup": "a", "country": "de"}
     assert web1.classes == ("roles::web",)
