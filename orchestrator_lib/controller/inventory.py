@@ -103,6 +103,9 @@ def default_environments_dir() -> Path:
 def load_inventory(env: str | Path, environments_dir: Path | None = None) -> Inventory:
     """Load and validate an environment given by name (`local`) or by path (`x/y.yaml`)."""
     path = _resolve(env, environments_dir)
+    from .ansible_inventory import load_ansible, looks_like_ansible
+    if looks_like_ansible(path):
+        return load_ansible(path)
     source = _Source(path)
     return _build_inventory(_read_yaml(source), source)
 
@@ -114,12 +117,12 @@ def _resolve(env: str | Path, environments_dir: Path | None) -> Path:
     text = str(env)
     if not text.strip():
         raise InventoryError("empty environment name: give a name such as 'local' or a .yaml path")
-    looks_like_path = isinstance(env, Path) or text.endswith((".yaml", ".yml")) or "/" in text
+    looks_like_path = isinstance(env, Path) or text.endswith((".yaml", ".yml", ".ini")) or "/" in text
     if looks_like_path:
         path = Path(text).expanduser()
         if not path.exists():
             raise InventoryError(f"{_display(path)}: environment file not found")
-        if not path.is_file():
+        if not path.is_file() and not (path.is_dir() and path.suffix not in (".yaml", ".yml")):  # a dir: Ansible
             raise InventoryError(f"{_display(path)}: not a file")
         return path.resolve()
     directory = Path(environments_dir) if environments_dir is not None else default_environments_dir()

@@ -30,8 +30,11 @@ from ..host import policy
 from . import aptrepo, network
 
 FILES = Path(__file__).parent / "files"
-ROLES = ("web", "lb", "notify", "plain")
-ROLE_PORTS = {"web": (22, 8080, 80), "lb": (22, 80), "notify": (22, 8025), "plain": (22,)}
+ROLES = ("web", "lb", "notify", "plain", "bastion")
+ROLE_PORTS = {"web": (22, 8080, 80), "lb": (22, 80), "notify": (22, 8025), "plain": (22,), "bastion": (22,)}
+#: A host with `lab: {ssh_from: HOST}` refuses SSH from anywhere but that host (its bastion): an
+#: iptables rule in its own network namespace, marked with this comment.
+SSH_ONLY_FROM = "lab-ssh-only-from"
 READY_TIMEOUT = 60.0
 #: What the lab's read-only auditor key may run: status reads only. Not health#command (its alias
 #: health#runcommand: `sh -c` anything, as root) nor health#http (makes the host fetch any URL).
@@ -124,6 +127,9 @@ class Lab:
                 raise LabError(f"{inventory.path}: hosts.{host.name}.lab.role: expected one of {', '.join(ROLES)}")
             if ipaddress.ip_address(host.address) not in self.subnet:
                 raise LabError(f"{inventory.path}: hosts.{host.name}.address: {host.address} is outside the lab subnet {self.subnet}")
+            source = host.lab.get("ssh_from")
+            if source is not None and source not in inventory.hosts:
+                raise LabError(f"{inventory.path}: hosts.{host.name}.lab.ssh_from: no host {source!r} in the estate")
 
     # ---- naming and paths -------------------------------------------------------------------
     @staticmethod
@@ -147,7 +153,7 @@ class Lab:
 
     def _layers_for(self, host: Host) -> str:
         role = self.role(host)
-        names = ["base"] if role == "plain" else [role, "base"]
+        names = ["base"] if role in ("plain", "bastion") else [role, "base"]
         return ":".join(str(self.state_dir / "layers" / n) for n in names)
 
     # ---- processes ----------------------------------------------------------------------------
@@ -187,7 +193,33 @@ class Lab:
         for host in hosts:
             self._pid_file(host).unlink(missing_ok=True)
 
+    def _ssh_source(self, host: Host) -> str | None:
+        """The only address this host accepts SSH from (lab.ssh_from), or None for any."""
+        source = host.lab.get("ssh_from")
+        return self.inventory.hosts[source].address if source else None
+
+    def _restrict_ssh(self, host: Host) -> None:
+        """SSH only from the host's bastion: the machine (the controller) is refused at once (a
+        TCP reset), so a deploy that does not go through the bastion fails fast and visibly."""
+        source = self._ssh_source(host)
+        if source is None:
+            return
+        rule = ["INPUT", "-p", "tcp", "--dport", "22", "!", "-s", source, "-m", "comment",
+                "--comment", SSH_ONLY_FROM, "-j", "REJECT", "--reject-with", "tcp-reset"]
+        netns = ["ip", "netns", "exec", self._netns(host), "iptables"]
+        if subprocess.run(netns + ["-C", *rule], capture_output=True).returncode != 0:
+            done = subprocess.run(netns + ["-A", *rule], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise LabError(f"{host.name}: cannot restrict ssh to {source}: {done.stderr.strip()}")
+
+    def _listening(self, host: Host, port: int) -> bool:
+        """Whether something listens on the port inside the host (for a port the machine may not reach)."""
+        done = subprocess.run(["ip", "netns", "exec", self._netns(host), "ss", "-Hltn", f"sport = :{port}"],
+                              capture_output=True, text=True)
+        return bool(done.stdout.strip())
+
     def _spawn(self, host: Host) -> None:
+        self._restrict_ssh(host)
         hdir = self._host_dir(host)
         upper = hdir / "upper"
         upper.mkdir(parents=True, exist_ok=True)
@@ -357,7 +389,8 @@ class Lab:
 
         def ready(host: Host) -> str | None:
             for port in ROLE_PORTS[self.role(host)]:
-                while not _answers(host.address, port):
+                restricted = port == 22 and self._ssh_source(host) is not None
+                while not (self._listening(host, port) if restricted else _answers(host.address, port)):
                     if self._running_pid(host) is None:
                         return f"{host.name}: its init exited (see {self._host_dir(host) / 'console.log'})"
                     if time.monotonic() > deadline:
@@ -462,7 +495,9 @@ class Lab:
     def status(self) -> list[HostStatus]:
         def one(host: Host) -> HostStatus:
             running = self._running_pid(host) is not None
-            ports = {p: running and _answers(host.address, p) for p in ROLE_PORTS[self.role(host)]}
+            restricted = self._ssh_source(host) is not None
+            ports = {p: running and (self._listening(host, p) if p == 22 and restricted else _answers(host.address, p))
+                     for p in ROLE_PORTS[self.role(host)]}
             return HostStatus(host.name, host.address, self.role(host), running, ports)
 
         with ThreadPoolExecutor(min(64, max(1, len(self.hosts)))) as pool:

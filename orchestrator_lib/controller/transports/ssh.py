@@ -262,6 +262,8 @@ class SSHPool:
         try:
             via = self._jump_transport(jump, depth + 1)
             return via.open_channel("direct-tcpip", (address, port), ("127.0.0.1", 0), timeout=self.connect_timeout)
+        except HostKeyError as err:   # the jump host's key: still a key problem, not a network one
+            raise HostKeyError(f"{host.name}: through {jump.name}: {err}") from None
         except TransportError as err:
             raise UnreachableError(f"{host.name}: unreachable through {jump.name} ({err})") from None
         except (paramiko.SSHException, OSError, EOFError) as err:
