@@ -23,7 +23,6 @@ INI_SUFFIXES = (".ini", ".cfg", "")
 YAML_SUFFIXES = (".yml", ".yaml")
 #: ansible's own bookkeeping variables: never facts
 _SKIP_VARS = re.compile(r"^(ansible_|inventory_|group_names$|groups$|omit$|playbook_dir$)")
-_GROUP_KEYS = {"hosts", "children", "vars"}
 
 
 def looks_like_ansible(path: Path) -> bool:
@@ -35,22 +34,16 @@ def looks_like_ansible(path: Path) -> bool:
         return True
     if path.suffix not in YAML_SUFFIXES:
         return False
-    import yaml
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return False
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:   # broken either way: Ansible's if it starts as Ansible's layout does
-        return re.search(r"^all:\s*$", text, re.M) is not None
-    if not isinstance(data, dict) or not data:
-        return False
-    return "all" in data or ("hosts" not in data and all(_is_group(v) for v in data.values()))
-
-
-def _is_group(value: Any) -> bool:
-    return isinstance(value, dict) and bool(value) and set(value) <= _GROUP_KEYS
+    # By the top-level keys alone (no YAML parse here: the estate loader guards its own parse):
+    # an estate always has `hosts:`; Ansible's layout has `all:` or groups of hosts/children/vars.
+    top = set(re.findall(r"^([^\s#:][^:]*):", text, re.M))
+    if "all" in top:
+        return True
+    return "hosts" not in top and bool(top) and re.search(r"^\s+(hosts|children|vars):", text, re.M) is not None
 
 
 def load_ansible(path: Path) -> Inventory:

@@ -31,6 +31,8 @@ from . import aptrepo, network
 
 FILES = Path(__file__).parent / "files"
 ROLES = ("web", "lb", "notify", "plain", "bastion")
+#: Roles whose hosts serve the app behind HAProxy.
+WEB_ROLES = ("web",)
 ROLE_PORTS = {"web": (22, 8080, 80), "lb": (22, 80), "notify": (22, 8025), "plain": (22,), "bastion": (22,)}
 #: A host with `lab: {ssh_from: HOST}` refuses SSH from anywhere but that host (its bastion): an
 #: iptables rule in its own network namespace, marked with this comment.
@@ -275,7 +277,7 @@ class Lab:
 
     def _haproxy_config(self) -> Path:
         servers = "\n".join(f"    server {h.name} {h.address}:{self.app_port}"
-                            for h in self.hosts if self.role(h) == "web")
+                            for h in self.hosts if self.role(h) in WEB_ROLES)
         text = (FILES / "haproxy.cfg.tmpl").read_text().format(backend=self.backend, servers=servers,
                                                                  address="*")
         path = self.state_dir / "haproxy.cfg"
@@ -327,7 +329,10 @@ class Lab:
         # Root logs in only where the estate logs in as root: the default estate's deploy user
         # and sudo are then the only way in, so every test proves the non-root path.
         root_login = any(h.user == "root" for h in self.hosts)
+        sources = self.state_dir / "lab.list"
+        sources.write_text(aptrepo.SOURCES_LIST)
         self._build_layer("base", [], {"authorized_keys": self._authorized_keys(),
+                                       "lab.list": sources,
                                        "policy.json": self._policy(),
                                        "sudoers": self._sudoers(),
                                        "orchestrator-gate": FILES / "orchestrator-gate"},
@@ -384,7 +389,9 @@ class Lab:
         progress(f"lab {self.inventory.name}: {len(self.hosts)} hosts up in {elapsed:.1f} s")
         return elapsed
 
-    def wait_ready(self, hosts: list[Host], timeout: float = READY_TIMEOUT) -> None:
+    def wait_ready(self, hosts: list[Host], timeout: float = READY_TIMEOUT, backend: bool = True) -> None:
+        """Wait until the hosts' ports answer and, with `backend`, until HAProxy sees those of
+        them that are web hosts UP (hosts just reset or brought up: no firewall rule of theirs)."""
         deadline = time.monotonic() + timeout
 
         def ready(host: Host) -> str | None:
@@ -402,13 +409,17 @@ class Lab:
             problems = [p for p in pool.map(ready, hosts) if p]
         if problems:
             raise LabError(f"lab hosts not ready: {'; '.join(problems)}")
+        if not backend:
+            return
         for lb in [h for h in self.hosts if self.role(h) == "lb" and self._running_pid(h)]:
-            self._wait_backend_up(lb, deadline)
+            # A load balancer that (re)started checks every server afresh: wait for all of them.
+            self._wait_backend_up(lb, self.hosts if lb in hosts else hosts, deadline)
 
-    def _wait_backend_up(self, lb: Host, deadline: float) -> None:
-        """Ready means HAProxy itself sees every running web host UP, so a deploy starts from a
-        load balancer that serves the whole estate."""
-        running = {h.name for h in self.hosts if self.role(h) == "web" and self._running_pid(h)}
+    def _wait_backend_up(self, lb: Host, hosts: list[Host], deadline: float) -> None:
+        """Ready means HAProxy itself sees the running web hosts among `hosts` UP (all of them
+        after `up` or a full reset), so a deploy starts from a load balancer that serves them.
+        Hosts not waited for may be out of the load balancer on purpose."""
+        running = {h.name for h in hosts if self.role(h) in WEB_ROLES and self._running_pid(h)}
         command = f"echo 'show servers state {self.backend}' | socat stdio /run/haproxy/admin.sock"
         while True:
             out = self.exec_in(lb.name, ["sh", "-c", command]).stdout.splitlines()[2:]
@@ -451,10 +462,13 @@ class Lab:
         self._kill(self.host(name))
 
     def start_host(self, name: str) -> None:
+        """Start a stopped host; return once its own ports answer. Other hosts may be out of the
+        load balancer on purpose (after a failed deploy), and this host's firewall rules outlive
+        it, so HAProxy's view is not waited for."""
         host = self.host(name)
         if self._running_pid(host) is None:
             self._spawn(host)
-        self.wait_ready([host])
+        self.wait_ready([host], backend=False)
 
     def reset(self, names: list[str] | None = None) -> None:
         """Put hosts back to their image state (as freshly provisioned), keeping their host keys:

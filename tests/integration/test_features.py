@@ -100,6 +100,24 @@ def test_seed_deploy_updates_the_german_hosts_and_a_second_run_changes_nothing(f
     assert "service#restart: not needed" in second.out
 
 
+def readme_gherkin() -> str:
+    """The Gherkin at the top of README.md, as a reader copies it."""
+    return re.search(r"```gherkin\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+
+
+def test_the_readme_gherkin_word_for_word_passes_and_the_broken_release_stays_out_of_reach(fresh_lab, tmp_path):
+    """`When I update the package mywebapp` (no version) means the repository's release, 4.2.6-3.el5:
+    the broken 4.2.7-1.el5 sits in the NotAutomatic `proposed` suite, reached only by version."""
+    text = readme_gherkin()
+    assert (ROOT / "features" / "update_production.feature").read_text() == text
+    done = behave(tmp_path, *own_feature(tmp_path, "readme", text))
+    assert done.rc == 0, done.out
+    assert {h: version(fresh_lab, h) for h in (*DE, "web5")} == {**{h: NEW for h in DE}, "web5": OLD}
+    assert not any(blocked(fresh_lab, h) for h in DE)
+    policy = fresh_lab.exec_in("web5", ["apt-cache", "policy", "mywebapp"]).stdout
+    assert f"Candidate: {NEW}" in policy and "4.2.7-1.el5" in policy
+
+
 def test_rolling_upgrade_of_cluster_alfa_notifies_ops(fresh_lab, tmp_path):
     junit = tmp_path / "junit"
     done = behave(tmp_path, "features/rolling_upgrade.feature", "--junit", f"--junit-directory={junit}")

@@ -47,8 +47,8 @@ MaxStartups 200:30:400
 MaxSessions 64
 CONF
 rm -f /etc/ssh/ssh_host_*
-# apt sees only the lab repository.
+# apt sees only the lab repository: its main suite and the NotAutomatic "proposed" one (aptrepo.py).
 rm -rf /etc/apt/sources.list.d/* /etc/apt/sources.list
-echo 'deb [trusted=yes] file:/srv/apt ./' > /etc/apt/sources.list.d/lab.list
+cp /srv/lab-input/lab.list /etc/apt/sources.list.d/lab.list
 apt-get -qq -o Acquire::Languages=none update
 mkdir -p /var/log/orchestrator /var/lib/orchestrator
