@@ -192,6 +192,8 @@ def build_parser() -> Parser:
     rpc.add_argument("arguments", nargs="*", type=rpc_arg_type, metavar="KEY=VALUE")
     sudoers = sub.add_parser("sudoers", help="print the sudo rule a login user needs (become: sudo)")
     sudoers.add_argument("user", metavar="USER")
+    init = sub.add_parser("init", help="write a starter deploy repository into DIR (never overwrites)")
+    init.add_argument("directory", metavar="DIR")
     # Listed for --help only: main() hands `orch lab ...` to the lab's own parser (run_lab).
     sub.add_parser("lab", add_help=False, help="the local lab: up|down|status|stop|start|reset|rekey|exec")
     return parser
@@ -500,6 +502,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .controller.transports.sudo import SUDOERS_PATH, sudoers_rule
             print(f"# {SUDOERS_PATH} (mode 0440, check with visudo -c -f FILE)")
             print(sudoers_rule(args.user), end="")
+            return 0
+        if args.command == "init":
+            from pathlib import Path
+            from .starter import write_starter
+            for line in write_starter(Path(args.directory)):
+                print(line)
             return 0
         return run_command(args)
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2), already printed
