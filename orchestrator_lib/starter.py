@@ -80,7 +80,8 @@ paths = ["features"]
 junit_directory = "reports/junit"
 
 [tool.behave.userdata]
-env = "production"
+env = "production"     # the estate: environments/production.yaml
+backend = "app"        # the HAProxy backend whose servers are the web hosts
 """
 
 CI = """\

@@ -211,7 +211,7 @@ def test_another_estate_file_works_and_notification_fails_over(lab, tmp_path):
     hosts |= {h: (f"10.231.0.{10 + i}", "[roles::web]", f"{{cluster: alfa, hagroup: x{i}}}") for i, h in enumerate(DE, 1)}
     hosts |= {"notify1": ("10.231.0.21", "[roles::notify]", "{}"), "notify2": ("10.231.0.22", "[roles::notify]", "{}")}
     estate = tmp_path / "other.yaml"
-    estate.write_text(f"name: other\nknown_hosts: {state / 'known_hosts'}\ndefaults: {{key: {state / 'id_ed25519'}}}\n"
+    estate.write_text(f"name: other\nknown_hosts: {state / 'known_hosts'}\ndefaults: {{user: deploy, become: sudo, key: {state / 'id_ed25519'}}}\n"
                       "hosts:\n" + "".join(f"  {h}: {{address: {a}, classes: {c}, facts: {f}}}\n"
                                            for h, (a, c, f) in hosts.items())
                       + "groups:\n  notify: [notify1, notify2]\n")

@@ -35,8 +35,9 @@ def test_rpcs_agent_invocations_pass():
 
 def test_the_sudo_installer_is_refused_like_any_install():
     from orchestrator_lib.controller.transports import sudo
-    done = gate(sudo.install_command(".orchestrator-agent-x.pyz", SHA), "--check")
-    assert done.returncode == 99 and "refused" in done.stderr
+    for command in (sudo.upload_command(".orchestrator-agent-x.pyz"), sudo.install_command(".orchestrator-agent-x.pyz", SHA)):
+        done = gate(command, "--check")
+        assert done.returncode == 99 and "refused installing the agent" in done.stderr
 
 
 def test_a_missing_agent_exits_111_as_the_original_command_would():

@@ -100,8 +100,9 @@ def upload_agent(pool: Any, host: Any, data: bytes, sha: str, timeout: float = 6
     sudo the upload lands in the login user's home and sudo.INSTALLER, as root, checks and installs it)."""
     if getattr(host, "become", None) == "sudo":
         upload = f".orchestrator-agent-{sha}-{uuid.uuid4().hex[:8]}.pyz"   # relative: the user's home
-        pool.put(host, data, upload, 0o600)
-        r = pool.exec(host, sudo.install_command(upload, sha), timeout=timeout)
+        r = pool.exec(host, sudo.upload_command(upload), stdin=data, timeout=timeout)
+        if r.rc == 0:
+            r = pool.exec(host, sudo.install_command(upload, sha), timeout=timeout)
         if r.rc != 0:
             refused = sudo.refusal(host.name, _login_user(pool, host), r.rc, r.stdout, r.stderr)
             raise RuntimeError(refused or f"installing {agent_path(sha)} as root failed: "

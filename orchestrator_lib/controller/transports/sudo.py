@@ -47,6 +47,11 @@ def agent_command(sha: str, serve: bool = False) -> str:
     return f"[ -f {main} ] || exit 111; exec sudo -n {PYTHON} -S -E {main}" + (" --serve" if serve else "")
 
 
+def upload_command(upload: str) -> str:
+    """Write stdin (the zipapp) to `upload` in the login user's home, readable by that user only."""
+    return f"umask 077 && cat > {shlex.quote(upload)}"
+
+
 def install_command(upload: str, sha: str) -> str:
     """Feed the uploaded file to INSTALLER as root, then remove the upload whatever happened."""
     up = shlex.quote(upload)
