@@ -27,6 +27,6 @@ def test_the_seed_deploy_passes_on_an_ansible_inventory_of_the_lab(fresh_lab, tm
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-3000:]
     matrix = ResultMatrix.read_json(report)
-    assert matrix.passed and sorted(matrix.hosts) == ["web1", "web2", "web3", "web4"], out[-2000:]
+    assert matrix.passed and {"web1", "web2", "web3", "web4"} <= set(matrix.hosts), out[-2000:]
     for host in ("web1", "web4"):
         assert fresh_lab.exec_in(host, ["dpkg-query", "-W", "-f=${Version}", "mywebapp"]).stdout == "4.2.6-3.el5"
