@@ -61,6 +61,9 @@ defaults:
   become: sudo                   # ... and run the agent as root by `sudo -n` (rule: `orch sudoers deploy`)
   key: ~/.ssh/id_ed25519
   # jump: bastion1               # reach the hosts through a bastion (a host below, or user@host:port)
+loadbalancer:
+  host: lb1                      # the HAProxy host (`orch lb`; features may name another)
+  backend: app                   # the HAProxy backend whose servers are the web hosts
 hosts:
   lb1:
     address: 192.0.2.2
@@ -81,7 +84,6 @@ junit_directory = "reports/junit"
 
 [tool.behave.userdata]
 env = "production"     # the estate: environments/production.yaml
-backend = "app"        # the HAProxy backend whose servers are the web hosts
 """
 
 CI = """\

@@ -22,7 +22,8 @@ from .yaml12 import Yaml12Loader
 # Agents a host offers when its spec has no `agents:` list, and the only names such a list may use.
 DEFAULT_AGENTS: tuple[str, ...] = AGENTS
 
-TOP_KEYS = ("name", "known_hosts", "ssh_config", "defaults", "lab", "hosts", "groups")
+TOP_KEYS = ("name", "known_hosts", "ssh_config", "defaults", "loadbalancer", "lab", "hosts", "groups")
+LOADBALANCER_KEYS = ("backend", "host")
 #: How a host is reached; set per estate (`defaults:`), per group or per host, the nearest winning.
 LOGIN_KEYS = ("user", "port", "key", "become", "jump")
 DEFAULTS_KEYS = LOGIN_KEYS
@@ -72,7 +73,8 @@ class Inventory:
     hosts: Mapping[str, Host]
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     known_hosts: Path | None = None
-    lab: Mapping[str, Any] = field(default_factory=dict)
+    loadbalancer: Mapping[str, str] = field(default_factory=dict)  # {"backend": "app", "host": "lb1"}: the LB's defaults
+    lab: Mapping[str, Any] = field(default_factory=dict)  # read by lab/ only
     ssh_config: Path | None = None   # None: ~/.ssh/config
 
     def host(self, name: str) -> Host:
@@ -272,6 +274,8 @@ def _build_inventory(data: Any, src: _Source) -> Inventory:
     known_hosts = _optional_path(src, ("known_hosts",), top.get("known_hosts"))
     ssh_config = _optional_path(src, ("ssh_config",), top.get("ssh_config"))
     lab = _mapping(src, ("lab",), top.get("lab"), None, "a mapping")
+    balancer = _mapping(src, ("loadbalancer",), top.get("loadbalancer"), LOADBALANCER_KEYS, "a mapping")
+    loadbalancer = {k: _string(src, ("loadbalancer", k), v) for k, v in balancer.items()}
 
     defaults = _login(src, ("defaults",), _mapping(src, ("defaults",), top.get("defaults"), DEFAULTS_KEYS, "a mapping"))
     host_specs = _mapping(src, ("hosts",), top["hosts"], None, "a mapping of host names to specs")
@@ -303,12 +307,15 @@ def _build_inventory(data: Any, src: _Source) -> Inventory:
     for name_, spec in host_specs.items():
         inherited = {**defaults, **from_group.get(name_, ("", {}))[1]}
         hosts[name_] = _host(src, name_, spec, inherited)
+    if "host" in loadbalancer and loadbalancer["host"] not in hosts:
+        lb = loadbalancer["host"]
+        raise src.error(("loadbalancer", "host"), f"unknown host '{lb}'{_did_you_mean(lb, hosts)}")
     for host in hosts.values():
         if host.jump in hosts and hosts[host.jump].jump == host.name:
             raise src.error(("hosts", host.name), f"jump: '{host.jump}' jumps back through '{host.name}'")
 
-    return Inventory(name=name, path=src.path, hosts=hosts, groups=groups, known_hosts=known_hosts, lab=lab,
-                     ssh_config=ssh_config)
+    return Inventory(name=name, path=src.path, hosts=hosts, groups=groups, known_hosts=known_hosts, loadbalancer=loadbalancer,
+                     lab=lab, ssh_config=ssh_config)
 
 
 def _login(src: _Source, path: KeyPath, spec: Mapping[str, Any]) -> dict[str, Any]:

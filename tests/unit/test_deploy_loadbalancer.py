@@ -148,3 +148,15 @@ def test_block_for_real_and_in_plan_mode(tmp_path):
     p.narrow(identities=["web1"])
     lb.set_blocked(p, False)
     assert said(p) == ["      plan firewall#unblock: would change firewall 10.0.0.2 on 0 of 1 hosts"]
+
+
+def test_orch_lb_finds_the_load_balancer_the_estate_names_without_class_haproxy(tmp_path):
+    """No host of class haproxy, and not named lb1: `loadbalancer: {host: ...}` says which it is."""
+    from orchestrator_lib.controller.deploy.loadbalancer import find_load_balancers
+    from orchestrator_lib.controller.session import Session
+    env = tmp_path / "estate.yaml"
+    env.write_text("loadbalancer: {host: edge2, backend: www}\n"
+                   "hosts: {edge2: {address: 10.0.0.2}, app1: {address: 10.0.0.3, classes: [haproxy]}}\n")
+    with Session(env, audit_path=None) as session:
+        assert [h.name for h in find_load_balancers(session)] == ["edge2"]
+        assert [h.name for h in find_load_balancers(session, "app1")] == ["app1"]

@@ -248,7 +248,7 @@ def test_unknown_key_without_a_close_one_lists_the_valid_ones(env):
     load = env(MINIMAL + "zzz: 1\n")
     assert error_of(load) == (
         "environments/x.yaml:3: zzz: unknown key 'zzz' "
-        "(valid keys: name, known_hosts, ssh_config, defaults, lab, hosts, groups)"
+        "(valid keys: name, known_hosts, ssh_config, defaults, loadbalancer, lab, hosts, groups)"
     )
 
 
@@ -472,7 +472,7 @@ def test_an_unknown_agent_name_is_an_error_not_a_host_left_out_of_minus_a(env):
     )
     load = env("hosts:\n  web1: {address: 10.0.0.1, agents: [rpcutil, zz]}\n")
     assert error_of(load) == ("environments/x.yaml:2: hosts.web1.agents[1]: unknown agent 'zz' (agents: appmgr, "
-                              "firewall, haproxy, health, notify, package, rpcutil, service)")
+                              "firewall, haproxy, health, lease, notify, package, rpcutil, service)")
 
 
 def test_host_lab_must_be_a_mapping(env):
@@ -568,3 +568,16 @@ def test_nothing_set_means_root_on_22_and_nothing_explicit(env):
 ])
 def test_bad_login_settings_are_one_line_errors(env, text, message):
     assert error_of(env(text)) == message
+
+
+def test_the_loadbalancer_section_any_estate_may_have(env):
+    inv = env("loadbalancer: {backend: www}\nhosts: {web1: {address: 10.0.0.1}}\n")()
+    assert inv.loadbalancer == {"backend": "www"} and inv.lab == {}
+    assert error_of(env("loadbalancer: {backend: www, bakend: x}\nhosts: {web1: {address: 10.0.0.1}}\n")) == (
+        "environments/x.yaml:1: loadbalancer.bakend: unknown key 'bakend' (did you mean 'backend'?)")
+
+
+def test_the_loadbalancer_host_must_be_a_host(env):
+    assert env("loadbalancer: {host: web1}\nhosts: {web1: {address: 10.0.0.1}}\n")().loadbalancer["host"] == "web1"
+    assert error_of(env("loadbalancer: {host: lb}\nhosts: {lb1: {address: 10.0.0.1}}\n")) == (
+        "environments/x.yaml:1: loadbalancer.host: unknown host 'lb' (did you mean 'lb1'?)")

@@ -21,15 +21,17 @@ from .run import Deploy, DeployError, LoadBalancer, Unanswered, values_of
 
 # ---- HAProxy, for any caller of a Session ------------------------------------------------------------
 def find_load_balancers(session: Session, name: str | None = None) -> list[Host]:
-    """The HAProxy hosts offering the haproxy agent: `name` (a host name or /regex/), else every
-    host of class haproxy. None found is an error, as for any filter."""
+    """The HAProxy hosts offering the haproxy agent: `name` (a host name or /regex/), else the
+    estate's `loadbalancer: {host: ...}`, else every host of class haproxy. None found is an error,
+    as for any filter."""
+    name = name or session.inventory.loadbalancer.get("host") or None
     flt = Filter.parse(identities=name or (), classes=() if name else "haproxy", agents="haproxy")
     return session.discover(flt, live=False)
 
 
 def estate_backend(inventory: Inventory) -> str:
-    """The backend the estate file names (`lab: {backend: app}`), "" when it names none."""
-    return str((inventory.lab or {}).get("backend") or "")
+    """The backend the estate file names (`loadbalancer: {backend: app}`), "" when it names none."""
+    return inventory.loadbalancer.get("backend", "")
 
 
 def haproxy_args(backend: str, servers: Sequence[Host] = ()) -> dict[str, Any]:
@@ -67,6 +69,8 @@ def set_backend(d: Deploy, backend: str) -> None:
 
 
 def lb_of(d: Deploy) -> LoadBalancer:
+    if d.scenario.lb is None and d.inventory.loadbalancer.get("host"):   # the estate names it
+        set_host(d, d.inventory.loadbalancer["host"])
     if d.scenario.lb is None:
         raise DeployError("no load balancer given: add 'Given the load balancer is NAME' "
                           "(or 'has ip address ADDRESS') to the Background")
