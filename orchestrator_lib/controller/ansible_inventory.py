@@ -7,7 +7,10 @@ ansible_host, ansible_user, ansible_port, ansible_ssh_private_key_file and ansib
 the host's address, user, port, key and `become: sudo`; in ansible_ssh_common_args, `-o
 ProxyJump=` / `-J` become the jump host, `-o UserKnownHostsFile=` the known_hosts file and `-F`
 the ssh config. What the inventory does not set is left to ssh config and the defaults, as for
-an estate file (inventory.Host.explicit)."""
+an estate file (inventory.Host.explicit).
+
+Below the inventory layer: it returns plain data, which inventory.load_inventory validates and
+turns into Host / Inventory like any estate."""
 from __future__ import annotations
 
 import re
@@ -16,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InventoryError
-from .inventory import _FACT_NAME, _HOST_NAME, DEFAULT_AGENTS, Host, Inventory, _display
 
 EXTRA_HINT = "pip install 'orchestrator-lib[ansible]' (or: pip install ansible-core)"
 INI_SUFFIXES = (".ini", ".cfg", "")
@@ -46,9 +48,9 @@ def looks_like_ansible(path: Path) -> bool:
     return "hosts" not in top and bool(top) and re.search(r"^\s+(hosts|children|vars):", text, re.M) is not None
 
 
-def load_ansible(path: Path) -> Inventory:
-    """The Ansible inventory at `path` as an Inventory; one-line InventoryError on any problem."""
-    shown = _display(path)
+def load_ansible(path: Path, shown: str) -> dict[str, Any]:
+    """The Ansible inventory at `path` (`shown` in messages) as plain data: {"hosts": [host
+    fields...], "groups", "known_hosts", "ssh_config"}; one-line InventoryError on any problem."""
     try:
         from ansible import constants as C
         from ansible.inventory import manager
@@ -66,11 +68,11 @@ def load_ansible(path: Path) -> Inventory:
     try:
         inv = manager.InventoryManager(loader=DataLoader(), sources=[str(path)])
     except Exception as err:  # ansible raises AnsibleError and friends
-        raise InventoryError(_parse_error(path, failures, err)) from None
+        raise InventoryError(_parse_error(path, shown, failures, err)) from None
     finally:
         display.error_as_warning = original  # type: ignore[method-assign]
 
-    hosts: dict[str, Host] = {}
+    hosts: dict[str, dict[str, Any]] = {}
     known_hosts: set[Path] = set()
     ssh_configs: set[Path] = set()
     for host in inv.get_hosts():
@@ -88,15 +90,13 @@ def load_ansible(path: Path) -> Inventory:
         if len(found) > 1:
             raise InventoryError(f"{shown}: ansible_ssh_common_args: hosts disagree on {setting}: "
                                  f"{', '.join(sorted(map(str, found)))}")
-    return Inventory(name=path.stem, path=path.resolve(), hosts=hosts, groups=groups_map,
-                     known_hosts=next(iter(known_hosts), None), ssh_config=next(iter(ssh_configs), None))
+    return {"hosts": list(hosts.values()), "groups": groups_map,
+            "known_hosts": next(iter(known_hosts), None), "ssh_config": next(iter(ssh_configs), None)}
 
 
 def _host(shown: str, path: Path, name: str, values: dict[str, Any], groups: list[str]
-          ) -> tuple[Host, set[Path], set[Path]]:
+          ) -> tuple[dict[str, Any], set[Path], set[Path]]:
     where = f"{shown}: host {name}"
-    if not _HOST_NAME.match(name):
-        raise InventoryError(f"{where}: invalid host name for the deployer (letters, digits, '.', '_', '-')")
     explicit: set[str] = set()
     fields: dict[str, Any] = {}
     if "ansible_host" in values:
@@ -132,14 +132,14 @@ def _host(shown: str, path: Path, name: str, values: dict[str, Any], groups: lis
         ssh_config |= {(path.parent / Path(p).expanduser()).resolve() for p in cfg}
     facts: dict[str, str] = {}
     for key, value in values.items():
-        if _SKIP_VARS.match(key) or not _FACT_NAME.match(key):
+        if _SKIP_VARS.match(key):
             continue
         if isinstance(value, bool):
             facts[key] = "true" if value else "false"
         elif isinstance(value, (str, int, float)):
             facts[key] = str(value)
-    host = Host(name=name, address=fields.pop("address", name), facts=facts, classes=tuple(groups),
-                agents=DEFAULT_AGENTS, explicit=frozenset(explicit), **fields)
+    host = {"name": name, "address": fields.pop("address", name), "facts": facts, "classes": tuple(groups),
+            "explicit": frozenset(explicit), **fields}
     return host, known_hosts, ssh_config
 
 
@@ -183,7 +183,7 @@ def _common_args(where: str, text: str) -> tuple[str | None, list[str], list[str
     return jump, known, config
 
 
-def _parse_error(path: Path, failures: list[tuple[str, BaseException]], err: BaseException) -> str:
+def _parse_error(path: Path, shown: str, failures: list[tuple[str, BaseException]], err: BaseException) -> str:
     """One line naming the file and, when Ansible or the text tells it, the line."""
     wanted = "yaml" if path.suffix in YAML_SUFFIXES else "ini"
     chosen = next((e for msg, e in failures if wanted in msg), failures[0][1] if failures else err)
@@ -202,7 +202,8 @@ def _parse_error(path: Path, failures: list[tuple[str, BaseException]], err: Bas
         line = _yaml_error_line(Path(file))
     if line is None:
         line = _find_line(Path(file), message)
-    return f"{_display(Path(file))}{f':{line}' if line else ''}: invalid Ansible inventory: {message}"
+    where = shown if Path(file).resolve() == path.resolve() else file   # a file of an inventory directory
+    return f"{where}{f':{line}' if line else ''}: invalid Ansible inventory: {message}"
 
 
 def _yaml_error_line(file: Path) -> int | None:

@@ -105,9 +105,24 @@ def load_inventory(env: str | Path, environments_dir: Path | None = None) -> Inv
     path = _resolve(env, environments_dir)
     from .ansible_inventory import load_ansible, looks_like_ansible
     if looks_like_ansible(path):
-        return load_ansible(path)
+        return _from_ansible(path, load_ansible(path, _display(path)))
     source = _Source(path)
     return _build_inventory(_read_yaml(source), source)
+
+
+def _from_ansible(path: Path, data: Mapping[str, Any]) -> Inventory:
+    """An Ansible inventory's plain data (ansible_inventory.load_ansible) as an Inventory: host names
+    the discovery languages accept, facts whose names they accept (others are left out)."""
+    hosts = {}
+    for fields in data["hosts"]:
+        name = fields["name"]
+        if not _HOST_NAME.match(name):
+            raise InventoryError(f"{_display(path)}: host {name}: invalid host name for the deployer "
+                                 f"(letters, digits, '.', '_', '-')")
+        facts = {k: v for k, v in fields["facts"].items() if _FACT_NAME.match(k)}
+        hosts[name] = Host(**{**fields, "facts": facts})
+    return Inventory(name=path.stem, path=path.resolve(), hosts=hosts, groups=dict(data["groups"]),
+                     known_hosts=data["known_hosts"], ssh_config=data["ssh_config"])
 
 
 # --- locating the file -------------------------------------------------------------------------
