@@ -158,6 +158,8 @@ def _common() -> argparse.ArgumentParser:
                      help="per try and host (default 300)")
     run.add_argument("--tofu", action="store_true",
                      help="trust a host key seen for the first time (default: known_hosts only)")
+    run.add_argument("--transport", choices=("ssh", "nats"),
+                     help="reach the hosts over SSH or through the estate's NATS broker (default: the estate's)")
     out = common.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="machine-readable result on stdout")
     out.add_argument("--changed", action="store_true", help="list changed hosts too")
@@ -458,7 +460,8 @@ def run_find(session: Session, args: argparse.Namespace, out: Console) -> int:
 def run_command(args: argparse.Namespace) -> int:
     args.filter = check_arguments(args)
     out = Console(soft_wrap=True, highlight=False)
-    with Session(args.env, trust_on_first_use=args.tofu, preflight=refuse_if_down) as session:
+    with Session(args.env, trust_on_first_use=args.tofu, preflight=refuse_if_down,
+                 transport=args.transport) as session:
         if args.command == "find":
             return run_find(session, args, out)
         call = PLANS[args.command](session, args)

@@ -101,7 +101,7 @@ def before_all(context: Any) -> None:
         run.configured = True
         run.matrix.env, run.matrix.plan = run.settings.env, run.settings.plan
         run.lab = ensure_lab(load_inventory(run.settings.env))
-        session = Session(run.settings.env, preflight=refuse_if_down)
+        session = Session(run.settings.env, preflight=refuse_if_down, transport=run.settings.transport or None)
         context.deploy = run.deploy = Deploy(run.settings, session, run.matrix)
         run.deploy.guard = RunGuard(run.deploy)
     except OrchestratorError as e:

@@ -22,7 +22,7 @@ from .yaml12 import Yaml12Loader
 # Agents a host offers when its spec has no `agents:` list, and the only names such a list may use.
 DEFAULT_AGENTS: tuple[str, ...] = AGENTS
 
-TOP_KEYS = ("name", "known_hosts", "ssh_config", "defaults", "loadbalancer", "lab", "hosts", "groups")
+TOP_KEYS = ("name", "known_hosts", "ssh_config", "defaults", "loadbalancer", "transport", "nats", "lab", "hosts", "groups")
 LOADBALANCER_KEYS = ("backend", "host")
 #: How a host is reached; set per estate (`defaults:`), per group or per host, the nearest winning.
 LOGIN_KEYS = ("user", "port", "key", "become", "jump")
@@ -31,6 +31,8 @@ HOST_KEYS = ("address", "facts", "classes", "agents", "lab") + LOGIN_KEYS
 GROUP_KEYS = ("hosts",) + LOGIN_KEYS
 #: `become:` values: how a login user runs the agent as root (none: it logs in as root).
 BECOME_METHODS = ("sudo",)
+TRANSPORTS = ("ssh", "nats")
+NATS_KEYS = ("servers", "collective", "key", "credentials", "discovery_timeout", "ttl")
 
 # Names that must survive the discovery languages (-I, -W, -S) unquoted.
 _HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -65,6 +67,18 @@ class Host:
 
 
 @dataclass(frozen=True)
+class NatsSettings:
+    """The estate's `nats:` section: where the broker is and how this caller signs its requests."""
+
+    servers: tuple[str, ...]
+    collective: str = "orch"
+    key: Path | None = None           # ed25519 private key (OpenSSH format) that signs requests
+    credentials: Path | None = None   # a NATS .creds file, when the broker wants one
+    discovery_timeout: float = 2.0    # how long a broadcast collects replies
+    ttl: float = 60.0                 # how long a request may wait before a host must refuse it
+
+
+@dataclass(frozen=True)
 class Inventory:
     """A whole environment. Mappings keep file order, which is the order discovery reports in."""
 
@@ -76,6 +90,8 @@ class Inventory:
     loadbalancer: Mapping[str, str] = field(default_factory=dict)  # {"backend": "app", "host": "lb1"}: the LB's defaults
     lab: Mapping[str, Any] = field(default_factory=dict)  # read by lab/ only
     ssh_config: Path | None = None   # None: ~/.ssh/config
+    transport: str = "ssh"
+    nats: NatsSettings | None = None
 
     def host(self, name: str) -> Host:
         """The host called `name`; a typo gets a suggestion rather than a KeyError."""
@@ -329,8 +345,41 @@ def _build_inventory(data: Any, src: _Source) -> Inventory:
         if host.jump in hosts and hosts[host.jump].jump == host.name:
             raise src.error(("hosts", host.name), f"jump: '{host.jump}' jumps back through '{host.name}'")
 
-    return Inventory(name=name, path=src.path, hosts=hosts, groups=groups, known_hosts=known_hosts, loadbalancer=loadbalancer,
-                     lab=lab, ssh_config=ssh_config)
+    transport = top.get("transport", "ssh")
+    if transport not in TRANSPORTS:
+        raise src.error(("transport",), f"expected one of {', '.join(TRANSPORTS)}, got {_describe(transport)}")
+    nats = _nats(src, top.get("nats"), defaults.get("key")) if top.get("nats") is not None else None
+    if transport == "nats" and nats is None:
+        raise src.error(("transport",), "transport nats needs a 'nats:' section with the broker's servers")
+    return Inventory(name=name, path=src.path, hosts=hosts, groups=groups, known_hosts=known_hosts,
+                     loadbalancer=loadbalancer, lab=lab, transport=transport, nats=nats,
+                     ssh_config=ssh_config)
+
+
+def _nats(src: _Source, value: Any, default_key: Path | None) -> NatsSettings:
+    """`nats: {servers: [nats://10.231.0.1:4222], collective: orch, key: ..., ttl: 60}`."""
+    spec = _mapping(src, ("nats",), value, NATS_KEYS, "a mapping")
+    servers = spec.get("servers")
+    if isinstance(servers, str):
+        servers = [servers]
+    if not isinstance(servers, list) or not servers:
+        raise src.error(("nats", "servers"), f"expected a list of nats:// URLs, got {_describe(servers)}")
+    for index, url in enumerate(servers):
+        if not isinstance(url, str) or not re.match(r"^(nats|tls)://[^\s/]+:\d+$", url):
+            raise src.error(("nats", "servers", index), f"expected nats://HOST:PORT, got {_describe(url)}")
+    numbers = {}
+    for name, default in (("discovery_timeout", 2.0), ("ttl", 60.0)):
+        number = spec.get(name, default)
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0 < number <= 3600:
+            raise src.error(("nats", name), f"expected seconds between 0 and 3600, got {_describe(number)}")
+        numbers[name] = float(number)
+    collective = _string(src, ("nats", "collective"), spec["collective"]) if "collective" in spec else "orch"
+    if not re.match(r"^[A-Za-z0-9_-]+$", collective):
+        raise src.error(("nats", "collective"), f"expected letters, digits, '_' or '-', got {_describe(collective)}")
+    key = _optional_path(src, ("nats", "key"), spec["key"]) if "key" in spec else default_key
+    return NatsSettings(servers=tuple(servers), collective=collective, key=key,
+                        credentials=_optional_path(src, ("nats", "credentials"), spec.get("credentials")),
+                        **numbers)
 
 
 def _login(src: _Source, path: KeyPath, spec: Mapping[str, Any]) -> dict[str, Any]:

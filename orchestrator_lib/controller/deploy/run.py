@@ -220,12 +220,23 @@ class Deploy:
         """Select, check the count, ping every host (and the load balancer): a host that does not
         answer fails the step by name. What was found is then the contract for the scenario."""
         lb = self.scenario.lb
-        hosts = self.session.discover(self.scenario.target.require_some_filter(), contract, live=False)
+        flt = self.scenario.target.require_some_filter()
+        hosts = self.session.discover(flt, contract, live=False)
         also = [lb.host] if lb is not None and lb.host is not None and lb.host not in hosts else []
-        pinged = self.call(hosts + also, "rpcutil", "ping")  # one round: the LB alongside
-        self.matrix.record_run(pinged)
-        self.say(pinged.tally())
-        self.session.require_answers(pinged, hosts)
+        if self.session.transport_name == "nats":  # a broadcast carrying the filter; then the LB alone
+            pinged = self.session.broadcast_ping(flt, hosts)
+            self.matrix.record_run(pinged)
+            self.say(pinged.tally())
+            self.session.require_answers(pinged, hosts)
+            if also:
+                pinged = self.call(also, "rpcutil", "ping")
+                self.matrix.record_run(pinged)
+                self.say(pinged.tally())
+        else:
+            pinged = self.call(hosts + also, "rpcutil", "ping")  # one round: the LB alongside
+            self.matrix.record_run(pinged)
+            self.say(pinged.tally())
+            self.session.require_answers(pinged, hosts)
         if also and not pinged.results[also[0].name].ok:
             raise DeployError(f"the load balancer {also[0].name} did not answer: {pinged.results[also[0].name].message}")
         self.scenario.target.pin(hosts, contract or CountContract.exactly(len(hosts)))

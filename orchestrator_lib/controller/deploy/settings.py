@@ -103,6 +103,7 @@ class Settings:
     resume: bool = False               # re-run only the hosts the last run of the feature did not complete
     safeguards: bool = True            # deploy lock, journal and pre-flight (off: only to measure their cost)
     lease_ttl: float = 60.0            # seconds a host's deploy lock lasts unless the run renews it
+    transport: str = ""                # ssh or nats; empty: what the estate says (`transport:`)
 
     def __post_init__(self) -> None:
         """The checks that need no file system: a Settings built any way is a valid one."""
@@ -124,6 +125,8 @@ class Settings:
             raise SettingsError("-D resume and -D plan together: a plan changes nothing, so there is nothing to resume")
         if self.resume and not self.safeguards:
             raise SettingsError("-D resume needs the journal: drop -D safeguards=false")
+        if self.transport not in ("", "ssh", "nats"):
+            raise SettingsError(f"-D transport={self.transport}: expected ssh or nats")
         check_template(self.notify_webhook, "notify_webhook", WEBHOOK_FIELDS)
         check_webhook(self.notify_webhook)
         check_template(self.report, "report", REPORT_FIELDS)
@@ -157,7 +160,8 @@ class Settings:
                        notify_group=_text(userdata, "notify_group", cls.notify_group),
                        notify_webhook=_text(userdata, "notify_webhook", cls.notify_webhook),
                        resume=_bool(userdata, "resume"), safeguards=_bool(userdata, "safeguards", True),
-                       lease_ttl=_seconds(userdata, "lease_ttl", cls.lease_ttl))
+                       lease_ttl=_seconds(userdata, "lease_ttl", cls.lease_ttl),
+                       transport=str(userdata.get("transport", "")).strip().lower())
         check_report_path(settings.report_template)
         return settings
 
