@@ -101,11 +101,6 @@ def _targets(d: Deploy) -> list[Host]:
 def set_blocked(d: Deploy, blocked: bool) -> None:
     hosts, source = _targets(d), lb_of(d).address
     subject, action = f"firewall {source}", "block" if blocked else "unblock"
-    if d.plan:
-        run = d.call(hosts, "firewall", "status", {"source": source})
-        d.plan_change(f"firewall#{action}", subject, values_of(run, lambda r: r.after),
-                      "blocked" if blocked else "unblocked")
-        return
     d.act(hosts, "firewall", action, {"source": source}, subject=subject)
 
 
@@ -154,12 +149,7 @@ def set_admin(d: Deploy, action: str, backend: str | None) -> None:
     """disable / drain / enable the targeted hosts' servers, one call on the LB."""
     hosts, lb, name = _targets(d), lb_host(d), backend_of(d, backend)
     subject, wanted = f"haproxy {name}", ADMIN_AFTER[action]
-    if d.plan:
-        states = server_states(d, hosts, name)
-        current = {h: v if isinstance(v, Unanswered) else v["admin"] for h, v in states.items()}
-        d.plan_change(f"haproxy#{action}", subject, current, wanted)
-        return
-    run = d.call([lb], "haproxy", action, haproxy_args(name, hosts))
+    run = d.call([lb], "haproxy", action, haproxy_args(name, hosts), dry_run=d.plan)
     d.conclude(per_server(run, lb, hosts, wanted), subject)
 
 
@@ -172,7 +162,8 @@ def per_server(run: RunResult, lb: Host, hosts: list[Host], wanted: str) -> RunR
     results: dict[str, HostResult] = {}
     for h in hosts:
         if after.get(h.name) == wanted:
-            status = Status.CHANGED if h.name in changed else Status.OK
+            done = Status.WOULD_CHANGE if r.status is Status.WOULD_CHANGE else Status.CHANGED  # a dry run's
+            status = done if h.name in changed else Status.OK
             message = f"{before.get(h.name)} -> {wanted}" if h.name in changed else f"already {wanted}"
         else:
             status, message = Status.FAILED, f"{lb.name}: {r.message}"
