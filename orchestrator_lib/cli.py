@@ -325,7 +325,7 @@ def plan_lb(session: Session, args: argparse.Namespace) -> Call:
     """The LB hosts run haproxy#ACTION; the filter names the backend servers it acts on."""
     servers = [] if args.filter.is_empty() else targets(session, args)
     lbs = loadbalancer.find_load_balancers(session, args.lb_host)
-    backend = args.backend or loadbalancer.estate_backend(session.inventory) or "app"
+    backend = args.backend or session.inventory.loadbalancer.get("backend") or "app"
 
     def server_rows(result: RunResult) -> dict[str, dict]:
         return {f"{r.host}/{name}": s for r in result.results.values()

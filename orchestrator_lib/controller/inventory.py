@@ -19,8 +19,6 @@ from ..protocol import AGENTS
 from .errors import InventoryError
 from .yaml12 import Yaml12Loader
 
-# Agents a host offers when its spec has no `agents:` list, and the only names such a list may use.
-DEFAULT_AGENTS: tuple[str, ...] = AGENTS
 
 TOP_KEYS = ("name", "known_hosts", "defaults", "loadbalancer", "lab", "hosts", "groups")
 LOADBALANCER_KEYS = ("backend",)
@@ -47,7 +45,7 @@ class Host:
     key: Path | None = None
     facts: Mapping[str, str] = field(default_factory=dict, hash=False)
     classes: tuple[str, ...] = ()
-    agents: tuple[str, ...] = DEFAULT_AGENTS
+    agents: tuple[str, ...] = AGENTS  # the agents a host offers: by default all the protocol names
     lab: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
@@ -296,7 +294,7 @@ def _host(src: _Source, name: str, spec: Any, *, user: str, port: int, key: Path
         key=_optional_path(src, path + ("key",), spec["key"]) if "key" in spec else key,
         facts=_facts(src, path + ("facts",), spec.get("facts")),
         classes=_words(src, path + ("classes",), spec.get("classes")),
-        agents=_agents(src, path + ("agents",), spec["agents"]) if "agents" in spec else DEFAULT_AGENTS,
+        agents=_agents(src, path + ("agents",), spec["agents"]) if "agents" in spec else AGENTS,
         lab=_mapping(src, path + ("lab",), spec.get("lab"), None, "a mapping"),
     )
 
@@ -305,8 +303,8 @@ def _agents(src: _Source, path: KeyPath, value: Any) -> tuple[str, ...]:
     """Agent names the project ships: a typo would silently drop the host from `-A` filters."""
     names = _words(src, path, value)
     for index, name in enumerate(value or ()):
-        if name not in DEFAULT_AGENTS:
-            hint = _did_you_mean(name, DEFAULT_AGENTS) or f" (agents: {', '.join(DEFAULT_AGENTS)})"
+        if name not in AGENTS:
+            hint = _did_you_mean(name, AGENTS) or f" (agents: {', '.join(AGENTS)})"
             raise src.error(path + (index,), f"unknown agent '{name}'{hint}")
     return names
 

@@ -317,9 +317,8 @@ def test_backend_falls_back_to_installed_tools():
     assert r.status == "failed" and "no supported package manager" in r.message
 
 
-def test_status_lists_the_available_versions_only_when_asked_and_writes_nothing():
+def test_a_dry_run_refuses_a_version_the_index_does_not_offer_without_refreshing_it():
     fake = dpkg_host("4.2.5-1.el5")
-    r = call(fake, "package", "status", name="mywebapp", available=True)
-    assert r.data["available"] == ["4.2.6-3.el5", "4.2.5-1.el5", "4.2.4-1.el5"]
+    r = call(fake, "package", "update", dry_run=True, name="mywebapp", version="9.9.9")
+    assert r.status == "failed" and "9.9.9 is not available" in r.message and "4.2.6-3.el5" in r.message
     assert fake.writes() == [] and not any("apt-get" in c for c in fake.calls), "the index is read, not refreshed"
-    assert "available" not in call(dpkg_host("4.2.5-1.el5"), "package", "status", name="mywebapp").data

@@ -31,8 +31,6 @@ def test_request_reply_and_the_estates_backend(tmp_path):
     assert lb.haproxy_args("app") == {"backend": "app"}
     assert lb.reply_servers(HostResult("lb1", Status.OK, data={"servers": {"web1": {"op": "UP"}}})) == {"web1": {"op": "UP"}}
     assert lb.reply_servers(HostResult("lb1", Status.FAILED, "boom")) == {}
-    assert lb.estate_backend(session.inventory) == "app"
-    assert lb.estate_backend(ScriptedSession(estate(tmp_path, BARE)).inventory) == ""
 
 
 def test_the_load_balancers_are_the_haproxy_hosts_or_the_one_named(tmp_path):

@@ -3,7 +3,7 @@ traffic on each host) or by HAProxy's admin state (disable, drain, enable). HAPr
 the whole backend in one call on the LB; these helpers turn that answer into one result per
 targeted host, so the matrix and the tallies speak of web hosts, not of the LB.
 
-The haproxy agent's request and reply shapes, the estate's default backend and how to find the
+The haproxy agent's request and reply shapes, the backend to use and how to find the
 LB hosts are here once, for the deploy and for `orch lb` alike."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 from ...protocol import ADMIN_AFTER
 from ..discovery import Filter
-from ..inventory import Host, Inventory
+from ..inventory import Host
 from ..orchestration import HostResult, RunResult, Status
 from ..session import Session
 from .run import Deploy, DeployError, LoadBalancer, Unanswered, values_of
@@ -25,11 +25,6 @@ def find_load_balancers(session: Session, name: str | None = None) -> list[Host]
     host of class haproxy. None found is an error, as for any filter."""
     flt = Filter.parse(identities=name or (), classes=() if name else "haproxy", agents="haproxy")
     return session.discover(flt, live=False)
-
-
-def estate_backend(inventory: Inventory) -> str:
-    """The backend the estate file names (`loadbalancer: {backend: app}`), "" when it names none."""
-    return inventory.loadbalancer.get("backend", "")
 
 
 def haproxy_args(backend: str, servers: Sequence[Host] = ()) -> dict[str, Any]:
@@ -82,7 +77,7 @@ def lb_host(d: Deploy) -> Host:
 
 
 def backend_of(d: Deploy, named: str | None = None) -> str:
-    backend = named or d.scenario.backend or d.settings.backend or estate_backend(d.inventory)
+    backend = named or d.scenario.backend or d.settings.backend or d.inventory.loadbalancer.get("backend")
     if not backend:
         raise DeployError("no HAProxy backend known: add 'Given the load balancer backend is NAME' "
                           "or run with -D backend=NAME")
