@@ -78,12 +78,12 @@ def action_names(agent: str, action: str) -> tuple[str, ...]:
 
 
 #: HAProxy admin states, and the one each haproxy action leaves a server in.
-ADMIN_STATES = ("ready", "drain", "maint")
-ADMIN_AFTER = {"disable": "maint", "drain": "drain", "enable": "ready"}
+READY, DRAIN, MAINT = "ready", "drain", "maint"
+ADMIN_AFTER = {"disable": MAINT, "drain": DRAIN, "enable": READY}
 #: firewall states of a source address
 BLOCKED, UNBLOCKED, PARTLY_BLOCKED = "blocked", "unblocked", "partly blocked"
 #: the states (a firewall's, HAProxy's admin) in which a host is out of the load balancer
-OUT_OF_LB = frozenset({BLOCKED, "maint", "drain"})
+OUT_OF_LB = frozenset({BLOCKED, MAINT, DRAIN})
 
 
 class ProtocolError(Exception):

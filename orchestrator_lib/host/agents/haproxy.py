@@ -10,7 +10,7 @@ import socket
 from collections import namedtuple
 
 from .. import core
-from ...protocol import ADMIN_AFTER
+from ...protocol import ADMIN_AFTER, DRAIN, MAINT, READY
 from ..core import ActionError, Reply, Request
 from .health import MAX_DEADLINE
 
@@ -34,11 +34,7 @@ class ServerState(namedtuple("ServerState", "backend name address op_state admin
 
     @property
     def admin(self) -> str:
-        if self.admin_state & MAINT_BITS:
-            return "maint"
-        if self.admin_state & DRAIN_BITS:
-            return "drain"
-        return "ready"
+        return MAINT if self.admin_state & MAINT_BITS else DRAIN if self.admin_state & DRAIN_BITS else READY
 
     def summary(self) -> dict:
         return {"address": self.address, "op": self.op, "admin": self.admin,
