@@ -293,8 +293,8 @@ def test_plan_mode_refuses_the_options_and_the_versions_the_real_run_refuses(lab
     done = behave(tmp_path, *own_feature(tmp_path, "planned", PLANNED.format(version="9.9.9", options="")), "-D", "plan")
     assert done.rc != 0 and "Plan INCOMPLETE" in done.out, done.out
     assert "package#update did not succeed on web1, web2" in done.out, done.out  # the hosts' own dry run says why:
-    assert "mywebapp 9.9.9 is not available from the package sources (available: 4.2.5-1.el5, 4.2.6-3.el5, " \
-           "4.2.7-1.el5; a dry run reads the index as it is" in done.out, done.out
+    assert "mywebapp 9.9.9 is not available from the package sources (available: " in done.out, done.out
+    assert "4.2.6-3.el5" in done.out and "a dry run reads the index as it is" in done.out, done.out
 
 
 # ---- no lab needed --------------------------------------------------------------------------------------
