@@ -14,6 +14,7 @@ from ..protocol import Request
 from .orchestration.batches import BatchSize
 from .orchestration import HostResult, RunOptions, RunResult, Status, plan_batches, run_on_hosts
 from .reporting import AuditLog
+from .reporting.journal import Journal
 from .transports.base import Transport
 from .transports.ssh import SSHPool
 
@@ -68,6 +69,18 @@ class Session:
             audit_path = self.inventory.path.resolve().parent.parent / "reports" / "audit.jsonl"
         self.audit = AuditLog(audit_path)
         self.preflight = preflight
+        #: requests beside the run's own (the deploy lock's renewals): one-shot, on SSH channels of
+        #: their own, never queued behind a request running on a host's resident agent
+        self.side_transport: Transport = rpc.SSHTransport(self.pool, resident=False)
+        #: the run's journal (reporting.journal.Journal), when it keeps one: every request's
+        #: "sent" and result lines go there too
+        self.journal: Journal | None = None
+
+    @property
+    def reports_dir(self) -> Path:
+        """The controller's reports directory: where the audit log (and the journals) live."""
+        return self.audit.path.parent if self.audit.path is not None else \
+            self.inventory.path.resolve().parent.parent / "reports"
 
     # ---- discovery ----------------------------------------------------------------------------
     def select(self, flt: Filter) -> list[Host]:
@@ -122,13 +135,24 @@ class Session:
     # ---- actions --------------------------------------------------------------------------
     def call(self, hosts: Iterable[Host], agent: str, action: str, args: Mapping[str, Any] | None = None,
              options: RunOptions = RunOptions(), *, dry_run: bool = False,
-             on_result: Callable[[HostResult], None] | None = None) -> RunResult:
+             on_result: Callable[[HostResult], None] | None = None, side: bool = False) -> RunResult:
         """Run agent#action on every host (one reqid for the whole request, as MCollective does);
-        `dry_run`: each host says what the action would change and changes nothing."""
+        `dry_run`: each host says what the action would change and changes nothing. Each host's
+        request is written to the audit log (and the run's journal) as "sent" before it goes out.
+        `side`: by the side transport (one-shot exec on a channel of its own)."""
         request = Request(agent, action, dict(args or {}), reqid=rpc.new_reqid(), caller=self.caller, dry_run=dry_run)
         hosts = list(hosts)
-        return self._run(hosts, request, options, lambda done: self.transport.call_many(hosts, request, options, done),
+        transport = self.side_transport if side else self.transport
+        return self._run(hosts, request, options,
+                         lambda done: transport.call_many(hosts, request, options, done, on_send=self._sending(request)),
                          on_result)
+
+    def _sending(self, request: Request) -> Callable[[Host], None]:
+        def sending(host: Host) -> None:
+            self.audit.sent(request, host.name)
+            if self.journal is not None:
+                self.journal.sent(request.reqid, request.label, host.name)
+        return sending
 
     def shell(self, hosts: Iterable[Host], command: str, options: RunOptions = RunOptions(timeout=60.0),
               on_result: Callable[[HostResult], None] | None = None) -> RunResult:
@@ -162,6 +186,8 @@ class Session:
 
         def done(result: HostResult) -> None:
             finished[result.host] = result
+            if self.journal is not None:
+                self.journal.result(request.reqid, request.label, result)
             if on_result is not None:
                 on_result(result)
 

@@ -37,7 +37,7 @@ READY_TIMEOUT = 60.0
 #: What the lab's read-only auditor key may run: status reads only. Not health#command (its alias
 #: health#runcommand: `sh -c` anything, as root) nor health#http (makes the host fetch any URL).
 AUDITOR_ACTIONS = ("rpcutil#*", "package#status", "service#status", "haproxy#status",
-                   "firewall#status", "health#load")
+                   "firewall#status", "health#load", "lease#status")
 #: The auditor key's forced command (installed by layer-base.sh from files/orchestrator-gate): it runs
 #: only the agent invocations rpc sends (one-shot and --serve), nothing else (no shell, no sftp, no
 #: install), so the key can neither run commands of its own nor fake the identity the agent checks.

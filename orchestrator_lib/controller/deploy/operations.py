@@ -15,12 +15,52 @@ CHECK_MARGIN = 30.0
 
 
 # ---- packages ---------------------------------------------------------------------------------------
-def update_package(d: Deploy, name: str, version: str | None, options: StepOptions) -> None:
-    """To `version`, or (None) to the newest the host's package sources offer."""
+def update_package(d: Deploy, name: str, version: str | None, options: StepOptions,
+                   downgrade: bool = False) -> None:
+    """To `version`, or (None) to the newest the host's package sources offer; `downgrade`: to an
+    older `version` too (refused otherwise)."""
     fan_out = options.run_options(900.0)
-    args = {"name": name, **({"version": version} if version else {})}
+    args = {"name": name, **({"version": version} if version else {}), **({"downgrade": True} if downgrade else {})}
     run = d.act(d.hosts(), "package", "update", args, subject=f"package {name}", options=fan_out)
     d.scenario.facts["version"] = version or _common(run, "version")
+
+
+def rollback_package(d: Deploy, name: str, options: StepOptions) -> None:
+    """Each host back to the version of `name` it had before the run (from the journal: the
+    first change this run, or the run it resumes, made to it), downgrading where needed. A host
+    put back is recorded `rolled back`; one whose earlier version is unknown fails, named."""
+    fan_out = options.run_options(900.0)
+    hosts, subject = d.hosts(), f"package {name}"
+    guard = d.guard
+    before = {h.name: guard.before_the_run(h.name, subject) if guard is not None else None for h in hosts}
+    unknown = [h for h in hosts if before[h.name] is None]
+    for host in unknown:
+        d.matrix.record(host.name, Cell(Outcome.FAILED, f"{subject}: no version before this run in the journal "
+                                                        f"(no change to it was recorded)", "package#update", subject))
+    by_version: dict[str, list[Host]] = {}
+    for host in hosts:
+        if host not in unknown:
+            by_version.setdefault(str(before[host.name]), []).append(host)
+    bad: list[str] = []
+    for version, group in by_version.items():
+        run = d.call(group, "package", "update", {"name": name, "version": version, "downgrade": True},
+                     fan_out, subject, _rolled_back_cell, dry_run=d.plan)
+        d.matrix.record_run(run, subject, _rolled_back_cell)
+        d.say(run.tally())
+        if not run.ok:
+            bad.append(failure_text(run))
+    if bad:
+        raise DeployError("\n".join(bad))
+    if unknown:
+        raise DeployError(f"cannot roll back {name} on {', '.join(h.name for h in unknown)}: the journal has no "
+                          f"version from before this run (this run made no change to {name} there)")
+
+
+def _rolled_back_cell(result: HostResult) -> Cell:
+    cell = Cell.from_host_result(result, "package#update", f"package {result.data.get('name', '')}".strip())
+    if result.status is Status.CHANGED:
+        cell.status, cell.message = Outcome.ROLLED_BACK, f"rolled back: {result.message}"
+    return cell
 
 
 def package_versions(d: Deploy, name: str) -> dict[str, Any]:

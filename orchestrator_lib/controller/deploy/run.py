@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, TextIO
 
+from ...protocol import READ_ONLY
 from ..discovery import CountContract, Filter
 from ..errors import OrchestratorError
 from ..inventory import Host, Inventory
@@ -85,6 +86,16 @@ class ScenarioState:
     backend: str = ""
     facts: dict[str, str] = field(default_factory=dict)              # {version} etc. for messages
     planned: dict[tuple[str, str], Any] = field(default_factory=dict)  # plan: (host, subject) -> state after
+    needs: Any = None                    # preflight.Needs: what the scenario's steps will use
+    only: tuple[str, ...] | None = None  # a @rollback scenario: the hosts that failed, and only them
+    skip: tuple[str, ...] = ()           # -D resume: hosts the resumed run completed this scenario on
+    order: tuple[str, ...] = ()          # -D resume: the resumed run's order of hosts
+    resume_from: str = ""                # -D resume: that run's id
+    told_skip: bool = False
+
+
+class ScenarioDone(DeployError):
+    """Nothing is left to do in this scenario (-D resume: every host completed it): skip it."""
 
 
 def values_of(run: RunResult, value: Callable[[HostResult], Any]) -> dict[str, Any]:
@@ -117,6 +128,8 @@ class Deploy:
         self.settings, self.session, self.matrix = settings, session, matrix
         self.out = out
         self.scenario = ScenarioState()
+        #: guard.RunGuard: lock, journal, pre-flight, resume (set by whoever runs the deploy)
+        self.guard: Any = None
 
     @property
     def plan(self) -> bool:
@@ -154,13 +167,32 @@ class Deploy:
         target = self.scenario.target
         pinned = target.pinned_hosts()
         if pinned is not None:
-            return pinned
+            return self._narrowed(pinned)
         flt = target.require_some_filter()
         hosts = self.session.select(flt)
         if not hosts:
             raise DeployError(f"no host matches {flt.describe()} in {self.inventory.path.name}")
         if target.contract is not None:
             target.contract.check(len(hosts), [h.name for h in hosts])
+        return self._narrowed(hosts)
+
+    def _narrowed(self, hosts: list[Host]) -> list[Host]:
+        """The scenario's hosts as a @rollback scenario (only the failed ones) or a resumed run
+        (without those completed, in the resumed run's order) sees them."""
+        sc = self.scenario
+        if sc.only is not None:
+            hosts = [h for h in hosts if h.name in sc.only]
+        if not sc.skip and not sc.order:
+            return hosts
+        skipped = [h.name for h in hosts if h.name in sc.skip]
+        rank = {name: i for i, name in enumerate(sc.order)}
+        hosts = sorted((h for h in hosts if h.name not in sc.skip), key=lambda h: rank.get(h.name, len(rank)))
+        if not sc.told_skip:
+            sc.told_skip = True
+            self.say(f"resume from run {sc.resume_from}: skipping {', '.join(skipped) or 'no host'} "
+                     f"(completed this scenario there); running {', '.join(h.name for h in hosts) or 'no host'}")
+        if not hosts:
+            raise ScenarioDone(f"resume: every host completed this scenario in run {sc.resume_from}")
         return hosts
 
     def pre_discover(self, contract: CountContract | None) -> list[Host]:
@@ -184,7 +216,10 @@ class Deploy:
              options: RunOptions = RunOptions(), subject: str = "",
              describe_result: Callable[[HostResult], Cell] | None = None, *, dry_run: bool = False) -> RunResult:
         """The request; on Ctrl-C what it had done on each host (finished, still running, not
-        started) goes into the matrix first, so the recap names them."""
+        started) goes into the matrix first, so the recap names them. Before a request that can
+        change a host, the guard takes the deploy lock and runs the pre-flight checks."""
+        if self.guard is not None and not self.plan and f"{agent}#{action}" not in READ_ONLY:
+            self.guard.before_change()
         try:
             return self.session.call(hosts, agent, action, args, options, dry_run=dry_run)
         except Interrupted as e:

@@ -20,6 +20,18 @@ class AuditLog:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
 
+    def sent(self, request: Request, host: str) -> None:
+        """The request is about to go to `host`: written before it is sent, so a controller
+        killed while it runs still leaves a line for it (status "sent", no outcome yet)."""
+        if self.path is None:
+            return
+        line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reqid": request.reqid,
+                           "caller": request.caller, "agent": request.agent, "action": request.action,
+                           "args": redact(dict(request.args)), "dry_run": request.dry_run, "host": host,
+                           "status": "sent", "message": ""}, sort_keys=True)
+        with self._lock, open(self.path, "a") as out:
+            out.write(line + "\n")
+
     def record(self, request: Request, result: RunResult) -> None:
         if self.path is None:
             return

@@ -28,11 +28,19 @@ class Transport(ABC):
         reached (the fan-out makes it UNREACHABLE)."""
 
     def call_many(self, hosts: Sequence[Host], request: Request, options: RunOptions,
-                  on_result: Callable[[HostResult], None] | None = None) -> RunResult:
-        """The request on every host, in batches with tries as `options` say."""
+                  on_result: Callable[[HostResult], None] | None = None,
+                  on_send: Callable[[Host], None] | None = None) -> RunResult:
+        """The request on every host, in batches with tries as `options` say; `on_send(host)`
+        just before it goes to a host (the audit log's and the journal's "sent" line)."""
         self.connect(hosts)
-        return run_on_hosts(hosts, lambda host: self.call(host, request, options.timeout), label=request.label,
-                            options=options, workers=self.workers, on_result=on_result)
+
+        def call(host: Host) -> HostResult:
+            if on_send is not None:
+                on_send(host)
+            return self.call(host, request, options.timeout)
+
+        return run_on_hosts(hosts, call, label=request.label, options=options, workers=self.workers,
+                            on_result=on_result)
 
     @abstractmethod
     def close(self) -> None:

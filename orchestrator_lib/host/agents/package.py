@@ -375,6 +375,8 @@ def status(req: Request) -> Reply:
     version = st.version if st.installed else None
     text = f"{name} {version}" if version else f"{name} {st.state}"
     data = {"name": name, "version": version, "state": st.state, "backend": backend.label}
+    if req.bool_arg("available"):  # read-only: the versions the host's index offers (the deploy's pre-flight)
+        data["available"] = backend.versions(name)
     return Reply.ok(text, before=version, after=version, data=data)
 
 
