@@ -14,10 +14,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from orchestrator_lib.behave.binding import step_registry
 from orchestrator_lib.behave.needs import needs_of
 from orchestrator_lib.controller.deploy import Deploy, Settings
 from orchestrator_lib.controller.deploy.guard import RunGuard
 from orchestrator_lib.controller.deploy.preflight import Needs
+from orchestrator_lib.controller.deploy.rollout import PAUSED_EXIT, AnalysisCheck
+from orchestrator_lib.controller.orchestration.rollout import RolloutPolicy, parse_tags
 from orchestrator_lib.controller.errors import OrchestratorError
 from orchestrator_lib.controller.inventory import Inventory, load_inventory
 from orchestrator_lib.controller.reporting import ResultMatrix
@@ -90,6 +93,7 @@ class Run:
         self.setup_reported = False           # before_feature raised run.error: behave fails the run
         self.started = False                  # before_all finished (an abort after it is an interruption)
         self.configured = False               # the -D options were accepted (else no report is written)
+        self.steps: list[Any] = []            # the current scenario's steps (background included)
 
 
 def before_all(context: Any) -> None:
@@ -101,7 +105,7 @@ def before_all(context: Any) -> None:
         run.configured = True
         run.matrix.env, run.matrix.plan = run.settings.env, run.settings.plan
         run.lab = ensure_lab(load_inventory(run.settings.env))
-        session = Session(run.settings.env, preflight=refuse_if_down)
+        session = Session(run.settings.env, preflight=refuse_if_down, transport=run.settings.transport or None)
         context.deploy = run.deploy = Deploy(run.settings, session, run.matrix)
         run.deploy.guard = RunGuard(run.deploy)
     except OrchestratorError as e:
@@ -143,7 +147,14 @@ def before_scenario(context: Any, scenario: Any) -> None:
         scenario.skip(f"@{FAIL_FAST_TAG}: an earlier scenario of this feature failed")
     if run.deploy is None:
         return
+    run.steps = list(scenario.all_steps)
     run.deploy.begin_scenario(scenario.feature.name, scenario.name)
+    try:
+        run.deploy.begin_scenario(scenario.feature.name, scenario.name, policy_of(scenario),
+                                  analysis_gates(run.deploy, run.steps, context))
+    except OrchestratorError as e:  # a bad policy tag or analysis step: this scenario fails, in one line
+        run.matrix.scenarios[-1].reason = str(e)
+        raise SetupFailed(str(e)) from None
     if run.deploy.guard is not None:
         run.deploy.guard.begin_scenario(scenario.feature.filename, scenario.name)
     run.deploy.scenario.needs = Needs() if rollback else needs_of(scenario)
@@ -156,8 +167,39 @@ def before_scenario(context: Any, scenario: Any) -> None:
             _say(f"  @{ROLLBACK_TAG}: for the hosts that failed: {', '.join(failed)}")
 
 
+def policy_of(scenario: Any) -> RolloutPolicy:
+    """The rollout policy of the scenario's tags over its feature's (each tag with its file:line)."""
+    def tags(owner: Any) -> list[tuple[str, str]]:
+        return [(str(t), f"{owner.filename}:{getattr(t, 'line', owner.line)}") for t in owner.tags]
+    return parse_tags(tags(scenario)).over(parse_tags(tags(scenario.feature)))
+
+
+def analysis_gates(deploy: Deploy, steps: list[Any], context: Any = None) -> dict[int, list[AnalysisCheck]]:
+    """The `Then after each batch ...` steps, known before the When each gates (the last When
+    before it) runs: behave's registry says which step definition each step is."""
+    registry = step_registry(context)
+    gates: dict[int, list[AnalysisCheck]] = {}
+    last_when = None
+    for index, step in enumerate(steps):
+        if step.step_type == "when":
+            last_when = index
+        match = registry.find_match(step)
+        builder = getattr(getattr(match, "func", None), "analysis", None)
+        if builder is None or last_when is None:
+            continue
+        arguments = {a.name: a.value for a in match.arguments if a.name}
+        check = builder(deploy, f"{step.keyword} {step.name}", f"{step.filename}:{step.line}", **arguments)
+        gates.setdefault(last_when, []).append(check)
+    return gates
+
+
 def before_step(context: Any, step: Any) -> None:
-    context.run.matrix.start_step(step.keyword, step.name)
+    run: Run = context.run
+    run.matrix.start_step(step.keyword, step.name)
+    if run.deploy is not None:
+        # by place, not identity: behave may hand the hooks another object for the same step
+        index = next((i for i, s in enumerate(run.steps) if (s.filename, s.line) == (step.filename, step.line)), -1)
+        run.deploy.begin_step(index, f"{step.filename}:{step.line}", f"{step.keyword} {step.name}")
 
 
 def after_step(context: Any, step: Any) -> None:
@@ -215,6 +257,8 @@ def after_all(context: Any) -> None:
     # behave fails the run on a failed step, hook error, undefined step or interruption; the gate
     # also fails it when nothing ran, or a host ended badly in a step that passed.
     behave_fails = aborted or run.setup_reported or any(s.status not in GOOD_SCENARIO for s in run.matrix.scenarios)
+    if run.matrix.paused:
+        exit_paused()
     if behave_fails:
         return
     if not run.matrix.passed:
@@ -226,6 +270,20 @@ def after_all(context: Any) -> None:
 #: the recap goes to the terminal even under --junit (behave captures a hook's output, and shows
 #: it only when the hook fails)
 after_all.capture = False  # type: ignore[attr-defined]
+
+
+def exit_paused() -> None:
+    """An inconclusive analysis paused the rollout: behave's own exit code would be 1, as for a
+    failure; CI must tell "paused, resume me" apart, so the process exits PAUSED_EXIT once behave
+    has written its reports (hooks cannot set behave's exit code; an atexit handler runs last)."""
+    import atexit
+    import sys
+
+    def leave() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(PAUSED_EXIT)
+    atexit.register(leave)
 
 
 def close_session(run: Run, aborted: bool) -> None:

@@ -20,8 +20,10 @@ from .errors import InventoryError
 from .yaml12 import Yaml12Loader
 
 
-TOP_KEYS = ("name", "known_hosts", "defaults", "loadbalancer", "lab", "hosts", "groups")
+TOP_KEYS = ("name", "known_hosts", "defaults", "loadbalancer", "transport", "nats", "lab", "hosts", "groups")
 LOADBALANCER_KEYS = ("backend",)
+TRANSPORTS = ("ssh", "nats")
+NATS_KEYS = ("servers", "collective", "key", "credentials", "discovery_timeout", "ttl")
 DEFAULTS_KEYS = ("user", "port", "key")
 HOST_KEYS = ("address", "port", "user", "key", "facts", "classes", "agents", "lab")
 
@@ -50,6 +52,18 @@ class Host:
 
 
 @dataclass(frozen=True)
+class NatsSettings:
+    """The estate's `nats:` section: where the broker is and how this caller signs its requests."""
+
+    servers: tuple[str, ...]
+    collective: str = "orch"
+    key: Path | None = None           # ed25519 private key (OpenSSH format) that signs requests
+    credentials: Path | None = None   # a NATS .creds file, when the broker wants one
+    discovery_timeout: float = 2.0    # how long a broadcast collects replies
+    ttl: float = 60.0                 # how long a request may wait before a host must refuse it
+
+
+@dataclass(frozen=True)
 class Inventory:
     """A whole environment. Mappings keep file order, which is the order discovery reports in."""
 
@@ -60,6 +74,8 @@ class Inventory:
     known_hosts: Path | None = None
     loadbalancer: Mapping[str, str] = field(default_factory=dict)  # {"backend": "app"}: the LB's defaults
     lab: Mapping[str, Any] = field(default_factory=dict)  # read by lab/ only
+    transport: str = "ssh"
+    nats: NatsSettings | None = None
 
     def host(self, name: str) -> Host:
         """The host called `name`; a typo gets a suggestion rather than a KeyError."""
@@ -273,8 +289,40 @@ def _build_inventory(data: Any, src: _Source) -> Inventory:
     for group, members in group_specs.items():
         groups[group] = _group(src, ("groups", group), members, hosts)
 
+    transport = top.get("transport", "ssh")
+    if transport not in TRANSPORTS:
+        raise src.error(("transport",), f"expected one of {', '.join(TRANSPORTS)}, got {_describe(transport)}")
+    nats = _nats(src, top.get("nats"), key) if top.get("nats") is not None else None
+    if transport == "nats" and nats is None:
+        raise src.error(("transport",), "transport nats needs a 'nats:' section with the broker's servers")
     return Inventory(name=name, path=src.path, hosts=hosts, groups=groups, known_hosts=known_hosts,
-                     loadbalancer=loadbalancer, lab=lab)
+                     loadbalancer=loadbalancer, lab=lab, transport=transport, nats=nats)
+
+
+def _nats(src: _Source, value: Any, default_key: Path | None) -> NatsSettings:
+    """`nats: {servers: [nats://10.231.0.1:4222], collective: orch, key: ..., ttl: 60}`."""
+    spec = _mapping(src, ("nats",), value, NATS_KEYS, "a mapping")
+    servers = spec.get("servers")
+    if isinstance(servers, str):
+        servers = [servers]
+    if not isinstance(servers, list) or not servers:
+        raise src.error(("nats", "servers"), f"expected a list of nats:// URLs, got {_describe(servers)}")
+    for index, url in enumerate(servers):
+        if not isinstance(url, str) or not re.match(r"^(nats|tls)://[^\s/]+:\d+$", url):
+            raise src.error(("nats", "servers", index), f"expected nats://HOST:PORT, got {_describe(url)}")
+    numbers = {}
+    for name, default in (("discovery_timeout", 2.0), ("ttl", 60.0)):
+        number = spec.get(name, default)
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0 < number <= 3600:
+            raise src.error(("nats", name), f"expected seconds between 0 and 3600, got {_describe(number)}")
+        numbers[name] = float(number)
+    collective = _string(src, ("nats", "collective"), spec["collective"]) if "collective" in spec else "orch"
+    if not re.match(r"^[A-Za-z0-9_-]+$", collective):
+        raise src.error(("nats", "collective"), f"expected letters, digits, '_' or '-', got {_describe(collective)}")
+    key = _optional_path(src, ("nats", "key"), spec["key"]) if "key" in spec else default_key
+    return NatsSettings(servers=tuple(servers), collective=collective, key=key,
+                        credentials=_optional_path(src, ("nats", "credentials"), spec.get("credentials")),
+                        **numbers)
 
 
 def _host(src: _Source, name: str, spec: Any, *, user: str, port: int, key: Path | None) -> Host:

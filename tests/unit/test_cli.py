@@ -219,7 +219,7 @@ def test_only_out_of_the_ordinary_hosts_then_summary_and_tally(capsys, env, fake
     assert fake.calls == [{"hosts": ["lb1", "web1", "web2"], "agent": "package", "action": "update",
                            "args": {"name": "mywebapp", "version": "4.2.6-3.el5"},
                            "options": RunOptions(batch_size=[1, "50%"], tries=2, timeout=30.0)}]
-    assert fake.opened == [{"trust_on_first_use": False, "preflight": cli.refuse_if_down}]
+    assert fake.opened == [{"trust_on_first_use": False, "preflight": cli.refuse_if_down, "transport": None}]
 
 
 def test_changed_and_verbose_show_more_hosts(capsys, env, fake):
@@ -237,7 +237,7 @@ def test_unreachable_and_not_attempted_fail_the_run(capsys, env, fake):
     code, out, _ = run(capsys, "service", "nginx", "restart", "-C", "roles::web", "--tofu", "--env", env)
     assert code == 1
     assert "web1  unreachable" in out and "web2  not attempted" in out
-    assert fake.opened == [{"trust_on_first_use": True, "preflight": cli.refuse_if_down}]
+    assert fake.opened == [{"trust_on_first_use": True, "preflight": cli.refuse_if_down, "transport": None}]
 
 
 def test_json_is_the_run_result_plus_the_discovered_hosts(capsys, env, fake):

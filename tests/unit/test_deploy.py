@@ -242,7 +242,7 @@ def error_of(**userdata: str) -> str:
     return str(failed.value)
 
 
-KNOWN = "(known: env, lab, plan, report, backend, lb_wait, health_path, notify_group, notify_webhook, resume, safeguards, lease_ttl)"
+KNOWN = "(known: env, lab, plan, report, backend, lb_wait, health_path, notify_group, notify_webhook, seed, resume, safeguards, lease_ttl, transport)"
 
 
 def test_an_unknown_option_is_refused_with_a_did_you_mean_not_ignored():

@@ -141,7 +141,7 @@ def test_health_and_load_readings_and_the_url(tmp_path):
         "health#load": lambda h, a: HostResult(h.name, Status.OK if h.name == "web1" else Status.UNREACHABLE, "x",
                                                data={"last": {"load1": 0.5}} if h.name == "web1" else {})},
         health_path="/status"))
-    assert ops.health_url(d, 8080) == "http://127.0.0.1:8080/status"
+    assert d.settings.health_url(8080) == "http://127.0.0.1:8080/status"
     assert ops.health_reports(d, 8080, "version", "1", 5) == {h: {"status": 200, "version": "1"} for h in ("web1", "web2")}
     assert d.session.calls[-1][2]["deadline"] == 5
     assert ops.health_passes(d, 8080, 5) == {h: {"status": 200} for h in ("web1", "web2")}

@@ -8,10 +8,8 @@ from ..inventory import Host
 from ..orchestration import HostResult, RunResult, Status
 from ..reporting import Cell, Outcome
 from ..orchestration import RunOptions
+from .settings import CHECK_MARGIN
 from .run import Deploy, DeployError, StepOptions, Unanswered, failure_text, values_of
-
-#: a health check that loops on the host gets this much longer on the SSH side
-CHECK_MARGIN = 30.0
 
 
 # ---- packages ---------------------------------------------------------------------------------------
@@ -19,7 +17,7 @@ def update_package(d: Deploy, name: str, version: str | None, options: StepOptio
                    downgrade: bool = False) -> None:
     """To `version`, or (None) to the newest the host's package sources offer; `downgrade`: to an
     older `version` too (refused otherwise)."""
-    fan_out = options.run_options(900.0)
+    fan_out = d.step_options(options, 900.0)
     args = {"name": name, **({"version": version} if version else {}), **({"downgrade": True} if downgrade else {})}
     run = d.act(d.hosts(), "package", "update", args, subject=f"package {name}", options=fan_out)
     d.scenario.facts["version"] = version or _common(run, "version")
@@ -29,7 +27,7 @@ def rollback_package(d: Deploy, name: str, options: StepOptions) -> None:
     """Each host back to the version of `name` it had before the run (from the journal: the
     first change this run, or the run it resumes, made to it), downgrading where needed. A host
     put back is recorded `rolled back`; one whose earlier version is unknown fails, named."""
-    fan_out = options.run_options(900.0)
+    fan_out = d.step_options(options, 900.0)
     hosts, subject = d.hosts(), f"package {name}"
     guard = d.guard
     before = {h.name: guard.before_the_run(h.name, subject) if guard is not None else None for h in hosts}
@@ -95,7 +93,7 @@ def _app_cell(result: HostResult) -> Cell:
 
 def deploy_app(d: Deploy, app: str, revision: str, options: StepOptions) -> None:
     """Package to the revision, restart only where needed, wait until the app reports it."""
-    fan_out = options.run_options(900.0)
+    fan_out = d.step_options(options, 900.0)
     hosts, subject = d.hosts(), f"app {app}"
     d.scenario.facts["version"] = revision
     d.act(hosts, "appmgr", "deploy", {"app": app, "revision": revision}, subject=subject, options=fan_out,
@@ -120,7 +118,7 @@ def _service_cell(action: str, before: dict[str, str] | None = None):
 
 def service_action(d: Deploy, name: str, action: str, options: StepOptions,
                    hosts: list[Host] | None = None, before: dict[str, str] | None = None) -> None:
-    fan_out = options.run_options()
+    fan_out = d.step_options(options)
     hosts = d.hosts() if hosts is None else hosts
     subject = f"service {name}"
     d.act(hosts, "service", action, {"name": name}, subject=subject, options=fan_out,
@@ -135,9 +133,9 @@ def service_states(d: Deploy, name: str) -> dict[str, Any]:
 def restart_unless_reporting(d: Deploy, name: str, port: int, field: str, value: str, options: StepOptions) -> None:
     """Restart only where the service does not yet report `field` = `value` (a process started
     before its package was upgraded still reports the old version): re-running changes nothing."""
-    options.run_options()
+    options.run_options()  # refused before any host is asked (service_action applies the rollout policy)
     hosts = d.hosts()
-    run = d.call(hosts, "health", "http", {"url": health_url(d, port), "field": field, "expect": value, "timeout": 2})
+    run = d.call(hosts, "health", "http", {"url": d.settings.health_url(port), "field": field, "expect": value, "timeout": 2})
     stale: list[Host] = []
     reported: dict[str, str] = {}
     for host in hosts:
@@ -161,10 +159,6 @@ def restart_unless_reporting(d: Deploy, name: str, port: int, field: str, value:
 
 
 # ---- health -----------------------------------------------------------------------------------------
-def health_url(d: Deploy, port: int) -> str:
-    return f"http://127.0.0.1:{port}{d.settings.health_path}"
-
-
 def _last(result: HostResult, *fields: str) -> Any:
     """What a host's check saw last, even when the check failed; Unanswered if it never ran."""
     last = result.data.get("last")
@@ -178,13 +172,13 @@ def _last(result: HostResult, *fields: str) -> Any:
 
 def health_reports(d: Deploy, port: int, field: str, value: str, seconds: float) -> dict[str, Any]:
     """{host: {"status": 200, field: ...}}: the check loops on the host until it reports `value`."""
-    args = {"url": health_url(d, port), "field": field, "expect": value, "deadline": seconds, "interval": 1}
+    args = {"url": d.settings.health_url(port), "field": field, "expect": value, "deadline": seconds, "interval": 1}
     run = d.call(d.hosts(), "health", "http", args, RunOptions(timeout=seconds + CHECK_MARGIN))
     return {h: _last(r, "status", field) for h, r in run.results.items()}
 
 
 def health_passes(d: Deploy, port: int, seconds: float) -> dict[str, Any]:
-    args = {"url": health_url(d, port), "deadline": seconds, "interval": 1}
+    args = {"url": d.settings.health_url(port), "deadline": seconds, "interval": 1}
     run = d.call(d.hosts(), "health", "http", args, RunOptions(timeout=seconds + CHECK_MARGIN))
     return {h: _last(r, "status") for h, r in run.results.items()}
 

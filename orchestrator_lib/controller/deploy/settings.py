@@ -16,6 +16,8 @@ from ..errors import OrchestratorError
 from ..inventory import Host, _did_you_mean
 
 LAB_CHOICES = ("keep", "down")
+#: a check that loops on the host gets this much longer on the SSH side
+CHECK_MARGIN = 30.0
 #: the fields -D notify_webhook may use, filled per notification host
 WEBHOOK_FIELDS = ("address", "name")
 #: the fields -D report may use
@@ -100,9 +102,11 @@ class Settings:
     health_path: str = "/health"       # path of "the health check on port N"
     notify_group: str = "notify"       # the estate's notification hosts (a group, else class roles::notify)
     notify_webhook: str = "http://{address}:8025/notify"
+    seed: int | None = None            # the canaries' seed (the report records it; -D seed= replays a run's choice)
     resume: bool = False               # re-run only the hosts the last run of the feature did not complete
     safeguards: bool = True            # deploy lock, journal and pre-flight (off: only to measure their cost)
     lease_ttl: float = 60.0            # seconds a host's deploy lock lasts unless the run renews it
+    transport: str = ""                # ssh or nats; empty: what the estate says (`transport:`)
 
     def __post_init__(self) -> None:
         """The checks that need no file system: a Settings built any way is a valid one."""
@@ -124,6 +128,8 @@ class Settings:
             raise SettingsError("-D resume and -D plan together: a plan changes nothing, so there is nothing to resume")
         if self.resume and not self.safeguards:
             raise SettingsError("-D resume needs the journal: drop -D safeguards=false")
+        if self.transport not in ("", "ssh", "nats"):
+            raise SettingsError(f"-D transport={self.transport}: expected ssh or nats")
         check_template(self.notify_webhook, "notify_webhook", WEBHOOK_FIELDS)
         check_webhook(self.notify_webhook)
         check_template(self.report, "report", REPORT_FIELDS)
@@ -133,6 +139,10 @@ class Settings:
         if self.report:
             return self.report
         return "reports/plan-{feature}.json" if self.plan else "reports/deploy-{feature}.json"
+
+    def health_url(self, port: int) -> str:
+        """"the health check on port N": on the host itself."""
+        return f"http://127.0.0.1:{port}{self.health_path}"
 
     def webhook(self, host: Host) -> str:
         """The notification URL on `host` (its fields were checked on construction)."""
@@ -156,8 +166,10 @@ class Settings:
                        health_path=_text(userdata, "health_path", cls.health_path),
                        notify_group=_text(userdata, "notify_group", cls.notify_group),
                        notify_webhook=_text(userdata, "notify_webhook", cls.notify_webhook),
+                       seed=_seed(userdata),
                        resume=_bool(userdata, "resume"), safeguards=_bool(userdata, "safeguards", True),
-                       lease_ttl=_seconds(userdata, "lease_ttl", cls.lease_ttl))
+                       lease_ttl=_seconds(userdata, "lease_ttl", cls.lease_ttl),
+                       transport=str(userdata.get("transport", "")).strip().lower())
         check_report_path(settings.report_template)
         return settings
 
@@ -166,6 +178,15 @@ def _text(userdata: Any, name: str, default: str) -> str:
     if not value:
         raise SettingsError(f"-D {name}=: expected a value (default: {default})")
     return value
+
+
+def _seed(userdata: Any) -> int | None:
+    text = str(userdata.get("seed", "")).strip()
+    if not text:
+        return None
+    if not text.isdigit() or len(text) > 12:
+        raise SettingsError(f"-D seed={text}: expected a whole number, as a report's rollout seed")
+    return int(text)
 
 
 def _bool(userdata: Any, name: str, default: bool = False) -> bool:

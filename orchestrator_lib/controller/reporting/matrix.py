@@ -122,6 +122,7 @@ class ScenarioRecord:
     status: str = "untested"
     reason: str = ""                   # why it was skipped, when it was
     steps: list[StepRecord] = field(default_factory=list)
+    rollout: dict[str, Any] = field(default_factory=dict)  # policy, seed, canaries, batches, budget, analyses
 
     @property
     def hosts(self) -> list[str]:
@@ -138,12 +139,12 @@ class ScenarioRecord:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "feature": self.feature, "file": self.file, "status": self.status,
                 "reason": self.reason, "error": self.error, "hosts": self.hosts,
-                "steps": [s.to_dict() for s in self.steps]}
+                "steps": [s.to_dict() for s in self.steps], **({"rollout": self.rollout} if self.rollout else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ScenarioRecord":
         return cls(d["name"], d.get("feature", ""), d.get("file", ""), d.get("status", "untested"),
-                   d.get("reason", ""), [StepRecord.from_dict(s) for s in d.get("steps", [])])
+                   d.get("reason", ""), [StepRecord.from_dict(s) for s in d.get("steps", [])], d.get("rollout", {}))
 
 
 @dataclass
@@ -190,6 +191,7 @@ class ResultMatrix:
     scenarios: list[ScenarioRecord] = field(default_factory=list)
     error: str = ""                    # a failure outside any scenario (setup), one line
     interrupted: str = ""              # where the operator stopped the run (Ctrl-C), "" if not
+    paused: str = ""                   # where an inconclusive analysis paused the rollout, "" if not
     #: told of each scenario and step as it starts and ends (the run's journal); not reported
     listener: Any = field(default=None, repr=False, compare=False)
 
@@ -286,7 +288,7 @@ class ResultMatrix:
     @property
     def passed(self) -> bool:
         """The gate: something ran, every scenario passed, every targeted host ended every step well."""
-        return (not self.error and not self.interrupted and any(s.status == "passed" for s in self.scenarios)
+        return (not self.error and not self.interrupted and not self.paused and any(s.status == "passed" for s in self.scenarios)
                 and all(s.status in GOOD_SCENARIO for s in self.scenarios) and not self.bad_hosts())
 
     def recap(self, host: str) -> HostRecap:
@@ -346,6 +348,8 @@ class ResultMatrix:
         if self.interrupted:
             lines.append(f"interrupted {self.interrupted}: the run stopped there; what that step had started "
                          f"on hosts was abandoned, its outcome unknown")
+        if self.paused:
+            lines.append(f"paused {self.paused}: run again with -D resume to continue the rollout")
         for scenario in self.scenarios:
             if scenario.status not in GOOD_SCENARIO:
                 why = scenario.error or scenario.reason or scenario.status
@@ -381,6 +385,8 @@ class ResultMatrix:
             why.append("the run could not start")
         if self.interrupted:
             why.append(f"interrupted {self.interrupted}")
+        if self.paused:
+            why.append(f"paused {self.paused}")
         if bad_sc:
             why.append(f"{len(bad_sc)} of {n_sc} scenarios did not pass")
         if self.bad_hosts():
@@ -394,19 +400,19 @@ class ResultMatrix:
     def only(self, file: str) -> "ResultMatrix":
         """The part of the matrix about one feature file."""
         return ResultMatrix(self.env, self.plan, [s for s in self.scenarios if s.file == file], self.error,
-                            self.interrupted)
+                            self.interrupted, self.paused)
 
     # ---- JSON ----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"env": self.env, "plan": self.plan, "passed": self.passed, "gate": self.gate_line(),
-                "error": self.error, "interrupted": self.interrupted, "hosts": self.hosts,
+                "error": self.error, "interrupted": self.interrupted, "paused": self.paused, "hosts": self.hosts,
                 "recap": {h: self.recap(h).to_dict() for h in self.hosts},
                 "scenarios": [s.to_dict() for s in self.scenarios]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ResultMatrix":
         return cls(d.get("env", ""), bool(d.get("plan")), [ScenarioRecord.from_dict(s) for s in d.get("scenarios", [])],
-                   d.get("error", ""), d.get("interrupted", ""))
+                   d.get("error", ""), d.get("interrupted", ""), d.get("paused", ""))
 
     def write_json(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
