@@ -188,10 +188,24 @@ class Lab:
         for host in hosts:
             self._pid_file(host).unlink(missing_ok=True)
 
+    def _write_facts(self, host: Host, upper: Path) -> None:
+        """Put the host's facts and classes on the host, as Puppet or a provisioning tool would
+        (/etc/orchestrator/facts.d/lab.yaml, /etc/orchestrator/classes.txt), so an estate with
+        `facts: live` discovers the lab from the hosts themselves. Written into a fresh host only:
+        what a test changes on a host stays until `reset`."""
+        facts_d = upper / "etc" / "orchestrator" / "facts.d"
+        if facts_d.exists():
+            return
+        facts_d.mkdir(parents=True)
+        lines = "".join(f"{name}: {json.dumps(str(value))}\n" for name, value in host.facts.items())
+        (facts_d / "lab.yaml").write_text(f"# written by the lab from {self.inventory.path.name}\n{lines}")
+        (facts_d.parent / "classes.txt").write_text("".join(f"{c}\n" for c in host.classes))
+
     def _spawn(self, host: Host) -> None:
         hdir = self._host_dir(host)
         upper = hdir / "upper"
         upper.mkdir(parents=True, exist_ok=True)
+        self._write_facts(host, upper)
         argv = ["ip", "netns", "exec", self._netns(host), "unshare", "-m", "-u", "-i", "-p", "-f",
                 "--mount-proc", "--kill-child", str(FILES / "hostinit.sh"), "run", host.name,
                 str(upper), self._layers_for(host), str(self.state_dir / "apt")]

@@ -200,11 +200,11 @@ def test_notify_posts_to_the_webhook_on_a_notification_host(session, fresh_lab):
     assert messages[-1]["recipient"] == "ops@example.com" and messages[-1]["message"] == "updated 4 hosts"
 
 
-def test_rpcutil_facts_are_live_and_merged_with_the_inventory(session):
-    result = session.call([session.host("web3")], "rpcutil", "facts")
-    facts = result.results["web3"].data
-    flat = json.dumps(facts)
-    assert "web3" in flat and "Debian" in flat and "alfa" in flat
+def test_rpcutil_facts_are_read_on_the_host(session):
+    """Built-in facts and the facts and classes the lab wrote onto the host, each with its source."""
+    data = session.call([session.host("web3")], "rpcutil", "facts").results["web3"].data
+    assert (data["facts"]["hostname"], data["facts"]["os_family"], data["facts"]["cluster"]) == ("web3", "Debian", "alfa")
+    assert data["sources"]["cluster"] == "/etc/orchestrator/facts.d/lab.yaml" and data["classes"] == ["roles::web"]
 
 
 # ---- security: the hosts' allow-list ------------------------------------------------------------
