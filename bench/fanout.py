@@ -35,6 +35,7 @@ from orchestrator_lib.host.build import agent_archive
 from orchestrator_lib.controller.inventory import load_inventory
 from orchestrator_lib.controller.orchestration import Status
 from orchestrator_lib.controller.session import Session
+from orchestrator_lib.protocol import Request
 
 PROCESS_SCRIPT = """
 import sys
@@ -98,8 +99,7 @@ def main() -> int:
         def add(name: str, value: float) -> None:
             samples.setdefault(name, []).append(value)
 
-        request = rpc.request_bytes("rpcutil", "ping", {}, reqid=rpc.new_reqid(), caller="bench@controller",
-                                    facts={})
+        request = Request("rpcutil", "ping", reqid=rpc.new_reqid(), caller="bench@controller").encode()
 
         def ours_echo() -> None:
             holder = {}

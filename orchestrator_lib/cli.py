@@ -27,7 +27,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from .host import core as agent_registry
 from .controller.deploy import loadbalancer
 from .controller.discovery import CountContract, Filter
 from .controller.errors import OrchestratorError
@@ -35,14 +34,13 @@ from .controller.discovery.livefacts import Merged, merge
 from .controller.inventory import Host
 from .controller.orchestration import HostResult, RunResult, Status, parse_batch_size
 from .controller.session import Interrupted, Session
+from .protocol import ACTIONS, AGENTS, action_names
 
 PROG = "orch"
 NOTEWORTHY = (Status.FAILED, Status.UNREACHABLE, Status.NOT_ATTEMPTED)
-STYLES = {Status.OK: "green", Status.CHANGED: "yellow", Status.FAILED: "bold red",
+STYLES = {Status.OK: "green", Status.CHANGED: "yellow", Status.WOULD_CHANGE: "yellow", Status.FAILED: "bold red",
           Status.UNREACHABLE: "bold red", Status.NOT_ATTEMPTED: "magenta"}
-PACKAGE_ACTIONS = ("status", "install", "update", "remove")
-SERVICE_ACTIONS = ("status", "start", "stop", "restart", "reload")
-LB_ACTIONS = ("status", "disable", "enable", "drain")
+PACKAGE_ACTIONS, SERVICE_ACTIONS, LB_ACTIONS = (tuple(ACTIONS[a]) for a in ("package", "service", "haproxy"))
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
@@ -59,9 +57,14 @@ def batch_type(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+#: Bounds of the numeric options: past these a value is a typo (and 1e308 s overflowed the clock).
+MAX_TRIES = 100
+MAX_SECONDS = 86400.0
+
+
 def tries_type(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"'{text}': expected a whole number of at least 1")
+    if not text.strip().isdigit() or len(text.strip()) > 4 or not 1 <= int(text) <= MAX_TRIES:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a whole number from 1 to {MAX_TRIES}")
     return int(text)
 
 
@@ -70,8 +73,8 @@ def seconds_type(text: str) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"'{text}': expected a positive number of seconds")
+    if not 0 < value <= MAX_SECONDS:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"'{text}': expected a number of seconds above 0, at most {MAX_SECONDS:g}")
     return value
 
 
@@ -96,7 +99,7 @@ def rpc_arg_type(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"'{text}': expected KEY=VALUE")
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         value = raw
     return key.strip(), value
 
@@ -107,6 +110,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line: `orch: error: ...`."""
 
     def error(self, message: str) -> NoReturn:
+        message = message.replace("\r", "\\r").replace("\n", "\\n")  # one line, whatever was typed
         self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
 
 
@@ -218,11 +222,11 @@ def user_filter(args: argparse.Namespace, *, agent: str | None = None) -> Filter
 
 def check_action(agent: str, action: str) -> None:
     """Unknown agents and actions are typos: say so before any host is touched."""
-    found = agent_registry.load_agent(agent)
-    if found is None:
-        raise UsageError(f"unknown agent '{agent}' (agents: {', '.join(agent_registry.agent_names())})")
-    if action not in found.actions:
-        raise UsageError(f"unknown action {agent}#{action} (actions: {', '.join(sorted(found.actions))})")
+    if agent not in ACTIONS:
+        raise UsageError(f"unknown agent '{agent}' (agents: {', '.join(AGENTS)})")
+    if action_names(agent, action)[0] not in ACTIONS[agent]:
+        known = sorted(n for canonical in ACTIONS[agent] for n in action_names(agent, canonical))
+        raise UsageError(f"unknown action {agent}#{action} (actions: {', '.join(known)})")
 
 
 def command_agent(args: argparse.Namespace) -> str | None:

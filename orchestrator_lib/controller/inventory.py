@@ -15,14 +15,12 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from ..protocol import AGENTS
 from .errors import InventoryError
+from .yaml12 import Yaml12Loader
 
-# Agents a host offers when its spec has no `agents:` list, and the only names such a list may use:
-# all that `agents/` ships. The inventory sits below that layer and cannot import it; a unit test
-# keeps the two in step.
-DEFAULT_AGENTS: tuple[str, ...] = (
-    "appmgr", "firewall", "haproxy", "health", "notify", "package", "rpcutil", "service",
-)
+# Agents a host offers when its spec has no `agents:` list, and the only names such a list may use.
+DEFAULT_AGENTS: tuple[str, ...] = AGENTS
 
 TOP_KEYS = ("name", "known_hosts", "defaults", "lab", "hosts", "groups", "facts", "facts_ttl")
 #: Where discovery reads facts and classes: the file, the hosts (one fan-out per run), or the hosts
@@ -154,7 +152,7 @@ class _Source:
         return InventoryError(_one_line(f"{self.display}:{line}: {_format_path(path)}: {message}"))
 
 
-class _LineLoader(yaml.SafeLoader):
+class _LineLoader(Yaml12Loader):
     """A SafeLoader that records the line of every key path while building plain Python data, and
     refuses duplicate keys: PyYAML would keep the last one and silently lose e.g. a host."""
 
@@ -172,6 +170,7 @@ class _LineLoader(yaml.SafeLoader):
         return self._build(node, (), frozenset())
 
     def _build(self, node: yaml.Node, path: KeyPath, active: frozenset[int]) -> Any:
+        self.count_node(node)
         if isinstance(node, yaml.ScalarNode):
             self.source.raw[path] = node.value
             return self.construct_object(node)
@@ -229,7 +228,12 @@ def _read_yaml(source: _Source) -> Any:
         raise InventoryError(f"{source.display}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise InventoryError(f"{source.display}: cannot read: {exc.strerror or exc}") from None
-    loader = _LineLoader(text, source)
+    try:
+        loader = _LineLoader(text, source)
+    except yaml.reader.ReaderError as exc:  # the reader refuses NUL and other control characters up front
+        line = text.count("\n", 0, exc.position) + 1
+        raise InventoryError(f"{source.display}:{line}: invalid YAML: control character "
+                             f"#x{exc.character:04x} is not allowed (is this a binary file?)") from None
     try:
         return loader.load_document()
     except yaml.MarkedYAMLError as exc:

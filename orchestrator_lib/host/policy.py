@@ -27,7 +27,8 @@ import os
 import re
 from collections import namedtuple
 
-from . import core
+from ..protocol import action_names, one_line
+from .system import system
 
 TYPE_CHECKING = False  # as in core: annotations only, typing costs every run
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ def identify(env: Mapping[str, str]) -> Identity:
             return Identity(())
         if (st.st_mode & 0o170000) != 0o100000 or st.st_uid != os.geteuid() or st.st_mode & 0o022:
             return Identity(())
-    text = core.system().read_text(path)
+    text = system().read_text(path)
     return Identity(parse_auth_info(text) if text else ())
 
 
@@ -224,13 +225,6 @@ def load_policy(path: str = "") -> dict[str, Any] | None:
     return validate(policy)
 
 
-def action_names(agent: str, action: str) -> tuple[str, ...]:
-    """Every name of the action `agent#action` asks for, canonical name first (aliases resolved);
-    just (action,) for an agent or action this host does not know."""
-    found = core.load_agent(agent) if agent in core.AGENTS else None
-    return found.names_of(action) if found is not None else (action,)
-
-
 def decide(policy: Mapping[str, Any], label: str | tuple[str, ...], identity: Identity) -> bool:
     """Pure: does `policy` let `identity` run `label` ("agent#action", or every label of one action:
     a deny matching any of them denies, an allow matching any of them allows)?"""
@@ -257,7 +251,7 @@ def check(agent: str, action: str, identity: Identity, path: str = "") -> str | 
         policy = load_policy(path)
     except PolicyError as e:
         return (f"denied by policy: {path} is invalid, every request is denied "
-                f"({core.one_line(e, 160)}); {label} for {identity.label}")
+                f"({one_line(e, 160)}); {label} for {identity.label}")
     if policy is None or decide(policy, labels, identity):
         return None
     return f"denied by policy: {label} for {identity.label}"

@@ -254,8 +254,9 @@ def test_many_calls_share_one_session_one_line_each():
     assert chan.command == rpc.agent_command(sha) + " --serve"
     assert all(d.endswith(b"\n") and d.count(b"\n") == 1 for d in chan.sent)
     first = json.loads(chan.sent[0])
+    assert first.pop("time") > 0
     assert first == {"reqid": "r0", "caller": "t@c", "agent": "rpcutil", "action": "ping", "args": {},
-                     "facts": {"cluster": "alfa"}}
+                     "facts": {"cluster": "alfa"}, "dry_run": False, "ttl": 3600.0}
     assert rpc.pool_channels(pool).opened == 1
 
 

@@ -31,7 +31,7 @@ def test_free_text_redaction_of_urls_query_values_keys_and_webhooks():
     assert text("db pw=hunter3 pwd: x password=\"a b\" upward=1 keyword=k") == \
         "db pw=*** pwd: *** password=\"***\" upward=1 keyword=k"
     assert text('{"api_key": "abc", "user": "u"} Authorization: Bearer eyJ.x') == \
-        '{"api_key": "***", "user": "u"} Authorization: *** ***'
+        '{"api_key": "***", "user": "u"} Authorization: ***'
     assert text("posted to https://hooks.example/T0/SECRETPATH.") == "posted to https://hooks.example/***."
     assert text("http://h/x?sig=1&y=2#f (http://a:p@ss@h/x)") == "http://h/x?sig=***&y=2#f (http://***@h/x)"
     assert text("mywebapp updated 4.2.5-1.el5 -> 4.2.6-3.el5; http://10.0.0.1:8080/health answered 200") == \
@@ -80,7 +80,8 @@ def test_record_appends_json_lines(isolated):
     first, second = (json.loads(x) for x in lines)
     assert first == {"time": "2023-11-14T22:13:20.000+00:00", "reqid": "r1", "caller": "rip@ctl", "key": "SHA256:x",
                      "agent": "package", "action": "update", "args": {"name": "mywebapp", "token": "***"},
-                     "status": "changed", "changed": True, "message": "mywebapp updated 1 -> 2", "duration": 0.123}
+                     "status": "changed", "dry_run": False, "changed": True, "message": "mywebapp updated 1 -> 2",
+                     "duration": 0.123}
     assert (second["status"], second["key"]) == ("failed", "unknown key")
 
 

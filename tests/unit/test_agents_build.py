@@ -33,7 +33,8 @@ def test_archive_contents():
     assert "orchestrator_lib/host/build.py" not in names
     assert not any("__pycache__" in n for n in names)
     assert not any(n.startswith("orchestrator_lib/controller/") for n in names)
-    assert [n for n in names if not n.startswith("orchestrator_lib/host/")] == ["__main__.py", "orchestrator_lib/__init__.py"]
+    assert [n for n in names if not n.startswith("orchestrator_lib/host/")] == [
+        "__main__.py", "orchestrator_lib/__init__.py", "orchestrator_lib/protocol.py"]
     assert {i.date_time for i in infos} == {build.FIXED_TIME}
 
 

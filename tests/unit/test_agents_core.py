@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_agents_fakes import DEBIAN_OS_RELEASE, FakeSystem, call, isolated  # noqa: E402,F401
 
+from orchestrator_lib import protocol  # noqa: E402
 from orchestrator_lib.host import core  # noqa: E402
 
 ALL_AGENTS = ["appmgr", "firewall", "haproxy", "health", "notify", "package", "rpcutil", "service"]
@@ -60,7 +61,9 @@ def test_crash_outside_an_action_still_replies(isolated, monkeypatch, capsys):
 
 def test_agent_crash_becomes_a_failed_reply(isolated, capsys):
     agent = core.Agent("orchestrator_lib.host.agents._crashy")
-    agent.action(lambda req: 1 / 0, aliases=("boom",))
+    def boom(req):
+        return 1 / 0
+    agent.action(boom)
     try:
         reply = core.dispatch(core.Request("_crashy", "boom"))
     finally:
@@ -171,24 +174,16 @@ def test_notify_without_webhook_only_logs():
 
 
 def test_every_alias_names_its_action_canonical_first():
-    """The policy decides on these names (policy.check): an alias is never a way around a deny."""
-    agent = core.Agent("orchestrator_lib.host.agents._aliased")
-    try:
-        def run_(req):
-            return core.Reply.ok()
-        agent.action(run_, aliases=("exec", "run"))
-        agent.action(lambda req: core.Reply.ok(), aliases=("other",))
-        assert agent.names_of("exec") == agent.names_of("run") == ("run", "exec")
-        assert agent.names_of("nosuch") == ("nosuch",)
-        # the same function registered again under another name is still the same action
-        agent.action(run_, aliases=("later",))
-        assert set(agent.names_of("later")) == set(agent.names_of("exec")) == {"run", "exec", "later"}
-    finally:
-        del core.REGISTRY["_aliased"]
+    """The policy decides on these names (policy.check): an alias is never a way around a deny.
+    The host answers exactly the protocol's actions, each under every one of its names."""
+    assert protocol.action_names("rpcutil", "nosuch") == ("nosuch",)
     for name, action, names in [("health", "runcommand", ("command", "runcommand")),
                                 ("package", "uninstall", ("remove", "uninstall", "purge")),
                                 ("appmgr", "upgrade", ("deploy", "upgrade")), ("notify", "sendmsg", ("send", "sendmsg"))]:
-        assert core.load_agent(name).names_of(action) == names
+        assert protocol.action_names(name, action) == names
+        assert {core.load_agent(name).actions[n] for n in names} == {core.load_agent(name).actions[names[0]]}
+    for name, actions in protocol.ACTIONS.items():
+        assert set(core.load_agent(name).actions) == {n for a in actions for n in protocol.action_names(name, a)}
 
 
 def test_every_reply_message_leaves_the_host_redacted(isolated, monkeypatch):

@@ -49,8 +49,10 @@ def test_request_and_command_shape():
     _, sha = rpc.agent_archive()
     assert command == (f"[ -f /var/lib/orchestrator/agent-{sha}/__main__.py ] || exit 111; "
                        f"exec /usr/bin/python3 -S -E /var/lib/orchestrator/agent-{sha}/__main__.py")
-    assert json.loads(stdin) == {"reqid": "r1", "caller": "rip@ctl", "agent": "rpcutil", "action": "ping",
-                                 "args": {}, "facts": {"cluster": "alfa"}}
+    sent = json.loads(stdin)
+    assert sent.pop("time") > 0
+    assert sent == {"reqid": "r1", "caller": "rip@ctl", "agent": "rpcutil", "action": "ping", "args": {},
+                    "facts": {"cluster": "alfa"}, "dry_run": False, "ttl": 3600.0}
     assert (r.host, r.status, r.message, r.data, r.rc) == ("web1", Status.OK, "pong", {"pong": 1.0}, 0)
     assert pool.puts == []
 

@@ -269,7 +269,7 @@ def test_lb_wait_is_a_finite_number_of_seconds(value):
 def test_bad_values_are_one_line_naming_the_option():
     assert error_of(plan="maybe") == "-D plan=maybe: expected true or false"
     assert error_of(env="") == "-D env=: expected a value (default: local)"
-    assert error_of(health_path="health") == "-D health_path=health: expected a path starting with /"
+    assert error_of(health_path="health").startswith("-D health_path='health': expected a URL path starting with /")
 
 
 def test_the_notify_webhook_template_is_checked_before_any_host_is_touched():
@@ -282,9 +282,9 @@ def test_the_notify_webhook_template_is_checked_before_any_host_is_touched():
     assert error_of(notify_webhook="http://{address/n") == \
         "-D notify_webhook=http://{address/n: bad template: expected '}' before end of string"
     assert error_of(notify_webhook="http://{address:d}/n").startswith("-D notify_webhook=http://{address:d}/n: bad template:")
-    good = Settings.from_userdata(UserData(notify_webhook="https://{name}.example:{address}/hook"))
+    good = Settings.from_userdata(UserData(notify_webhook="https://{name}.example:8443/{address}/hook"))
     from orchestrator_lib.controller.inventory import Host
-    assert good.webhook(Host("n1", "10.0.0.5")) == "https://n1.example:10.0.0.5/hook"
+    assert good.webhook(Host("n1", "10.0.0.5")) == "https://n1.example:8443/10.0.0.5/hook"
     with pytest.raises(OrchestratorError, match="unknown field {addr}"):
         Settings(notify_webhook="{addr}")
 

@@ -399,7 +399,7 @@ def test_fact_values_are_strings_as_written(env):
             facts: {cores: 8, version: 1.10, ratio: 0.50, ha: true, off: no, os: debian, v: '4.2.6-3.el5'}
     """)
     assert load().hosts["web1"].facts == {
-        "cores": "8", "version": "1.10", "ratio": "0.50", "ha": "true", "off": "false",
+        "cores": "8", "version": "1.10", "ratio": "0.50", "ha": "true", "off": "no",  # YAML 1.2: `no` is a string
         "os": "debian", "v": "4.2.6-3.el5",
     }
 

@@ -86,3 +86,29 @@ def test_add_after_a_last_line_without_newline_keeps_both(tmp_path):
 
 def test_fingerprint_is_ssh_keygens():
     assert fingerprint(ED) == "SHA256:" + base64.b64encode(hashlib.sha256(ED).digest()).decode().rstrip("=")
+
+
+def test_a_negated_pattern_takes_the_line_away_from_the_host_as_openssh_does(tmp_path):
+    """Issue 12: `web1,!10.0.0.1` was indexed as two plain names, so web1 at 10.0.0.1 was accepted."""
+    from types import SimpleNamespace
+    from orchestrator_lib.controller.transports.ssh import SSHPool
+    path = tmp_path / "known_hosts"
+    path.write_text(f"web1,!10.0.0.1 ssh-ed25519 {b64(ED)}\n*.lab,!bad.lab ssh-ed25519 {b64(ED2)}\n")
+    pool = SSHPool(SimpleNamespace(known_hosts=path), ssh_config=None)
+    assert pool._known_keys(pool._host_names(SimpleNamespace(name="web1"), "10.0.0.1", 22)) == []
+    assert [k.blob for k in pool._known_keys(pool._host_names(SimpleNamespace(name="web1"), "10.0.0.2", 22))] == [ED]
+    known = KnownHosts.load(path, global_path=None)
+    assert [k.blob for k in known.lookup("good.lab")] == [ED2]
+    assert known.lookup("bad.lab") == [] and known.lookup("!10.0.0.1") == []
+
+
+def test_the_system_wide_known_hosts_is_read_but_never_written(tmp_path):
+    """Issue 12: /etc/ssh/ssh_known_hosts was ignored."""
+    user, system = tmp_path / "known_hosts", tmp_path / "ssh_known_hosts"
+    system.write_text(f"10.0.0.9 ssh-ed25519 {b64(ED)}\n")
+    known = KnownHosts.load(user, global_path=system)
+    assert [k.blob for k in known.lookup("10.0.0.9")] == [ED]
+    known.add("10.0.0.10", "ssh-ed25519", ED2)
+    assert system.read_text() == f"10.0.0.9 ssh-ed25519 {b64(ED)}\n" and "10.0.0.10" in user.read_text()
+    from orchestrator_lib.controller.transports import known_hosts
+    assert known_hosts.GLOBAL == __import__("pathlib").Path("/etc/ssh/ssh_known_hosts")

@@ -473,7 +473,7 @@ class TestResults:
         assert (run.changed, run.failed, run.unreachable, run.not_attempted) == \
             (["b"], ["c"], ["d"], ["e"])
         assert not run.ok
-        assert run.by_status() == {Status.OK: ["a"], Status.CHANGED: ["b"], Status.FAILED: ["c"],
+        assert run.by_status() == {Status.OK: ["a"], Status.CHANGED: ["b"], Status.WOULD_CHANGE: [], Status.FAILED: ["c"],
                                    Status.UNREACHABLE: ["d"], Status.NOT_ATTEMPTED: ["e"]}
         assert make_run({"a": Status.OK, "b": Status.CHANGED}).ok
 

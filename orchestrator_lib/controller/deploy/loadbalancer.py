@@ -10,14 +10,13 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Callable, Sequence
 
+from ...protocol import ADMIN_AFTER
 from ..discovery import Filter
 from ..inventory import Host, Inventory
 from ..orchestration import HostResult, RunResult, Status
 from ..session import Session
 from .run import Deploy, DeployError, LoadBalancer, Unanswered, values_of
 
-#: HAProxy admin state each action leaves a server in (agents/haproxy.py TARGETS)
-ADMIN_AFTER = {"disable": "maint", "drain": "drain", "enable": "ready"}
 
 
 # ---- HAProxy, for any caller of a Session ------------------------------------------------------------

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import string
+from urllib.parse import urlsplit
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,21 @@ LAB_CHOICES = ("keep", "down")
 WEBHOOK_FIELDS = ("address", "name")
 #: the fields -D report may use
 REPORT_FIELDS = ("feature",)
+#: an HAProxy backend or group name (what haproxy.cfg accepts, and nothing a socket command reads as syntax)
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}")
+#: a URL path: no spaces, control characters or fragments
+URL_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,1023}")
+WEBHOOK_SCHEMES = ("http", "https")
+#: HAProxy's checks notice a server in seconds; more than an hour is a typo, not a wait
+MAX_LB_WAIT = 3600.0
 
 
 class SettingsError(OrchestratorError):
-    """A -D option with an unknown name or a bad value: one line naming it."""
+    """A -D option with an unknown name or a bad value: one line naming it (a value's own line
+    breaks are shown escaped)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message.replace("\r", "\\r").replace("\n", "\\n"))
 
 
 def template_fields(template: str, option: str) -> list[str]:
@@ -43,6 +56,18 @@ def check_template(template: str, option: str, known: tuple[str, ...]) -> None:
         template.format(**{k: "x" for k in known})
     except (ValueError, IndexError, KeyError, AttributeError) as e:
         raise SettingsError(f"-D {option}={template}: bad template: {e}") from None
+
+
+def check_webhook(template: str) -> None:
+    """An http(s) URL with a host, whatever the fields are filled with: never file:// or a bare path."""
+    try:
+        url = urlsplit(template.format(address="10.0.0.1", name="host1"))
+        url.port  # noqa: B018 - a bad port raises ValueError here
+    except ValueError as e:
+        raise SettingsError(f"-D notify_webhook={template}: not a URL: {e}") from None
+    if url.scheme not in WEBHOOK_SCHEMES or not url.hostname or any(c.isspace() or ord(c) < 32 for c in template):
+        raise SettingsError(f"-D notify_webhook={template}: expected an http:// or https:// URL with a host, "
+                            "e.g. http://{address}:8025/notify")
 
 
 def check_report_path(template: str) -> None:
@@ -80,11 +105,18 @@ class Settings:
         """The checks that need no file system: a Settings built any way is a valid one."""
         if self.lab not in LAB_CHOICES:
             raise SettingsError(f"-D lab={self.lab}: expected one of {', '.join(LAB_CHOICES)}")
-        if not math.isfinite(self.lb_wait) or self.lb_wait < 0:
-            raise SettingsError(f"-D lb_wait={self.lb_wait}: expected a number of seconds, 0 or more")
-        if not self.health_path.startswith("/"):
-            raise SettingsError(f"-D health_path={self.health_path}: expected a path starting with /")
+        if not math.isfinite(self.lb_wait) or not 0 <= self.lb_wait <= MAX_LB_WAIT:
+            raise SettingsError(f"-D lb_wait={self.lb_wait}: expected a number of seconds from 0 to {MAX_LB_WAIT:g}")
+        if not URL_PATH.fullmatch(self.health_path):
+            raise SettingsError(f"-D health_path={self.health_path!r}: expected a URL path starting with / "
+                                "(no spaces or control characters)")
+        for option in ("backend", "notify_group"):
+            value = getattr(self, option)
+            if value and not NAME.fullmatch(value):
+                raise SettingsError(f"-D {option}={value!r}: expected a name of letters, digits, '_', '.', ':' "
+                                    "and '-' (at most 64)")
         check_template(self.notify_webhook, "notify_webhook", WEBHOOK_FIELDS)
+        check_webhook(self.notify_webhook)
         check_template(self.report, "report", REPORT_FIELDS)
 
     @property

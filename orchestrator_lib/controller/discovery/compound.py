@@ -19,7 +19,7 @@ from typing import Protocol
 
 from ..errors import FilterError
 from ..inventory import Host
-from .filters import FactTerm, NameTerm, parse_fact, parse_identity
+from .terms import FactTerm, NameTerm, parse_fact, parse_identity
 
 _MAX_DEPTH = 100  # nesting of ( and not; deeper is a mistake, and would hit Python's recursion limit
 _KEYWORDS = {"and": "and", "or": "or", "not": "not", "&&": "and", "||": "or", "!": "not"}

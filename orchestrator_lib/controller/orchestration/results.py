@@ -4,26 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from enum import Enum
 from typing import Any
+
+from ...protocol import FAILURES, HOST_STATUSES, SUCCESS, Status  # noqa: F401 -- FAILURES for fanout
 
 #: Beyond this many names a tally says "... and N more" so one line stays one line at 1000 hosts.
 MAX_NAMES = 5
-
-
-class Status(str, Enum):
-    OK = "ok"
-    CHANGED = "changed"
-    FAILED = "failed"
-    UNREACHABLE = "unreachable"
-    NOT_ATTEMPTED = "not attempted"
-
-    def __str__(self) -> str:  # "failed", not "Status.FAILED", in messages and f-strings
-        return self.value
-
-
-#: Statuses that count as a failure for the failure policy and for `RunResult.ok`.
-FAILURES = frozenset({Status.FAILED, Status.UNREACHABLE})
 
 
 @dataclass
@@ -42,7 +28,7 @@ class HostResult:
 
     @property
     def ok(self) -> bool:
-        return self.status in (Status.OK, Status.CHANGED)
+        return self.status in SUCCESS
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -58,12 +44,12 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        """True when every targeted host ended OK or CHANGED (vacuously true for no hosts)."""
+        """True when every targeted host succeeded (vacuously true for no hosts)."""
         return all(r.ok for r in self.results.values())
 
     def by_status(self) -> dict[Status, list[str]]:
         """Host names per status, every status present, hosts in targeted order."""
-        out: dict[Status, list[str]] = {s: [] for s in Status}
+        out: dict[Status, list[str]] = {s: [] for s in HOST_STATUSES}
         for name, r in self.results.items():
             out[r.status].append(name)
         return out
@@ -97,10 +83,11 @@ class RunResult:
         (web5) after 2 tries in 3.10 s``."""
         groups = self.by_status()
         total = len(self.results)
-        n_ok = len(groups[Status.OK]) + len(groups[Status.CHANGED])
+        n_ok = sum(len(groups[s]) for s in SUCCESS)
         line = f"{self.label}: ok on {n_ok} of {total} {_plural(total, 'host', 'hosts')}"
-        if groups[Status.CHANGED]:
-            line += f" ({len(groups[Status.CHANGED])} changed)"
+        for status in (Status.CHANGED, Status.WOULD_CHANGE):
+            if groups[status]:
+                line += f" ({len(groups[status])} {status})"
         for status, word in ((Status.FAILED, "failed on"), (Status.UNREACHABLE, "unreachable"),
                              (Status.NOT_ATTEMPTED, "not attempted")):
             if groups[status]:

@@ -10,33 +10,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from ...protocol import BAD, OUT_OF_LB, Status
 from ..orchestration import HostResult, RunResult
 
 
-class Outcome(str, Enum):
-    """What one step did on one host."""
-    OK = "ok"                        # already as wanted, or a check that passed
-    CHANGED = "changed"
-    WOULD_CHANGE = "would change"    # plan mode: the step would have changed the host
-    FAILED = "failed"
-    UNREACHABLE = "unreachable"
-    NOT_ATTEMPTED = "not attempted"  # its batch never started
-    SKIPPED = "skipped"              # the step did not run (an earlier step failed)
-
-    def __str__(self) -> str:
-        return self.value
-
-
-#: Outcomes that fail the gate.
-BAD = frozenset({Outcome.FAILED, Outcome.UNREACHABLE, Outcome.NOT_ATTEMPTED})
-#: subjects of the cells that take a host out of the load balancer or put it back, and the
-#: states (their `after`) in which a host is out (deploy/loadbalancer.py names them so)
+#: What one step did on one host: the protocol's status vocabulary (skipped: the step did not run).
+Outcome = Status
+#: subjects of the cells that take a host out of the load balancer or put it back
 LB_SUBJECTS = ("firewall ", "haproxy ")
-OUT_OF_LB = frozenset({"blocked", "maint", "drain"})
 #: behave's scenario statuses that do not fail the gate (skipped: deselected, or after a failure
 #: that already failed it).
 GOOD_SCENARIO = frozenset({"passed", "skipped"})
@@ -95,7 +79,7 @@ class Cell:
 
     @classmethod
     def from_host_result(cls, result: HostResult, label: str = "", subject: str = "") -> "Cell":
-        return cls(Outcome(result.status.value), result.message, label, subject, result.before, result.after)
+        return cls(result.status, result.message, label, subject, result.before, result.after)
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status.value, "message": self.message, "label": self.label,

@@ -122,7 +122,7 @@ class SSHPool:
         return [address if port == 22 else f"[{address}]:{port}", host.name]
 
     def _known_keys(self, names: list[str]) -> list[KnownKey]:
-        return next(filter(None, map(self.known_hosts.lookup, names)), [])
+        return next(filter(None, (self.known_hosts.lookup(n, names) for n in names)), [])
 
     @staticmethod
     def _prefer_known_key_types(transport: paramiko.Transport, known: list[KnownKey]) -> None:

@@ -23,7 +23,6 @@ not sent to that host again, not even by a retry (tries). SSHPool.close() closes
 from __future__ import annotations
 
 import getpass
-import json
 import shlex
 import socket
 import threading
@@ -33,6 +32,7 @@ import weakref
 from typing import Any, Mapping
 
 from ...host.build import agent_archive
+from ...protocol import MISSING_RC, SERVE_FLAG, SERVE_PROBE, SERVE_PROBE_TIMEOUT, Reply, Request
 from ..errors import OutcomeUnknownError, TransportError
 from ..orchestration.results import HostResult, Status
 
@@ -41,14 +41,6 @@ PYTHON = "/usr/bin/python3"
 #: -S: no site module and no site-packages (the agent is stdlib only); -E: ignore PYTHON* variables.
 #: Never -B: the interpreter must be free to write bytecode, e.g. after a Python upgrade on the host.
 PYTHON_FLAGS = "-S -E"
-MISSING_RC = 111
-SERVE_FLAG = "--serve"
-#: The first line on a new resident session: an agent in serve mode answers it at once with a
-#: protocol error (no agent named: nothing runs, no audit line); a one-shot agent waits for EOF.
-SERVE_PROBE = b'{"probe": "serve mode?"}\n'
-#: How long a new session may take to answer the probe before the host counts as unable to serve
-#: (the agent's start is ~50 ms; minutes of a loaded host still fit).
-SERVE_PROBE_TIMEOUT = 10.0
 #: Run on the host by its python3 with (uploaded zipapp, temporary directory, final directory):
 #: unpack, compile (for the host's Python version, with tracebacks naming the final paths), then
 #: rename the directory into place. rename() is atomic, so a concurrent caller sees the whole agent
@@ -70,7 +62,6 @@ finally:
     shutil.rmtree(tmp, ignore_errors=True)
     os.unlink(archive)
 """
-_STATUSES = {"ok": Status.OK, "changed": Status.CHANGED, "failed": Status.FAILED}
 
 
 def new_reqid() -> str:
@@ -123,28 +114,16 @@ def _first_line(text: str) -> str:
     return lines[-1] if lines[0].startswith("Traceback (most recent call last)") else lines[0]
 
 
-def request_bytes(agent: str, action: str, args: Mapping[str, Any] | None, *, reqid: str, caller: str,
-                  facts: Mapping[str, Any] | None) -> bytes:
-    return json.dumps({"reqid": reqid, "caller": caller, "agent": agent, "action": action,
-                       "args": dict(args or {}), "facts": dict(facts or {})}, default=str).encode()
-
-
 def parse_reply(host: str, label: str, rc: int, stdout: str, stderr: str, duration: float) -> HostResult:
     """The agent's JSON reply as a HostResult; anything else is FAILED with a one-line reason."""
     result = HostResult(host=host, status=Status.FAILED, rc=rc, stdout=stdout, stderr=stderr, duration=duration)
-    try:
-        reply = json.loads(stdout)
-    except ValueError:
-        reply = None
-    if not isinstance(reply, dict) or reply.get("status") not in _STATUSES:
+    reply = Reply.decode(stdout)
+    if reply is None:
         why = _first_line(stderr) or (f"stdout: {_first_line(stdout)[:120]}" if stdout.strip() else "no output")
         result.message = f"{label}: no valid reply from the agent (rc {rc}): {why}"
         return result
-    result.status = _STATUSES[reply["status"]]
-    result.message = str(reply.get("message") or "")
-    data = reply.get("data")
-    result.data = data if isinstance(data, dict) else {}
-    result.before, result.after = reply.get("before"), reply.get("after")
+    result.status, result.message, result.data = reply.status, reply.message, reply.data
+    result.before, result.after = reply.before, reply.after
     if rc != 0 and result.status is not Status.FAILED:  # a reply with a bad exit is not a success
         result.status = Status.FAILED
         result.message = f"{label}: agent exited {rc}: {result.message}"
@@ -219,11 +198,7 @@ class AgentChannel:
             line = self._exchange(SERVE_PROBE, timeout)
         except ChannelTimeout:
             raise ServeUnavailable(f"no answer to the serve probe within {timeout:g} s") from None
-        try:
-            reply = json.loads(line)
-        except ValueError:
-            reply = None
-        if not isinstance(reply, dict) or reply.get("status") not in _STATUSES:
+        if Reply.decode(line) is None:
             raise ServeUnavailable(f"the session answered {line[:80]!r}, not as the agent's serve mode")
 
     def request(self, payload: bytes, timeout: float) -> tuple[str, str]:
@@ -421,8 +396,8 @@ def call(pool: Any, host: Any, agent: str, action: str, args: Mapping[str, Any] 
     exec is the fallback."""
     data, sha = agent_archive()
     label = f"{agent}#{action}"
-    payload = request_bytes(agent, action, args, reqid=reqid, caller=caller,
-                            facts=host.facts if facts is None else facts)
+    payload = Request(agent, action, dict(args or {}), reqid=reqid, caller=caller).encode(
+        dict(host.facts if facts is None else facts))
     started = time.monotonic()
     state = pool_channels(pool)
     if state is not None:

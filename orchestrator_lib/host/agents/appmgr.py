@@ -12,7 +12,7 @@ agent = core.Agent(__name__, "deploy a revision of an app: package, restart, hea
 DEFAULT_HEALTH_URL = "http://127.0.0.1:8080/health"
 
 
-@agent.action(aliases=("upgrade",))
+@agent.action
 def deploy(req: Request) -> Reply:
     app = req.str_arg("app")
     revision = req.str_arg("revision")

@@ -21,6 +21,7 @@ import ipaddress
 import re
 
 from .. import core
+from ...protocol import BLOCKED, PARTLY_BLOCKED, UNBLOCKED
 from ..core import ActionError, CmdResult, Reply, Request
 
 agent = core.Agent(__name__, "block, unblock, status of traffic from a source address")
@@ -191,7 +192,7 @@ def _data(source: str, tag: str, chain: str, backend: FirewallBackend, blocked: 
 
 
 def _word(found: set[str]) -> str:
-    return "blocked" if _blocked(found) else "partly blocked" if found else "unblocked"
+    return BLOCKED if _blocked(found) else PARTLY_BLOCKED if found else UNBLOCKED
 
 
 @agent.action
@@ -208,7 +209,7 @@ def block(req: Request) -> Reply:
     source, tag, chain, backend = _args(req)
     found = backend.found(source, tag, chain)
     if _blocked(found):
-        return Reply.ok(f"{source} already blocked", before="blocked", after="blocked",
+        return Reply.ok(f"{source} already blocked", before=BLOCKED, after=BLOCKED,
                         data=_data(source, tag, chain, backend, True))
     _delete_all(backend, found, source, tag, chain, "blocking")
     for kind in BLOCK:
@@ -217,7 +218,7 @@ def block(req: Request) -> Reply:
             raise ActionError(f"blocking {source} failed: {r.line()}")
     if not _blocked(backend.found(source, tag, chain)):
         raise ActionError(f"blocking {source} failed: the rules are not in place after inserting them")
-    return Reply.done(True, f"{source} blocked ({tag})", before=_word(found), after="blocked",
+    return Reply.done(True, f"{source} blocked ({tag})", before=_word(found), after=BLOCKED,
                       data=_data(source, tag, chain, backend, True))
 
 
@@ -228,11 +229,11 @@ def unblock(req: Request) -> Reply:
     source, tag, chain, backend = _args(req)
     found = backend.found(source, tag, chain)
     if not found:
-        return Reply.ok(f"{source} already unblocked", before="unblocked", after="unblocked",
+        return Reply.ok(f"{source} already unblocked", before=UNBLOCKED, after=UNBLOCKED,
                         data=_data(source, tag, chain, backend, False))
     if _delete_all(backend, found, source, tag, chain, "unblocking"):
         raise ActionError(f"unblocking {source}: rule still present after 100 deletions")
-    return Reply.done(True, f"{source} unblocked", before=_word(found), after="unblocked",
+    return Reply.done(True, f"{source} unblocked", before=_word(found), after=UNBLOCKED,
                       data=_data(source, tag, chain, backend, False))
 
 

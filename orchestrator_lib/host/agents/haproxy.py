@@ -10,6 +10,7 @@ import socket
 from collections import namedtuple
 
 from .. import core
+from ...protocol import ADMIN_AFTER
 from ..core import ActionError, Reply, Request
 from .health import MAX_DEADLINE
 
@@ -21,8 +22,6 @@ OP_STATES = {0: "DOWN", 1: "STARTING", 2: "UP", 3: "STOPPING"}
 FMAINT, IMAINT, CMAINT, FDRAIN, IDRAIN, RMAINT = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 MAINT_BITS = FMAINT | IMAINT | CMAINT | RMAINT
 DRAIN_BITS = FDRAIN | IDRAIN
-#: admin state wanted by each action -> the runtime API word that sets it
-TARGETS = {"disable": "maint", "drain": "drain", "enable": "ready"}
 
 
 class ServerState(namedtuple("ServerState", "backend name address op_state admin_state")):
@@ -162,7 +161,7 @@ def status(req: Request) -> Reply:
 def _set(req: Request, action: str) -> tuple[Reply, RuntimeAPI, str, list[str]]:
     """Set every named server to the action's admin state, skipping those already there."""
     backend, api = _backend(req), api_for(req)
-    target = TARGETS[action]
+    target = ADMIN_AFTER[action]  # the admin state, and the runtime API word that sets it
     current = api.servers(backend)
     names = _servers(req, current, backend)
     todo = [n for n in names if current[n].admin != target]

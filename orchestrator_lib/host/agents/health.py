@@ -201,7 +201,7 @@ def command_verdict(cmd: str, timeout: float, accept: set[str]) -> Verdict:
     return Verdict(state in accept, detail, f"{state}: {core.one_line(output, 200)}")
 
 
-@agent.action(aliases=("runcommand",))
+@agent.action
 def command(req: Request) -> Reply:
     """A Nagios plugin or any command: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     A bare name found as command[NAME] in the NRPE config runs that definition."""

@@ -29,7 +29,7 @@ def post_json(url: str, payload: dict, timeout: float) -> tuple[int, str]:
         raise ActionError(f"notify: cannot reach webhook: {core.one_line(getattr(e, 'reason', e), 200)}") from None
 
 
-@agent.action(aliases=("sendmsg",))
+@agent.action
 def send(req: Request) -> Reply:
     recipient = req.str_arg("recipient")
     message = req.str_arg("message")

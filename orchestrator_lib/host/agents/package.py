@@ -397,7 +397,7 @@ def update(req: Request) -> Reply:
                                         refresh=req.bool_arg("refresh")))
 
 
-@agent.action(aliases=("uninstall", "purge"))
+@agent.action
 def remove(req: Request) -> Reply:
     name, backend = _name(req), choose_backend()
     purge = req.bool_arg("purge") or req.action == "purge"
