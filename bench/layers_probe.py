@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from lib import RawParamiko
 
 from orchestrator_lib.controller.inventory import load_inventory
-from orchestrator_lib.controller.orchestration import HostResult, Status, run_on_hosts
+from orchestrator_lib.controller.orchestration import HostResult, RunOptions, Status, run_on_hosts
 from orchestrator_lib.controller.session import Session
 from orchestrator_lib.controller.transports.ssh import SSHPool
 
@@ -45,7 +45,7 @@ def main() -> int:
         def task(h):
             rc, _ = raw.exec(raw.connect(h), "echo ok")
             return HostResult(h.name, Status.OK if rc == 0 else Status.FAILED)
-        res = run_on_hosts(hosts, task, label="x", workers=64, timeout=60)
+        res = run_on_hosts(hosts, task, label="x", workers=64, options=RunOptions(timeout=60))
         ok = sum(r.status is Status.OK for r in res.results.values())
     elif variant == "raw":
         raw = RawParamiko(inventory)

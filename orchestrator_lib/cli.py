@@ -32,8 +32,10 @@ from .controller.discovery import CountContract, Filter
 from .controller.errors import OrchestratorError
 from .controller.discovery.livefacts import Merged, merge
 from .controller.inventory import Host
-from .controller.orchestration import HostResult, RunResult, Status, parse_batch_size
+from .controller.orchestration import HostResult, RunOptions, RunResult, Status, parse_batch_size
+from .controller.orchestration.policy import MAX_TRIES
 from .controller.session import Interrupted, Session
+from .lab import refuse_if_down
 from .protocol import ACTIONS, AGENTS, action_names
 
 PROG = "orch"
@@ -58,14 +60,15 @@ def batch_type(text: str) -> Any:
 
 
 #: Bounds of the numeric options: past these a value is a typo (and 1e308 s overflowed the clock).
-MAX_TRIES = 100
 MAX_SECONDS = 86400.0
 
 
 def tries_type(text: str) -> int:
-    if not text.strip().isdigit() or len(text.strip()) > 4 or not 1 <= int(text) <= MAX_TRIES:
-        raise argparse.ArgumentTypeError(f"'{text}': expected a whole number from 1 to {MAX_TRIES}")
-    return int(text)
+    """RunOptions checks tries (the one check); here only the text is read."""
+    try:
+        return RunOptions(tries=int(text)).tries
+    except (ValueError, OrchestratorError):
+        raise argparse.ArgumentTypeError(f"'{text}': expected a whole number from 1 to {MAX_TRIES}") from None
 
 
 def seconds_type(text: str) -> float:
@@ -398,13 +401,11 @@ def progress(label: str, total: int, enabled: bool) -> Iterator[Callable[[HostRe
 
 def execute(session: Session, args: argparse.Namespace, call: Call, out: Console) -> RunResult:
     """Run the call; on Ctrl-C show what it got done (on `out`) before main() reports the interrupt."""
-    options: dict[str, Any] = {"batch_size": args.batch, "tries": args.tries}
-    if args.timeout is not None:
-        options["timeout"] = args.timeout
+    options = RunOptions(batch_size=args.batch, tries=args.tries, timeout=args.timeout or RunOptions.timeout)
     label = f"{call.agent}#{call.action}"
     try:
         with progress(label, len(call.hosts), not (args.json or args.no_progress)) as on_result:
-            return session.call(call.hosts, call.agent, call.action, call.args, on_result=on_result, **options)
+            return session.call(call.hosts, call.agent, call.action, call.args, options, on_result=on_result)
     except Interrupted as stop:
         render_interrupted(stop, args, out)
         raise
@@ -470,7 +471,7 @@ def run_find(session: Session, args: argparse.Namespace, out: Console) -> int:
 def run_command(args: argparse.Namespace) -> int:
     args.filter = check_arguments(args)
     out = Console(soft_wrap=True, highlight=False)
-    with Session(args.env, trust_on_first_use=args.tofu) as session:
+    with Session(args.env, trust_on_first_use=args.tofu, preflight=refuse_if_down) as session:
         if args.command == "find":
             return run_find(session, args, out)
         call = PLANS[args.command](session, args)

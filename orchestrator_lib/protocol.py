@@ -38,6 +38,7 @@ class Status(str, Enum):
     UNREACHABLE = "unreachable"      # no reply (or the outcome is unknown)
     NOT_ATTEMPTED = "not attempted"  # its batch never started
     SKIPPED = "skipped"              # the step did not run (an earlier step failed)
+    ROLLED_BACK = "rolled back"      # matrix: a @rollback scenario put the host back as before the run
 
     def __str__(self) -> str:  # "failed", not "Status.FAILED", in messages and f-strings
         return self.value
@@ -61,6 +62,7 @@ ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "firewall": {"status": (), "block": (), "unblock": ()},
     "haproxy": {"status": (), "disable": (), "enable": (), "drain": ()},
     "health": {"http": (), "command": ("runcommand",), "load": ()},
+    "lease": {"status": (), "acquire": (), "renew": (), "release": ()},
     "notify": {"send": ("sendmsg",)},
     "package": {"status": (), "install": (), "update": (), "remove": ("uninstall", "purge")},
     "rpcutil": {"ping": (), "facts": (), "agents": ()},

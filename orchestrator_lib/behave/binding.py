@@ -10,6 +10,7 @@ from typing import Any, Callable
 import behave
 
 from orchestrator_lib.controller.deploy import Deploy
+from orchestrator_lib.controller.deploy.run import ScenarioDone
 from orchestrator_lib.controller.errors import OrchestratorError
 
 Step = Callable[..., None]
@@ -24,6 +25,8 @@ def one_line_errors(step: Step) -> Step:
     def run(context: Any, *args: Any, **kwargs: Any) -> None:
         try:
             step(context, *args, **kwargs)
+        except ScenarioDone as e:  # -D resume: every host completed this scenario before
+            context.scenario.skip(str(e))
         except OrchestratorError as e:
             raise StepFailed(str(e)) from None
     return run

@@ -14,14 +14,20 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from orchestrator_lib.behave.needs import needs_of
 from orchestrator_lib.controller.deploy import Deploy, Settings
+from orchestrator_lib.controller.deploy.guard import RunGuard
+from orchestrator_lib.controller.deploy.preflight import Needs
 from orchestrator_lib.controller.errors import OrchestratorError
 from orchestrator_lib.controller.inventory import Inventory, load_inventory
 from orchestrator_lib.controller.reporting import ResultMatrix
 from orchestrator_lib.controller.reporting.matrix import GOOD_SCENARIO
 from orchestrator_lib.controller.session import Session
+from orchestrator_lib.lab import refuse_if_down
 
 FAIL_FAST_TAG = "fail_fast"
+#: a scenario that runs only after a failure, for the hosts that failed (and only them)
+ROLLBACK_TAG = "rollback"
 #: seconds an interrupted run waits for its SSH session to close (closing waits for every request
 #: still running on a host, up to its own timeout: minutes for a package update)
 CLOSE_WAIT_INTERRUPTED = 2.0
@@ -95,10 +101,13 @@ def before_all(context: Any) -> None:
         run.configured = True
         run.matrix.env, run.matrix.plan = run.settings.env, run.settings.plan
         run.lab = ensure_lab(load_inventory(run.settings.env))
-        session = Session(run.settings.env)
+        session = Session(run.settings.env, preflight=refuse_if_down)
         context.deploy = run.deploy = Deploy(run.settings, session, run.matrix)
+        run.deploy.guard = RunGuard(run.deploy)
     except OrchestratorError as e:
         run.error = run.matrix.error = str(e)
+    except OSError as e:  # the journal cannot be written: no deploy without it
+        run.error = run.matrix.error = f"cannot write the run's journal: {e}"
     except KeyboardInterrupt:  # behave aborts the run; after_all still reports it
         run.matrix.interrupt("while the run was starting")
         raise
@@ -129,10 +138,22 @@ def mark_not_run(feature: Any, error: Exception) -> None:
 def before_scenario(context: Any, scenario: Any) -> None:
     run: Run = context.run
     run.matrix.start_scenario(scenario.name, scenario.feature.name, scenario.feature.filename)
-    if scenario.feature.filename in run.failed_fast:
+    rollback = ROLLBACK_TAG in scenario.effective_tags
+    if scenario.feature.filename in run.failed_fast and not rollback:
         scenario.skip(f"@{FAIL_FAST_TAG}: an earlier scenario of this feature failed")
-    if run.deploy is not None:
-        run.deploy.begin_scenario(scenario.feature.name, scenario.name)
+    if run.deploy is None:
+        return
+    run.deploy.begin_scenario(scenario.feature.name, scenario.name)
+    if run.deploy.guard is not None:
+        run.deploy.guard.begin_scenario(scenario.feature.filename, scenario.name)
+    run.deploy.scenario.needs = Needs() if rollback else needs_of(scenario)
+    if rollback:
+        failed = run.matrix.failed_hosts(scenario.feature.filename)
+        if not failed:
+            scenario.skip(f"@{ROLLBACK_TAG}: no host failed")
+        else:
+            run.deploy.scenario.only = tuple(failed)
+            _say(f"  @{ROLLBACK_TAG}: for the hosts that failed: {', '.join(failed)}")
 
 
 def before_step(context: Any, step: Any) -> None:
@@ -183,6 +204,9 @@ def after_all(context: Any) -> None:
     aborted = bool(getattr(context, "aborted", False))
     if aborted and run.started:  # behave aborts after before_all only on Ctrl-C (or SystemExit) in a hook
         run.matrix.interrupt("before the first scenario" if not run.matrix.scenarios else "between steps")
+    guard = getattr(run.deploy, "guard", None)
+    if guard is not None:  # leases given back, journal closed
+        guard.finish(run.matrix.passed, aborted)
     paths, report_error = write_reports_safely(run)
     print_recap(run, paths, report_error)
     close_session(run, aborted)

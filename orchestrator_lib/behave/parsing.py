@@ -8,7 +8,7 @@ import re
 import parse
 from behave import register_type
 
-from orchestrator_lib.controller.deploy import RunOptions
+from orchestrator_lib.controller.deploy import StepOptions
 
 
 @parse.with_pattern(r'[^\s"]+')
@@ -23,12 +23,12 @@ def parse_names(text: str) -> list[str]:
 
 
 @parse.with_pattern(r"(?:\s+in batches of [^\s\"]+|\s+with \d+ tr(?:y|ies))*")
-def parse_run_options(text: str) -> RunOptions:
+def parse_run_options(text: str) -> StepOptions:
     """The first of each option; one given twice is kept in `repeated`, for the step to refuse."""
     batches = re.findall(r"in batches of [^\s\"]+", text)
     tries = re.findall(r"with \d+ tr(?:y|ies)", text)
     repeated = tuple(t for found in (batches, tries) if len(found) > 1 for t in found)
-    return RunOptions(batches[0].split()[-1] if batches else None, int(tries[0].split()[1]) if tries else 1,
+    return StepOptions(batches[0].split()[-1] if batches else None, int(tries[0].split()[1]) if tries else 1,
                       repeated)
 
 

@@ -22,7 +22,8 @@ from .yaml12 import Yaml12Loader
 # Agents a host offers when its spec has no `agents:` list, and the only names such a list may use.
 DEFAULT_AGENTS: tuple[str, ...] = AGENTS
 
-TOP_KEYS = ("name", "known_hosts", "defaults", "lab", "hosts", "groups", "facts", "facts_ttl")
+TOP_KEYS = ("name", "known_hosts", "defaults", "loadbalancer", "lab", "hosts", "groups", "facts", "facts_ttl")
+LOADBALANCER_KEYS = ("backend",)
 #: Where discovery reads facts and classes: the file, the hosts (one fan-out per run), or the hosts
 #: through a cache kept `facts_ttl` seconds (controller/discovery/livefacts.py has the merge rule).
 FACT_SOURCES = ("inventory", "live", "cached")
@@ -63,7 +64,8 @@ class Inventory:
     hosts: Mapping[str, Host]
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     known_hosts: Path | None = None
-    lab: Mapping[str, Any] = field(default_factory=dict)
+    loadbalancer: Mapping[str, str] = field(default_factory=dict)  # {"backend": "app"}: the LB's defaults
+    lab: Mapping[str, Any] = field(default_factory=dict)  # read by lab/ only
     facts_source: str = "inventory"      # FACT_SOURCES
     facts_ttl: float = DEFAULT_FACTS_TTL  # seconds a cached host reply is used (facts: cached)
 
@@ -260,6 +262,8 @@ def _build_inventory(data: Any, src: _Source) -> Inventory:
     name = _string(src, ("name",), top["name"]) if "name" in top else src.path.stem
     known_hosts = _optional_path(src, ("known_hosts",), top.get("known_hosts"))
     lab = _mapping(src, ("lab",), top.get("lab"), None, "a mapping")
+    balancer = _mapping(src, ("loadbalancer",), top.get("loadbalancer"), LOADBALANCER_KEYS, "a mapping")
+    loadbalancer = {k: _string(src, ("loadbalancer", k), v) for k, v in balancer.items()}
 
     defaults = _mapping(src, ("defaults",), top.get("defaults"), DEFAULTS_KEYS, "a mapping")
     user = _string(src, ("defaults", "user"), defaults["user"]) if "user" in defaults else "root"
@@ -281,8 +285,8 @@ def _build_inventory(data: Any, src: _Source) -> Inventory:
     if facts_source not in FACT_SOURCES:
         raise src.error(("facts",), f"expected one of {', '.join(FACT_SOURCES)}, got {facts_source!r}")
     facts_ttl = _seconds(src, ("facts_ttl",), top["facts_ttl"]) if "facts_ttl" in top else DEFAULT_FACTS_TTL
-    return Inventory(name=name, path=src.path, hosts=hosts, groups=groups, known_hosts=known_hosts, lab=lab,
-                     facts_source=facts_source, facts_ttl=facts_ttl)
+    return Inventory(name=name, path=src.path, hosts=hosts, groups=groups, known_hosts=known_hosts,
+                     loadbalancer=loadbalancer, lab=lab, facts_source=facts_source, facts_ttl=facts_ttl)
 
 
 def _host(src: _Source, name: str, spec: Any, *, user: str, port: int, key: Path | None) -> Host:

@@ -1,5 +1,5 @@
-"""The facade behave steps and the CLI call: one environment, its SSH connections (opened once
-and shared by every step of a run), the caller's identity and the central audit log."""
+"""The facade behave steps and the CLI call: one environment, its transport (SSH connections
+opened once and shared by every step of a run), the caller's identity and the central audit log."""
 from __future__ import annotations
 
 import sys
@@ -11,18 +11,18 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from .transports import ssh_agent as rpc
 from .discovery import CountContract, Filter, select, unknown_facts, unknown_identities, unknown_words
 from .discovery.livefacts import FactsCache, Merged, merge
-from .errors import DiscoveryError, FilterError, OrchestratorError
+from .errors import DiscoveryError, FilterError
 from .inventory import Host, Inventory, _did_you_mean, load_inventory
-from .orchestration import FailurePolicy, HostResult, RunResult, Status, plan_batches, run_on_hosts
+from ..protocol import Request
+from .orchestration.batches import BatchSize
+from .orchestration import HostResult, RunOptions, RunResult, Status, plan_batches, run_on_hosts
 from .reporting import AuditLog
+from .reporting.journal import Journal
+from .transports.base import Transport
 from .transports.ssh import SSHPool
 
 
 DEFAULT_AUDIT = Path("<default>")
-#: The bridge of a lab whose `lab:` section names none: Lab's own default (lab/estate.py, in
-#: Lab.__init__; it has no constant to import and the lab sits above this layer). A unit test
-#: keeps the two in step.
-LAB_BRIDGE = "labbr0"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -36,7 +36,7 @@ class Interrupted(KeyboardInterrupt):
 
 
 def interrupted_result(label: str, hosts: list[Host], finished: Mapping[str, HostResult],
-                       batch_size: Any, elapsed: float) -> tuple[RunResult, list[str]]:
+                       batch_size: BatchSize, elapsed: float) -> tuple[RunResult, list[str]]:
     """The request as it stood at Ctrl-C, and the hosts that were still running: those of the
     batch under way that had not finished (later batches had not started)."""
     batches = plan_batches([h.name for h in hosts], batch_size)
@@ -58,17 +58,27 @@ class Session:
 
     def __init__(self, env: str | Path = "local", *, trust_on_first_use: bool = False,
                  caller: str | None = None, audit_path: Path | None = DEFAULT_AUDIT,
-                 connect_timeout: float = 5.0, workers: int = 64, facts_cache: Path | None = None,
+                 connect_timeout: float = 5.0, workers: int = 64,
+                 preflight: Callable[[Inventory], None] | None = None, facts_cache: Path | None = None,
                  warn: Callable[[str], None] | None = None) -> None:
+        """`preflight(inventory)` runs before every request and may refuse it (the lab's
+        `refuse_if_down`: never send to a lab whose network is down)."""
         self.inventory: Inventory = load_inventory(env)
         self.pool = SSHPool(self.inventory, trust_on_first_use=trust_on_first_use,
                             connect_timeout=connect_timeout)
+        self.transport: Transport = rpc.SSHTransport(self.pool)
+        self.transport.workers = self.workers = workers
         self.caller = caller or rpc.default_caller()
         if audit_path == DEFAULT_AUDIT:  # beside the environments/ folder, like reports/
             audit_path = self.inventory.path.resolve().parent.parent / "reports" / "audit.jsonl"
         self.audit = AuditLog(audit_path)
-        self.workers = workers
-        self.history: list[RunResult] = []
+        self.preflight = preflight
+        #: requests beside the run's own (the deploy lock's renewals): one-shot, on SSH channels of
+        #: their own, never queued behind a request running on a host's resident agent
+        self.side_transport: Transport = rpc.SSHTransport(self.pool, resident=False)
+        #: the run's journal (reporting.journal.Journal), when it keeps one: every request's
+        #: "sent" and result lines go there too
+        self.journal: Journal | None = None
         reports = self.inventory.path.resolve().parent.parent / "reports"
         #: `facts: cached`: the hosts' replies, next to the reports.
         self.facts_cache = facts_cache or reports / f"facts-{self.inventory.name}.json"
@@ -77,13 +87,11 @@ class Session:
         self._discovered: Inventory | None = None
         self.warn = warn or (lambda line: print(f"warning: {line}", file=sys.stderr))
 
-    def _refuse_a_lab_that_is_down(self) -> None:
-        """A lab's addresses exist only on its bridge: with the bridge gone, packets to them would
-        leave the machine by its default route. Never send them."""
-        bridge = self.inventory.lab.get("bridge", LAB_BRIDGE) if self.inventory.lab else None
-        if bridge and not Path("/sys/class/net", bridge).exists():
-            raise OrchestratorError(f"the lab of {self.inventory.path.name} is not up (no bridge {bridge}): "
-                                    f"run `python3 -m orchestrator_lib.lab up {self.inventory.name}`")
+    @property
+    def reports_dir(self) -> Path:
+        """The controller's reports directory: where the audit log (and the journals) live."""
+        return self.audit.path.parent if self.audit.path is not None else \
+            self.inventory.path.resolve().parent.parent / "reports"
 
     # ---- discovery ----------------------------------------------------------------------------
     def discovery_inventory(self) -> Inventory:
@@ -174,74 +182,80 @@ class Session:
             raise DiscoveryError(f"{len(silent)} of {len(hosts)} discovered hosts did not answer: {reasons}")
 
     # ---- actions --------------------------------------------------------------------------
-    def call(self, hosts: Iterable[Host], agent: str, action: str, args: Mapping[str, Any] | None = None, *,
-             batch_size: Any = None, tries: int = 1, retry_sleep: float = 0.0,
-             policy: FailurePolicy | None = None, timeout: float = 300.0,
-             on_result: Callable[[HostResult], None] | None = None) -> RunResult:
-        """Run agent#action on every host (one reqid for the whole request, as MCollective does)."""
-        self._refuse_a_lab_that_is_down()
-        reqid = rpc.new_reqid()
+    def call(self, hosts: Iterable[Host], agent: str, action: str, args: Mapping[str, Any] | None = None,
+             options: RunOptions = RunOptions(), *, dry_run: bool = False,
+             on_result: Callable[[HostResult], None] | None = None, side: bool = False) -> RunResult:
+        """Run agent#action on every host (one reqid for the whole request, as MCollective does);
+        `dry_run`: each host says what the action would change and changes nothing. Each host's
+        request is written to the audit log (and the run's journal) as "sent" before it goes out.
+        `side`: by the side transport (one-shot exec on a channel of its own)."""
+        request = Request(agent, action, dict(args or {}), reqid=rpc.new_reqid(), caller=self.caller, dry_run=dry_run)
+        hosts = list(hosts)
+        transport = self.side_transport if side else self.transport
+        return self._run(hosts, request, options,
+                         lambda done: transport.call_many(hosts, request, options, done, on_send=self._sending(request)),
+                         on_result)
+
+    def _sending(self, request: Request) -> Callable[[Host], None]:
+        def sending(host: Host) -> None:
+            self.audit.sent(request, host.name)
+            if self.journal is not None:
+                self.journal.sent(request.reqid, request.label, host.name)
+        return sending
+
+    def shell(self, hosts: Iterable[Host], command: str, options: RunOptions = RunOptions(timeout=60.0),
+              on_result: Callable[[HostResult], None] | None = None) -> RunResult:
+        """Run a plain command (MCollective's shell agent): no agent, one exec per host. Exit 0 is
+        ok; anything else fails the host. Not idempotent by nature: use agents for changes."""
+        request = Request("shell", "run", {"command": command}, reqid=rpc.new_reqid(), caller=self.caller)
         hosts = list(hosts)
 
         def task(host: Host) -> HostResult:
-            return rpc.call(self.pool, host, agent, action, args, reqid=reqid, caller=self.caller,
-                            timeout=timeout)
-
-        return self._run(hosts, task, reqid, agent, action, args, on_result, batch_size=batch_size,
-                         tries=tries, retry_sleep=retry_sleep, policy=policy or FailurePolicy(),
-                         timeout=timeout * tries + retry_sleep * tries)
-
-    def shell(self, hosts: Iterable[Host], command: str, *, batch_size: Any = None, tries: int = 1,
-              timeout: float = 60.0, on_result: Callable[[HostResult], None] | None = None) -> RunResult:
-        """Run a plain command (MCollective's shell agent): no agent, one exec per host. Exit 0 is
-        ok; anything else fails the host. Not idempotent by nature: use agents for changes."""
-
-        self._refuse_a_lab_that_is_down()
-
-        def task(host: Host) -> HostResult:
-            done = self.pool.exec(host, command, timeout=timeout)
+            done = self.pool.exec(host, command, timeout=options.timeout or 60.0)
             status = Status.OK if done.rc == 0 else Status.FAILED
             message = "" if done.rc == 0 else f"exit {done.rc}: {(done.stderr or done.stdout).strip()[:200]}"
             return HostResult(host=host.name, status=status, message=message, rc=done.rc,
                               stdout=done.stdout, stderr=done.stderr, duration=done.duration)
 
-        return self._run(list(hosts), task, rpc.new_reqid(), "shell", "run", {"command": command}, on_result,
-                         batch_size=batch_size, tries=tries, timeout=timeout * tries)
+        def fan_out(done: Callable[[HostResult], None]) -> RunResult:
+            self.transport.connect(hosts)
+            return run_on_hosts(hosts, task, label=request.label, options=options, workers=self.workers,
+                                on_result=done)
 
-    def _run(self, hosts: list[Host], task: Callable[[Host], HostResult], reqid: str, agent: str, action: str,
-             args: Mapping[str, Any] | None, on_result: Callable[[HostResult], None] | None,
-             **options: Any) -> RunResult:
-        """Fan out, then audit and keep the result. Ctrl-C is audited too (what finished, the rest
-        interrupted) before it goes on up as Interrupted: the log never misses a request that ran."""
-        self.pool.check_keys(hosts)  # a bad key file: one error, not "unreachable" on every host
+        return self._run(hosts, request, options, fan_out, on_result)
+
+    def _run(self, hosts: list[Host], request: Request, options: RunOptions,
+             fan_out: Callable[[Callable[[HostResult], None]], RunResult],
+             on_result: Callable[[HostResult], None] | None) -> RunResult:
+        """Fan out, then audit. Ctrl-C is audited too (what finished, the rest interrupted) before
+        it goes on up as Interrupted: the log never misses a request that ran."""
+        if self.preflight is not None:
+            self.preflight(self.inventory)
         finished: dict[str, HostResult] = {}
 
         def done(result: HostResult) -> None:
             finished[result.host] = result
+            if self.journal is not None:
+                self.journal.result(request.reqid, request.label, result)
             if on_result is not None:
                 on_result(result)
 
-        label, started = f"{agent}#{action}", time.monotonic()
+        started = time.monotonic()
         try:
-            result = run_on_hosts(hosts, task, label=label, workers=self.workers, on_result=done, **options)
+            result = fan_out(done)
         except KeyboardInterrupt:
-            result, running = interrupted_result(label, hosts, finished, options.get("batch_size"),
+            result, running = interrupted_result(request.label, hosts, finished, options.batch_size,
                                                  time.monotonic() - started)
-            self._keep(reqid, agent, action, args, result)
+            self.audit.record(request, result)
             raise Interrupted(result, running) from None
-        self._keep(reqid, agent, action, args, result)
+        self.audit.record(request, result)
         return result
-
-    def _keep(self, reqid: str, agent: str, action: str, args: Mapping[str, Any] | None,
-              result: RunResult) -> None:
-        self.audit.record(reqid=reqid, caller=self.caller, agent=agent, action=action, args=args, result=result)
-        self.history.append(result)
 
     def host(self, name: str) -> Host:
         return self.inventory.host(name)
 
     def close(self) -> None:
-        self.pool.close()
+        self.transport.close()
 
     def __enter__(self) -> "Session":
         return self

@@ -37,7 +37,7 @@ READY_TIMEOUT = 60.0
 #: What the lab's read-only auditor key may run: status reads only. Not health#command (its alias
 #: health#runcommand: `sh -c` anything, as root) nor health#http (makes the host fetch any URL).
 AUDITOR_ACTIONS = ("rpcutil#*", "package#status", "service#status", "haproxy#status",
-                   "firewall#status", "health#load")
+                   "firewall#status", "health#load", "lease#status")
 #: The auditor key's forced command (installed by layer-base.sh from files/orchestrator-gate): it runs
 #: only the agent invocations rpc sends (one-shot and --serve), nothing else (no shell, no sftp, no
 #: install), so the key can neither run commands of its own nor fake the identity the agent checks.
@@ -109,10 +109,10 @@ class Lab:
         settings = dict(inventory.lab)
         if not settings:
             raise LabError(f"{inventory.path}: no 'lab:' section: this environment is not a local lab")
-        self.bridge: str = settings.get("bridge", "labbr0")
+        self.bridge: str = settings.get("bridge", network.DEFAULT_BRIDGE)
         self.subnet = ipaddress.ip_network(settings.get("subnet", "10.231.0.0/24"), strict=False)
         self.gateway: str = settings.get("gateway", str(next(self.subnet.hosts())))
-        self.backend: str = settings.get("backend", "app")
+        self.backend: str = inventory.loadbalancer.get("backend", "app")
         self.app_port: int = int(settings.get("app_port", 8080))
         if inventory.known_hosts is None or inventory.hosts and next(iter(inventory.hosts.values())).key is None:
             raise LabError(f"{inventory.path}: a lab environment needs 'known_hosts' and 'defaults.key'")

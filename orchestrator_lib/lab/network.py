@@ -7,6 +7,19 @@ import subprocess
 from pathlib import Path
 
 from ..controller.errors import LabError
+from ..controller.inventory import Inventory
+
+#: the bridge of a lab whose `lab:` section names none
+DEFAULT_BRIDGE = "labbr0"
+
+
+def refuse_if_down(inventory: Inventory) -> None:
+    """Session's preflight for any estate: a lab's addresses exist only on its bridge, so with the
+    bridge gone packets to them would leave the machine by its default route. Never send them."""
+    bridge = inventory.lab.get("bridge", DEFAULT_BRIDGE) if inventory.lab else None
+    if bridge and not Path("/sys/class/net", bridge).exists():
+        raise LabError(f"the lab of {inventory.path.name} is not up (no bridge {bridge}): "
+                       f"run `python3 -m orchestrator_lib.lab up {inventory.name}`")
 
 
 def netns_name(bridge: str, host: str) -> str:

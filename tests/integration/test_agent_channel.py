@@ -40,7 +40,7 @@ def test_many_calls_start_one_agent_process_per_host(session, fresh_lab):
     assert first.ok, first.tally()
     pids = {h.name: serving(fresh_lab, h.name) for h in hosts}
     assert all(len(p) == 1 for p in pids.values()), pids
-    channels = rpc.pool_channels(session.pool)
+    channels = session.transport
     opened = channels.opened
     runs = [session.call(hosts, "rpcutil", "ping") for _ in range(10)]
     runs.append(session.call(hosts, "package", "status", {"name": "mywebapp"}))
@@ -79,7 +79,7 @@ def test_converged_runs_read_fresh_state_after_a_change_around_the_deployer(sess
 def test_a_killed_agent_is_survived_transparently(session, fresh_lab):
     hosts = web(session)
     assert session.call(hosts, "rpcutil", "ping").ok
-    channels = rpc.pool_channels(session.pool)
+    channels = session.transport
     opened = channels.opened
     before = serving(fresh_lab, "web4")
     assert len(before) == 1

@@ -10,7 +10,7 @@ import time
 import uuid
 
 from orchestrator_lib.controller.transports import ssh_agent as rpc
-from orchestrator_lib.controller.orchestration import Status
+from orchestrator_lib.controller.orchestration import RunOptions, Status
 from orchestrator_lib.controller.session import Session
 from tests.conftest import ROOT
 from tests.integration.labcheck import eventually
@@ -55,7 +55,7 @@ def test_a_request_whose_agent_dies_mid_request_is_not_run_again(fresh_lab, tmp_
         assert s.call([web2], "rpcutil", "ping").ok  # the resident agent is up
         out = {}
         caller = threading.Thread(target=lambda: out.update(
-            r=s.call([web2], "health", "command", {"command": command, "timeout": 30}, tries=2)))
+            r=s.call([web2], "health", "command", {"command": command, "timeout": 30}, options=RunOptions(tries=2))))
         caller.start()
         assert eventually(lambda: fresh_lab.exec_in("web2", ["test", "-s", marker]).returncode == 0, 10)
         assert fresh_lab.exec_in("web2", ["pkill", "-f", "[a]gent-.*--serve"]).returncode == 0
@@ -85,13 +85,13 @@ def test_a_forced_one_shot_command_falls_back_within_the_probe_time(fresh_lab, t
         with Session(LOCAL, audit_path=None) as s:
             web3 = [s.host("web3")]
             started = time.monotonic()
-            first = s.call(web3, "rpcutil", "ping", timeout=300)
+            first = s.call(web3, "rpcutil", "ping", options=RunOptions(timeout=300))
             assert first.ok, first.tally()
             assert time.monotonic() - started < 15
             started = time.monotonic()
-            assert s.call(web3, "package", "status", {"name": "mywebapp"}, timeout=300).ok
+            assert s.call(web3, "package", "status", {"name": "mywebapp"}, options=RunOptions(timeout=300)).ok
             assert time.monotonic() - started < 5  # straight to the one-shot exec: no second probe
-            assert "no answer to the serve probe within 2 s" in rpc.pool_channels(s.pool).slot("web3").one_shot
+            assert "no answer to the serve probe within 2 s" in s.transport.slot("web3").one_shot
             assert serving(fresh_lab, "web3") == []
         logged = [e["reqid"] for e in host_audit(fresh_lab, "web3")]
         assert len(logged) == len(set(logged)), "a request ran twice"

@@ -11,7 +11,7 @@ import paramiko
 import pytest
 
 
-from orchestrator_lib.controller.orchestration import Status
+from orchestrator_lib.controller.orchestration import RunOptions, Status
 from orchestrator_lib.controller.session import Session
 from tests.conftest import ROOT
 from tests.integration.labcheck import eventually, health, op_states, web
@@ -42,13 +42,13 @@ def dpkg_log_lines(lab, host: str) -> int:
 def test_appmgr_deploys_in_batches_then_a_rerun_changes_nothing(session, fresh_lab):
     hosts = web(session)
     args = {"app": "mywebapp", "revision": "4.2.6-3.el5"}
-    first = session.call(hosts, "appmgr", "deploy", args, batch_size=2)
+    first = session.call(hosts, "appmgr", "deploy", args, options=RunOptions(batch_size=2))
     assert first.ok, first.tally()
     assert first.changed == [h.name for h in hosts]
     assert all(health(h.address)["version"] == "4.2.6-3.el5" for h in hosts)
 
     writes = {h.name: dpkg_log_lines(fresh_lab, h.name) for h in hosts}
-    again = session.call(hosts, "appmgr", "deploy", args, batch_size=2)
+    again = session.call(hosts, "appmgr", "deploy", args, options=RunOptions(batch_size=2))
     assert again.ok and again.changed == []
     assert all(r.status is Status.OK for r in again.results.values())
     assert {h.name: dpkg_log_lines(fresh_lab, h.name) for h in hosts} == writes, "a converged run wrote through dpkg"
@@ -88,8 +88,7 @@ def test_package_remove_and_install(session, fresh_lab):
 
 def test_the_broken_release_fails_its_health_check_on_exactly_the_hosts_it_reaches(session, fresh_lab):
     hosts = web(session, "hagroup=a")  # web1, web4, web7
-    result = session.call(hosts, "appmgr", "deploy", {"app": "mywebapp", "revision": "4.2.7-1.el5", "deadline": 3},
-                          batch_size=2)
+    result = session.call(hosts, "appmgr", "deploy", {"app": "mywebapp", "revision": "4.2.7-1.el5", "deadline": 3}, options=RunOptions(batch_size=2))
     assert result.failed == ["web1", "web4"]
     assert result.not_attempted == ["web7"]
     assert "health" in result.results["web1"].message.lower() or "4.2.7" in result.results["web1"].message
@@ -276,9 +275,9 @@ def test_the_auditor_keeps_one_resident_agent_per_host(session, fresh_lab, tmp_p
         hosts = [auditor.host("web2")]
         started = time.monotonic()
         for _ in range(5):
-            assert auditor.call(hosts, "rpcutil", "ping", timeout=10).ok
+            assert auditor.call(hosts, "rpcutil", "ping", options=RunOptions(timeout=10)).ok
         assert time.monotonic() - started < 5
-        assert rpc.pool_channels(auditor.pool).opened == 1
+        assert auditor.transport.opened == 1
     pings = [a for a in host_audit(fresh_lab, "web2") if a["action"] == "ping"]
     assert len(pings) >= 5
 
@@ -287,7 +286,7 @@ def test_the_auditor_cannot_install_the_agent(fresh_lab, tmp_path):
     """A fresh host has no agent: the gate answers 111 like the original command, then refuses the
     install steps (mkdir, SFTP, python3 -), so the call fails in one line and nothing is written."""
     with auditor_session(fresh_lab, tmp_path) as auditor:
-        result = auditor.call([auditor.host("web3")], "rpcutil", "ping", timeout=10)
+        result = auditor.call([auditor.host("web3")], "rpcutil", "ping", options=RunOptions(timeout=10))
     assert result.failed == ["web3"], result.tally()
     assert "orchestrator-gate: refused installing the agent" in result.results["web3"].message
     assert fresh_lab.exec_in("web3", ["sh", "-c", "ls /var/lib/orchestrator"]).stdout.strip() == ""

@@ -10,7 +10,7 @@ import pytest
 from orchestrator_lib.controller.discovery import CountContract, Filter
 from orchestrator_lib.controller.errors import DiscoveryError, FilterError, HostKeyError
 from orchestrator_lib.controller.inventory import Inventory, load_inventory
-from orchestrator_lib.controller.orchestration import Status
+from orchestrator_lib.controller.orchestration import RunOptions, Status
 from orchestrator_lib.controller.session import Session
 from orchestrator_lib.controller.transports.ssh import SSHPool
 from tests.conftest import ROOT
@@ -136,7 +136,7 @@ def test_batches_run_in_order_and_stop_after_a_failed_batch(session, fresh_lab):
     hosts = session.select(Filter.parse(identities=["web1", "web2", "web3", "web4", "web5", "web6"]))
     fresh_lab.stop_host("web4")
     try:
-        result = session.call(hosts, "rpcutil", "ping", batch_size=2)
+        result = session.call(hosts, "rpcutil", "ping", options=RunOptions(batch_size=2))
     finally:
         fresh_lab.start_host("web4")
     assert result.by_status()[Status.OK] == ["web1", "web2", "web3"]
@@ -154,7 +154,7 @@ def test_a_failure_percentage_lets_later_batches_run(session, fresh_lab):
     hosts = session.select(Filter.parse(classes=["roles::web"]))
     fresh_lab.stop_host("web1")
     try:
-        result = session.call(hosts, "rpcutil", "ping", batch_size=3, policy=FailurePolicy(max_fail_percentage=20))
+        result = session.call(hosts, "rpcutil", "ping", options=RunOptions(batch_size=3, policy=FailurePolicy(max_fail_percentage=20)))
     finally:
         fresh_lab.start_host("web1")
     assert result.unreachable == ["web1"] and result.not_attempted == []

@@ -284,7 +284,7 @@ def test_plan_mode_refuses_the_options_and_the_versions_the_real_run_refuses(lab
     """Plan mode said "Plan complete ... would change" for all of these."""
     for options, error in ((" in batches of 0", "batch_size '0': expected a positive count"),
                            (" in batches of abc", "batch_size 'abc': expected a positive count"),
-                           (" with 0 tries", "tries '0': expected a whole number of at least 1"),
+                           (" with 0 tries", "tries '0': expected a whole number from 1 to 100"),
                            (" with 2 tries with 3 tries", "an option given more than once: 'with 2 tries', 'with 3 tries'")):
         text = PLANNED.format(version=NEW, options=options)
         done = behave(tmp_path, *own_feature(tmp_path, "planned", text), "-D", "plan")

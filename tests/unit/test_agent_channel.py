@@ -18,6 +18,7 @@ from orchestrator_lib.host import core
 from orchestrator_lib.controller.errors import OutcomeUnknownError, TransportError, UnreachableError
 from orchestrator_lib.controller.orchestration.results import Status
 from orchestrator_lib.controller.transports.ssh import SSHPool
+from orchestrator_lib.protocol import Request
 
 HOST = SimpleNamespace(name="web1", facts={"cluster": "alfa"})
 HOST_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
@@ -200,7 +201,7 @@ class FakeTransport:
 
 
 class FakePool:
-    """transport()/on_close()/exec()/put(): what rpc needs of an SSHPool."""
+    """transport()/exec()/put()/close(): what SSHTransport needs of an SSHPool."""
 
     def __init__(self, chans, execs=(), unreachable=False):
         self.chans = list(chans)
@@ -208,7 +209,6 @@ class FakePool:
         self.execs = list(execs)
         self.exec_calls = []
         self.puts = []
-        self.hooks = []
         self.unreachable = unreachable
 
     def transport(self, host, fresh=False):
@@ -216,12 +216,8 @@ class FakePool:
             raise UnreachableError(f"{host.name}: unreachable at 10.0.0.1:22: connection refused")
         return FakeTransport(self)
 
-    def on_close(self, fn):
-        self.hooks.append(fn)
-
     def close(self):
-        for fn in self.hooks:
-            fn()
+        pass
 
     def exec(self, host, command, stdin=None, timeout=60):
         self.exec_calls.append((command, stdin))
@@ -239,8 +235,15 @@ def echo_reqid(line):
     return ok_line(json.loads(line)["reqid"])
 
 
-def call(pool, reqid="r", **kw):
-    return rpc.call(pool, HOST, "rpcutil", "ping", {}, reqid=reqid, caller="t@c", **kw)
+def transport_of(pool):
+    """The pool's SSHTransport, made on first use (the one-shot exec only for a pool without sessions)."""
+    if not hasattr(pool, "ssh"):
+        pool.ssh = rpc.SSHTransport(pool, resident=hasattr(pool, "transport"))
+    return pool.ssh
+
+
+def call(pool, reqid="r", timeout=60):
+    return transport_of(pool).call(HOST, Request("rpcutil", "ping", {}, reqid=reqid, caller="t@c"), timeout)
 
 
 def test_many_calls_share_one_session_one_line_each():
@@ -257,7 +260,7 @@ def test_many_calls_share_one_session_one_line_each():
     assert first.pop("time") > 0
     assert first == {"reqid": "r0", "caller": "t@c", "agent": "rpcutil", "action": "ping", "args": {},
                      "facts": {"cluster": "alfa"}, "dry_run": False, "ttl": 3600.0}
-    assert rpc.pool_channels(pool).opened == 1
+    assert transport_of(pool).opened == 1
 
 
 def test_replies_split_across_reads_and_stderr_is_kept():
@@ -371,7 +374,7 @@ def test_a_forced_command_that_prints_something_else_falls_back_to_the_one_shot_
     chan = Banner(echo_reqid)
     pool = FakePool([chan], execs=[Exec(0, ok_line("oneshot"))])
     assert call(pool).message == "oneshot" and chan.closed and chan.sent == []
-    assert "not as the agent's serve mode" in rpc.pool_channels(pool).slot("web1").one_shot
+    assert "not as the agent's serve mode" in transport_of(pool).slot("web1").one_shot
 
 
 def test_unreachable_host_propagates():
@@ -399,7 +402,7 @@ def test_pool_close_closes_the_sessions_and_a_later_call_reopens():
     a, b = FakeChan(echo_reqid), FakeChan(echo_reqid)
     pool = FakePool([a, b])
     call(pool)
-    pool.close()
+    transport_of(pool).close()
     assert a.closed
     assert call(pool, reqid="again").message == "again" and pool.opened == [a, b]
 
@@ -415,7 +418,7 @@ def test_pools_without_sessions_and_opted_out_pools_use_the_one_shot_exec():
 
     assert call(ExecOnly()).status is Status.OK
     pool = FakePool([FakeChan(echo_reqid)], execs=[Exec(0, ok_line("oneshot"))])
-    pool.resident_agents = False
+    pool.ssh = rpc.SSHTransport(pool, resident=False)
     assert call(pool).message == "oneshot" and pool.opened == []
 
 
@@ -441,17 +444,6 @@ def test_one_request_at_a_time_per_host_under_concurrent_callers():
     for t in threads:
         t.join()
     assert out == {i: f"t{i}" for i in range(16)} and len(pool.opened) == 1 and peak[0] == 1
-
-
-def test_sshpool_on_close_runs_hooks_before_closing_connections(tmp_path):
-    pool = SSHPool(SimpleNamespace(known_hosts=tmp_path / "known_hosts"), ssh_config=None)
-    seen = []
-    pool.on_close(lambda: seen.append("a"))
-    pool.on_close(lambda: 1 / 0)  # a failing hook does not stop close()
-    pool.on_close(lambda: seen.append("b"))
-    pool.close()
-    pool.close()
-    assert seen == ["a", "b", "a", "b"]
 
 
 # ---- controller + real serve loop, through a local shell ------------------------------------------
@@ -572,7 +564,7 @@ def test_end_to_end_install_serve_kill_reopen(tmp_path, monkeypatch):
         audit = [json.loads(line)["reqid"] for line in log.read_text().splitlines()]
         assert audit == ["e0", "e1", "e2", "e3", "f", "after-kill"]
     finally:
-        pool.close()
+        transport_of(pool).close()
     assert all(c.p.poll() is not None for c in pool.procs)  # EOF ends the serve loop
 
 
@@ -590,7 +582,7 @@ def test_end_to_end_forced_one_shot_command_falls_back_within_the_probe_time(tmp
         assert call(pool, reqid="f2", timeout=300).status is Status.OK
         assert len(pool.procs) == 2  # exit 111 (installed), then the one-shot agent that never served
     finally:
-        pool.close()
+        transport_of(pool).close()
     # the probe ran nothing and left no audit line; each request ran once
     assert [json.loads(line)["reqid"] for line in log.read_text().splitlines()] == ["f1", "f2"]
 

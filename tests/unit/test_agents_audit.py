@@ -60,8 +60,8 @@ def test_the_central_audit_log_redacts_args_and_messages(tmp_path):
     from orchestrator_lib.controller.reporting import AuditLog
     log = AuditLog(tmp_path / "audit.jsonl")
     result = RunResult("health#http", {"web1": HostResult("web1", Status.FAILED, f"{SECRET_URL}: refused pw=hunter3")}, 0.1)
-    log.record(reqid="r", caller="c", agent="health", action="http",
-               args={"url": SECRET_URL, "webhook": "https://hooks.example/T0/SECRETPATH"}, result=result)
+    log.record(core.Request("health", "http", {"url": SECRET_URL, "webhook": "https://hooks.example/T0/SECRETPATH"},
+                            reqid="r", caller="c"), result)
     line = (tmp_path / "audit.jsonl").read_text()
     for secret in ("S3cretPW", "TOK123", "hunter3", "SECRETPATH", "admin"):
         assert secret not in line

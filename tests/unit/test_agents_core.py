@@ -15,7 +15,7 @@ from test_agents_fakes import DEBIAN_OS_RELEASE, FakeSystem, call, isolated  # n
 from orchestrator_lib import protocol  # noqa: E402
 from orchestrator_lib.host import core  # noqa: E402
 
-ALL_AGENTS = ["appmgr", "firewall", "haproxy", "health", "notify", "package", "rpcutil", "service"]
+ALL_AGENTS = ["appmgr", "firewall", "haproxy", "health", "lease", "notify", "package", "rpcutil", "service"]
 
 
 def run_main(text: str) -> tuple[int, dict]:

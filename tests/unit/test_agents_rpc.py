@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 from orchestrator_lib.controller.transports import ssh_agent as rpc
 from orchestrator_lib.controller.orchestration.results import Status
+from orchestrator_lib.protocol import Request
 
 HOST = SimpleNamespace(name="web1", facts={"cluster": "alfa"})
 
@@ -21,6 +22,10 @@ class Exec:
     stdout: str = ""
     stderr: str = ""
     duration: float = 0.01
+
+
+def one_shot(pool, request):
+    return rpc.SSHTransport(pool, resident=False).call(HOST, request, 60)
 
 
 @dataclass
@@ -44,7 +49,7 @@ def ok_reply(**kw):
 
 def test_request_and_command_shape():
     pool = ScriptedPool([Exec(0, ok_reply())])
-    r = rpc.call(pool, HOST, "rpcutil", "ping", {}, reqid="r1", caller="rip@ctl")
+    r = one_shot(pool, Request("rpcutil", "ping", {}, reqid="r1", caller="rip@ctl"))
     (command, stdin), = pool.calls
     _, sha = rpc.agent_archive()
     assert command == (f"[ -f /var/lib/orchestrator/agent-{sha}/__main__.py ] || exit 111; "
@@ -60,7 +65,7 @@ def test_request_and_command_shape():
 def test_missing_agent_is_uploaded_atomically_then_run():
     pool = ScriptedPool([Exec(111), Exec(0), Exec(0), Exec(0, json.dumps(
         {"status": "changed", "changed": True, "message": "m", "data": {"version": "2"}, "before": "1", "after": "2"}))])
-    r = rpc.call(pool, HOST, "package", "update", {"name": "x"}, reqid="r", caller="c", facts={})
+    r = one_shot(pool, Request("package", "update", {"name": "x"}, reqid="r", caller="c"))
     assert (r.status, r.before, r.after, r.data) == (Status.CHANGED, "1", "2", {"version": "2"})
     commands = [c for c, _ in pool.calls]
     assert commands[1] == "mkdir -p /var/lib/orchestrator"
@@ -76,7 +81,7 @@ def test_missing_agent_is_uploaded_atomically_then_run():
 
 def test_non_json_reply_is_failed_with_stderr_line():
     pool = ScriptedPool([Exec(1, "", "Traceback (most recent call last):\n  File ...\nSyntaxError: bad\n")])
-    r = rpc.call(pool, HOST, "rpcutil", "ping", reqid="r", caller="c")
+    r = one_shot(pool, Request("rpcutil", "ping", {}, reqid="r", caller="c"))
     assert r.status is Status.FAILED and r.rc == 1
     assert r.message == "rpcutil#ping: no valid reply from the agent (rc 1): SyntaxError: bad"
     assert "\n" not in r.message
@@ -87,17 +92,17 @@ def test_failed_and_protocol_error_replies():
                          Exec(2, json.dumps({"status": "failed", "message": "protocol error: bad"})),
                          Exec(3, ok_reply()),
                          Exec(127, "", "sh: 1: exec: /usr/bin/python3: not found\n")])
-    assert rpc.call(pool, HOST, "a", "b", reqid="r", caller="c").message == "denied by policy: x"
-    assert rpc.call(pool, HOST, "a", "b", reqid="r", caller="c").message == "protocol error: bad"
-    r = rpc.call(pool, HOST, "a", "b", reqid="r", caller="c")
+    assert one_shot(pool, Request("a", "b", {}, reqid="r", caller="c")).message == "denied by policy: x"
+    assert one_shot(pool, Request("a", "b", {}, reqid="r", caller="c")).message == "protocol error: bad"
+    r = one_shot(pool, Request("a", "b", {}, reqid="r", caller="c"))
     assert r.status is Status.FAILED and r.message.startswith("a#b: agent exited 3")
-    r = rpc.call(pool, HOST, "a", "b", reqid="r", caller="c")
+    r = one_shot(pool, Request("a", "b", {}, reqid="r", caller="c"))
     assert r.status is Status.FAILED and r.message.endswith("/usr/bin/python3: not found")
 
 
 def test_failed_mkdir_is_reported():
     pool = ScriptedPool([Exec(111), Exec(1, "", "mkdir: cannot create directory: Read-only file system\n")])
-    r = rpc.call(pool, HOST, "a", "b", reqid="r", caller="c")
+    r = one_shot(pool, Request("a", "b", {}, reqid="r", caller="c"))
     assert r.status is Status.FAILED and "Read-only file system" in r.message and pool.puts == []
 
 
@@ -164,9 +169,9 @@ def test_end_to_end_through_a_shell(tmp_path, monkeypatch):
     if not os.path.exists("/usr/bin/python3"):
         monkeypatch.setattr(rpc, "PYTHON", sys.executable)
     pool = LocalPool(tmp_path)
-    r = rpc.call(pool, HOST, "rpcutil", "ping", {}, reqid="e2e", caller="t@c")
+    r = one_shot(pool, Request("rpcutil", "ping", {}, reqid="e2e", caller="t@c"))
     assert r.status is Status.OK and pool.puts == 1 and r.duration > 0
-    r = rpc.call(pool, HOST, "rpcutil", "facts", {}, reqid="e2e2", caller="t@c")
+    r = one_shot(pool, Request("rpcutil", "facts", {}, reqid="e2e2", caller="t@c"))
     assert r.status is Status.OK and pool.puts == 1 and r.data["facts"]["os_family"] and "cluster" not in r.data["facts"]
     [installed] = (tmp_path / "lib" / "orchestrator").iterdir()  # no temporary file or directory left
     assert installed.name == f"agent-{rpc.agent_archive()[1]}"

@@ -12,7 +12,7 @@ import pytest
 
 from orchestrator_lib import cli
 from orchestrator_lib.controller.discovery import CountContract, Filter
-from orchestrator_lib.controller.orchestration import HostResult, RunResult, Status
+from orchestrator_lib.controller.orchestration import HostResult, RunOptions, RunResult, Status
 from orchestrator_lib.controller.session import Interrupted, Session, interrupted_result
 
 ESTATE = """\
@@ -21,7 +21,7 @@ ESTATE = """\
       web1: {address: 10.0.0.11, classes: [roles::web], facts: {hagroup: a, cluster: alfa}}
       web2: {address: 10.0.0.12, classes: [roles::web], facts: {hagroup: b, cluster: alfa}}
       web3: {address: 10.0.0.13, classes: [roles::web], facts: {hagroup: c, cluster: bravo}, agents: [rpcutil]}
-    lab: {backend: www}
+    loadbalancer: {backend: www}
 """
 
 
@@ -177,9 +177,9 @@ class FakeSession:
     def unknown_facts_error(self, *a, **kw):
         return self._real.unknown_facts_error(*a, **kw)
 
-    def call(self, hosts, agent, action, args=None, *, on_result=None, **options):
+    def call(self, hosts, agent, action, args=None, options=None, *, dry_run=False, on_result=None):
         FakeSession.calls.append({"hosts": [h.name for h in hosts], "agent": agent, "action": action,
-                                  "args": args, **options})
+                                  "args": args, "options": options})
         results = {h.name: self.replies.get(h.name, HostResult(h.name, Status.OK, "fine")) for h in hosts}
         return RunResult(f"{agent}#{action}", results, 0.25)
 
@@ -218,8 +218,8 @@ def test_only_out_of_the_ordinary_hosts_then_summary_and_tally(capsys, env, fake
     assert len(lines) == 3
     assert fake.calls == [{"hosts": ["lb1", "web1", "web2"], "agent": "package", "action": "update",
                            "args": {"name": "mywebapp", "version": "4.2.6-3.el5"},
-                           "batch_size": [1, "50%"], "tries": 2, "timeout": 30.0}]
-    assert fake.opened == [{"trust_on_first_use": False}]
+                           "options": RunOptions(batch_size=[1, "50%"], tries=2, timeout=30.0)}]
+    assert fake.opened == [{"trust_on_first_use": False, "preflight": cli.refuse_if_down}]
 
 
 def test_changed_and_verbose_show_more_hosts(capsys, env, fake):
@@ -237,7 +237,7 @@ def test_unreachable_and_not_attempted_fail_the_run(capsys, env, fake):
     code, out, _ = run(capsys, "service", "nginx", "restart", "-C", "roles::web", "--tofu", "--env", env)
     assert code == 1
     assert "web1  unreachable" in out and "web2  not attempted" in out
-    assert fake.opened == [{"trust_on_first_use": True}]
+    assert fake.opened == [{"trust_on_first_use": True, "preflight": cli.refuse_if_down}]
 
 
 def test_json_is_the_run_result_plus_the_discovered_hosts(capsys, env, fake):
@@ -299,9 +299,9 @@ def test_lb_targets_the_haproxy_host_with_the_filtered_servers(capsys, env, fake
 @pytest.fixture
 def ctrl_c(fake, monkeypatch):
     """call() interrupted with web1 done, web2 running and the second batch (web3, lb1) not started."""
-    def interrupted(self, hosts, agent, action, args=None, **options):
+    def interrupted(self, hosts, agent, action, args=None, options=None, **kw):
         done = {"web1": HostResult("web1", Status.OK, "pong")}
-        raise Interrupted(*interrupted_result(f"{agent}#{action}", list(hosts), done, options["batch_size"], 1.5))
+        raise Interrupted(*interrupted_result(f"{agent}#{action}", list(hosts), done, options.batch_size, 1.5))
     monkeypatch.setattr(fake, "call", interrupted)
 
 

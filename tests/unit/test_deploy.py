@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator_lib.controller.deploy import DeployError, RunOptions, Settings, Unanswered
+from orchestrator_lib.controller.deploy import DeployError, Settings, Unanswered
+from orchestrator_lib.controller.orchestration import RunOptions
 from orchestrator_lib.controller.deploy.run import failure_text, fill_message, plan_cells, values_of
 from orchestrator_lib.controller.discovery import CountContract
 from orchestrator_lib.controller.errors import DiscoveryError, FilterError, InventoryError, OrchestratorError
@@ -106,7 +107,7 @@ def test_act_records_every_host_says_the_tally_and_fails_naming_the_hosts(tmp_pa
     d = make_deploy(tmp_path, bad)
     d.narrow(facts=["hagroup=/a|b/"])
     with pytest.raises(DeployError) as failed:
-        d.act(d.hosts(), "service", "restart", {"name": "nginx"}, subject="service nginx", options=RunOptions("1", 2))
+        d.act(d.hosts(), "service", "restart", {"name": "nginx"}, subject="service nginx", options=RunOptions(batch_size=1, tries=2))
     assert str(failed.value) == "service#restart did not succeed on web2 (1 of 2 hosts):\n  web2: failed: boom"
     assert said(d)[0].startswith("      service#restart: ok on 1 of 2 hosts (1 changed), failed on 1 (web2)")
     assert {h: (c.status, c.subject) for h, c in cells(d).items()} == {
@@ -250,7 +251,7 @@ def error_of(**userdata: str) -> str:
     return str(failed.value)
 
 
-KNOWN = "(known: env, lab, plan, report, backend, lb_wait, health_path, notify_group, notify_webhook)"
+KNOWN = "(known: env, lab, plan, report, backend, lb_wait, health_path, notify_group, notify_webhook, resume, safeguards, lease_ttl)"
 
 
 def test_an_unknown_option_is_refused_with_a_did_you_mean_not_ignored():

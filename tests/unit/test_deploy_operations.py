@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator_lib.controller.deploy import DeployError, RunOptions, Unanswered
+from orchestrator_lib.controller.deploy import DeployError, StepOptions, Unanswered
 from orchestrator_lib.controller.deploy import operations as ops
 from orchestrator_lib.controller.errors import OrchestratorError
 from orchestrator_lib.controller.orchestration import HostResult, Status
@@ -36,7 +36,7 @@ def two_hosts(d):
 def test_update_to_a_version_and_remember_it_for_messages(tmp_path):
     d = two_hosts(make_deploy(tmp_path, {"package#update": lambda h, a: HostResult(
         h.name, Status.CHANGED, "", before="1.0", after=a["version"], data={"version": a["version"]})}))
-    ops.update_package(d, "app", "1.1", RunOptions("1", 2))
+    ops.update_package(d, "app", "1.1", StepOptions("1", 2))
     assert d.session.calls == [("package#update", ["web1", "web2"], {"name": "app", "version": "1.1"})]
     assert d.scenario.facts["version"] == "1.1" and cells(d)["web2"].subject == "package app"
 
@@ -44,22 +44,22 @@ def test_update_to_a_version_and_remember_it_for_messages(tmp_path):
 def test_update_to_the_newest_remembers_the_version_the_hosts_got(tmp_path):
     d = two_hosts(make_deploy(tmp_path, {"package#update": lambda h, a: HostResult(
         h.name, Status.CHANGED, "", data={"version": NEWEST[h.name]})}))
-    ops.update_package(d, "app", None, RunOptions())
+    ops.update_package(d, "app", None, StepOptions())
     assert d.session.calls[0][2] == {"name": "app"} and d.scenario.facts["version"] == "several versions"
 
 
 def test_plan_update_to_the_candidate_when_every_host_names_one_else_a_possible_change(tmp_path):
     current = {"web1": "1.0", "web2": "1.2"}
     d = two_hosts(make_deploy(tmp_path, {"package#status": package_status(current, NEWEST)}, plan=True))
-    ops.update_package(d, "app", None, RunOptions())
+    ops.update_package(d, "app", None, StepOptions())
     assert said(d) == ["      plan package#update: would change package app on 1 of 2 hosts (web1)"]
     assert cells(d)["web1"].after == "1.1" and d.scenario.facts["version"] == "the newest available"
     d = two_hosts(make_deploy(tmp_path, {"package#status": package_status(current)}, plan=True))
-    ops.update_package(d, "app", None, RunOptions())
+    ops.update_package(d, "app", None, StepOptions())
     assert said(d) == ["      plan package#update: would change package app on 2 of 2 hosts (web1, web2)"]
     d = two_hosts(make_deploy(tmp_path, {"package#status": package_status(current, {"web1": "1.2", "web2": "1.2"})},
                               plan=True))
-    ops.update_package(d, "app", "1.2", RunOptions())
+    ops.update_package(d, "app", "1.2", StepOptions())
     assert said(d) == ["      plan package#update: would change package app on 1 of 2 hosts (web1)"]
 
 
@@ -69,7 +69,7 @@ def test_plan_update_to_a_version_that_is_not_the_candidate_says_it_cannot_confi
     cannot be confirmed read-only, and the plan says so instead of approving it silently."""
     current = {"web1": "1.0", "web2": "9.9.9"}
     d = two_hosts(make_deploy(tmp_path, {"package#status": package_status(current, NEWEST)}, plan=True))
-    ops.update_package(d, "app", "9.9.9", RunOptions())
+    ops.update_package(d, "app", "9.9.9", StepOptions())
     assert said(d) == [
         "      plan package#update: would change package app on 1 of 2 hosts (web1)",
         "      plan package#update: app 9.9.9 is not the candidate on web1 (candidate: 1.1); package#status lists "
@@ -87,18 +87,18 @@ def test_plan_update_to_a_version_the_hosts_index_does_not_offer_fails_as_the_re
     with pytest.raises(DeployError, match=r"^plan package#update: app 9.9.9 is not available on web1 "
                                           r"\(their package index offers: 1.0, 1.1; the plan reads the index as it is: "
                                           r"if 9.9.9 was published since, refresh it first\)$"):
-        ops.update_package(d, "app", "9.9.9", RunOptions())
+        ops.update_package(d, "app", "9.9.9", StepOptions())
     assert cells(d)["web1"].status is Outcome.FAILED and "not in the host's package index" in cells(d)["web1"].message
     d = two_hosts(make_deploy(tmp_path, {"package#status": package_status(current, NEWEST, offered)}, plan=True))
-    ops.update_package(d, "app", "1.1", RunOptions())
+    ops.update_package(d, "app", "1.1", StepOptions())
     assert said(d) == ["      plan package#update: would change package app on 2 of 2 hosts (web1, web2)"]
 
 
 @pytest.mark.parametrize("options, error", [
-    (RunOptions("0"), r"^batch_size '0': expected a positive count"),
-    (RunOptions("abc"), r"^batch_size 'abc': expected a positive count"),
-    (RunOptions(tries=0), r"^tries '0': expected a whole number of at least 1$"),
-    (RunOptions(None, 2, ("with 2 tries", "with 3 tries")),
+    (StepOptions("0"), r"^batch_size '0': expected a positive count"),
+    (StepOptions("abc"), r"^batch_size 'abc': expected a positive count"),
+    (StepOptions(tries=0), r"^tries '0': expected a whole number from 1 to 100$"),
+    (StepOptions(None, 2, ("with 2 tries", "with 3 tries")),
      r"^an option given more than once: 'with 2 tries', 'with 3 tries' \(say each option once\)$")])
 @pytest.mark.parametrize("plan", [False, True])
 def test_plan_and_real_run_refuse_the_same_options_before_asking_any_host(tmp_path, options, error, plan):
@@ -139,7 +139,7 @@ def test_plan_deploy_compares_package_and_running_revision(tmp_path):
         "package#status": package_status({"web1": "1.1", "web2": "1.1"}),
         "health#http": lambda h, a: HostResult(h.name, Status.OK, data={"last": {"version": health[h.name]}})},
         plan=True))
-    ops.deploy_app(d, "app", "1.1", RunOptions())
+    ops.deploy_app(d, "app", "1.1", StepOptions())
     assert said(d) == ["      plan appmgr#deploy: would change app app on 1 of 2 hosts (web1)"]
     assert cells(d)["web1"].before == "package 1.1, running 1.0"
 
@@ -153,29 +153,29 @@ def test_restart_only_where_the_health_check_does_not_report_the_value(tmp_path)
         return HostResult(h.name, Status.OK if seen == a["expect"] else Status.FAILED, "", data={"last": {"version": seen}})
     d = two_hosts(make_deploy(tmp_path, {"health#http": health,
                                          "service#restart": lambda h, a: HostResult(h.name, Status.CHANGED, "")}))
-    ops.restart_unless_reporting(d, "app", 8080, "version", "1.1", RunOptions())
+    ops.restart_unless_reporting(d, "app", 8080, "version", "1.1", StepOptions())
     assert said(d)[0] == "      1 of 2 hosts do not report version 1.1 on port 8080: web2"
     assert d.session.calls[-1] == ("service#restart", ["web2"], {"name": "app"})
     assert (cells(d)["web1"].status, cells(d)["web1"].message) == (Outcome.OK, "already reports version 1.1")
     assert (cells(d)["web2"].before, cells(d)["web2"].after) == ("running version 1.0", "restarted")
     reports["web2"] = "1.1"
-    ops.restart_unless_reporting(d, "app", 8080, "version", "1.1", RunOptions())
+    ops.restart_unless_reporting(d, "app", 8080, "version", "1.1", StepOptions())
     assert said(d)[-1] == "      service#restart: not needed, every host reports version 1.1 on port 8080"
 
 
 def test_restart_unless_reporting_fails_on_hosts_that_gave_no_reading(tmp_path):
     d = two_hosts(make_deploy(tmp_path, {"health#http": lambda h, a: HostResult(h.name, Status.UNREACHABLE, "gone")}))
     with pytest.raises(DeployError, match=r"^health#http did not succeed on web1, web2 \(2 of 2 hosts\)"):
-        ops.restart_unless_reporting(d, "app", 8080, "version", "1.1", RunOptions())
+        ops.restart_unless_reporting(d, "app", 8080, "version", "1.1", StepOptions())
     assert not any(c[0] == "service#restart" for c in d.session.calls)
 
 
 def test_plan_service_actions(tmp_path):
     d = two_hosts(make_deploy(tmp_path, {"service#status": lambda h, a: HostResult(
         h.name, Status.OK, data={"state": "running" if h.name == "web1" else "stopped"})}, plan=True))
-    ops.service_action(d, "nginx", "start", RunOptions())
+    ops.service_action(d, "nginx", "start", StepOptions())
     assert said(d)[-1] == "      plan service#start: would change service nginx on 1 of 2 hosts (web2)"
-    ops.service_action(d, "nginx", "reload", RunOptions())
+    ops.service_action(d, "nginx", "reload", StepOptions())
     assert said(d)[-1] == "      plan service#reload: would change service nginx on 2 of 2 hosts (web1, web2)"
     assert ops.service_states(d, "nginx") == {"web1": "running", "web2": "stopped"}
 

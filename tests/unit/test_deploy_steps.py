@@ -66,12 +66,12 @@ def test_check_records_every_host_then_asserts_naming_each_failing_one(tmp_path)
 def test_run_options_keep_a_repeated_option_for_the_step_to_refuse():
     """`with 2 tries with 3 tries` used to run with 2 tries, silently; parsing cannot fail (a
     converter error is no one-line step failure), so the step's check refuses it."""
-    from orchestrator_lib.controller.deploy import RunOptions
+    from orchestrator_lib.controller.deploy import StepOptions
     from orchestrator_lib.behave.parsing import parse_run_options
-    assert parse_run_options(" in batches of 1,2,50% with 3 tries") == RunOptions("1,2,50%", 3)
-    assert parse_run_options("") == RunOptions()
+    assert parse_run_options(" in batches of 1,2,50% with 3 tries") == StepOptions("1,2,50%", 3)
+    assert parse_run_options("") == StepOptions()
     twice = parse_run_options(" with 2 tries in batches of 2 with 3 tries")
-    assert twice == RunOptions("2", 2, ("with 2 tries", "with 3 tries"))
+    assert twice == StepOptions("2", 2, ("with 2 tries", "with 3 tries"))
     with pytest.raises(DeployError, match=r"^an option given more than once: 'with 2 tries', 'with 3 tries'"):
-        twice.check()
+        twice.run_options()
     assert parse_run_options(" in batches of 2 in batches of 3").repeated == ("in batches of 2", "in batches of 3")

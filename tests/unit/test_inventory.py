@@ -248,7 +248,7 @@ def test_unknown_key_without_a_close_one_lists_the_valid_ones(env):
     load = env(MINIMAL + "zzz: 1\n")
     assert error_of(load) == (
         "environments/x.yaml:3: zzz: unknown key 'zzz' "
-        "(valid keys: name, known_hosts, defaults, lab, hosts, groups, facts, facts_ttl)"
+        "(valid keys: name, known_hosts, defaults, loadbalancer, lab, hosts, groups, facts, facts_ttl)"
     )
 
 
@@ -472,7 +472,7 @@ def test_an_unknown_agent_name_is_an_error_not_a_host_left_out_of_minus_a(env):
     )
     load = env("hosts:\n  web1: {address: 10.0.0.1, agents: [rpcutil, zz]}\n")
     assert error_of(load) == ("environments/x.yaml:2: hosts.web1.agents[1]: unknown agent 'zz' (agents: appmgr, "
-                              "firewall, haproxy, health, notify, package, rpcutil, service)")
+                              "firewall, haproxy, health, lease, notify, package, rpcutil, service)")
 
 
 def test_host_lab_must_be_a_mapping(env):
@@ -524,3 +524,10 @@ def test_a_tilde_in_a_path_is_the_home_directory_not_a_folder_beside_the_file(en
     inv = env("known_hosts: ~/.ssh/known_hosts\ndefaults: {key: ~/.ssh/id_rsa}\n" + MINIMAL)()
     assert inv.known_hosts == tmp_path / "home" / ".ssh" / "known_hosts"
     assert inv.hosts["web1"].key == tmp_path / "home" / ".ssh" / "id_rsa"
+
+
+def test_the_loadbalancer_section_any_estate_may_have(env):
+    inv = env("loadbalancer: {backend: www}\nhosts: {web1: {address: 10.0.0.1}}\n")()
+    assert inv.loadbalancer == {"backend": "www"} and inv.lab == {}
+    assert error_of(env("loadbalancer: {backend: www, bakend: x}\nhosts: {web1: {address: 10.0.0.1}}\n")) == (
+        "environments/x.yaml:1: loadbalancer.bakend: unknown key 'bakend' (did you mean 'backend'?)")

@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator_lib.controller.errors import OrchestratorError, UnreachableError
 from orchestrator_lib.controller.orchestration import (
-    NOT_ATTEMPTED_MESSAGE, FailurePolicy, HostResult, RunResult, Status, parse_batch_size,
+    NOT_ATTEMPTED_MESSAGE, FailurePolicy, HostResult, RunOptions, RunResult, Status, parse_batch_size,
     plan_batches, run_on_hosts)
 from orchestrator_lib.controller.orchestration import fanout
 
@@ -213,7 +213,7 @@ class TestRunOnHosts:
     def test_lock_step_batches(self):
         task = Recorder(sleep=0.05)
         hs = hosts(7)
-        run = run_on_hosts(hs, task, label="x#y", batch_size=[1, 3])
+        run = run_on_hosts(hs, task, label="x#y", options=RunOptions(batch_size=[1, 3], timeout=None))
         assert run.ok
         batches = plan_batches([h.name for h in hs], [1, 3])
         assert sizes(batches) == [1, 3, 3]
@@ -224,7 +224,7 @@ class TestRunOnHosts:
 
     def test_stops_after_failed_batch(self):
         task = Recorder(fail={"web2"})
-        run = run_on_hosts(hosts(6), task, label="x#y", batch_size=2)
+        run = run_on_hosts(hosts(6), task, label="x#y", options=RunOptions(batch_size=2, timeout=None))
         assert run.by_status()[Status.FAILED] == ["web2"]
         assert run.not_attempted == ["web3", "web4", "web5", "web6"]
         assert set(task.times) == {"web1", "web2"}
@@ -234,27 +234,25 @@ class TestRunOnHosts:
         assert not run.ok
 
     def test_unreachable_counts_as_failure_for_policy(self):
-        run = run_on_hosts(hosts(4), Recorder(unreachable={"web1"}), label="x#y", batch_size=1)
+        run = run_on_hosts(hosts(4), Recorder(unreachable={"web1"}), label="x#y", options=RunOptions(batch_size=1, timeout=None))
         assert run.unreachable == ["web1"]
         assert run.not_attempted == ["web2", "web3", "web4"]
 
     def test_failure_in_last_batch_stops_nothing(self):
-        run = run_on_hosts(hosts(4), Recorder(fail={"web4"}), label="x#y", batch_size=2)
+        run = run_on_hosts(hosts(4), Recorder(fail={"web4"}), label="x#y", options=RunOptions(batch_size=2, timeout=None))
         assert run.failed == ["web4"] and run.not_attempted == []
 
     def test_max_fail_percentage_continues_then_stops(self):
         # 10 hosts in batches of 2; web1 and web3 fail. After batch 1: 10% (== P, continue),
         # after batch 2: 20% > 10%, stop.
         task = Recorder(fail={"web1", "web3"})
-        run = run_on_hosts(hosts(10), task, label="x#y", batch_size=2,
-                           policy=FailurePolicy(max_fail_percentage=10))
+        run = run_on_hosts(hosts(10), task, label="x#y", options=RunOptions(batch_size=2, policy=FailurePolicy(max_fail_percentage=10), timeout=None))
         assert run.failed == ["web1", "web3"]
         assert run.changed == ["web2", "web4"]
         assert run.not_attempted == [f"web{i}" for i in range(5, 11)]
 
     def test_max_fail_percentage_100_runs_everything(self):
-        run = run_on_hosts(hosts(4), Recorder(fail={"web1", "web2", "web3"}), label="x#y",
-                           batch_size=1, policy=FailurePolicy(100))
+        run = run_on_hosts(hosts(4), Recorder(fail={"web1", "web2", "web3"}), label="x#y", options=RunOptions(batch_size=1, policy=FailurePolicy(100), timeout=None))
         assert run.not_attempted == [] and len(run.failed) == 3
 
     def test_retries_until_success(self, monkeypatch):
@@ -269,7 +267,7 @@ class TestRunOnHosts:
                 raise UnreachableError(f"{host.name}: timed out")
             return HostResult(host.name, Status.OK)
 
-        run = run_on_hosts([H("web1")], flaky, label="x#y", tries=3, retry_sleep=0.5)
+        run = run_on_hosts([H("web1")], flaky, label="x#y", options=RunOptions(tries=3, retry_sleep=0.5, timeout=None))
         r = run.results["web1"]
         assert (r.status, r.tries) == (Status.OK, 3)
         assert calls == {"web1": 3}
@@ -282,7 +280,7 @@ class TestRunOnHosts:
             calls.append(time.monotonic())
             return HostResult(host.name, Status.FAILED if len(calls) < 3 else Status.OK)
 
-        run = run_on_hosts([H("web1")], flaky, label="x#y", tries=3, retry_sleep=0.05)
+        run = run_on_hosts([H("web1")], flaky, label="x#y", options=RunOptions(tries=3, retry_sleep=0.05, timeout=None))
         assert run.ok and run.results["web1"].tries == 3
         assert calls[1] - calls[0] >= 0.045 and calls[2] - calls[1] >= 0.045
         assert run.results["web1"].duration >= 0.09
@@ -290,14 +288,14 @@ class TestRunOnHosts:
     def test_tries_exhausted(self):
         calls = []
         run = run_on_hosts([H("web1")], lambda h: calls.append(1) or HostResult(h.name, Status.FAILED, "no"),
-                           label="x#y", tries=2)
+                           label="x#y", options=RunOptions(tries=2, timeout=None))
         r = run.results["web1"]
         assert (r.status, r.tries, r.message, len(calls)) == (Status.FAILED, 2, "no", 2)
 
     def test_ok_and_changed_are_not_retried(self):
         calls = []
         run = run_on_hosts(hosts(2), lambda h: calls.append(h) or HostResult(h.name, Status.CHANGED),
-                           label="x#y", tries=5)
+                           label="x#y", options=RunOptions(tries=5, timeout=None))
         assert len(calls) == 2 and [r.tries for r in run.results.values()] == [1, 1]
 
     def test_exceptions_become_statuses(self):
@@ -312,7 +310,7 @@ class TestRunOnHosts:
                 return "not a HostResult"
             raise RuntimeError()
 
-        run = run_on_hosts(hosts(5), task, label="x#y", policy=FailurePolicy(100))
+        run = run_on_hosts(hosts(5), task, label="x#y", options=RunOptions(policy=FailurePolicy(100), timeout=None))
         got = {n: (r.status, r.message) for n, r in run.results.items()}
         assert got == {
             "web1": (Status.UNREACHABLE, "web1: connection refused (port 22)"),
@@ -339,7 +337,7 @@ class TestRunOnHosts:
             return HostResult(host.name, Status.OK)
 
         t0 = time.monotonic()
-        run = run_on_hosts(hosts(3), task, label="x#y", timeout=0.2, policy=FailurePolicy(100))
+        run = run_on_hosts(hosts(3), task, label="x#y", options=RunOptions(timeout=0.2, policy=FailurePolicy(100)))
         took = time.monotonic() - t0
         release.set()
         r = run.results["web2"]
@@ -353,14 +351,14 @@ class TestRunOnHosts:
 
         def task(host):
             calls.append(time.monotonic())
+            time.sleep(0.15)
             return HostResult(host.name, Status.FAILED, "nope")
 
-        run = run_on_hosts([H("web1")], task, label="x#y", tries=10, retry_sleep=0.1,
-                           timeout=0.25)
-        r = run.results["web1"]
+        run = run_on_hosts([H("web1")], task, label="x#y", options=RunOptions(tries=10, retry_sleep=0.1, timeout=0.02))
+        r = run.results["web1"]  # the deadline: (0.02 s a try + 0.1 s between tries) * 10 tries
         assert r.status is Status.FAILED
         time.sleep(0.3)  # no late tries from the abandoned worker
-        assert len(calls) <= 3
+        assert len(calls) < 10  # stopped by the deadline, not by running out of tries
 
     def test_hung_worker_is_replaced(self):
         # One worker; web1 hangs past its deadline. web2 must still run (the hung thread is
@@ -372,8 +370,7 @@ class TestRunOnHosts:
                 release.wait(5)
             return HostResult(host.name, Status.OK)
 
-        run = run_on_hosts(hosts(4), task, label="x#y", workers=1, timeout=0.1, batch_size=2,
-                           policy=FailurePolicy(100))
+        run = run_on_hosts(hosts(4), task, label="x#y", workers=1, options=RunOptions(timeout=0.1, batch_size=2, policy=FailurePolicy(100)))
         release.set()
         assert [r.status for r in run.results.values()] == [
             Status.FAILED, Status.OK, Status.OK, Status.OK]
@@ -382,7 +379,7 @@ class TestRunOnHosts:
         # One worker, three 0.1 s hosts, 0.25 s timeout: each fits although the last one
         # starts 0.2 s after the run.
         task = Recorder(sleep=0.1)
-        run = run_on_hosts(hosts(3), task, label="x#y", workers=1, timeout=0.25)
+        run = run_on_hosts(hosts(3), task, label="x#y", workers=1, options=RunOptions(timeout=0.25))
         assert run.ok
 
     def test_on_result_called_per_finished_host(self):
@@ -393,8 +390,8 @@ class TestRunOnHosts:
             seen.append(r.host)
             threads.add(threading.current_thread().name)
 
-        run = run_on_hosts(hosts(6), Recorder(fail={"web3"}), label="x#y", batch_size=3,
-                           on_result=cb)
+        run = run_on_hosts(hosts(6), Recorder(fail={"web3"}), label="x#y",
+                           on_result=cb, options=RunOptions(batch_size=3, timeout=None))
         assert sorted(seen) == ["web1", "web2", "web3"]  # not-attempted hosts never finish
         assert threads == {threading.current_thread().name}
         assert len(run.not_attempted) == 3
@@ -403,8 +400,13 @@ class TestRunOnHosts:
         with pytest.raises(OrchestratorError, match="web1"):
             run_on_hosts([H("web1"), H("web1")], ok_task, label="x#y")
 
-    @pytest.mark.parametrize("kwargs", [{"tries": 0}, {"workers": 0}, {"timeout": 0},
-                                        {"retry_sleep": -1}, {"batch_size": "0%"}])
+    @pytest.mark.parametrize("kwargs", [{"tries": 0}, {"tries": True}, {"timeout": 0}, {"timeout": float("nan")},
+                                        {"retry_sleep": -1}])
+    def test_invalid_options_refused_when_made(self, kwargs):
+        with pytest.raises(OrchestratorError):
+            RunOptions(**kwargs)
+
+    @pytest.mark.parametrize("kwargs", [{"workers": 0}, {"options": RunOptions(batch_size="0%")}])
     def test_invalid_arguments(self, kwargs):
         with pytest.raises(OrchestratorError):
             run_on_hosts(hosts(2), ok_task, label="x#y", **kwargs)
@@ -418,7 +420,7 @@ class TestRunOnHosts:
     @staticmethod
     def _timed(hs):
         t0 = time.monotonic()
-        run = run_on_hosts(hs, ok_task, label="x#y", timeout=30)
+        run = run_on_hosts(hs, ok_task, label="x#y", options=RunOptions(timeout=30))
         assert run.ok and len(run.results) == 1000
         return time.monotonic() - t0
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from orchestrator_lib.controller.errors import TransportError
-from orchestrator_lib.controller.orchestration import HostResult, Status, plan_batches, run_on_hosts
+from orchestrator_lib.controller.orchestration import HostResult, RunOptions, Status, plan_batches, run_on_hosts
 from orchestrator_lib.controller.orchestration.rollout import (
     Analysis, AnalysisLimits, Canary, FailureBudget, MaxFail, RolloutError, Verdict, choose_canaries, parse_tags,
     plan_rollout)
@@ -138,7 +138,7 @@ def test_unreachable_hosts_count_against_the_budget_in_the_fan_out():
             raise TransportError("web1: unreachable: connection refused")
         return HostResult(h.name, Status.FAILED if h.name == "web3" else Status.OK)
 
-    run = run_on_hosts(hosts, task, label="t", batch_size=2, policy=MaxFail(count=1))
+    run = run_on_hosts(hosts, task, label="t", options=RunOptions(batch_size=2, policy=MaxFail(count=1), timeout=None))
     assert [r.status for r in run.results.values()] == [Status.UNREACHABLE, Status.OK, Status.FAILED, Status.OK,
                                                          Status.NOT_ATTEMPTED, Status.NOT_ATTEMPTED]
 

@@ -21,6 +21,19 @@ def step_update_to(context, name, version, options):
     ops.update_package(deploy_of(context), name, version, options)
 
 
+@when("I downgrade the package {name:Word} to {version:Word}{options:RunOptions}")
+def step_downgrade_to(context, name, version, options):
+    """To exactly this version, older than the installed one included (an explicit downgrade)."""
+    ops.update_package(deploy_of(context), name, version, options, downgrade=True)
+
+
+@when("I roll back the package {name:Word}{options:RunOptions}")
+def step_roll_back(context, name, options):
+    """Each host back to the version it had before this run (from the run's journal), for a
+    `@rollback` scenario: those hosts are recorded `rolled back`."""
+    ops.rollback_package(deploy_of(context), name, options)
+
+
 @when("I report the installed version of {name:Word}")
 def step_report(context, name):
     """Read-only: each host's version of the package, and how many hosts have which."""

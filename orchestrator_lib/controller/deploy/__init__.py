@@ -6,9 +6,9 @@ firewall and HAProxy), each recorded host by host into the result matrix.
 `run` holds `Deploy` and its plan-mode arithmetic, `operations` and `loadbalancer` the verbs,
 `targets` and `settings` the scenario's hosts and the run's options. Nothing here imports behave
 or PyHamcrest: checks return one value per host and the caller asserts."""
-from .run import Deploy, DeployError, LoadBalancer, RunOptions, ScenarioState, Unanswered
+from .run import Deploy, DeployError, LoadBalancer, StepOptions, ScenarioState, Unanswered
 from .settings import Settings
 from .targets import Target
 
-__all__ = ["Deploy", "DeployError", "LoadBalancer", "RunOptions", "ScenarioState", "Settings", "Target",
+__all__ = ["Deploy", "DeployError", "LoadBalancer", "StepOptions", "ScenarioState", "Settings", "Target",
            "Unanswered"]

@@ -28,8 +28,8 @@ def find_load_balancers(session: Session, name: str | None = None) -> list[Host]
 
 
 def estate_backend(inventory: Inventory) -> str:
-    """The backend the estate file names (`lab: {backend: app}`), "" when it names none."""
-    return str((inventory.lab or {}).get("backend") or "")
+    """The backend the estate file names (`loadbalancer: {backend: app}`), "" when it names none."""
+    return inventory.loadbalancer.get("backend", "")
 
 
 def haproxy_args(backend: str, servers: Sequence[Host] = ()) -> dict[str, Any]:

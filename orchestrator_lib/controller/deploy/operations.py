@@ -8,16 +8,19 @@ from ...host.agents.appmgr import DEFAULT_HEALTH_URL
 from ..inventory import Host
 from ..orchestration import HostResult, RunResult, Status
 from ..reporting import Cell, Outcome
-from .run import Deploy, DeployError, RunOptions, Unanswered, failure_text, values_of
+from ..orchestration import RunOptions
+from .run import Deploy, DeployError, StepOptions, Unanswered, failure_text, values_of
 
 #: a health check that loops on the host gets this much longer on the SSH side
 CHECK_MARGIN = 30.0
 
 
 # ---- packages ---------------------------------------------------------------------------------------
-def update_package(d: Deploy, name: str, version: str | None, options: RunOptions) -> None:
-    """To `version`, or (None) to the newest the host's package sources offer."""
-    options.check()
+def update_package(d: Deploy, name: str, version: str | None, options: StepOptions,
+                   downgrade: bool = False) -> None:
+    """To `version`, or (None) to the newest the host's package sources offer; `downgrade`: to an
+    older `version` too (refused otherwise)."""
+    fan_out = options.run_options(900.0)
     hosts, subject = d.hosts(), f"package {name}"
     if d.plan:
         # `candidate` is asked for but only used when the agent reports it: without it, "newest"
@@ -37,9 +40,54 @@ def update_package(d: Deploy, name: str, version: str | None, options: RunOption
             d.plan_change("package#update", subject, current, "the newest available", always=True)
         d.scenario.facts["version"] = version or "the newest available"
         return
-    args = {"name": name, **({"version": version} if version else {})}
-    run = d.act(hosts, "package", "update", args, subject=subject, options=options, timeout=900.0)
+    args = {"name": name, **({"version": version} if version else {}), **({"downgrade": True} if downgrade else {})}
+    run = d.act(hosts, "package", "update", args, subject=subject, options=fan_out)
     d.scenario.facts["version"] = version or _common(run, "version")
+
+
+def rollback_package(d: Deploy, name: str, options: StepOptions) -> None:
+    """Each host back to the version of `name` it had before the run (from the journal: the
+    first change this run, or the run it resumes, made to it), downgrading where needed. A host
+    put back is recorded `rolled back`; one whose earlier version is unknown fails, named."""
+    fan_out = options.run_options(900.0)
+    hosts, subject = d.hosts(), f"package {name}"
+    guard = d.guard
+    before = {h.name: guard.before_the_run(h.name, subject) if guard is not None else None for h in hosts}
+    unknown = [h for h in hosts if before[h.name] is None]
+    for host in unknown:
+        d.matrix.record(host.name, Cell(Outcome.FAILED, f"{subject}: no version before this run in the journal "
+                                                        f"(no change to it was recorded)", "package#update", subject))
+    if d.plan:
+        known = [h for h in hosts if h not in unknown]
+        if known:
+            run = d.call(known, "package", "status", {"name": name})
+            d.plan_change("package#update", subject, values_of(run, lambda r: r.data.get("version")),
+                          lambda h: before[h])
+    else:
+        by_version: dict[str, list[Host]] = {}
+        for host in hosts:
+            if host not in unknown:
+                by_version.setdefault(str(before[host.name]), []).append(host)
+        bad: list[str] = []
+        for version, group in by_version.items():
+            run = d.call(group, "package", "update", {"name": name, "version": version, "downgrade": True},
+                         fan_out, subject, _rolled_back_cell)
+            d.matrix.record_run(run, subject, _rolled_back_cell)
+            d.say(run.tally())
+            if not run.ok:
+                bad.append(failure_text(run))
+        if bad:
+            raise DeployError("\n".join(bad))
+    if unknown:
+        raise DeployError(f"cannot roll back {name} on {', '.join(h.name for h in unknown)}: the journal has no "
+                          f"version from before this run (this run made no change to {name} there)")
+
+
+def _rolled_back_cell(result: HostResult) -> Cell:
+    cell = Cell.from_host_result(result, "package#update", f"package {result.data.get('name', '')}".strip())
+    if result.status is Status.CHANGED:
+        cell.status, cell.message = Outcome.ROLLED_BACK, f"rolled back: {result.message}"
+    return cell
 
 
 def refuse_unavailable(d: Deploy, name: str, version: str, current: dict[str, Any],
@@ -110,9 +158,9 @@ def _app_cell(result: HostResult) -> Cell:
     return cell
 
 
-def deploy_app(d: Deploy, app: str, revision: str, options: RunOptions) -> None:
+def deploy_app(d: Deploy, app: str, revision: str, options: StepOptions) -> None:
     """Package to the revision, restart only where needed, wait until the app reports it."""
-    options.check()
+    fan_out = options.run_options(900.0)
     hosts, subject = d.hosts(), f"app {app}"
     d.scenario.facts["version"] = revision
     if d.plan:
@@ -124,8 +172,8 @@ def deploy_app(d: Deploy, app: str, revision: str, options: RunOptions) -> None:
             current[name] = Unanswered.of(p) if not p.ok else _app_state({"package": p.data.get("version"), "running": seen})
         d.plan_change("appmgr#deploy", subject, current, revision)
         return
-    d.act(hosts, "appmgr", "deploy", {"app": app, "revision": revision}, subject=subject, options=options,
-          timeout=900.0, describe_result=_app_cell)
+    d.act(hosts, "appmgr", "deploy", {"app": app, "revision": revision}, subject=subject, options=fan_out,
+          describe_result=_app_cell)
 
 
 # ---- services ---------------------------------------------------------------------------------------
@@ -143,9 +191,9 @@ def _service_cell(action: str, before: dict[str, str] | None = None):
     return describe
 
 
-def service_action(d: Deploy, name: str, action: str, options: RunOptions,
+def service_action(d: Deploy, name: str, action: str, options: StepOptions,
                    hosts: list[Host] | None = None, before: dict[str, str] | None = None) -> None:
-    options.check()
+    fan_out = options.run_options()
     hosts = d.hosts() if hosts is None else hosts
     subject = f"service {name}"
     if d.plan:
@@ -155,7 +203,7 @@ def service_action(d: Deploy, name: str, action: str, options: RunOptions,
             current = {h: before.get(h, v) for h, v in current.items()}
         d.plan_change(f"service#{action}", subject, current, PLANNED[action], always=action in ("restart", "reload"))
         return
-    d.act(hosts, "service", action, {"name": name}, subject=subject, options=options,
+    d.act(hosts, "service", action, {"name": name}, subject=subject, options=fan_out,
           describe_result=_service_cell(action, before))
 
 
@@ -164,10 +212,10 @@ def service_states(d: Deploy, name: str) -> dict[str, Any]:
     return values_of(run, lambda r: r.data.get("state"))
 
 
-def restart_unless_reporting(d: Deploy, name: str, port: int, field: str, value: str, options: RunOptions) -> None:
+def restart_unless_reporting(d: Deploy, name: str, port: int, field: str, value: str, options: StepOptions) -> None:
     """Restart only where the service does not yet report `field` = `value` (a process started
     before its package was upgraded still reports the old version): re-running changes nothing."""
-    options.check()
+    options.run_options()
     hosts = d.hosts()
     run = d.call(hosts, "health", "http", {"url": health_url(d, port), "field": field, "expect": value, "timeout": 2})
     stale: list[Host] = []
@@ -211,19 +259,19 @@ def _last(result: HostResult, *fields: str) -> Any:
 def health_reports(d: Deploy, port: int, field: str, value: str, seconds: float) -> dict[str, Any]:
     """{host: {"status": 200, field: ...}}: the check loops on the host until it reports `value`."""
     args = {"url": health_url(d, port), "field": field, "expect": value, "deadline": seconds, "interval": 1}
-    run = d.call(d.hosts(), "health", "http", args, timeout=seconds + CHECK_MARGIN)
+    run = d.call(d.hosts(), "health", "http", args, RunOptions(timeout=seconds + CHECK_MARGIN))
     return {h: _last(r, "status", field) for h, r in run.results.items()}
 
 
 def health_passes(d: Deploy, port: int, seconds: float) -> dict[str, Any]:
     args = {"url": health_url(d, port), "deadline": seconds, "interval": 1}
-    run = d.call(d.hosts(), "health", "http", args, timeout=seconds + CHECK_MARGIN)
+    run = d.call(d.hosts(), "health", "http", args, RunOptions(timeout=seconds + CHECK_MARGIN))
     return {h: _last(r, "status") for h, r in run.results.items()}
 
 
 def load_averages(d: Deploy, threshold: float, seconds: float) -> dict[str, Any]:
     args = {"threshold": threshold, "deadline": seconds, "interval": 1}
-    run = d.call(d.hosts(), "health", "load", args, timeout=seconds + CHECK_MARGIN)
+    run = d.call(d.hosts(), "health", "load", args, RunOptions(timeout=seconds + CHECK_MARGIN))
     return {h: v["load1"] if isinstance(v, dict) else v for h, v in
             ((h, _last(r, "load1")) for h, r in run.results.items())}
 
@@ -250,7 +298,7 @@ def notify(d: Deploy, recipient: str, template: str) -> None:
     for host in hosts:
         webhook = d.settings.webhook(host)
         run = d.call([host], "notify", "send", {"recipient": recipient, "message": message, "webhook": webhook},
-                     timeout=60.0)
+                     RunOptions(timeout=60.0))
         result = run.results[host.name]
         if result.ok:
             d.conclude(run)

@@ -17,9 +17,9 @@ from typing import Any, Callable, Iterable, Mapping, TextIO
 from ..discovery import CountContract, Filter
 from ..errors import OrchestratorError
 from ..inventory import Host, Inventory
-from ..orchestration import HostResult, RunResult, parse_batch_size
-from ..orchestration.batches import BatchSize
+from ..orchestration import HostResult, RunOptions, RunResult, parse_batch_size
 from ..reporting import Cell, Outcome, ResultMatrix
+from ..reporting.journal import READ_ONLY
 from ..session import Interrupted, Session
 from .settings import Settings
 from .targets import Target
@@ -34,25 +34,19 @@ class DeployError(OrchestratorError):
 
 
 @dataclass(frozen=True)
-class RunOptions:
-    """" in batches of 2 with 2 tries": how a When fans out (MCollective's --batch, tries)."""
+class StepOptions:
+    """" in batches of 2 with 2 tries" as a When wrote it (the step parser cannot fail)."""
     batch: str | None = None
     tries: int = 1
-    repeated: tuple[str, ...] = ()   # an option the step gave more than once, each time (the parser cannot fail)
+    repeated: tuple[str, ...] = ()   # an option the step gave more than once, each time
 
-    def batch_size(self) -> BatchSize:
-        return parse_batch_size(self.batch) if self.batch else None
-
-    def check(self) -> "RunOptions":
-        """What the fan-out would refuse, refused before any host is asked, so plan mode and
-        the real run fail alike (and a repeat is never silently dropped)."""
+    def run_options(self, timeout: float = 300.0) -> RunOptions:
+        """The fan-out's options, checked (by RunOptions: the one check) before any host is asked,
+        so plan mode and the real run fail alike; a repeat is never silently dropped."""
         if self.repeated:
             raise DeployError(f"an option given more than once: {', '.join(repr(r) for r in self.repeated)} "
                               f"(say each option once)")
-        self.batch_size()
-        if self.tries < 1:
-            raise DeployError(f"tries '{self.tries}': expected a whole number of at least 1")
-        return self
+        return RunOptions(parse_batch_size(self.batch) if self.batch else None, self.tries, timeout=timeout)
 
     def __str__(self) -> str:
         parts = [f"in batches of {self.batch}"] if self.batch else []
@@ -92,6 +86,16 @@ class ScenarioState:
     backend: str = ""
     facts: dict[str, str] = field(default_factory=dict)              # {version} etc. for messages
     planned: dict[tuple[str, str], Any] = field(default_factory=dict)  # plan: (host, subject) -> state
+    needs: Any = None                    # preflight.Needs: what the scenario's steps will use
+    only: tuple[str, ...] | None = None  # a @rollback scenario: the hosts that failed, and only them
+    skip: tuple[str, ...] = ()           # -D resume: hosts the resumed run completed this scenario on
+    order: tuple[str, ...] = ()          # -D resume: the resumed run's order of hosts
+    resume_from: str = ""                # -D resume: that run's id
+    told_skip: bool = False
+
+
+class ScenarioDone(DeployError):
+    """Nothing is left to do in this scenario (-D resume: every host completed it): skip it."""
 
 
 def values_of(run: RunResult, value: Callable[[HostResult], Any]) -> dict[str, Any]:
@@ -145,6 +149,8 @@ class Deploy:
         self.settings, self.session, self.matrix = settings, session, matrix
         self.out = out
         self.scenario = ScenarioState()
+        #: guard.RunGuard: lock, journal, pre-flight, resume (set by whoever runs the deploy)
+        self.guard: Any = None
 
     @property
     def plan(self) -> bool:
@@ -182,59 +188,73 @@ class Deploy:
         target = self.scenario.target
         pinned = target.pinned_hosts()
         if pinned is not None:
-            return pinned
+            return self._narrowed(pinned)
         flt = target.require_some_filter()
         hosts = self.session.select(flt)
         if not hosts:
             raise DeployError(f"no host matches {flt.describe()} in {self.inventory.path.name}")
         if target.contract is not None:
             target.contract.check(len(hosts), [h.name for h in hosts])
+        return self._narrowed(hosts)
+
+    def _narrowed(self, hosts: list[Host]) -> list[Host]:
+        """The scenario's hosts as a @rollback scenario (only the failed ones) or a resumed run
+        (without those completed, in the resumed run's order) sees them."""
+        sc = self.scenario
+        if sc.only is not None:
+            hosts = [h for h in hosts if h.name in sc.only]
+        if not sc.skip and not sc.order:
+            return hosts
+        skipped = [h.name for h in hosts if h.name in sc.skip]
+        rank = {name: i for i, name in enumerate(sc.order)}
+        hosts = sorted((h for h in hosts if h.name not in sc.skip), key=lambda h: rank.get(h.name, len(rank)))
+        if not sc.told_skip:
+            sc.told_skip = True
+            self.say(f"resume from run {sc.resume_from}: skipping {', '.join(skipped) or 'no host'} "
+                     f"(completed this scenario there); running {', '.join(h.name for h in hosts) or 'no host'}")
+        if not hosts:
+            raise ScenarioDone(f"resume: every host completed this scenario in run {sc.resume_from}")
         return hosts
 
     def pre_discover(self, contract: CountContract | None) -> list[Host]:
         """Select, check the count, ping every host (and the load balancer): a host that does not
         answer fails the step by name. What was found is then the contract for the scenario."""
-        since = len(self.session.history)
         lb = self.scenario.lb
-        try:
-            hosts = self.session.discover(self.scenario.target.require_some_filter(), contract, live=False)
-            also = [lb.host] if lb is not None and lb.host is not None and lb.host not in hosts else []
-            pinged = self.session.call(hosts + also, "rpcutil", "ping")  # one round: the LB alongside
-            self.session.require_answers(pinged, hosts)
-        finally:
-            self._record_new_runs(since)
+        hosts = self.session.discover(self.scenario.target.require_some_filter(), contract, live=False)
+        also = [lb.host] if lb is not None and lb.host is not None and lb.host not in hosts else []
+        pinged = self.call(hosts + also, "rpcutil", "ping")  # one round: the LB alongside
+        self.matrix.record_run(pinged)
+        self.say(pinged.tally())
+        self.session.require_answers(pinged, hosts)
         if also and not pinged.results[also[0].name].ok:
             raise DeployError(f"the load balancer {also[0].name} did not answer: {pinged.results[also[0].name].message}")
         self.scenario.target.pin(hosts, contract or CountContract.exactly(len(hosts)))
         self.say(f"discovered {len(hosts)} host{'s' if len(hosts) != 1 else ''}: {', '.join(h.name for h in hosts)}")
         return hosts
 
-    def _record_new_runs(self, since: int) -> None:
-        for run in self.session.history[since:]:
-            self.matrix.record_run(run)
-            self.say(run.tally())
-
     # ---- acting -----------------------------------------------------------------------------------
     def call(self, hosts: list[Host], agent: str, action: str, args: Mapping[str, Any] | None = None,
-             options: RunOptions = RunOptions(), timeout: float = 300.0, subject: str = "",
-             describe_result: Callable[[HostResult], Cell] | None = None) -> RunResult:
+             options: RunOptions = RunOptions(), subject: str = "",
+             describe_result: Callable[[HostResult], Cell] | None = None, *, dry_run: bool = False) -> RunResult:
         """The request; on Ctrl-C what it had done on each host (finished, still running, not
-        started) goes into the matrix first, so the recap names them."""
+        started) goes into the matrix first, so the recap names them. Before a request that can
+        change a host, the guard takes the deploy lock and runs the pre-flight checks."""
+        if self.guard is not None and not self.plan and f"{agent}#{action}" not in READ_ONLY:
+            self.guard.before_change()
         try:
-            return self.session.call(hosts, agent, action, args, batch_size=options.batch_size(),
-                                     tries=options.tries, timeout=timeout)
+            return self.session.call(hosts, agent, action, args, options, dry_run=dry_run)
         except Interrupted as e:
             self.matrix.record_run(e.result, subject, describe_result)
             self.say(e.result.tally())
             raise
 
     def act(self, hosts: list[Host], agent: str, action: str, args: Mapping[str, Any] | None = None, *,
-            subject: str = "", options: RunOptions = RunOptions(), timeout: float = 300.0,
+            subject: str = "", options: RunOptions = RunOptions(),
             describe_result: Callable[[HostResult], Cell] | None = None) -> RunResult:
-        """A When: run the action, record every host, print the tally, fail naming the hosts it
-        did not succeed on."""
-        return self.conclude(self.call(hosts, agent, action, args, options, timeout, subject, describe_result),
-                             subject, describe_result)
+        """A When: run the action (in plan mode, a dry run: each host says what it would change),
+        record every host, print the tally, fail naming the hosts it did not succeed on."""
+        run = self.call(hosts, agent, action, args, options, subject, describe_result, dry_run=self.plan)
+        return self.conclude(run, subject, describe_result)
 
     def conclude(self, run: RunResult, subject: str = "",
                  describe_result: Callable[[HostResult], Cell] | None = None) -> RunResult:

@@ -100,6 +100,9 @@ class Settings:
     health_path: str = "/health"       # path of "the health check on port N"
     notify_group: str = "notify"       # the estate's notification hosts (a group, else class roles::notify)
     notify_webhook: str = "http://{address}:8025/notify"
+    resume: bool = False               # re-run only the hosts the last run of the feature did not complete
+    safeguards: bool = True            # deploy lock, journal and pre-flight (off: only to measure their cost)
+    lease_ttl: float = 60.0            # seconds a host's deploy lock lasts unless the run renews it
 
     def __post_init__(self) -> None:
         """The checks that need no file system: a Settings built any way is a valid one."""
@@ -115,6 +118,12 @@ class Settings:
             if value and not NAME.fullmatch(value):
                 raise SettingsError(f"-D {option}={value!r}: expected a name of letters, digits, '_', '.', ':' "
                                     "and '-' (at most 64)")
+        if not math.isfinite(self.lease_ttl) or not 3 <= self.lease_ttl <= 3600:
+            raise SettingsError(f"-D lease_ttl={self.lease_ttl}: expected a number of seconds from 3 to 3600")
+        if self.resume and self.plan:
+            raise SettingsError("-D resume and -D plan together: a plan changes nothing, so there is nothing to resume")
+        if self.resume and not self.safeguards:
+            raise SettingsError("-D resume needs the journal: drop -D safeguards=false")
         check_template(self.notify_webhook, "notify_webhook", WEBHOOK_FIELDS)
         check_webhook(self.notify_webhook)
         check_template(self.report, "report", REPORT_FIELDS)
@@ -146,7 +155,9 @@ class Settings:
                        backend=str(userdata.get("backend", "")), lb_wait=_seconds(userdata, "lb_wait", cls.lb_wait),
                        health_path=_text(userdata, "health_path", cls.health_path),
                        notify_group=_text(userdata, "notify_group", cls.notify_group),
-                       notify_webhook=_text(userdata, "notify_webhook", cls.notify_webhook))
+                       notify_webhook=_text(userdata, "notify_webhook", cls.notify_webhook),
+                       resume=_bool(userdata, "resume"), safeguards=_bool(userdata, "safeguards", True),
+                       lease_ttl=_seconds(userdata, "lease_ttl", cls.lease_ttl))
         check_report_path(settings.report_template)
         return settings
 
@@ -157,9 +168,9 @@ def _text(userdata: Any, name: str, default: str) -> str:
     return value
 
 
-def _bool(userdata: Any, name: str) -> bool:
+def _bool(userdata: Any, name: str, default: bool = False) -> bool:
     try:
-        return bool(userdata.getbool(name, False))
+        return bool(userdata.getbool(name, default))
     except ValueError:
         raise SettingsError(f"-D {name}={userdata.get(name)}: expected true or false") from None
 

@@ -2,10 +2,10 @@
 collect one result per host."""
 from .batches import parse_batch_size, plan_batches
 from .fanout import NOT_ATTEMPTED_MESSAGE, run_on_hosts
-from .policy import FailurePolicy
+from .policy import FailurePolicy, RunOptions
 from .results import HostResult, RunResult, Status
 
 __all__ = [
-    "FailurePolicy", "HostResult", "NOT_ATTEMPTED_MESSAGE", "RunResult", "Status",
+    "FailurePolicy", "HostResult", "NOT_ATTEMPTED_MESSAGE", "RunOptions", "RunResult", "Status",
     "parse_batch_size", "plan_batches", "run_on_hosts",
 ]

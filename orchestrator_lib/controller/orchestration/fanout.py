@@ -11,8 +11,8 @@ from typing import Callable, Iterable, Protocol
 
 from orchestrator_lib.controller.errors import OrchestratorError, TransportError
 
-from .batches import BatchSize, plan_batches
-from .policy import FailurePolicy
+from .batches import plan_batches
+from .policy import RunOptions
 from .results import FAILURES, HostResult, RunResult, Status
 
 NOT_ATTEMPTED_MESSAGE = "not attempted: stopped after a failed batch"
@@ -71,39 +71,27 @@ def _from_exception(name: str, exc: BaseException) -> HostResult:
     return HostResult(name, Status.FAILED, f"{kind}: {msg}" if msg else kind)
 
 
-def _validate(tries: int, retry_sleep: float, timeout: float | None, workers: int) -> None:
-    if isinstance(tries, bool) or not isinstance(tries, int) or tries < 1:
-        raise OrchestratorError(f"tries '{tries}': expected a whole number of at least 1")
-    if retry_sleep < 0:
-        raise OrchestratorError(f"retry_sleep '{retry_sleep}': expected 0 or more seconds")
-    if timeout is not None and timeout <= 0:
-        raise OrchestratorError(f"timeout '{timeout}': expected a positive number of seconds")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise OrchestratorError(f"workers '{workers}': expected a whole number of at least 1")
-
-
-def run_on_hosts(hosts: Iterable[Named], task: Task, *, label: str,
-                 batch_size: BatchSize = None, tries: int = 1, retry_sleep: float = 0.0,
-                 policy: FailurePolicy = FailurePolicy(), timeout: float | None = None,
-                 workers: int = 64,
-                 on_result: Callable[[HostResult], None] | None = None) -> RunResult:
+def run_on_hosts(hosts: Iterable[Named], task: Task, *, label: str, options: RunOptions = RunOptions(timeout=None),
+                 workers: int = 64, on_result: Callable[[HostResult], None] | None = None) -> RunResult:
     """Run ``task(host)`` on every host and return one result per host, in targeted order.
 
     Batches run in lock-step so a canary batch is judged before the next batch touches
     anything; the policy is consulted after each batch. A FAILED/UNREACHABLE host is retried
-    until it succeeds or has used ``tries`` tries, ``retry_sleep`` s apart. ``timeout`` bounds a
-    host's whole task, tries included, counted from when a worker picks it up; a host over it is
+    until it succeeds or has used its tries, ``retry_sleep`` s apart. ``options.deadline`` bounds
+    a host's whole task, tries included, counted from when a worker picks it up; a host over it is
     reported FAILED and its thread abandoned (it makes no further tries). ``on_result`` is
     called in the calling thread as each attempted host finishes. The fan-out owns ``host``,
     ``tries`` and ``duration`` (wall time of all tries) of every HostResult.
     """
-    _validate(tries, retry_sleep, timeout, workers)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise OrchestratorError(f"workers '{workers}': expected a whole number of at least 1")
+    tries, retry_sleep, policy, timeout = options.tries, options.retry_sleep, options.policy, options.deadline
     hosts = list(hosts)
     names = [h.name for h in hosts]
     if len(set(names)) != len(names):
         dupes = sorted({n for n in names if names.count(n) > 1})
         raise OrchestratorError(f"run {label}: host targeted more than once: {', '.join(dupes)}")
-    batches = plan_batches(list(range(len(hosts))), batch_size)
+    batches = plan_batches(list(range(len(hosts))), options.batch_size)
     started = time.monotonic()
     results: list[HostResult | None] = [None] * len(hosts)
     if not batches:

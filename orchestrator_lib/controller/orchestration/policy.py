@@ -1,9 +1,16 @@
-"""When a rolling run gives up: the point is to stop breaking hosts, not to finish the list."""
+"""How a request fans out (RunOptions) and when a rolling run gives up (FailurePolicy): the point
+is to stop breaking hosts, not to finish the list."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 from orchestrator_lib.controller.errors import OrchestratorError
+
+from .batches import BatchSize
+
+#: tries per host at most (a typo'd 1000000 would hammer a host for hours)
+MAX_TRIES = 100
 
 
 @dataclass(frozen=True)
@@ -36,3 +43,28 @@ class FailurePolicy:
         if total <= 0:
             return False
         return failed_so_far * 100 > self.max_fail_percentage * total
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How one request fans out: batches, tries (`retry_sleep` s apart), the failure policy, and
+    the seconds one try may take on a host (None: no bound). Checked once, here, when made; every
+    layer passes the one object on."""
+    batch_size: BatchSize = None
+    tries: int = 1
+    retry_sleep: float = 0.0
+    policy: FailurePolicy = field(default_factory=FailurePolicy)
+    timeout: float | None = 300.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tries, bool) or not isinstance(self.tries, int) or not 1 <= self.tries <= MAX_TRIES:
+            raise OrchestratorError(f"tries '{self.tries}': expected a whole number from 1 to {MAX_TRIES}")
+        if not 0 <= self.retry_sleep < math.inf:
+            raise OrchestratorError(f"retry_sleep '{self.retry_sleep}': expected 0 or more seconds")
+        if self.timeout is not None and not 0 < self.timeout < math.inf:
+            raise OrchestratorError(f"timeout '{self.timeout}': expected a positive number of seconds")
+
+    @property
+    def deadline(self) -> float | None:
+        """Seconds a host's whole task may take, every try and the sleeps between them."""
+        return None if self.timeout is None else (self.timeout + self.retry_sleep) * self.tries

@@ -7,9 +7,9 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Any, Mapping
 
 from ...host.audit import redact, redact_text
+from ...protocol import Request
 from ..orchestration import RunResult
 
 
@@ -20,14 +20,25 @@ class AuditLog:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
 
-    def record(self, *, reqid: str, caller: str, agent: str, action: str,
-               args: Mapping[str, Any] | None, result: RunResult) -> None:
+    def sent(self, request: Request, host: str) -> None:
+        """The request is about to go to `host`: written before it is sent, so a controller
+        killed while it runs still leaves a line for it (status "sent", no outcome yet)."""
+        if self.path is None:
+            return
+        line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reqid": request.reqid,
+                           "caller": request.caller, "agent": request.agent, "action": request.action,
+                           "args": redact(dict(request.args)), "dry_run": request.dry_run, "host": host,
+                           "status": "sent", "message": ""}, sort_keys=True)
+        with self._lock, open(self.path, "a") as out:
+            out.write(line + "\n")
+
+    def record(self, request: Request, result: RunResult) -> None:
         if self.path is None:
             return
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        safe_args = redact(dict(args or {}))
-        lines = [json.dumps({"time": now, "reqid": reqid, "caller": caller, "agent": agent,
-                             "action": action, "args": safe_args, "host": r.host,
+        safe_args = redact(dict(request.args))
+        lines = [json.dumps({"time": now, "reqid": request.reqid, "caller": request.caller, "agent": request.agent,
+                             "action": request.action, "args": safe_args, "dry_run": request.dry_run, "host": r.host,
                              "status": str(r.status), "message": redact_text(r.message)}, sort_keys=True)
                  for r in result.results.values()]
         with self._lock, open(self.path, "a") as out:

@@ -154,6 +154,7 @@ class HostRecap:
     transient: list[str] = field(default_factory=list)     # changed, then changed back
     would_change: list[str] = field(default_factory=list)  # plan mode
     problems: list[str] = field(default_factory=list)      # failed / unreachable / not attempted
+    rolled_back: list[str] = field(default_factory=list)   # what a @rollback scenario put back
     skipped: int = 0
 
     @property
@@ -162,6 +163,8 @@ class HostRecap:
 
     def line(self) -> str:
         parts = [f"{p}" for p in self.problems]
+        if self.rolled_back:
+            parts.append("ROLLED BACK " + "; ".join(self.rolled_back))
         if self.lasting:
             parts.append("changed " + "; ".join(self.lasting))
         if self.would_change:
@@ -176,7 +179,8 @@ class HostRecap:
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "lasting": self.lasting, "transient": self.transient,
-                "would_change": self.would_change, "problems": self.problems, "skipped": self.skipped}
+                "would_change": self.would_change, "problems": self.problems,
+                "rolled_back": self.rolled_back, "skipped": self.skipped}
 
 
 @dataclass
@@ -186,16 +190,22 @@ class ResultMatrix:
     scenarios: list[ScenarioRecord] = field(default_factory=list)
     error: str = ""                    # a failure outside any scenario (setup), one line
     interrupted: str = ""              # where the operator stopped the run (Ctrl-C), "" if not
+    #: told of each scenario and step as it starts and ends (the run's journal); not reported
+    listener: Any = field(default=None, repr=False, compare=False)
 
     # ---- building, as the run goes ----------------------------------------------------------
     def start_scenario(self, name: str, feature: str = "", file: str = "") -> ScenarioRecord:
         self.scenarios.append(ScenarioRecord(name, feature, file))
+        if self.listener is not None:
+            self.listener.scenario(feature, file, name)
         return self.scenarios[-1]
 
     def start_step(self, keyword: str, name: str) -> StepRecord:
         if not self.scenarios:
             self.start_scenario("(outside any scenario)")
         self.scenarios[-1].steps.append(StepRecord(keyword, name))
+        if self.listener is not None:
+            self.listener.step(f"{keyword} {name}")
         return self.scenarios[-1].steps[-1]
 
     @property
@@ -228,6 +238,8 @@ class ResultMatrix:
         step = self.current_step
         if step is not None:
             step.status, step.error = status, error
+            if self.listener is not None:
+                self.listener.step_end(status, {h: c.status.value for h, c in step.cells.items()})
 
     def interrupt(self, where: str) -> None:
         """The run was stopped (Ctrl-C) `where` ('at "When ..."'): it fails the gate, and the
@@ -246,6 +258,12 @@ class ResultMatrix:
             if step.status in ("skipped", "untested"):
                 for host in targeted:
                     step.cells.setdefault(host, Cell(Outcome.SKIPPED, "not run: an earlier step failed"))
+        if self.listener is not None:
+            outcomes: dict[str, list[str]] = {}
+            for step in scenario.steps:
+                for host, cell in step.cells.items():
+                    outcomes.setdefault(host, []).append(cell.status.value)
+            self.listener.scenario_end(status, targeted, outcomes)
 
     # ---- reading ------------------------------------------------------------------------------
     @property
@@ -257,6 +275,10 @@ class ResultMatrix:
             for step in scenario.steps:
                 for host, cell in step.cells.items():
                     yield scenario, step, host, cell
+
+    def failed_hosts(self, file: str) -> list[str]:
+        """Hosts that ended a step FAILED in the feature file `file`, first failure first."""
+        return list(dict.fromkeys(h for sc, _, h, c in self.cells() if sc.file == file and c.status is Outcome.FAILED))
 
     def bad_hosts(self) -> list[str]:
         return list(dict.fromkeys(h for _, _, h, c in self.cells() if c.status in BAD))
@@ -280,12 +302,15 @@ class ResultMatrix:
                 out.problems.append(f"{cell.status.value.upper()}{where}: {cell.message}".rstrip(": "))
             elif cell.status is Outcome.SKIPPED:
                 out.skipped += 1
-            elif cell.status in (Outcome.CHANGED, Outcome.WOULD_CHANGE):
+            elif cell.status in (Outcome.CHANGED, Outcome.WOULD_CHANGE, Outcome.ROLLED_BACK):
+                if cell.status is Outcome.ROLLED_BACK:  # a change too: its subject's chain goes back
+                    out.rolled_back.append(f"{cell.subject or cell.label} {_show(cell.before)} -> {_show(cell.after)}")
                 if not cell.subject:
                     what = f"{cell.label}: {cell.message}" if cell.label else cell.message
-                    (out.lasting if cell.status is Outcome.CHANGED else out.would_change).append(what)
+                    (out.would_change if cell.status is Outcome.WOULD_CHANGE else out.lasting).append(what)
                     continue
-                chain = chains.setdefault(f"{cell.status.value}\0{cell.subject}", [cell.before])
+                kind = Outcome.CHANGED if cell.status is Outcome.ROLLED_BACK else cell.status
+                chain = chains.setdefault(f"{kind.value}\0{cell.subject}", [cell.before])
                 if not _same(chain[-1], cell.before):
                     chain.append(cell.before)
                 chain.append(cell.after)

@@ -78,7 +78,6 @@ class SSHPool:
         self._transports: dict[str, paramiko.Transport] = {}
         self._host_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
-        self._close_hooks: list = []
 
     def check_keys(self, hosts: list[Host]) -> None:
         """Read the key files these hosts use, before connecting any: a missing or unreadable
@@ -275,20 +274,7 @@ class SSHPool:
         except (paramiko.SSHException, OSError) as err:
             raise TransportError(f"{host.name}: could not copy {path}: {err}") from None
 
-    def on_close(self, callback) -> None:
-        """Call `callback()` at close(), before the connections go (a layer above keeps its own
-        channels on them, e.g. rpc's resident agents)."""
-        with self._lock:
-            self._close_hooks.append(callback)
-
     def close(self) -> None:
-        with self._lock:
-            hooks = list(self._close_hooks)  # kept: a pool used again after close() opens again
-        for hook in hooks:
-            try:
-                hook()
-            except Exception:  # closing must close the connections whatever a hook does
-                pass
         with self._lock:
             transports, self._transports = list(self._transports.values()), {}
         for transport in transports:

@@ -7,8 +7,7 @@ compiles anything: it is a bare interpreter start plus the few modules the actio
 common case is a single exec: run the agent if it is there, else (exit 111) upload the zipapp,
 install it (see INSTALL_SCRIPT), and run again.
 
-Resident agent: on a pool that offers it (SSHPool: `transport()` and `on_close()`), the first call
-to a host opens one SSH session running the agent with `--serve` and keeps it for the run; every
+Resident agent (SSHTransport, unless made with resident=False): the first call to a host opens one SSH session running the agent with `--serve` and keeps it for the run; every
 call then writes its request as one line and reads one reply line (same JSON as the one-shot
 exec, same policy check and audit line per request on the host). A new session must first answer
 a probe line (SERVE_PROBE, a request the agent refuses as a protocol error: nothing runs, nothing
@@ -18,7 +17,7 @@ once, for the rest of the run on that host. A session found dead before a reques
 reopened once; if that fails too, the call falls back to the one-shot exec. A request is never
 written twice: a session that breaks or times out after a request went out leaves that host's
 result unknown (UNREACHABLE, naming the reqid: it may or may not have run), and the same reqid is
-not sent to that host again, not even by a retry (tries). SSHPool.close() closes the sessions.
+not sent to that host again, not even by a retry (tries). SSHTransport.close() closes the sessions.
 """
 from __future__ import annotations
 
@@ -28,13 +27,17 @@ import socket
 import threading
 import time
 import uuid
-import weakref
-from typing import Any, Mapping
+from typing import Sequence
+
+import paramiko
 
 from ...host.build import agent_archive
 from ...protocol import MISSING_RC, SERVE_FLAG, SERVE_PROBE, SERVE_PROBE_TIMEOUT, Reply, Request
 from ..errors import OutcomeUnknownError, TransportError
+from ..inventory import Host
 from ..orchestration.results import HostResult, Status
+from .base import Transport
+from .ssh import SSHPool
 
 AGENT_DIR = "/var/lib/orchestrator"
 PYTHON = "/usr/bin/python3"
@@ -91,7 +94,7 @@ def serve_command(sha: str) -> str:
     return f"{agent_command(sha)} {SERVE_FLAG}"
 
 
-def upload_agent(pool: Any, host: Any, data: bytes, sha: str, timeout: float = 60) -> None:
+def upload_agent(pool: SSHPool, host: Host, data: bytes, sha: str, timeout: float = 60) -> None:
     """Upload the zipapp under a unique temporary name, then install it (INSTALL_SCRIPT)."""
     path = agent_path(sha)
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
@@ -154,14 +157,14 @@ class ServeUnavailable(Exception):
 class AgentChannel:
     """One SSH session running `agent --serve`: request line out, reply line in."""
 
-    def __init__(self, chan: Any) -> None:
+    def __init__(self, chan: paramiko.Channel) -> None:
         self.chan = chan
         self.buffer = b""
         self.requests = 0
         self._sent = 0  # bytes of the current line already out
 
     @classmethod
-    def open(cls, transport: Any, sha: str, timeout: float) -> "AgentChannel":
+    def open(cls, transport: paramiko.Transport, sha: str, timeout: float) -> "AgentChannel":
         chan = transport.open_session(timeout=timeout)
         try:
             chan.exec_command(serve_command(sha))
@@ -271,153 +274,137 @@ class _HostSlot:
         self.unknown: dict[str, str] = {}  # reqid -> why its outcome is unknown: never resent
 
 
-class _PoolChannels:
-    """The resident agents of one pool: a slot (lock + channel) per host."""
+class SSHTransport(Transport):
+    """Requests over SSH: the pool's connections and, on them, one resident agent per host (a
+    slot: lock + session) for the run. `resident=False`: the one-shot exec for every call."""
 
-    def __init__(self) -> None:
+    def __init__(self, pool: SSHPool, *, resident: bool = True) -> None:
+        self.pool = pool
+        self.resident = resident
         self.lock = threading.Lock()
         self.slots: dict[str, _HostSlot] = {}
-        self.opened = 0  # sessions started: tests prove reuse with it
+        self.opened = 0  # resident sessions started: tests prove reuse with it
 
     def slot(self, host_name: str) -> _HostSlot:
         with self.lock:
             return self.slots.setdefault(host_name, _HostSlot())
 
-    def close_all(self) -> None:
-        """Close every session now, without the slot locks: a worker holds its slot's lock for a
-        whole request, so waiting for it would make Ctrl-C wait out the longest running action.
-        Closing the channel ends the worker's read, and its result says the outcome is unknown."""
+    def connect(self, hosts: Sequence[Host]) -> None:
+        self.pool.check_keys(list(hosts))  # a bad key file: one error, not "unreachable" on every host
+
+    def close(self) -> None:
+        """Close every session now, without the slot locks (a worker holds its slot's lock for a
+        whole request, so waiting for it would make Ctrl-C wait out the longest running action):
+        closing the channel ends the worker's read, and its result says the outcome is unknown.
+        Then the connections."""
         with self.lock:
             slots = list(self.slots.values())
         for slot in slots:
             channel, slot.channel = slot.channel, None
             if channel is not None:
                 channel.close()
+        self.pool.close()
 
-
-_CHANNELS: "weakref.WeakKeyDictionary[Any, _PoolChannels]" = weakref.WeakKeyDictionary()
-_CHANNELS_LOCK = threading.Lock()
-
-
-def pool_channels(pool: Any) -> _PoolChannels | None:
-    """The pool's resident agents; None when the pool cannot hold sessions (one-shot only)."""
-    if not getattr(pool, "resident_agents", True) or not (hasattr(pool, "transport") and hasattr(pool, "on_close")):
-        return None
-    with _CHANNELS_LOCK:
-        state = _CHANNELS.get(pool)
-        if state is None:
-            state = _CHANNELS[pool] = _PoolChannels()
-            pool.on_close(state.close_all)
-        return state
-
-
-def _serving_channel(pool: Any, host: Any, state: _PoolChannels, slot: _HostSlot, sha: str,
-                     timeout: float) -> AgentChannel:
-    """The host's live resident session, opened and probed if there is none (caller holds
-    slot.lock). Raises what opening or probing raised; TransportError when the host is gone."""
-    channel = slot.channel
-    if channel is not None and channel.dead():
-        channel.close()
-        channel = slot.channel = None
-    if channel is None:
-        channel = AgentChannel.open(pool.transport(host), sha, timeout)
-        state.opened += 1
+    def call(self, host: Host, request: Request, timeout: float | None) -> HostResult:
+        """The request on the host's resident agent, or by the one-shot exec when the host cannot
+        serve. Transport errors propagate (the fan-out makes them UNREACHABLE)."""
+        timeout = 300.0 if timeout is None else timeout
+        data, sha = agent_archive()
+        payload = request.encode(dict(host.facts))
+        started = time.monotonic()
+        if self.resident:
+            result = self._call_resident(host, request, payload, timeout, started)
+            if result is not None:
+                return result
+        command = agent_command(sha)
         try:
-            channel.probe(min(timeout, SERVE_PROBE_TIMEOUT))
-        except BaseException:
-            channel.close()
+            r = self.pool.exec(host, command, stdin=payload, timeout=timeout)
+            if r.rc == MISSING_RC and not r.stdout.strip():
+                try:
+                    upload_agent(self.pool, host, data, sha, timeout=timeout)
+                except RuntimeError as e:
+                    return HostResult(host=host.name, status=Status.FAILED, message=f"{request.label}: {e}",
+                                      rc=MISSING_RC, duration=time.monotonic() - started)
+                r = self.pool.exec(host, command, stdin=payload, timeout=timeout)
+        except OutcomeUnknownError as err:
+            slot = self.slot(host.name)  # _call_resident answers a retry of this reqid without sending it
+            with slot.lock:
+                slot.unknown[request.reqid] = str(err)
             raise
-        slot.channel = channel
-    return channel
+        return parse_reply(host.name, request.label, r.rc, r.stdout, r.stderr, time.monotonic() - started)
+
+    def _serving_channel(self, host: Host, slot: _HostSlot, sha: str, timeout: float) -> AgentChannel:
+        """The host's live resident session, opened and probed if there is none (caller holds
+        slot.lock). Raises what opening or probing raised; TransportError when the host is gone."""
+        channel = slot.channel
+        if channel is not None and channel.dead():
+            channel.close()
+            channel = slot.channel = None
+        if channel is None:
+            channel = AgentChannel.open(self.pool.transport(host), sha, timeout)
+            self.opened += 1
+            try:
+                channel.probe(min(timeout, SERVE_PROBE_TIMEOUT))
+            except BaseException:
+                channel.close()
+                raise
+            slot.channel = channel
+        return channel
+
+    def _call_resident(self, host: Host, request: Request, payload: bytes, timeout: float,
+                       started: float) -> HostResult | None:
+        """The call over the host's resident agent; None when the one-shot exec must do it, which
+        is only ever when the request was not written. TransportError (the host cannot be reached
+        at all, or the request timed out) propagates."""
+        data, sha = agent_archive()
+        label, reqid = request.label, request.reqid
+        slot = self.slot(host.name)
+        with slot.lock:
+            if reqid in slot.unknown:  # a retry (tries) of a request that may have run
+                return _unknown(host, label, reqid, slot.unknown[reqid], started)
+            if slot.one_shot:
+                return None
+            installed = False
+            for attempt in (1, 2):
+                try:
+                    channel = self._serving_channel(host, slot, sha, timeout)
+                except TransportError:
+                    raise
+                except ServeUnavailable as why:  # a forced command: do not wait for it again
+                    slot.one_shot = str(why)
+                    return None
+                except ChannelBroken as broken:
+                    if broken.missing and not installed:
+                        try:
+                            upload_agent(self.pool, host, data, sha, timeout=timeout)
+                        except RuntimeError as e:
+                            return HostResult(host=host.name, status=Status.FAILED, message=f"{label}: {e}",
+                                              rc=MISSING_RC, duration=time.monotonic() - started)
+                        installed = True
+                    continue
+                except Exception:  # the session could not be opened
+                    continue
+                try:
+                    line, stderr = channel.request(payload, timeout)
+                except ChannelTimeout:
+                    channel.close()
+                    slot.channel = None
+                    slot.unknown[reqid] = f"no reply came within {timeout:g} s"
+                    raise TransportError(f"{host.name}: command timed out after {timeout:g} s (request {reqid} "
+                                         f"may or may not have run; it is not sent again)") from None
+                except ChannelBroken as broken:
+                    channel.close()
+                    slot.channel = None
+                    if broken.written:
+                        slot.unknown[reqid] = f"the agent's session broke: {broken}"
+                        return _unknown(host, label, reqid, slot.unknown[reqid], started)
+                    continue  # nothing went out: safe on a new session, or by the one-shot exec
+                return parse_reply(host.name, label, 0, line, stderr, time.monotonic() - started)
+        return None
 
 
-def _unknown(host: Any, label: str, reqid: str, why: str, started: float) -> HostResult:
+def _unknown(host: Host, label: str, reqid: str, why: str, started: float) -> HostResult:
     """The result of a request that went out and whose reply never came."""
     return HostResult(host=host.name, status=Status.UNREACHABLE, duration=time.monotonic() - started,
                       message=f"{label}: outcome unknown: {host.name} became unreachable after request {reqid} "
                               f"was sent ({why}); it may or may not have run, and is not sent again")
-
-
-def _call_resident(pool: Any, host: Any, state: _PoolChannels, payload: bytes, data: bytes, sha: str,
-                   label: str, timeout: float, started: float, reqid: str) -> HostResult | None:
-    """The call over the host's resident agent; None when the one-shot exec must do it, which
-    is only ever when the request was not written. TransportError (the host cannot be reached at
-    all, or the request timed out) propagates."""
-    slot = state.slot(host.name)
-    with slot.lock:
-        if reqid in slot.unknown:  # a retry (tries) of a request that may have run
-            return _unknown(host, label, reqid, slot.unknown[reqid], started)
-        if slot.one_shot:
-            return None
-        installed = False
-        for attempt in (1, 2):
-            try:
-                channel = _serving_channel(pool, host, state, slot, sha, timeout)
-            except TransportError:
-                raise
-            except ServeUnavailable as why:  # a forced command: do not wait for it again
-                slot.one_shot = str(why)
-                return None
-            except ChannelBroken as broken:
-                if broken.missing and not installed:
-                    try:
-                        upload_agent(pool, host, data, sha, timeout=timeout)
-                    except RuntimeError as e:
-                        return HostResult(host=host.name, status=Status.FAILED, message=f"{label}: {e}",
-                                          rc=MISSING_RC, duration=time.monotonic() - started)
-                    installed = True
-                continue
-            except Exception:  # the session could not be opened
-                continue
-            try:
-                line, stderr = channel.request(payload, timeout)
-            except ChannelTimeout:
-                channel.close()
-                slot.channel = None
-                slot.unknown[reqid] = f"no reply came within {timeout:g} s"
-                raise TransportError(f"{host.name}: command timed out after {timeout:g} s (request {reqid} "
-                                     f"may or may not have run; it is not sent again)") from None
-            except ChannelBroken as broken:
-                channel.close()
-                slot.channel = None
-                if broken.written:
-                    slot.unknown[reqid] = f"the agent's session broke: {broken}"
-                    return _unknown(host, label, reqid, slot.unknown[reqid], started)
-                continue  # nothing went out: safe on a new session, or by the one-shot exec
-            return parse_reply(host.name, label, 0, line, stderr, time.monotonic() - started)
-    return None
-
-
-def call(pool: Any, host: Any, agent: str, action: str, args: Mapping[str, Any] | None = None, *,
-         reqid: str, caller: str, facts: Mapping[str, Any] | None = None, timeout: float = 60) -> HostResult:
-    """Run `agent#action` on `host` through `pool` (an SSHPool). Transport errors propagate
-    (the orchestration layer turns them into UNREACHABLE); everything else is a HostResult.
-    On a pool that can hold sessions the request goes to the host's resident agent; the one-shot
-    exec is the fallback."""
-    data, sha = agent_archive()
-    label = f"{agent}#{action}"
-    payload = Request(agent, action, dict(args or {}), reqid=reqid, caller=caller).encode(
-        dict(host.facts if facts is None else facts))
-    started = time.monotonic()
-    state = pool_channels(pool)
-    if state is not None:
-        result = _call_resident(pool, host, state, payload, data, sha, label, timeout, started, reqid)
-        if result is not None:
-            return result
-    command = agent_command(sha)
-    try:
-        r = pool.exec(host, command, stdin=payload, timeout=timeout)
-        if r.rc == MISSING_RC and not r.stdout.strip():
-            try:
-                upload_agent(pool, host, data, sha, timeout=timeout)
-            except RuntimeError as e:
-                return HostResult(host=host.name, status=Status.FAILED, message=f"{label}: {e}",
-                                  rc=MISSING_RC, duration=time.monotonic() - started)
-            r = pool.exec(host, command, stdin=payload, timeout=timeout)
-    except OutcomeUnknownError as err:
-        if state is not None:  # _call_resident answers a retry of this reqid without sending it
-            slot = state.slot(host.name)
-            with slot.lock:
-                slot.unknown[reqid] = str(err)
-        raise
-    return parse_reply(host.name, label, r.rc, r.stdout, r.stderr, time.monotonic() - started)

@@ -121,8 +121,12 @@ class RuntimeAPI:
 
 
 def api_for(req: Request) -> RuntimeAPI:
-    """Tests replace this to talk to a fake socket."""
-    return RuntimeAPI(req.str_arg("socket", SOCKET_PATH))
+    """Tests replace this to talk to a fake socket. `timeout`: seconds the API may take to answer
+    (a pre-flight check asks with a short one, so a hung API fails fast)."""
+    timeout = req.float_arg("timeout", 5.0)
+    if not (math.isfinite(timeout) and 0 < timeout <= 60):
+        raise ActionError(f"{req.label}: timeout must be more than 0 and at most 60 s, got {timeout:g}")
+    return RuntimeAPI(req.str_arg("socket", SOCKET_PATH), timeout)
 
 
 def _backend(req: Request) -> str:

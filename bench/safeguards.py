@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Benchmark: what the deploy lock, the journal and pre-flight cost the seed deploy.
+
+    flock /tmp/lab.lock python3 bench/safeguards.py [--reps 7]
+
+The seed deploy (`behave features/deploy_webapp.feature`) as a process, with its safeguards
+(lease on every target, journal fsync'd, pre-flight) and the same run with `-D safeguards=false`,
+interleaved (the order alternates per repetition), each from freshly reset web hosts (so it
+changes them: 4.2.5-1.el5 -> 4.2.6-3.el5), then once more converged. Two clocks per run: the
+process's wall time, and behave's own `Took` (the run without Python's start and imports,
+which differ by nothing between the two and are most of the noise on a loaded machine).
+Overhead = median of the paired differences (with - without), per clock and per case.
+The lab is left with its web hosts reset; a lab found down is taken down again.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+from lib import REPO, loadavg, log, machine, summary, write_result
+
+from orchestrator_lib.controller.inventory import load_inventory
+from orchestrator_lib.lab.estate import Lab
+
+FEATURE = "features/deploy_webapp.feature"
+BUDGET = 0.15  # seconds the issue allows the safeguards to add
+
+
+def run(safeguards: bool) -> tuple[float, float]:
+    """(process wall time, behave's Took) of one run of the seed deploy."""
+    argv = [sys.executable, "-m", "behave", FEATURE, "-D", f"report=/tmp/bench-safeguards-{safeguards}.json"]
+    if not safeguards:
+        argv += ["-D", "safeguards=false"]
+    started = time.perf_counter()
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"behave failed (rc {done.returncode}): {(done.stdout + done.stderr)[-1500:]}")
+    took = re.search(r"Took (\d+)min (\d+\.\d+)s", done.stdout)
+    if not took:
+        raise RuntimeError("behave printed no 'Took' line")
+    return wall, int(took.group(1)) * 60 + float(took.group(2))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=7)
+    args = ap.parse_args()
+    lab = Lab(load_inventory("local"))
+    web = [h.name for h in lab.hosts if lab.role(h) == "web"]
+    was_up = lab.is_up()
+    if not was_up:
+        lab.up(progress=lambda _m: None)
+    samples: dict[str, dict[str, list[float]]] = {
+        f"{case}-{mode}": {"wall": [], "took": []} for case in ("fresh", "converged") for mode in ("with", "without")}
+    load_before = loadavg()
+    try:
+        for rep in range(args.reps):
+            order = (True, False) if rep % 2 == 0 else (False, True)
+            for safeguards in order:
+                mode = "with" if safeguards else "without"
+                lab.reset(web)
+                for case in ("fresh", "converged"):
+                    wall, took = run(safeguards)
+                    samples[f"{case}-{mode}"]["wall"].append(wall)
+                    samples[f"{case}-{mode}"]["took"].append(took)
+                    log(f"rep {rep + 1} {case:9} {mode:7} wall {wall:.3f} s, took {took:.3f} s")
+    finally:
+        lab.reset(web)
+        if not was_up:
+            lab.down(progress=lambda _m: None)
+    result: dict = {"when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                    "machine": machine(), "loadavg_before": load_before, "loadavg_after": loadavg(),
+                    "reps": args.reps, "budget_s": BUDGET, "runs": {}, "overhead": {}}
+    for name, clocks in samples.items():
+        result["runs"][name] = {clock: summary(values) for clock, values in clocks.items()}
+    for case in ("fresh", "converged"):
+        for clock in ("wall", "took"):
+            diffs = [a - b for a, b in zip(samples[f"{case}-with"][clock], samples[f"{case}-without"][clock])]
+            result["overhead"][f"{case}-{clock}"] = {"median": statistics.median(diffs), **summary(diffs)}
+            log(f"overhead {case:9} {clock:4}: median {statistics.median(diffs):+.3f} s "
+                f"(paired differences {', '.join(f'{d:+.3f}' for d in diffs)})")
+    path = write_result("safeguards", result)
+    log(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
