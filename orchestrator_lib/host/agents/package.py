@@ -211,20 +211,41 @@ class RpmDnf(PackageBackend):
                 best = v
         return PackageState(name, best, "installed")
 
-    def versions(self, name: str) -> list[str]:
-        r = core.run(["dnf", "-q", "repoquery", "--qf", "%{epoch}:%{version}-%{release}\n", name], timeout=300)
-        out: list[str] = []
+    QUERY = ["dnf", "-q", "repoquery", "--qf", "%{epoch}:%{version}-%{release} %{repoid}\n"]
+    #: An explicit version may sit in a repository that is disabled by default (a testing or
+    #: proposed pocket): look there too, as an operator would with `dnf --enablerepo=`.
+    EVERYWHERE = ["--enablerepo=*", "--setopt=*.skip_if_unavailable=True"]
+
+    def __init__(self) -> None:
+        self.repo_of: dict[str, str] = {}  # version -> the repository that offers it
+
+    def _query(self, name: str, everywhere: bool) -> list[tuple[str, str]]:
+        r = core.run(self.QUERY + (self.EVERYWHERE if everywhere else []) + [name], timeout=300)
+        if r.rc != 0:
+            raise ActionError(f"dnf repoquery {name}: {self.error_line(r)}")
+        found = []
         for line in r.stdout.splitlines():
-            v = _clean_evr(line)
-            if v and v not in out:
-                out.append(v)
+            evr, _, repo = line.strip().partition(" ")
+            if evr:
+                found.append((_clean_evr(evr), repo))
+        return found
+
+    def versions(self, name: str) -> list[str]:
+        """Every version any configured repository offers, enabled or not (apt's madison lists a
+        NotAutomatic suite too): a version asked for by name is reachable; the newest is not."""
+        out: list[str] = []
+        for version, repo in self._query(name, everywhere=True):
+            self.repo_of.setdefault(version, repo)
+            if version not in out:
+                out.append(version)
         return out
 
     def candidate(self, name: str) -> str | None:
+        """The newest version of the enabled repositories: what `dnf upgrade NAME` installs."""
         best: str | None = None
-        for v in self.versions(name):
-            if best is None or rpm_compare(v, best) > 0:
-                best = v
+        for version, _repo in self._query(name, everywhere=False):
+            if best is None or rpm_compare(version, best) > 0:
+                best = version
         return best
 
     def compare(self, a: str, b: str) -> int:
@@ -241,7 +262,9 @@ class RpmDnf(PackageBackend):
         else:
             verb = "downgrade" if downgrade else "install"
         spec = f"{name}-{version}" if version else name
-        return core.run(["dnf", "-y", "-q", verb, spec], timeout=INSTALL_TIMEOUT)
+        repo = self.repo_of.get(version) if version else None
+        enable = [f"--enablerepo={repo}"] if repo and not repo.startswith("@") else []
+        return core.run(["dnf", "-y", "-q", *enable, verb, spec], timeout=INSTALL_TIMEOUT)
 
     def remove(self, name: str, purge: bool = False) -> CmdResult:
         return core.run(["dnf", "-y", "-q", "remove", name], timeout=INSTALL_TIMEOUT)
