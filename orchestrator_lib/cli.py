@@ -19,8 +19,9 @@ import json
 import os
 import sys
 import types
+from pathlib import Path
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Mapping, NoReturn, Sequence
 
 from rich.console import Console
@@ -34,6 +35,7 @@ from .controller.discovery.livefacts import Merged, merge
 from .controller.inventory import Host
 from .controller.orchestration import HostResult, RunOptions, RunResult, Status, parse_batch_size
 from .controller.orchestration.policy import MAX_TRIES
+from .controller.orchestration.rollout import Canary, MaxFail, choose_canaries, new_seed, plan_rollout
 from .controller.session import Interrupted, Session
 from .lab import refuse_if_down
 from .protocol import ACTIONS, AGENTS, action_names
@@ -51,6 +53,26 @@ class UsageError(OrchestratorError):
 
 
 # --- argument types: reject bad values while parsing, with the library's own wording ---------------
+
+def max_fail_type(text: str) -> MaxFail:
+    try:
+        return MaxFail.parse(text)
+    except OrchestratorError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def canary_type(text: str) -> Canary:
+    try:
+        return Canary.parse(text)
+    except OrchestratorError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def seed_type(text: str) -> int:
+    if not text.strip().isdigit() or len(text.strip()) > 12:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a whole number (a seed an earlier run printed)")
+    return int(text)
+
 
 def batch_type(text: str) -> Any:
     try:
@@ -154,11 +176,19 @@ def _common() -> argparse.ArgumentParser:
     run = common.add_argument_group("running")
     run.add_argument("--batch", type=batch_type, metavar="SIZE",
                      help="hosts at a time: a count, a percentage or a list such as 1,2,50%%")
+    run.add_argument("--max-fail", type=max_fail_type, metavar="N|PCT",
+                     help="ONE failure budget over all batches: stop once more than N hosts (or 10%% of them, say) "
+                          "failed or did not answer (default: stop after a batch with any failure)")
+    run.add_argument("--canary", type=canary_type, metavar="N|by=FACT",
+                     help="a first batch of N hosts (default 1), or N per value of FACT, chosen from a seed")
+    run.add_argument("--seed", type=seed_type, help="the canaries' seed (printed by an earlier run) to choose them again")
     run.add_argument("--tries", type=tries_type, default=1, help="tries per host (default 1)")
     run.add_argument("--timeout", type=seconds_type, metavar="SECONDS",
                      help="per try and host (default 300)")
     run.add_argument("--tofu", action="store_true",
                      help="trust a host key seen for the first time (default: known_hosts only)")
+    run.add_argument("--transport", choices=("ssh", "nats"),
+                     help="reach the hosts over SSH or through the estate's NATS broker (default: the estate's)")
     out = common.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="machine-readable result on stdout")
     out.add_argument("--changed", action="store_true", help="list changed hosts too")
@@ -194,6 +224,11 @@ def build_parser() -> Parser:
     rpc.add_argument("agent", metavar="AGENT")
     rpc.add_argument("action", metavar="ACTION")
     rpc.add_argument("arguments", nargs="*", type=rpc_arg_type, metavar="KEY=VALUE")
+    report = sub.add_parser("report", help="render the HTML report of an earlier run from its JSON")
+    report.add_argument("json_path", metavar="REPORT.json", help="e.g. reports/deploy-deploy_webapp.json")
+    report.add_argument("-o", "--output", metavar="FILE.html", help="default: next to the JSON, .html")
+    lint = sub.add_parser("lint", help="check deploy features before they run (exit 1 on an error)")
+    lint.add_argument("paths", nargs="+", metavar="PATH", help="feature files or directories, e.g. features/")
     # Listed for --help only: main() hands `orch lab ...` to the lab's own parser (run_lab).
     sub.add_parser("lab", add_help=False, help="the local lab: up|down|status|stop|start|reset|rekey|exec")
     return parser
@@ -399,9 +434,26 @@ def progress(label: str, total: int, enabled: bool) -> Iterator[Callable[[HostRe
         yield advance
 
 
+def with_canaries(call: Call, args: argparse.Namespace, out: Console) -> tuple[Call, Any]:
+    """The canaries first, as a batch of their own; then the other hosts in --batch sizes (of all
+    the hosts, as without canaries). The seed is printed so --seed chooses the same ones again."""
+    seed = new_seed() if args.seed is None else args.seed
+    canaries = choose_canaries(call.hosts, args.canary, seed, lambda h: h.name, lambda h, f: h.facts.get(f))
+    rest = [h for h in call.hosts if h not in canaries]
+    sizes = [len(b) for b in plan_rollout(call.hosts, args.batch, canaries)]
+    print(f"canaries: {', '.join(h.name for h in canaries)} (--canary {args.canary}, --seed {seed} chooses them "
+          f"again); batches of {', '.join(map(str, sizes))}", file=sys.stderr if args.json else sys.stdout)
+    return replace(call, hosts=canaries + rest), sizes
+
+
 def execute(session: Session, args: argparse.Namespace, call: Call, out: Console) -> RunResult:
     """Run the call; on Ctrl-C show what it got done (on `out`) before main() reports the interrupt."""
     options = RunOptions(batch_size=args.batch, tries=args.tries, timeout=args.timeout or RunOptions.timeout)
+    if args.max_fail is not None:
+        options = replace(options, policy=args.max_fail)
+    if args.canary is not None:
+        call, sizes = with_canaries(call, args, out)
+        options = replace(options, batch_size=sizes)
     label = f"{call.agent}#{call.action}"
     try:
         with progress(label, len(call.hosts), not (args.json or args.no_progress)) as on_result:
@@ -468,10 +520,35 @@ def run_find(session: Session, args: argparse.Namespace, out: Console) -> int:
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
+def run_report(args: argparse.Namespace) -> int:
+    """`orch report x.json`: no session, no host; the page is rendered from the file alone."""
+    from .controller.reporting.html import render_file
+    path = render_file(Path(args.json_path), Path(args.output) if args.output else None)
+    print(path)
+    return EXIT_OK
+
+
+def run_lint(args: argparse.Namespace) -> int:
+    """`orch lint features/`: one line per finding (file:line: level: what), exit 1 on any error."""
+    from .behave.lint import ERROR, LintInputError, lint_paths
+    try:
+        findings = lint_paths(args.paths)
+    except LintInputError as e:
+        raise UsageError(str(e)) from None
+    for finding in findings:
+        print(finding)
+    return EXIT_FAILED if any(f.level == ERROR for f in findings) else EXIT_OK
+
+
 def run_command(args: argparse.Namespace) -> int:
+    if args.command == "report":
+        return run_report(args)
+    if args.command == "lint":
+        return run_lint(args)
     args.filter = check_arguments(args)
     out = Console(soft_wrap=True, highlight=False)
-    with Session(args.env, trust_on_first_use=args.tofu, preflight=refuse_if_down) as session:
+    with Session(args.env, trust_on_first_use=args.tofu, preflight=refuse_if_down,
+                 transport=args.transport) as session:
         if args.command == "find":
             return run_find(session, args, out)
         call = PLANS[args.command](session, args)

@@ -22,8 +22,11 @@ from .yaml12 import Yaml12Loader
 # Agents a host offers when its spec has no `agents:` list, and the only names such a list may use.
 DEFAULT_AGENTS: tuple[str, ...] = AGENTS
 
-TOP_KEYS = ("name", "known_hosts", "defaults", "loadbalancer", "lab", "hosts", "groups", "facts", "facts_ttl")
+TOP_KEYS = ("name", "known_hosts", "defaults", "loadbalancer", "transport", "nats", "lab", "hosts", "groups",
+            "facts", "facts_ttl")
 LOADBALANCER_KEYS = ("backend",)
+TRANSPORTS = ("ssh", "nats")
+NATS_KEYS = ("servers", "collective", "key", "credentials", "discovery_timeout", "ttl")
 #: Where discovery reads facts and classes: the file, the hosts (one fan-out per run), or the hosts
 #: through a cache kept `facts_ttl` seconds (controller/discovery/livefacts.py has the merge rule).
 FACT_SOURCES = ("inventory", "live", "cached")
@@ -56,6 +59,18 @@ class Host:
 
 
 @dataclass(frozen=True)
+class NatsSettings:
+    """The estate's `nats:` section: where the broker is and how this caller signs its requests."""
+
+    servers: tuple[str, ...]
+    collective: str = "orch"
+    key: Path | None = None           # ed25519 private key (OpenSSH format) that signs requests
+    credentials: Path | None = None   # a NATS .creds file, when the broker wants one
+    discovery_timeout: float = 2.0    # how long a broadcast collects replies
+    ttl: float = 60.0                 # how long a request may wait before a host must refuse it
+
+
+@dataclass(frozen=True)
 class Inventory:
     """A whole environment. Mappings keep file order, which is the order discovery reports in."""
 
@@ -66,6 +81,8 @@ class Inventory:
     known_hosts: Path | None = None
     loadbalancer: Mapping[str, str] = field(default_factory=dict)  # {"backend": "app"}: the LB's defaults
     lab: Mapping[str, Any] = field(default_factory=dict)  # read by lab/ only
+    transport: str = "ssh"
+    nats: NatsSettings | None = None
     facts_source: str = "inventory"      # FACT_SOURCES
     facts_ttl: float = DEFAULT_FACTS_TTL  # seconds a cached host reply is used (facts: cached)
 
@@ -285,8 +302,41 @@ def _build_inventory(data: Any, src: _Source) -> Inventory:
     if facts_source not in FACT_SOURCES:
         raise src.error(("facts",), f"expected one of {', '.join(FACT_SOURCES)}, got {facts_source!r}")
     facts_ttl = _seconds(src, ("facts_ttl",), top["facts_ttl"]) if "facts_ttl" in top else DEFAULT_FACTS_TTL
+    transport = top.get("transport", "ssh")
+    if transport not in TRANSPORTS:
+        raise src.error(("transport",), f"expected one of {', '.join(TRANSPORTS)}, got {_describe(transport)}")
+    nats = _nats(src, top.get("nats"), key) if top.get("nats") is not None else None
+    if transport == "nats" and nats is None:
+        raise src.error(("transport",), "transport nats needs a 'nats:' section with the broker's servers")
     return Inventory(name=name, path=src.path, hosts=hosts, groups=groups, known_hosts=known_hosts,
-                     loadbalancer=loadbalancer, lab=lab, facts_source=facts_source, facts_ttl=facts_ttl)
+                     loadbalancer=loadbalancer, lab=lab, transport=transport, nats=nats,
+                     facts_source=facts_source, facts_ttl=facts_ttl)
+
+
+def _nats(src: _Source, value: Any, default_key: Path | None) -> NatsSettings:
+    """`nats: {servers: [nats://10.231.0.1:4222], collective: orch, key: ..., ttl: 60}`."""
+    spec = _mapping(src, ("nats",), value, NATS_KEYS, "a mapping")
+    servers = spec.get("servers")
+    if isinstance(servers, str):
+        servers = [servers]
+    if not isinstance(servers, list) or not servers:
+        raise src.error(("nats", "servers"), f"expected a list of nats:// URLs, got {_describe(servers)}")
+    for index, url in enumerate(servers):
+        if not isinstance(url, str) or not re.match(r"^(nats|tls)://[^\s/]+:\d+$", url):
+            raise src.error(("nats", "servers", index), f"expected nats://HOST:PORT, got {_describe(url)}")
+    numbers = {}
+    for name, default in (("discovery_timeout", 2.0), ("ttl", 60.0)):
+        number = spec.get(name, default)
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0 < number <= 3600:
+            raise src.error(("nats", name), f"expected seconds between 0 and 3600, got {_describe(number)}")
+        numbers[name] = float(number)
+    collective = _string(src, ("nats", "collective"), spec["collective"]) if "collective" in spec else "orch"
+    if not re.match(r"^[A-Za-z0-9_-]+$", collective):
+        raise src.error(("nats", "collective"), f"expected letters, digits, '_' or '-', got {_describe(collective)}")
+    key = _optional_path(src, ("nats", "key"), spec["key"]) if "key" in spec else default_key
+    return NatsSettings(servers=tuple(servers), collective=collective, key=key,
+                        credentials=_optional_path(src, ("nats", "credentials"), spec.get("credentials")),
+                        **numbers)
 
 
 def _host(src: _Source, name: str, spec: Any, *, user: str, port: int, key: Path | None) -> Host:

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from .transports import ssh_agent as rpc
 from .discovery import CountContract, Filter, select, unknown_facts, unknown_identities, unknown_words
 from .discovery.livefacts import FactsCache, Merged, merge
-from .errors import DiscoveryError, FilterError
+from .errors import DiscoveryError, FilterError, OrchestratorError
 from .inventory import Host, Inventory, _did_you_mean, load_inventory
 from ..protocol import Request
 from .orchestration.batches import BatchSize
@@ -20,6 +20,8 @@ from .reporting import AuditLog
 from .reporting.journal import Journal
 from .transports.base import Transport
 from .transports.ssh import SSHPool
+
+TRANSPORTS = ("ssh", "nats")
 
 
 DEFAULT_AUDIT = Path("<default>")
@@ -49,7 +51,7 @@ def interrupted_result(label: str, hosts: list[Host], finished: Mapping[str, Hos
         elif host.name in running:
             results[host.name] = HostResult(host.name, Status.FAILED, "interrupted while running: outcome unknown")
         else:
-            results[host.name] = HostResult(host.name, Status.NOT_ATTEMPTED, "not attempted: interrupted")
+            results[host.name] = HostResult(host.name, Status.NOT_ATTEMPTED, "interrupted")
     return RunResult(label, results, elapsed), running
 
 
@@ -59,16 +61,26 @@ class Session:
     def __init__(self, env: str | Path = "local", *, trust_on_first_use: bool = False,
                  caller: str | None = None, audit_path: Path | None = DEFAULT_AUDIT,
                  connect_timeout: float = 5.0, workers: int = 64,
-                 preflight: Callable[[Inventory], None] | None = None, facts_cache: Path | None = None,
-                 warn: Callable[[str], None] | None = None) -> None:
+                 preflight: Callable[[Inventory], None] | None = None, transport: str | None = None,
+                 facts_cache: Path | None = None, warn: Callable[[str], None] | None = None) -> None:
         """`preflight(inventory)` runs before every request and may refuse it (the lab's
-        `refuse_if_down`: never send to a lab whose network is down)."""
+        `refuse_if_down`: never send to a lab whose network is down). `transport`: ssh or nats
+        (default: the estate's `transport:`)."""
         self.inventory: Inventory = load_inventory(env)
+        self.transport_name = transport or self.inventory.transport
+        if self.transport_name not in TRANSPORTS:
+            raise OrchestratorError(f"unknown transport {self.transport_name!r} (known: {', '.join(TRANSPORTS)})")
         self.pool = SSHPool(self.inventory, trust_on_first_use=trust_on_first_use,
                             connect_timeout=connect_timeout)
-        self.transport: Transport = rpc.SSHTransport(self.pool)
-        self.transport.workers = self.workers = workers
         self.caller = caller or rpc.default_caller()
+        self.transport: Transport = rpc.SSHTransport(self.pool)
+        if self.transport_name == "nats":
+            from .transports.nats import NatsTransport
+            self.transport = NatsTransport.for_inventory(self.inventory, self.caller)
+        self.transport.workers = self.workers = workers
+        #: the deploy spec step the requests are sent for (the behave hooks set it per step), so both
+        #: audit logs say which feature, scenario and step asked; None outside a deploy
+        self.spec: dict[str, Any] | None = None
         if audit_path == DEFAULT_AUDIT:  # beside the environments/ folder, like reports/
             audit_path = self.inventory.path.resolve().parent.parent / "reports" / "audit.jsonl"
         self.audit = AuditLog(audit_path)
@@ -76,12 +88,13 @@ class Session:
         #: requests beside the run's own (the deploy lock's renewals): one-shot, on SSH channels of
         #: their own, never queued behind a request running on a host's resident agent
         self.side_transport: Transport = rpc.SSHTransport(self.pool, resident=False)
+        if self.transport_name == "nats":  # a NATS agent runs requests side by side: nothing queues
+            self.side_transport = self.transport
         #: the run's journal (reporting.journal.Journal), when it keeps one: every request's
         #: "sent" and result lines go there too
         self.journal: Journal | None = None
-        reports = self.inventory.path.resolve().parent.parent / "reports"
         #: `facts: cached`: the hosts' replies, next to the reports.
-        self.facts_cache = facts_cache or reports / f"facts-{self.inventory.name}.json"
+        self.facts_cache = facts_cache or self.reports_dir / f"facts-{self.inventory.name}.json"
         #: `facts: live|cached`: each host as discovery sees it (read once per Session).
         self.facts_report: dict[str, Merged] = {}
         self._discovered: Inventory | None = None
@@ -169,8 +182,46 @@ class Session:
         if contract is not None:
             contract.check(len(hosts), [h.name for h in hosts])
         if live:
-            self.require_answers(self.call(hosts, "rpcutil", "ping"), hosts)
+            pinged = self.broadcast_ping(flt, hosts) if self.transport_name == "nats" else self.call(hosts, "rpcutil", "ping")
+            self.require_answers(pinged, hosts)
         return hosts
+
+    def broadcast_ping(self, flt: Filter, expected: list[Host]) -> RunResult:
+        """Discovery by broadcast (NATS): rpcutil#ping to every agent with the filter inside; each
+        agent matches it against its own facts and classes. Replies are collected until the estate's
+        discovery timeout (or every expected host answered): an expected host that stays silent is
+        UNREACHABLE, named; one that answered but was not expected is said on stderr. Audited."""
+        from .transports.nats import reply_result
+        settings = self.inventory.nats
+        assert settings is not None and self.transport_name == "nats"
+        if self.preflight is not None:
+            self.preflight(self.inventory)
+        request = Request("rpcutil", "ping", {}, reqid=rpc.new_reqid(), caller=self.caller)
+        started = time.monotonic()
+        self.transport.connect(expected)
+        sending = self._sending(request)
+        for host in expected:
+            sending(host)
+        replies = self.transport.broadcast(request, flt=flt.to_wire(), timeout=settings.discovery_timeout,
+                                           expect=[h.name for h in expected])
+        results = {}
+        for host in expected:
+            if host.name in replies:
+                results[host.name] = reply_result(host.name, request.label, replies[host.name])
+            else:
+                results[host.name] = HostResult(host.name, Status.UNREACHABLE,
+                                                f"{host.name}: did not answer the broadcast within "
+                                                f"{settings.discovery_timeout:g} s (not connected to the broker, "
+                                                f"or its live facts do not match {flt.describe()})")
+            results[host.name].tries = 1
+        extra = sorted(set(replies) - set(results))
+        if extra:
+            import sys
+            print(f"note: {', '.join(extra)} answered {flt.describe()} over NATS but the inventory does not "
+                  f"select {'them' if len(extra) > 1 else 'it'}", file=sys.stderr)
+        result = RunResult(request.label, results, time.monotonic() - started)
+        self.audit.record(request, result)
+        return result
 
     @staticmethod
     def require_answers(pinged: RunResult, hosts: list[Host]) -> None:
@@ -189,7 +240,8 @@ class Session:
         `dry_run`: each host says what the action would change and changes nothing. Each host's
         request is written to the audit log (and the run's journal) as "sent" before it goes out.
         `side`: by the side transport (one-shot exec on a channel of its own)."""
-        request = Request(agent, action, dict(args or {}), reqid=rpc.new_reqid(), caller=self.caller, dry_run=dry_run)
+        request = Request(agent, action, dict(args or {}), reqid=rpc.new_reqid(), caller=self.caller, dry_run=dry_run,
+                          spec=self.spec)
         hosts = list(hosts)
         transport = self.side_transport if side else self.transport
         return self._run(hosts, request, options,
@@ -207,7 +259,8 @@ class Session:
               on_result: Callable[[HostResult], None] | None = None) -> RunResult:
         """Run a plain command (MCollective's shell agent): no agent, one exec per host. Exit 0 is
         ok; anything else fails the host. Not idempotent by nature: use agents for changes."""
-        request = Request("shell", "run", {"command": command}, reqid=rpc.new_reqid(), caller=self.caller)
+        request = Request("shell", "run", {"command": command}, reqid=rpc.new_reqid(), caller=self.caller,
+                          spec=self.spec)
         hosts = list(hosts)
 
         def task(host: Host) -> HostResult:
@@ -218,7 +271,7 @@ class Session:
                               stdout=done.stdout, stderr=done.stderr, duration=done.duration)
 
         def fan_out(done: Callable[[HostResult], None]) -> RunResult:
-            self.transport.connect(hosts)
+            self.pool.check_keys(hosts)  # over SSH whatever the estate's transport: one error for a bad key file
             return run_on_hosts(hosts, task, label=request.label, options=options, workers=self.workers,
                                 on_result=done)
 
@@ -256,6 +309,8 @@ class Session:
 
     def close(self) -> None:
         self.transport.close()
+        if self.transport_name != "ssh":  # shell runs over SSH whatever the transport
+            self.pool.close()
 
     def __enter__(self) -> "Session":
         return self

@@ -43,7 +43,13 @@ def entry(req: Request, reply: Reply, identity: Any, duration: float = 0.0) -> d
         "changed": bool(reply.changed),
         "message": redact_text(one_line(reply.message)),
         "duration": round(duration, 3),
+        **({"spec": redact_spec(req.spec)} if req.spec else {}),
     }
+
+
+def redact_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec as an audit line carries it: its texts (a step may quote a URL) redacted."""
+    return {k: redact_text(one_line(v)) if isinstance(v, str) else v for k, v in spec.items()}
 
 
 def record(req: Request, reply: Reply, identity: Any, duration: float = 0.0,
@@ -53,9 +59,13 @@ def record(req: Request, reply: Reply, identity: Any, duration: float = 0.0,
     path = path or env.get(AUDIT_ENV) or AUDIT_PATH
     line = json.dumps(entry(req, reply, identity, duration), default=str, sort_keys=False) + "\n"
     try:
-        os.makedirs(os.path.dirname(path) or ".", mode=0o750, exist_ok=True)
-        # One write() on an O_APPEND descriptor: concurrent agents never interleave lines.
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        # One write() on an O_APPEND descriptor: concurrent agents never interleave lines. The
+        # directory is made only when missing (a long-lived agent writes thousands of lines).
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path) or ".", mode=0o750, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         try:
             os.write(fd, line.encode("utf-8"))
         finally:

@@ -62,6 +62,66 @@ def agent_archive() -> tuple[bytes, str]:
     return data, sha12(data)
 
 
+# --------------------------------------------------------------------------- the NATS service bundle
+
+NATS_MAIN = b'''"""The agent's NATS service (orchestrator_lib/host/nats_service.py): run by the host's python3
+with -I (no user site, no PYTHON* variables); this directory comes first on sys.path."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from orchestrator_lib.controller.discovery.filters import Filter  # noqa: E402
+from orchestrator_lib.host.nats_service import main  # noqa: E402
+
+_PARSED = {}
+
+
+def match(flt, host):
+    """The controller's own filter language, evaluated against this host's live facts and classes."""
+    key = repr(sorted(flt.items()))
+    if key not in _PARSED:
+        _PARSED[key] = Filter.from_wire(flt)
+    return _PARSED[key].matches(host)
+
+
+sys.exit(main(match))
+'''
+#: Controller modules the NATS service ships so agents evaluate discovery filters exactly as the
+#: controller does (stdlib only; their inventory imports are for annotations only).
+DISCOVERY_FILES = ("controller/errors.py", "controller/discovery/filters.py",
+                   "controller/discovery/compound.py", "controller/discovery/terms.py")
+CONTROLLER_INIT = b'"""Only the discovery matchers of the controller, shipped with the NATS agent."""\n'
+DISCOVERY_INIT = b'"""Discovery filters, matched by the NATS agent against its own facts."""\n'
+
+
+def nats_sources(library_dir: Path = LIBRARY_DIR) -> dict[str, bytes]:
+    """The NATS service bundle: the agent (protocol.py, host/), discovery's matchers, and nats-py,
+    which is pure Python and no Debian package: shipped from the controller's own install, so a host
+    needs neither PyPI access nor pip, and the bytes a host runs are the ones the hash names."""
+    import nats
+    files = sources(library_dir)
+    files["__main__.py"] = NATS_MAIN
+    files["orchestrator_lib/controller/__init__.py"] = CONTROLLER_INIT
+    files["orchestrator_lib/controller/discovery/__init__.py"] = DISCOVERY_INIT
+    for rel in DISCOVERY_FILES:
+        path = library_dir / rel
+        if path.exists():
+            files["orchestrator_lib/" + rel] = path.read_bytes()
+    nats_dir = Path(nats.__file__).resolve().parent
+    for path in sorted(nats_dir.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".typed"):
+            files["nats/" + path.relative_to(nats_dir).as_posix()] = path.read_bytes()
+    return files
+
+
+@functools.lru_cache(maxsize=1)
+def nats_archive() -> tuple[bytes, str]:
+    """(NATS service bundle bytes, sha12), built once per process."""
+    data = build(nats_sources())
+    return data, sha12(data)
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m orchestrator_lib.host.build [OUT.pyz]`: print the hash, optionally write."""
     argv = sys.argv[1:] if argv is None else argv

@@ -94,17 +94,20 @@ def _run_action(req: Request) -> Reply:
     return reply
 
 
-def handle(obj: object, env: dict[str, str] | None = None) -> Reply:
+def handle(obj: object, env: dict[str, str] | None = None, identity: Any = None, policy_path: str = "") -> Reply:
     """Policy, then the action, then the audit line: the whole life of one request.
     The policy decides on the action itself: policy.check resolves aliases to every name of the
     action before matching. Under sshd, test-only variables (ORCHESTRATOR_AUDIT_LOG) are ignored
     unless root enabled them on the host (policy.trusted_env). A request older than its ttl
-    is refused as a denial is (audited, never run)."""
+    is refused as a denial is (audited, never run). The caller is the key sshd accepted
+    (policy.identify), or `identity` when the caller proved its key otherwise (a signed request
+    over a broker: host/signing.py); `policy_path` is for agents that are not the host's (bench/)."""
     env = policy.trusted_env(os.environ if env is None else env)
     req = Request.from_obj(obj)
-    identity = policy.identify(env)
+    if identity is None:
+        identity = policy.identify(env)
     host = system()
-    denial = req.expired(host.time()) or policy.check(req.agent, req.action, identity)
+    denial = req.expired(host.time()) or policy.check(req.agent, req.action, identity, path=policy_path)
     started = host.monotonic()
     reply = Reply.failed(denial) if denial else dispatch(req)
     audit.record(req, reply, identity, duration=host.monotonic() - started, env=env)

@@ -212,17 +212,51 @@ def validate(policy: object) -> dict[str, Any]:
     return policy
 
 
+#: path -> (the file's stat signature, its validated policy): a long-lived agent (the NATS service,
+#: thousands of simulated ones in bench/) reads and validates the file once per change, not per request.
+_LOADED: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {}
+
+
+def _signature(path: str) -> tuple[int, ...] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode, st.st_uid)
+
+
 def load_policy(path: str = "") -> dict[str, Any] | None:
     """The policy, or None when there is none (ENOENT). Raises PolicyError (a ValueError) when it
-    exists but cannot be trusted."""
-    text = read_policy_text(path or POLICY_PATH)
+    exists but cannot be trusted. A file unchanged since it was last validated (same inode, size,
+    times, mode, owner) is not read again."""
+    path = path or POLICY_PATH
+    signature = _signature(path)
+    cached = _LOADED.get(path)
+    if signature is not None and cached is not None and cached[0] == signature:
+        return cached[1]
+    text = read_policy_text(path)
     if text is None:
         return None
     try:
         policy = json.loads(text)
     except ValueError as e:
         raise PolicyError(f"not JSON: {e}") from None
-    return validate(policy)
+    policy = validate(policy)
+    if signature is not None:
+        _LOADED[path] = (signature, policy)
+    return policy
+
+
+def names_key(fingerprint: str, path: str = "") -> bool:
+    """Does the policy name this key in a rule of its own? The test for callers that authenticate
+    by signing (host/signing.py): with no SSH login in front, a key is known to a host only when its
+    policy lists it; `"*"` rules, no policy and an invalid policy know no key."""
+    try:
+        policy = load_policy(path)
+    except PolicyError:
+        return False
+    return policy is not None and any(isinstance(r, dict) and r.get("key") == fingerprint
+                                      for r in policy.get("rules", []))
 
 
 def decide(policy: Mapping[str, Any], label: str | tuple[str, ...], identity: Identity) -> bool:

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ..controller.errors import LabError
 from ..controller.inventory import Host, Inventory
 from ..host import policy
-from . import aptrepo, network, rpmrepo
+from . import aptrepo, broker, network, rpmrepo
 
 FILES = Path(__file__).parent / "files"
 ROLES = ("web", "rpm", "lb", "notify", "plain")
@@ -121,6 +121,12 @@ class Lab:
         self.client_key: Path = next(iter(inventory.hosts.values())).key  # type: ignore[assignment]
         self.state_dir = Path(settings.get("state_dir") or self.known_hosts.parent)
         self.hosts: list[Host] = list(inventory.hosts.values())
+        #: The lab's NATS broker, for an estate with a `nats:` section (its agents answer over NATS
+        #: too, so `-D transport=nats` works on it); None for an SSH-only estate.
+        self.broker: broker.Broker | None = None
+        if inventory.nats is not None:
+            port = broker.listen_address(list(inventory.nats.servers), self.gateway, str(inventory.path))
+            self.broker = broker.Broker(self.state_dir, self.gateway, port, name=f"lab-{inventory.name}")
         for host in self.hosts:
             if self.role(host) not in ROLES:
                 raise LabError(f"{inventory.path}: hosts.{host.name}.lab.role: expected one of {', '.join(ROLES)}")
@@ -294,6 +300,27 @@ class Lab:
         path.write_text(json.dumps(rules, indent=2) + "\n")
         return path
 
+    def _nats_files(self) -> dict[str, Path]:
+        """The NATS agent service for the base layer (config management's way of installing it):
+        the bundle (host/build.py), its hash, and the config naming the broker and collective."""
+        if self.broker is None or self.inventory.nats is None:
+            return {}
+        from ..host.build import nats_archive
+        data, sha = nats_archive()
+        (self.state_dir / "nats.pyz").write_bytes(data)
+        (self.state_dir / "nats.sha").write_text(sha + "\n")
+        config = {"servers": [self.broker.url], "collective": self.inventory.nats.collective}
+        (self.state_dir / "nats.json").write_text(json.dumps(config, indent=2) + "\n")
+        return {name: self.state_dir / name for name in ("nats.pyz", "nats.sha", "nats.json")}
+
+    def _write_host_facts(self, host: Host) -> None:
+        """The host's inventory facts and classes on the host itself (facts.d, classes.txt), where its
+        NATS agent reads them to evaluate a broadcast's filter."""
+        etc = self._host_dir(host) / "upper" / "etc" / "orchestrator"
+        (etc / "facts.d").mkdir(parents=True, exist_ok=True)
+        (etc / "facts.d" / "inventory.json").write_text(json.dumps(dict(host.facts), indent=2) + "\n")
+        (etc / "classes.txt").write_text("".join(f"{c}\n" for c in host.classes))
+
     def _build_layers(self) -> None:
         """Rebuilt at every `up`: the lowest layer is the live machine, so a copied-up dpkg status
         from an older build could disagree with /usr."""
@@ -302,7 +329,8 @@ class Lab:
         self._build_layer("base", [], {"authorized_keys": self._authorized_keys(),
                                        "lab.list": sources,
                                        "policy.json": self._policy(),
-                                       "orchestrator-gate": FILES / "orchestrator-gate"}, {})
+                                       "orchestrator-gate": FILES / "orchestrator-gate",
+                                       **self._nats_files()}, {})
         roles = {self.role(h) for h in self.hosts}
         initial = " ".join(f"{p}={v}" for p, v in aptrepo.INITIAL.items())
         repo_file = self.state_dir / "lab.repo"
@@ -355,7 +383,11 @@ class Lab:
         self.known_hosts.write_text("\n".join(known) + "\n")
         network.create(self.bridge, self.gateway, str(self.subnet),
                        [(self._netns(h), self._veth(h)) for h in self.hosts])
+        if self.broker is not None:  # on the bridge's address: after the bridge, before the agents
+            self.broker.start()
         for host in self.hosts:
+            if self.broker is not None:
+                self._write_host_facts(host)
             self._spawn(host)
         self.wait_ready(self.hosts)
         elapsed = time.monotonic() - started
@@ -381,11 +413,29 @@ class Lab:
             problems = [p for p in pool.map(ready, hosts) if p]
         if problems:
             raise LabError(f"lab hosts not ready: {'; '.join(problems)}")
+        if self.broker is not None:
+            self._wait_nats_agents(hosts, deadline)
         if not backend:
             return
         for lb in [h for h in self.hosts if self.role(h) == "lb" and self._running_pid(h)]:
             # A load balancer that (re)started checks every server afresh: wait for all of them.
             self._wait_backend_up(lb, self.hosts if lb in hosts else hosts, deadline)
+
+    def _wait_nats_agents(self, hosts: list[Host], deadline: float) -> None:
+        """Ready over NATS means each host's agent is connected and subscribed (every agent's
+        broadcast subject and its node subject), as the broker itself reports."""
+        from ..host.core import AGENTS
+        wanted = len(AGENTS) + 1
+        assert self.broker is not None
+        while True:
+            subs = self.broker.connected()
+            missing = [h.name for h in hosts if subs.get(h.name, 0) < wanted]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise LabError(f"NATS agents not subscribed on {self.broker.url}: {', '.join(missing)} "
+                               f"(see /var/log/orchestrator/nats.log on those hosts)")
+            time.sleep(0.05)
 
     def _wait_backend_up(self, lb: Host, hosts: list[Host], deadline: float) -> None:
         """Ready means HAProxy itself sees the running web hosts among `hosts` UP (all of them
@@ -407,6 +457,8 @@ class Lab:
         The mounts live in the hosts' own mount namespaces and go with their processes."""
         self._kill(*self.hosts)
         self._kill_leftovers()
+        if self.broker is not None:
+            self.broker.stop()
         network.destroy(self.bridge)
         for sub in ("hosts", "layers", "input"):
             shutil.rmtree(self.state_dir / sub, ignore_errors=True)
@@ -459,6 +511,8 @@ class Lab:
             for name, data in keys.items():
                 (ssh_dir / name).write_bytes(data)
                 (ssh_dir / name).chmod(0o644 if name.endswith(".pub") else 0o600)
+            if self.broker is not None:
+                self._write_host_facts(host)
             self._spawn(host)
         self.wait_ready(hosts)
 

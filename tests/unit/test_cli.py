@@ -219,7 +219,7 @@ def test_only_out_of_the_ordinary_hosts_then_summary_and_tally(capsys, env, fake
     assert fake.calls == [{"hosts": ["lb1", "web1", "web2"], "agent": "package", "action": "update",
                            "args": {"name": "mywebapp", "version": "4.2.6-3.el5"},
                            "options": RunOptions(batch_size=[1, "50%"], tries=2, timeout=30.0)}]
-    assert fake.opened == [{"trust_on_first_use": False, "preflight": cli.refuse_if_down}]
+    assert fake.opened == [{"trust_on_first_use": False, "preflight": cli.refuse_if_down, "transport": None}]
 
 
 def test_changed_and_verbose_show_more_hosts(capsys, env, fake):
@@ -233,11 +233,11 @@ def test_changed_and_verbose_show_more_hosts(capsys, env, fake):
 
 def test_unreachable_and_not_attempted_fail_the_run(capsys, env, fake):
     fake.replies = {"web1": HostResult("web1", Status.UNREACHABLE, "web1: connection refused"),
-                    "web2": HostResult("web2", Status.NOT_ATTEMPTED, "not attempted: stopped after a failed batch")}
+                    "web2": HostResult("web2", Status.NOT_ATTEMPTED, "stopped after a failed batch")}
     code, out, _ = run(capsys, "service", "nginx", "restart", "-C", "roles::web", "--tofu", "--env", env)
     assert code == 1
     assert "web1  unreachable" in out and "web2  not attempted" in out
-    assert fake.opened == [{"trust_on_first_use": True, "preflight": cli.refuse_if_down}]
+    assert fake.opened == [{"trust_on_first_use": True, "preflight": cli.refuse_if_down, "transport": None}]
 
 
 def test_json_is_the_run_result_plus_the_discovered_hosts(capsys, env, fake):

@@ -102,7 +102,7 @@ def test_disable_is_one_call_on_the_lb_recorded_per_web_host(tmp_path):
     d.narrow(facts=["hagroup=/a|b/"])
     lb.set_admin(d, "disable", "app")
     assert d.session.calls == [("haproxy#disable", ["lb1"], {"backend": "app", "servers": ["web1", "web2"]})]
-    assert said(d) == ["      haproxy#disable: ok on 2 of 2 hosts (1 changed) after 0 tries in 0.25 s"]
+    assert said(d) == ["      haproxy#disable: ok on 2 of 2 hosts (1 changed) in 0.25 s"]
     assert {h: (c.status, c.subject, c.after) for h, c in cells(d).items()} == {
         "web1": (Outcome.CHANGED, "haproxy app", "maint"), "web2": (Outcome.OK, "haproxy app", "maint")}
 

@@ -10,9 +10,8 @@ from ..orchestration import HostResult, RunResult, Status
 from ..reporting import Cell, Outcome
 from ..orchestration import RunOptions
 from .run import Deploy, DeployError, StepOptions, Unanswered, failure_text, values_of
+from .settings import CHECK_MARGIN
 
-#: a health check that loops on the host gets this much longer on the SSH side
-CHECK_MARGIN = 30.0
 
 
 # ---- packages ---------------------------------------------------------------------------------------
@@ -20,7 +19,7 @@ def update_package(d: Deploy, name: str, version: str | None, options: StepOptio
                    downgrade: bool = False) -> None:
     """To `version`, or (None) to the newest the host's package sources offer; `downgrade`: to an
     older `version` too (refused otherwise)."""
-    fan_out = options.run_options(900.0)
+    fan_out = d.step_options(options, 900.0)
     hosts, subject = d.hosts(), f"package {name}"
     if d.plan:
         # `candidate` is asked for but only used when the agent reports it: without it, "newest"
@@ -49,7 +48,7 @@ def rollback_package(d: Deploy, name: str, options: StepOptions) -> None:
     """Each host back to the version of `name` it had before the run (from the journal: the
     first change this run, or the run it resumes, made to it), downgrading where needed. A host
     put back is recorded `rolled back`; one whose earlier version is unknown fails, named."""
-    fan_out = options.run_options(900.0)
+    fan_out = d.step_options(options, 900.0)
     hosts, subject = d.hosts(), f"package {name}"
     guard = d.guard
     before = {h.name: guard.before_the_run(h.name, subject) if guard is not None else None for h in hosts}
@@ -160,7 +159,7 @@ def _app_cell(result: HostResult) -> Cell:
 
 def deploy_app(d: Deploy, app: str, revision: str, options: StepOptions) -> None:
     """Package to the revision, restart only where needed, wait until the app reports it."""
-    fan_out = options.run_options(900.0)
+    fan_out = d.step_options(options, 900.0)
     hosts, subject = d.hosts(), f"app {app}"
     d.scenario.facts["version"] = revision
     if d.plan:
@@ -193,7 +192,7 @@ def _service_cell(action: str, before: dict[str, str] | None = None):
 
 def service_action(d: Deploy, name: str, action: str, options: StepOptions,
                    hosts: list[Host] | None = None, before: dict[str, str] | None = None) -> None:
-    fan_out = options.run_options()
+    fan_out = d.step_options(options)
     hosts = d.hosts() if hosts is None else hosts
     subject = f"service {name}"
     if d.plan:
@@ -215,7 +214,7 @@ def service_states(d: Deploy, name: str) -> dict[str, Any]:
 def restart_unless_reporting(d: Deploy, name: str, port: int, field: str, value: str, options: StepOptions) -> None:
     """Restart only where the service does not yet report `field` = `value` (a process started
     before its package was upgraded still reports the old version): re-running changes nothing."""
-    options.run_options()
+    options.run_options()  # refused before any host is asked (service_action applies the rollout policy)
     hosts = d.hosts()
     run = d.call(hosts, "health", "http", {"url": health_url(d, port), "field": field, "expect": value, "timeout": 2})
     stale: list[Host] = []
@@ -242,7 +241,7 @@ def restart_unless_reporting(d: Deploy, name: str, port: int, field: str, value:
 
 # ---- health -----------------------------------------------------------------------------------------
 def health_url(d: Deploy, port: int) -> str:
-    return f"http://127.0.0.1:{port}{d.settings.health_path}"
+    return d.settings.health_url(port)
 
 
 def _last(result: HostResult, *fields: str) -> Any:

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, TextIO
 
 from ..discovery import CountContract, Filter
 from ..errors import OrchestratorError
 from ..inventory import Host, Inventory
 from ..orchestration import HostResult, RunOptions, RunResult, parse_batch_size
+from ..orchestration.results import failure_text  # noqa: F401  (the deploy layer's wording, re-exported)
 from ..reporting import Cell, Outcome, ResultMatrix
+from ..reporting.progress import OFF, Progress
 from ..reporting.journal import READ_ONLY
 from ..session import Interrupted, Session
+from ..orchestration.rollout import RolloutPolicy
+from .rollout import AnalysisCheck, ScenarioRollout, batches_for, describe_batches, run_rollout, seed_for
 from .settings import Settings
 from .targets import Target
 
@@ -86,6 +90,7 @@ class ScenarioState:
     backend: str = ""
     facts: dict[str, str] = field(default_factory=dict)              # {version} etc. for messages
     planned: dict[tuple[str, str], Any] = field(default_factory=dict)  # plan: (host, subject) -> state
+    rollout: ScenarioRollout = field(default_factory=ScenarioRollout)
     needs: Any = None                    # preflight.Needs: what the scenario's steps will use
     only: tuple[str, ...] | None = None  # a @rollback scenario: the hosts that failed, and only them
     skip: tuple[str, ...] = ()           # -D resume: hosts the resumed run completed this scenario on
@@ -101,14 +106,6 @@ class ScenarioDone(DeployError):
 def values_of(run: RunResult, value: Callable[[HostResult], Any]) -> dict[str, Any]:
     """{host: value(result)} for hosts that answered, Unanswered for the others."""
     return {h: value(r) if r.ok else Unanswered.of(r) for h, r in run.results.items()}
-
-
-def failure_text(run: RunResult) -> str:
-    bad = [r for r in run.results.values() if not r.ok]
-    lines = [f"{run.label} did not succeed on {', '.join(r.host for r in bad)} "
-             f"({len(bad)} of {len(run.results)} hosts):"]
-    lines += [f"  {r.host}: {r.status}: {r.message}" for r in bad]
-    return "\n".join(lines)
 
 
 def plan_cells(label: str, subject: str, current: Mapping[str, Any], wanted: Any,
@@ -148,7 +145,10 @@ class Deploy:
                  out: TextIO | None = None) -> None:
         self.settings, self.session, self.matrix = settings, session, matrix
         self.out = out
+        self.seed = seed_for(settings.seed)  # one per run: the report records it, -D seed= replays it
         self.scenario = ScenarioState()
+        #: live per-host progress of a long request (the hooks choose it for the output)
+        self.progress = Progress(OFF)
         #: guard.RunGuard: lock, journal, pre-flight, resume (set by whoever runs the deploy)
         self.guard: Any = None
 
@@ -160,8 +160,39 @@ class Deploy:
     def inventory(self) -> Inventory:
         return self.session.inventory
 
-    def begin_scenario(self, feature: str, name: str) -> None:
+    def begin_scenario(self, feature: str, name: str, policy: RolloutPolicy | None = None,
+                       gates: dict[int, list[AnalysisCheck]] | None = None) -> None:
+        """A new scenario, with the rollout policy its tags state and the analysis steps that
+        gate its Whens (by the When's step index)."""
         self.scenario = ScenarioState(feature, name)
+        self.scenario.rollout = ScenarioRollout(policy or RolloutPolicy(), self.seed, dict(gates or {}))
+        self.record_rollout()
+
+    def begin_step(self, index: int, where: str, text: str) -> None:
+        r = self.scenario.rollout
+        r.step_index, r.step_where, r.step_text = index, where, text
+
+    def record_rollout(self) -> None:
+        """The scenario's rollout (policy, seed, canaries, batches, budget, analyses) in the report."""
+        if self.scenario.rollout.active and self.matrix.scenarios:
+            self.matrix.scenarios[-1].rollout = self.scenario.rollout.to_dict()
+
+    def step_options(self, options: StepOptions, timeout: float = 300.0) -> RunOptions:
+        """A When's fan-out options, checked before any host is asked, with the policy's batches
+        when the step says none (a tag and the step that disagree: one line naming both). Plan
+        mode says the batches it would use."""
+        checked = options.run_options(timeout)
+        r = self.scenario.rollout
+        if not r.active:
+            return checked
+        from .rollout import step_batch
+        batch = step_batch(self, options.batch)
+        merged = replace(checked, batch_size=parse_batch_size(batch) if batch else None)
+        if self.plan:
+            hosts = self.hosts()
+            self.say(f"plan: batches {describe_batches(batches_for(self, hosts, merged))}"
+                     + (f"; {r.policy.describe()}" if not r.policy.empty else ""))
+        return merged
 
     def say(self, line: str) -> None:
         """Under the step's line in behave's output, and in the step's notes in the report."""
@@ -184,7 +215,13 @@ class Deploy:
         self.narrow(identities=[h.name for h in self.inventory.group(group)])
 
     def hosts(self) -> list[Host]:
-        """The scenario's hosts: the pre-discovered ones, else what the filters select now."""
+        """The scenario's hosts: the pre-discovered ones, else what the filters select now; less
+        those that failed within the scenario's failure budget (they leave the scenario)."""
+        hosts = self._targeted()
+        budget = self.scenario.rollout.budget
+        return [h for h in hosts if h.name not in budget.failed] if budget is not None else hosts
+
+    def _targeted(self) -> list[Host]:
         target = self.scenario.target
         pinned = target.pinned_hosts()
         if pinned is not None:
@@ -220,14 +257,29 @@ class Deploy:
         """Select, check the count, ping every host (and the load balancer): a host that does not
         answer fails the step by name. What was found is then the contract for the scenario."""
         lb = self.scenario.lb
-        hosts = self.session.discover(self.scenario.target.require_some_filter(), contract, live=False)
+        flt = self.scenario.target.require_some_filter()
+        hosts = self.session.discover(flt, contract, live=False)
         also = [lb.host] if lb is not None and lb.host is not None and lb.host not in hosts else []
-        pinged = self.call(hosts + also, "rpcutil", "ping")  # one round: the LB alongside
-        self.matrix.record_run(pinged)
-        self.say(pinged.tally())
-        self.session.require_answers(pinged, hosts)
-        if also and not pinged.results[also[0].name].ok:
-            raise DeployError(f"the load balancer {also[0].name} did not answer: {pinged.results[also[0].name].message}")
+        if self.session.transport_name == "nats":  # a broadcast carrying the filter; then the LB alone
+            pinged = self.session.broadcast_ping(flt, hosts)
+            self.matrix.record_run(pinged)
+            self.say(pinged.tally())
+            self.session.require_answers(pinged, hosts)
+            if also:
+                pinged = self.call(also, "rpcutil", "ping")
+        else:
+            pinged = self.call(hosts + also, "rpcutil", "ping")  # one round: the LB alongside
+            # the targets' own tally and cells: the LB is no host of the scenario, nor counted as one
+            targets = RunResult(pinged.label, {h.name: pinged.results[h.name] for h in hosts}, pinged.elapsed)
+            self.matrix.record_run(targets)
+            self.say(targets.tally())
+            self.session.require_answers(pinged, hosts)
+        if also:
+            answer = pinged.results[also[0].name]
+            if not answer.ok:  # in the matrix then, so the gate names it
+                self.matrix.record(answer.host, Cell.from_host_result(answer, pinged.label))
+                raise DeployError(f"the load balancer {also[0].name} did not answer: {answer.message}")
+            self.say(f"load balancer {also[0].name} answered")
         self.scenario.target.pin(hosts, contract or CountContract.exactly(len(hosts)))
         self.say(f"discovered {len(hosts)} host{'s' if len(hosts) != 1 else ''}: {', '.join(h.name for h in hosts)}")
         return hosts
@@ -242,7 +294,8 @@ class Deploy:
         if self.guard is not None and not self.plan and f"{agent}#{action}" not in READ_ONLY:
             self.guard.before_change()
         try:
-            return self.session.call(hosts, agent, action, args, options, dry_run=dry_run)
+            with self.progress.track(f"{agent}#{action}", [h.name for h in hosts]) as on_result:
+                return self.session.call(hosts, agent, action, args, options, dry_run=dry_run, on_result=on_result)
         except Interrupted as e:
             self.matrix.record_run(e.result, subject, describe_result)
             self.say(e.result.tally())
@@ -252,7 +305,10 @@ class Deploy:
             subject: str = "", options: RunOptions = RunOptions(),
             describe_result: Callable[[HostResult], Cell] | None = None) -> RunResult:
         """A When: run the action (in plan mode, a dry run: each host says what it would change),
-        record every host, print the tally, fail naming the hosts it did not succeed on."""
+        record every host, print the tally, fail naming the hosts it did not succeed on. Under a
+        rollout policy, batch by batch with the scenario's budget and analyses: see rollout.py."""
+        if self.scenario.rollout.active and not self.plan:
+            return run_rollout(self, hosts, agent, action, args, options, subject, describe_result)
         run = self.call(hosts, agent, action, args, options, subject, describe_result, dry_run=self.plan)
         return self.conclude(run, subject, describe_result)
 
@@ -295,10 +351,11 @@ class Deploy:
             if isinstance(value, Unanswered):
                 self.matrix.record(host, Cell(Outcome(value.status), value.message, label))
             elif matches(value):
-                self.matrix.record(host, Cell(Outcome.OK, f"{what}: {value}", label))
+                self.matrix.record(host, Cell(Outcome.OK, f"{what}: {value}", label, expected=expected,
+                                              actual=repr(value)))
             else:
-                self.matrix.record(host, Cell(Outcome.FAILED, f"{what}: expected {expected}, "
-                                                              f"actual {value!r}", label))
+                self.matrix.record(host, Cell(Outcome.FAILED, f"{what}: expected {expected}, actual {value!r}",
+                                              label, expected=expected, actual=repr(value)))
 
     def wait_for(self, read: Callable[[], dict[str, Any]], until: Callable[[Any], bool], seconds: float,
                  interval: float = 0.05) -> dict[str, Any]:

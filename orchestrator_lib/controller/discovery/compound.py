@@ -15,11 +15,13 @@ typo (filters.unknown_words): under `not` it would silently select more hosts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import FilterError
-from ..inventory import Host
 from .terms import FactTerm, NameTerm, parse_fact, parse_identity
+
+if TYPE_CHECKING:  # annotations only: the NATS agent's bundle ships the matchers without the inventory
+    from ..inventory import Host
 
 _MAX_DEPTH = 100  # nesting of ( and not; deeper is a mistake, and would hit Python's recursion limit
 _KEYWORDS = {"and": "and", "or": "or", "not": "not", "&&": "and", "||": "or", "!": "not"}

@@ -10,11 +10,14 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from ..inventory import Host, Inventory
+from ..errors import FilterError
 from .compound import parse_compound
 from .terms import FactTerm, NameTerm, parse_agent, parse_class, parse_fact, parse_identity
+
+if TYPE_CHECKING:  # annotations only: the NATS agent's bundle ships the matchers without the inventory
+    from ..inventory import Host, Inventory
 
 
 # --- the filter --------------------------------------------------------------------------------
@@ -96,6 +99,21 @@ class Filter:
     def words(self) -> list[str]:
         """The bare words of the -S expressions (a host name or a class), first use first, no repeats."""
         return list(dict.fromkeys(word for tree in self._compiled.compound for word in tree.words()))
+
+    def to_wire(self) -> dict[str, list[str]]:
+        """The filter as a broadcast request carries it (JSON): its non-empty parts, as typed."""
+        parts = {"identities": self.identities, "facts": self.facts, "classes": self.classes,
+                 "agents": self.agents, "compound": self.compound}
+        return {name: list(terms) for name, terms in parts.items() if terms}
+
+    @classmethod
+    def from_wire(cls, wire: dict) -> "Filter":
+        """The filter a broadcast carried, parsed (and so validated) as the controller parsed it."""
+        known = {"identities", "facts", "classes", "agents", "compound"}
+        if not isinstance(wire, dict) or set(wire) - known or \
+                not all(isinstance(v, list) and all(isinstance(t, str) for t in v) for v in wire.values()):
+            raise FilterError(f"not a filter: {str(wire)[:120]}")
+        return cls.parse(**{name: tuple(terms) for name, terms in wire.items()})
 
     def is_empty(self) -> bool:
         return not (self.identities or self.facts or self.classes or self.agents or self.compound)

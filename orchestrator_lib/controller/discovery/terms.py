@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import regex  # re with a timeout: user regexes are bounded (see _regex)
 
 from ..errors import FilterError
-from ..inventory import Host
+
+if TYPE_CHECKING:  # annotations only: the NATS agent's bundle ships the matchers without the inventory
+    from ..inventory import Host
 
 FACT_OPERATORS = ("=", "==", "!=", "<", ">", "<=", ">=", "=~")
 _FACT_TERM = re.compile(

@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from ...host.audit import redact, redact_text
+from ...host.audit import redact, redact_spec, redact_text
 from ...protocol import Request
 from ..orchestration import RunResult
 
@@ -39,7 +39,8 @@ class AuditLog:
         safe_args = redact(dict(request.args))
         lines = [json.dumps({"time": now, "reqid": request.reqid, "caller": request.caller, "agent": request.agent,
                              "action": request.action, "args": safe_args, "dry_run": request.dry_run, "host": r.host,
-                             "status": str(r.status), "message": redact_text(r.message)}, sort_keys=True)
+                             "status": str(r.status), "message": redact_text(r.message),
+                             **({"spec": redact_spec(request.spec)} if request.spec else {})}, sort_keys=True)
                  for r in result.results.values()]
         with self._lock, open(self.path, "a") as out:
             out.write("\n".join(lines) + "\n" if lines else "")

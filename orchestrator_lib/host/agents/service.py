@@ -3,6 +3,7 @@ A start or restart counts only when the service runs AND passes its readiness ch
 returns once the process exists, not once it serves (lab notes, pitfall 5)."""
 from __future__ import annotations
 
+import math
 import re
 from collections import namedtuple
 
@@ -167,15 +168,19 @@ def _require(st: ServiceState, backend: ServiceBackend) -> None:
 
 
 def converge_running(backend: ServiceBackend, name: str, wait: float, restart: bool) -> tuple[ServiceState, str]:
-    """Start (or restart), then insist on running + ready. Shared with appmgr."""
+    """Start (or restart), then insist on running + ready, all within `wait` seconds (the
+    readiness check gets what the start left of it, at least a second). Shared with appmgr."""
+    clock = core.system()
+    started = clock.monotonic()
     r = backend.restart(name, wait) if restart else backend.start(name, wait)
     verb = "restart" if restart else "start"
     after = backend.state(name)
     if not after.running:
         raise ActionError(f"{name} did not {verb}: {r.line() if not r.ok else after.detail}")
-    check = backend.ready(name, wait)
+    check = backend.ready(name, max(1, math.ceil(wait - (clock.monotonic() - started))))
     if check is not None and not check.ok:
-        raise ActionError(f"{name} runs but failed its readiness check within {wait:g} s: {check.line()}")
+        raise ActionError(f"{name} runs but was not ready {clock.monotonic() - started:.1f} s after the {verb} "
+                          f"(readiness check, {wait:g} s allowed): {check.line()}")
     if not r.ok:
         raise ActionError(f"{name}: {backend.label} {verb} reported failure: {r.line()}")
     return after, f"{name} {verb}ed" + (" and ready" if check is not None else "")

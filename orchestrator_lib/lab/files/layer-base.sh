@@ -37,3 +37,20 @@ rm -rf /etc/apt/sources.list.d/* /etc/apt/sources.list
 cp /srv/lab-input/lab.list /etc/apt/sources.list.d/lab.list
 apt-get -qq -o Acquire::Languages=none update
 mkdir -p /var/log/orchestrator /var/lib/orchestrator
+# The agent's NATS service, when the estate has a broker (lab/estate.py: _nats_files): the bundle
+# unpacked and compiled into a root-owned directory named by its hash, supervised by runit.
+if [ -f /srv/lab-input/nats.pyz ]; then
+    dir=/var/lib/orchestrator/nats-$(cat /srv/lab-input/nats.sha)
+    python3 -I -c 'import compileall, sys, zipfile
+zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])
+sys.exit(0 if compileall.compile_dir(sys.argv[2], quiet=1) else 1)' /srv/lab-input/nats.pyz "$dir"
+    chmod -R go-w "$dir"
+    install -o root -g root -m 0644 /srv/lab-input/nats.json /etc/orchestrator/nats.json
+    mkdir -p /etc/sv/orchestrator-nats
+    cat > /etc/sv/orchestrator-nats/run <<RUN
+#!/bin/sh
+exec /usr/bin/python3 -I $dir/__main__.py /etc/orchestrator/nats.json >>/var/log/orchestrator/nats.log 2>&1
+RUN
+    chmod 755 /etc/sv/orchestrator-nats/run
+    ln -sfn /etc/sv/orchestrator-nats /etc/service/orchestrator-nats
+fi

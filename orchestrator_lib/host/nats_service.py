@@ -1,0 +1,209 @@
+"""The agent as a long-lived NATS service (Choria's layout): the host stays connected to the broker
+and answers requests addressed to it by name or by filter, so no inbound SSH is needed.
+
+Subjects (COLLECTIVE from the config): `COLLECTIVE.broadcast.agent.AGENT` for every agent this
+package ships (requests to whichever hosts match the filter they carry) and `COLLECTIVE.node.IDENTITY`
+(requests to this host). Replies go to the request's reply subject (the caller's inbox).
+
+Every request takes the path an SSH request takes, plus the check a broker makes necessary:
+signing.open_envelope (signature, key named by the policy, collective, addressee, TTL, replay)
+-> the filter, for a broadcast -> core.handle (policy, dispatch, audit) with the verified key as
+the caller. A refused request is audited (`refused: ...`, nothing run); it is answered only when
+addressed to this host (a refused broadcast answered by every host would let anyone make the
+whole estate talk).
+
+Config, /etc/orchestrator/nats.json: {"servers": ["nats://10.231.0.1:4222"], "collective": "orch",
+"identity": "web1" (default: the host name), "facts_dir": "/etc/orchestrator/facts.d",
+"classes_file": "/etc/orchestrator/classes.txt"}. Host side: stdlib, nats-py (shipped with the
+service bundle: host/build.py) and an ed25519 implementation (signing.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from collections import namedtuple
+
+from . import core, policy, signing
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Mapping
+
+CONFIG_PATH = "/etc/orchestrator/nats.json"
+FACTS_DIR = "/etc/orchestrator/facts.d"
+CLASSES_FILE = "/etc/orchestrator/classes.txt"
+#: Actions run in threads, so a ping is answered while a package installs.
+WORKERS = 8
+
+#: What a filter is matched against: the shape of the controller's inventory Host, from the host's
+#: own knowledge of itself.
+LocalHost = namedtuple("LocalHost", "name facts classes agents")
+
+
+def broadcast_subject(collective: str, agent: str) -> str:
+    return f"{collective}.broadcast.agent.{agent}"
+
+
+def node_subject(collective: str, identity: str) -> str:
+    return f"{collective}.node.{identity}"
+
+
+def read_facts(facts_dir: str = FACTS_DIR) -> dict[str, str]:
+    """The host's facts now: rpcutil's built-in ones under the JSON files of `facts_dir` (sorted by
+    name; a later file wins). A file that is not a JSON object is skipped with a warning."""
+    from .agents import rpcutil
+    facts = dict(rpcutil.live_facts())
+    try:
+        names = sorted(n for n in os.listdir(facts_dir) if n.endswith(".json"))
+    except OSError:
+        names = []
+    for name in names:
+        text = core.system().read_text(os.path.join(facts_dir, name))
+        try:
+            data = json.loads(text or "")
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            print(f"warning: {facts_dir}/{name}: not a JSON object, skipped", file=sys.stderr)
+            continue
+        facts.update({str(k): str(v) for k, v in data.items()})
+    return facts
+
+
+def read_classes(path: str = CLASSES_FILE) -> tuple[str, ...]:
+    """Puppet's classes.txt convention: one class per line."""
+    text = core.system().read_text(path) or ""
+    return tuple(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+class Responder:
+    """One agent's request path, broker-independent: bytes of a request in, the reply object out
+    (None: no reply). The NATS service runs one per host; bench/ runs thousands per process."""
+
+    def __init__(self, identity: str, collective: str, *, match: Callable[[dict, Any], bool],
+                 local_host: Callable[[], Any], policy_path: str = "",
+                 env: Mapping[str, str] | None = None, started: float | None = None) -> None:
+        self.identity, self.collective = identity, collective
+        self.match, self.local_host = match, local_host
+        self.policy_path = policy_path
+        self.env = dict(os.environ if env is None else env)
+        self.started = time.time() if started is None else started
+        self.replays = signing.ReplayCache()
+        self.lock = threading.Lock()
+
+    def respond(self, data: bytes, broadcast: bool) -> dict[str, Any] | None:
+        now = core.system().time()
+        try:
+            with self.lock:  # the replay cache is shared by the worker threads
+                body, fp = signing.open_envelope(
+                    data, identity=self.identity, collective=self.collective, now=now,
+                    started=self.started, replays=self.replays, fingerprint=policy.fingerprint,
+                    key_allowed=lambda key: policy.names_key(key, self.policy_path))
+        except signing.Refused as refused:
+            self._audit_refusal(refused)
+            return None if broadcast else self._reply(refused.body, core.Reply.failed(f"refused: {refused}"))
+        if broadcast:
+            flt = body.get("filter")
+            if flt and not self._matches(flt):
+                return None
+        body = {**body, "caller": fp}  # the audit's caller is the verified key, never the body's word
+        identity = policy.Identity((fp,))
+        try:
+            reply = core.handle(body, self.env, identity=identity, policy_path=self.policy_path)
+        except core.ProtocolError as e:
+            reply = core.Reply.failed(f"protocol error: {e}")
+        return self._reply(body, reply)
+
+    def _matches(self, flt: dict) -> bool:
+        try:
+            return bool(self.match(flt, self.local_host()))
+        except Exception as e:  # a filter this host cannot evaluate selects nothing here, said once
+            print(f"warning: filter {flt!r} not evaluated: {type(e).__name__}: {e}", file=sys.stderr)
+            return False
+
+    def _reply(self, body: dict, reply: Any) -> dict[str, Any]:
+        return {"identity": self.identity, "reqid": body.get("reqid", ""), **reply.to_obj()}
+
+    def _audit_refusal(self, refused: signing.Refused) -> None:
+        from . import audit
+        body = refused.body
+        args = body.get("args") if isinstance(body.get("args"), dict) else {}
+        req = core.Request(agent=str(body.get("agent") or "?"), action=str(body.get("action") or "?"),
+                           args=args, reqid=str(body.get("reqid") or ""), caller=refused.key or "unverified")
+        identity = policy.Identity((refused.key,) if refused.key else ())
+        audit.record(req, core.Reply.failed(f"refused: {refused}"), identity,
+                     env=policy.trusted_env(self.env))
+
+
+def load_config(path: str = CONFIG_PATH) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+    if not isinstance(config, dict) or not config.get("servers") or not config.get("collective"):
+        raise ValueError(f"{path}: expected a JSON object with 'servers' and 'collective'")
+    return config
+
+
+async def serve(config: Mapping[str, Any], match: Callable[[dict, Any], bool]) -> None:
+    """Connect (retrying until the broker answers), subscribe, answer until killed."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    import nats
+
+    identity = str(config.get("identity") or socket.gethostname())
+    collective = str(config["collective"])
+    facts_dir = str(config.get("facts_dir") or FACTS_DIR)
+    classes_file = str(config.get("classes_file") or CLASSES_FILE)
+    agents = tuple(core.AGENTS)
+
+    def local_host() -> LocalHost:
+        return LocalHost(identity, read_facts(facts_dir), read_classes(classes_file), agents)
+
+    responder = Responder(identity, collective, match=match, local_host=local_host)
+    workers = ThreadPoolExecutor(WORKERS)
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            nc = await nats.connect(servers=list(config["servers"]), name=identity, connect_timeout=2,
+                                    allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+            break
+        except Exception as e:  # the broker is not up yet: a supervised service keeps trying
+            print(f"nats: cannot connect to {config['servers']}: {type(e).__name__}: {e}", file=sys.stderr)
+            await asyncio.sleep(1.0)
+
+    def handler(broadcast: bool) -> Callable[[Any], Any]:
+        async def on_message(msg: Any) -> None:
+            reply = await loop.run_in_executor(workers, responder.respond, msg.data, broadcast)
+            if reply is not None and msg.reply:
+                await nc.publish(msg.reply, json.dumps(reply, default=str).encode())
+        return on_message
+
+    for agent in agents:
+        await nc.subscribe(broadcast_subject(collective, agent), cb=handler(True))
+    await nc.subscribe(node_subject(collective, identity), cb=handler(False))
+    await nc.flush()
+    print(f"nats: {identity} listening in collective {collective} on {nc.connected_url.netloc}",
+          file=sys.stderr, flush=True)
+    await asyncio.Event().wait()
+
+
+def main(match: Callable[[dict, Any], bool], argv: list[str] | None = None) -> int:
+    """Entry point of the service bundle (`match(filter_dict, LocalHost)` evaluates a filter: the
+    bundle's __main__ passes the discovery module's, the one the controller uses)."""
+    import asyncio
+    argv = sys.argv[1:] if argv is None else argv
+    core._ensure_path()
+    try:
+        config = load_config(argv[0] if argv else CONFIG_PATH)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(serve(config, match))
+    except KeyboardInterrupt:
+        pass
+    return 0
