@@ -8,10 +8,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from .. import protocol_args
 from .transports import ssh_agent as rpc
 from .discovery import CountContract, Filter, select, unknown_facts, unknown_identities, unknown_words
 from .discovery.livefacts import FactsCache, Merged, merge
-from .errors import DiscoveryError, FilterError, OrchestratorError
+from .errors import ArgumentError, DiscoveryError, FilterError, OrchestratorError
 from .inventory import Host, Inventory, _did_you_mean, load_inventory
 from ..protocol import Request
 from .orchestration.batches import BatchSize
@@ -239,7 +240,12 @@ class Session:
         """Run agent#action on every host (one reqid for the whole request, as MCollective does);
         `dry_run`: each host says what the action would change and changes nothing. Each host's
         request is written to the audit log (and the run's journal) as "sent" before it goes out.
-        `side`: by the side transport (one-shot exec on a channel of its own)."""
+        `side`: by the side transport (one-shot exec on a channel of its own). Arguments that fail
+        the protocol's schema (protocol_args) are an ArgumentError before any host is contacted."""
+        try:
+            protocol_args.check(agent, action, dict(args or {}))
+        except protocol_args.ArgError as e:
+            raise ArgumentError(str(e)) from None
         request = Request(agent, action, dict(args or {}), reqid=rpc.new_reqid(), caller=self.caller, dry_run=dry_run,
                           spec=self.spec)
         hosts = list(hosts)
@@ -284,6 +290,7 @@ class Session:
         it goes on up as Interrupted: the log never misses a request that ran."""
         if self.preflight is not None:
             self.preflight(self.inventory)
+        self.audit.check_writable()  # an unwritable log: refused before any host is contacted
         finished: dict[str, HostResult] = {}
 
         def done(result: HostResult) -> None:

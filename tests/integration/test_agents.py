@@ -216,8 +216,9 @@ def auditor_session(lab, tmp_path) -> Session:
 
 
 def host_audit(lab, host: str) -> list[dict]:
-    return [json.loads(line) for line in
-            lab.exec_in(host, ["cat", "/var/log/orchestrator/audit.jsonl"]).stdout.splitlines()]
+    lines = [json.loads(line) for line in
+             lab.exec_in(host, ["cat", "/var/log/orchestrator/audit.jsonl"]).stdout.splitlines()]
+    return [line for line in lines if line.get("event") != "received"]  # one result line per request
 
 
 def install_agent(session, *names: str) -> None:
@@ -255,10 +256,12 @@ def test_the_auditor_reads_every_status_but_runs_no_command_nor_fetch(session, f
             result = auditor.call(web1, "health", action, args)
             assert result.failed == ["web1"], result.tally()
             assert result.results["web1"].message.startswith(f"denied by policy: health#{action}")
-        for agent, action in [("package", "purge"), ("package", "uninstall"), ("appmgr", "upgrade"),
-                              ("notify", "sendmsg"), ("firewall", "block"), ("service", "restart")]:
-            result = auditor.call(web1, agent, action, {"name": "mywebapp", "app": "mywebapp", "revision": "4.2.6-3.el5",
-                                                       "source": LB, "recipient": "x", "message": "y"})
+        for agent, action, args in [("package", "purge", {"name": "mywebapp"}),
+                                    ("package", "uninstall", {"name": "mywebapp"}),
+                                    ("appmgr", "upgrade", {"app": "mywebapp", "revision": "4.2.6-3.el5"}),
+                                    ("notify", "sendmsg", {"recipient": "x", "message": "y"}),
+                                    ("firewall", "block", {"source": LB}), ("service", "restart", {"name": "mywebapp"})]:
+            result = auditor.call(web1, agent, action, args)
             assert result.results["web1"].message.startswith(f"denied by policy: {agent}#{action}"), result.tally()
     assert fresh_lab.exec_in("web1", ["test", "-e", "/tmp/pwned"]).returncode != 0
     assert fresh_lab.exec_in("web1", ["dpkg-query", "-W", "-f=${Version}", "mywebapp"]).stdout == "4.2.5-1.el5"

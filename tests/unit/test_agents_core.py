@@ -14,6 +14,7 @@ from test_agents_fakes import DEBIAN_OS_RELEASE, FakeSystem, call, isolated  # n
 
 from orchestrator_lib import protocol  # noqa: E402
 from orchestrator_lib.host import core  # noqa: E402
+from orchestrator_lib.host.audit import results as audit_results  # noqa: E402
 
 ALL_AGENTS = ["appmgr", "firewall", "haproxy", "health", "lease", "notify", "package", "rpcutil", "service"]
 
@@ -47,8 +48,8 @@ def test_failed_action_exits_zero_with_reply_shape(isolated):
 def test_ping_through_main_is_audited(isolated):
     rc, reply = run_main(json.dumps({"reqid": "abc", "caller": "rip@ctl", "agent": "rpcutil", "action": "ping"}))
     assert rc == 0 and reply["status"] == "ok" and reply["changed"] is False and reply["data"]["pong"] > 0
-    rec = json.loads((isolated / "audit.jsonl").read_text())
-    assert (rec["reqid"], rec["caller"], rec["agent"], rec["action"], rec["status"]) == ("abc", "rip@ctl", "rpcutil", "ping", "ok")
+    [rec] = audit_results(str(isolated / "audit.jsonl"))
+    assert (rec["reqid"], rec["declared_caller"], rec["agent"], rec["action"], rec["status"]) == ("abc", "rip@ctl", "rpcutil", "ping", "ok")
 
 
 def test_crash_outside_an_action_still_replies(isolated, monkeypatch, capsys):

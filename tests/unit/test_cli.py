@@ -321,3 +321,24 @@ def test_ctrl_c_shows_what_finished_and_what_was_still_running_then_exits_130(ca
 def test_lab_errors_read_like_every_other_error(capsys):
     """`orch lab` is the lab's own CLI; a lab error is still one `orch: error:` line (no lab is touched)."""
     assert "nosuch" in usage_error(capsys, "lab", "--env", "nosuch", "status")
+
+
+def test_canaries_come_first_as_their_own_batch_and_the_seed_chooses_them_again(capsys, env, fake):
+    code, out, _ = run(capsys, "service", "nginx", "restart", "-C", "roles::web", "--canary", "by=cluster",
+                       "--max-fail", "1", "--seed", "7", "--env", env)
+    assert code == 0
+    canaries = fake.calls[0]["hosts"][:1]   # web1 and web2 (web3 has no service agent) are both cluster alfa
+    assert sorted(fake.calls[0]["hosts"]) == ["web1", "web2"]
+    assert fake.calls[0]["options"].batch_size == [1, 1] and fake.calls[0]["options"].policy.count == 1
+    assert out.startswith(f"canaries: {', '.join(canaries)} (--canary by=cluster, --seed 7 chooses them again)")
+    run(capsys, "service", "nginx", "restart", "-C", "roles::web", "--canary", "by=cluster", "--seed", "7", "--env", env)
+    assert fake.calls[1]["hosts"] == fake.calls[0]["hosts"]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["ping", "--max-fail", "x"], "argument --max-fail: max_fail 'x'"),
+    (["ping", "--canary", "by="], "argument --canary: canary 'by='"),
+    (["ping", "--seed", "-1"], "argument --seed: '-1': expected a whole number"),
+])
+def test_bad_rollout_options_are_one_line(capsys, argv, expected):
+    assert expected in usage_error(capsys, *argv)

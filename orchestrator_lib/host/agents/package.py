@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections import namedtuple
 
+from ... import protocol_args
 from .. import core
 from . import rpcutil
 from ..core import ActionError, CmdResult, Reply, Request
@@ -16,8 +17,8 @@ APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "APT_LISTCHANGES_FRONTEND": "non
 APT_OPTS = ["-y", "-q", "-o", "DPkg::Lock::Timeout=60",
             "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"]
 INSTALL_TIMEOUT = 900.0
-PACKAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._@-]*$")
-VERSION = re.compile(r"^[A-Za-z0-9.+~:_-]+$")
+# The protocol's argument patterns (protocol_args), matched whole: a trailing newline is no name.
+PACKAGE_NAME, VERSION = protocol_args.PACKAGE, protocol_args.VERSION
 
 
 class PackageState(namedtuple("PackageState", "name version state")):
@@ -100,6 +101,13 @@ class DpkgApt(PackageBackend):
         return core.run(["apt-get", "update", "-q", "-o", "DPkg::Lock::Timeout=60"], env=APT_ENV, timeout=300)
 
     def install(self, name: str, version: str | None, current: str | None, downgrade: bool) -> CmdResult:
+        if "." in name or "+" in name:
+            # apt reads a name it does not know exactly as a regex: `zlib1.` installed zlib1g and
+            # more. `apt-cache pkgnames PREFIX` matches literally: the name must be one of them.
+            known = core.run(["apt-cache", "pkgnames", name])
+            if name not in known.stdout.split():
+                return CmdResult(100, "", f"E: no package is called exactly {name!r} (apt would read "
+                                          "the name as a pattern and install others)")
         argv = ["apt-get", "install", *APT_OPTS] + (["--allow-downgrades"] if downgrade else [])
         argv.append(f"{name}={version}" if version else name)
         return core.run(argv, env=APT_ENV, timeout=INSTALL_TIMEOUT)
@@ -368,14 +376,14 @@ def _refresh(backend: PackageBackend) -> None:
 
 def _name(req: Request) -> str:
     name = req.str_arg("name")
-    if not PACKAGE_NAME.match(name):
+    if not PACKAGE_NAME.fullmatch(name):
         raise ActionError(f"{req.label}: invalid package name {name!r}")
     return name
 
 
 def _version(req: Request) -> str | None:
     version = req.str_arg("version", None)
-    if version is not None and not VERSION.match(version):
+    if version is not None and not VERSION.fullmatch(version):
         raise ActionError(f"{req.label}: invalid version {version!r}")
     return version
 
