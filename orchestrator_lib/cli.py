@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import types
+from pathlib import Path
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Mapping, NoReturn, Sequence
@@ -30,6 +31,7 @@ from rich.text import Text
 from .controller.deploy import loadbalancer
 from .controller.discovery import CountContract, Filter
 from .controller.errors import OrchestratorError
+from .controller.discovery.livefacts import Merged, merge
 from .controller.inventory import Host
 from .controller.orchestration import HostResult, RunOptions, RunResult, Status, parse_batch_size
 from .controller.orchestration.policy import MAX_TRIES
@@ -222,6 +224,11 @@ def build_parser() -> Parser:
     rpc.add_argument("agent", metavar="AGENT")
     rpc.add_argument("action", metavar="ACTION")
     rpc.add_argument("arguments", nargs="*", type=rpc_arg_type, metavar="KEY=VALUE")
+    report = sub.add_parser("report", help="render the HTML report of an earlier run from its JSON")
+    report.add_argument("json_path", metavar="REPORT.json", help="e.g. reports/deploy-deploy_webapp.json")
+    report.add_argument("-o", "--output", metavar="FILE.html", help="default: next to the JSON, .html")
+    lint = sub.add_parser("lint", help="check deploy features before they run (exit 1 on an error)")
+    lint.add_argument("paths", nargs="+", metavar="PATH", help="feature files or directories, e.g. features/")
     # Listed for --help only: main() hands `orch lab ...` to the lab's own parser (run_lab).
     sub.add_parser("lab", add_help=False, help="the local lab: up|down|status|stop|start|reset|rekey|exec")
     return parser
@@ -307,20 +314,31 @@ def plan_ping(session: Session, args: argparse.Namespace) -> Call:
 
 
 def plan_facts(session: Session, args: argparse.Namespace) -> Call:
+    """Each host's facts and classes with where each came from: the inventory, the host (built-in
+    or the file it was read from), or both; a value the host contradicts is flagged."""
     fact = args.fact_name
+    merged: dict[str, Merged] = {}
+
+    def view(r: HostResult) -> Merged:
+        if r.host not in merged:
+            merged[r.host] = merge(session.inventory.host(r.host), r.data)
+        return merged[r.host]
 
     def facts_of(r: HostResult) -> Mapping[str, Any]:
-        return r.data.get("facts") or {}
+        return view(r).host.facts if r.ok else {}
 
     def listing(result: RunResult, verbose: bool) -> list[str]:
         if fact is not None:
-            return [f"{r.host:<{_width(result)}}  {facts_of(r)[fact]}" for r in result.results.values()
-                    if verbose and fact in facts_of(r)]
+            return [f"{r.host:<{_width(result)}}  {facts_of(r)[fact]}  [{view(r).sources[fact]}]"
+                    for r in result.results.values() if verbose and fact in facts_of(r)]
         lines = []
         for r in result.results.values():
             if r.ok:
+                host = view(r)
                 lines.append(r.host)
-                lines += [f"  {k} = {v}" for k, v in sorted(facts_of(r).items())]
+                lines += [f"  {k} = {v}  [{host.sources[k]}]" for k, v in sorted(host.host.facts.items())]
+                lines.append(f"  classes = {', '.join(host.host.classes)}  [{host.classes_source}]")
+                lines += [f"  contradiction: {c}" for c in host.contradictions]
         return lines
 
     def known_fact(result: RunResult) -> None:
@@ -328,6 +346,11 @@ def plan_facts(session: Session, args: argparse.Namespace) -> Call:
         known = {name for r in result.results.values() if r.ok for name in facts_of(r)}
         if fact is not None and known and fact not in known:
             raise session.unknown_facts_error([fact], known)
+        for r in result.results.values():  # --json: the merged view next to the host's reply
+            if r.ok:
+                r.data["merged"] = {"facts": dict(facts_of(r)), "sources": view(r).sources,
+                                    "classes": list(view(r).host.classes), "classes_source": view(r).classes_source,
+                                    "contradictions": view(r).contradictions}
 
     summary = per_host(fact, lambda r: facts_of(r).get(fact)) if fact else None
     return Call(targets(session, args), "rpcutil", "facts", summary=summary, details=listing, check=known_fact)
@@ -497,7 +520,31 @@ def run_find(session: Session, args: argparse.Namespace, out: Console) -> int:
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
+def run_report(args: argparse.Namespace) -> int:
+    """`orch report x.json`: no session, no host; the page is rendered from the file alone."""
+    from .controller.reporting.html import render_file
+    path = render_file(Path(args.json_path), Path(args.output) if args.output else None)
+    print(path)
+    return EXIT_OK
+
+
+def run_lint(args: argparse.Namespace) -> int:
+    """`orch lint features/`: one line per finding (file:line: level: what), exit 1 on any error."""
+    from .behave.lint import ERROR, LintInputError, lint_paths
+    try:
+        findings = lint_paths(args.paths)
+    except LintInputError as e:
+        raise UsageError(str(e)) from None
+    for finding in findings:
+        print(finding)
+    return EXIT_FAILED if any(f.level == ERROR for f in findings) else EXIT_OK
+
+
 def run_command(args: argparse.Namespace) -> int:
+    if args.command == "report":
+        return run_report(args)
+    if args.command == "lint":
+        return run_lint(args)
     args.filter = check_arguments(args)
     out = Console(soft_wrap=True, highlight=False)
     with Session(args.env, trust_on_first_use=args.tofu, preflight=refuse_if_down,

@@ -241,6 +241,7 @@ Feature: interrupted
     When I block the load balancer
     Then the health check on port 8080 should report version 9.9.9 within 60 seconds
     When I unblock the load balancer
+    Then traffic from the load balancer should be unblocked
 """
 
 
@@ -277,6 +278,7 @@ Feature: planned
   Scenario: options and versions the real run would refuse
     Given I want to update hosts named web1, web2
     When I update the package mywebapp to {version}{options}
+    Then the package version for mywebapp should be {version}
 """
 
 

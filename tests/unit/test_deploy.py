@@ -110,8 +110,9 @@ def test_record_check_writes_ok_failed_and_unanswered_cells(tmp_path):
     d.record_check({"web1": "2.0", "web2": "1.0", "web3": DOWN}, lambda v: v == "2.0", "'2.0'",
                    "package version for app", "package#status")
     assert cells(d) == {
-        "web1": Cell(Outcome.OK, "package version for app: 2.0", "package#status"),
-        "web2": Cell(Outcome.FAILED, "package version for app: expected '2.0', actual '1.0'", "package#status"),
+        "web1": Cell(Outcome.OK, "package version for app: 2.0", "package#status", expected="'2.0'", actual="'2.0'"),
+        "web2": Cell(Outcome.FAILED, "package version for app: expected '2.0', actual '1.0'", "package#status",
+                     expected="'2.0'", actual="'1.0'"),
         "web3": Cell(Outcome.UNREACHABLE, "web3: connection refused", "package#status")}
 
 
@@ -242,7 +243,7 @@ def error_of(**userdata: str) -> str:
     return str(failed.value)
 
 
-KNOWN = "(known: env, lab, plan, report, backend, lb_wait, health_path, notify_group, notify_webhook, seed, resume, safeguards, lease_ttl, transport)"
+KNOWN = "(known: env, lab, plan, report, report_html, lint, backend, lb_wait, health_path, notify_group, notify_webhook, seed, resume, safeguards, lease_ttl, transport)"
 
 
 def test_an_unknown_option_is_refused_with_a_did_you_mean_not_ignored():
@@ -304,7 +305,7 @@ def test_ctrl_c_during_a_when_records_each_hosts_part_before_it_goes_on_up(tmp_p
     partial = RunResult("package#update", {
         "web1": HostResult("web1", Status.CHANGED, "updated", before="1.0", after="1.1"),
         "web2": HostResult("web2", Status.FAILED, "interrupted while running: outcome unknown"),
-        "web3": HostResult("web3", Status.NOT_ATTEMPTED, "not attempted: interrupted")}, 0.5)
+        "web3": HostResult("web3", Status.NOT_ATTEMPTED, "interrupted")}, 0.5)
 
     def interrupted(*args, **kwargs):
         raise Interrupted(partial, ["web2"])
@@ -314,5 +315,5 @@ def test_ctrl_c_during_a_when_records_each_hosts_part_before_it_goes_on_up(tmp_p
     assert {h: (c.status, c.subject, c.message) for h, c in cells(d).items()} == {
         "web1": (Outcome.CHANGED, "package app", "updated"),
         "web2": (Outcome.FAILED, "package app", "interrupted while running: outcome unknown"),
-        "web3": (Outcome.NOT_ATTEMPTED, "package app", "not attempted: interrupted")}
+        "web3": (Outcome.NOT_ATTEMPTED, "package app", "interrupted")}
     assert said(d)[-1].startswith("      package#update: ok on 1 of 3 hosts (1 changed)")

@@ -10,20 +10,19 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from ..errors import OrchestratorError
 from ..inventory import Host
-from ..orchestration import HostResult, RunResult, Status
+from ..orchestration import HostResult, RunOptions, RunResult, Status
 from ..orchestration.results import failure_text
 from ..orchestration.rollout import (Analysis, AnalysisLimits, FailureBudget, RolloutPolicy, Verdict,
                                      choose_canaries, new_seed, plan_rollout, with_limits)
 from ..reporting import Cell, Outcome
 from .settings import CHECK_MARGIN
 
-if TYPE_CHECKING:
-    from ..orchestration import RunOptions
-    from .run import Deploy
+#: deploy.run.Deploy, which imports this module (so it is not imported here)
+Deploy = Any
 
 #: behave's exit code when an inconclusive analysis paused the rollout (sysexits' EX_TEMPFAIL:
 #: "a temporary failure; the user is invited to retry"): run again with -D resume
@@ -78,7 +77,7 @@ def seed_for(settings_seed: int | None) -> int:
     return new_seed() if settings_seed is None else settings_seed
 
 
-def step_batch(d: "Deploy", batch: str | None) -> str | None:
+def step_batch(d: Deploy, batch: str | None) -> str | None:
     """The batches a When uses: its own words or the policy's; both, and different, is an error
     naming both lines."""
     policy, r = d.scenario.rollout.policy, d.scenario.rollout
@@ -88,7 +87,7 @@ def step_batch(d: "Deploy", batch: str | None) -> str | None:
     return batch or policy.batch
 
 
-def canaries_of(d: "Deploy", hosts: list[Host]) -> list[Host]:
+def canaries_of(d: Deploy, hosts: list[Host]) -> list[Host]:
     """The scenario's canaries, chosen once (from the run's seed) and kept for all its Whens."""
     r = d.scenario.rollout
     if r.policy.canary is None:
@@ -102,7 +101,7 @@ def canaries_of(d: "Deploy", hosts: list[Host]) -> list[Host]:
     return [h for h in hosts if h.name in r.canaries]
 
 
-def batches_for(d: "Deploy", hosts: list[Host], options: "RunOptions") -> list[list[Host]]:
+def batches_for(d: Deploy, hosts: list[Host], options: RunOptions) -> list[list[Host]]:
     """`options` as Deploy.step_options made them (the policy's batches already in)."""
     return plan_rollout(hosts, options.batch_size, canaries_of(d, hosts))
 
@@ -111,7 +110,7 @@ def describe_batches(batches: list[list[Host]]) -> str:
     return " | ".join(", ".join(h.name for h in b) for b in batches)
 
 
-def budget_of(d: "Deploy", hosts: list[Host]) -> FailureBudget:
+def budget_of(d: Deploy, hosts: list[Host]) -> FailureBudget:
     r = d.scenario.rollout
     if r.budget is None:
         r.budget = FailureBudget(r.policy.max_fail, len(hosts))
@@ -138,7 +137,7 @@ def classify(result: HostResult) -> tuple[Verdict, str]:
     return Verdict.FAILED, result.message
 
 
-def analysis_of(d: "Deploy", check: AnalysisCheck) -> Analysis:
+def analysis_of(d: Deploy, check: AnalysisCheck) -> Analysis:
     r = d.scenario.rollout
     if check.where not in r.analyses:
         limits = with_limits(r.policy, failures=check.failures, inconclusive=check.inconclusive, errors=check.errors)
@@ -146,10 +145,9 @@ def analysis_of(d: "Deploy", check: AnalysisCheck) -> Analysis:
     return r.analyses[check.where]
 
 
-def measure(d: "Deploy", check: AnalysisCheck, hosts: list[Host]) -> Verdict:
+def measure(d: Deploy, check: AnalysisCheck, hosts: list[Host]) -> Verdict:
     """Measure `hosts` once (the check loops on each host up to its seconds) and judge the
     analysis so far."""
-    from ..orchestration import RunOptions
     analysis = analysis_of(d, check)
     last = d.scenario.rollout.last.setdefault(check.where, {})
     if hosts:
@@ -182,8 +180,8 @@ def ask_operator(question: str) -> bool | None:
 
 
 # ---- the rollout of one When --------------------------------------------------------------------------
-def run_rollout(d: "Deploy", hosts: list[Host], agent: str, action: str, args: Mapping[str, Any] | None,
-                options: "RunOptions", subject: str,
+def run_rollout(d: Deploy, hosts: list[Host], agent: str, action: str, args: Mapping[str, Any] | None,
+                options: RunOptions, subject: str,
                 describe_result: Callable[[HostResult], Cell] | None,
                 ask: Callable[[str], bool | None] = ask_operator) -> RunResult:
     """Batch by batch; after each, the budget and the analyses decide whether the next one starts."""
@@ -235,7 +233,7 @@ def _done(batches: list[list[Host]], left: list[str]) -> int:
     return sum(1 for b in batches if any(h.name not in left for h in b))
 
 
-def gate(d: "Deploy", gates: list[AnalysisCheck], hosts: list[Host], number: int, total: int,
+def gate(d: Deploy, gates: list[AnalysisCheck], hosts: list[Host], number: int, total: int,
          ask: Callable[[str], bool | None]) -> str:
     """Run the analyses on a batch: "" to go on, else why the rollout stops."""
     for check in gates:
@@ -261,7 +259,7 @@ def gate(d: "Deploy", gates: list[AnalysisCheck], hosts: list[Host], number: int
     return ""
 
 
-def finish_analysis(d: "Deploy", check: AnalysisCheck) -> None:
+def finish_analysis(d: Deploy, check: AnalysisCheck) -> None:
     """The analysis step itself: its verdict so far, with each host's last measurement as its cell.
     If no When measured it batch by batch, it measures every host now (one batch)."""
     r = d.scenario.rollout
@@ -279,7 +277,7 @@ def finish_analysis(d: "Deploy", check: AnalysisCheck) -> None:
 
 
 # ---- the analysis checks the step vocabulary offers ------------------------------------------------------
-def health_check(d: "Deploy", text: str, where: str, port: int, seconds: float, field: str | None = None,
+def health_check(d: Deploy, text: str, where: str, port: int, seconds: float, field: str | None = None,
                  value: str | None = None, **limits: int | None) -> AnalysisCheck:
     """GET the health URL on each host of the batch until it answers 200 (with `field` = `value`)."""
     args: dict[str, Any] = {"url": d.settings.health_url(port), "deadline": seconds, "interval": 1, "timeout": 2}

@@ -21,6 +21,7 @@ from ..inventory import Host, Inventory
 from ..orchestration import HostResult, RunOptions, RunResult, Status, parse_batch_size
 from ..orchestration.results import failure_text  # noqa: F401 -- the deploy verbs' one wording
 from ..reporting import Cell, Outcome, ResultMatrix
+from ..reporting.progress import OFF, Progress
 from ..session import Interrupted, Session
 from ..orchestration.rollout import RolloutPolicy
 from .rollout import AnalysisCheck, ScenarioRollout, batches_for, describe_batches, run_rollout, seed_for
@@ -125,6 +126,8 @@ class Deploy:
         self.out = out
         self.seed = seed_for(settings.seed)  # one per run: the report records it, -D seed= replays it
         self.scenario = ScenarioState()
+        #: live per-host progress of a long request (the hooks choose it for the output)
+        self.progress = Progress(OFF)
         #: guard.RunGuard: lock, journal, pre-flight, resume (set by whoever runs the deploy)
         self.guard: Any = None
 
@@ -243,15 +246,19 @@ class Deploy:
             self.session.require_answers(pinged, hosts)
             if also:
                 pinged = self.call(also, "rpcutil", "ping")
-                self.matrix.record_run(pinged)
-                self.say(pinged.tally())
         else:
             pinged = self.call(hosts + also, "rpcutil", "ping")  # one round: the LB alongside
-            self.matrix.record_run(pinged)
-            self.say(pinged.tally())
+            # the targets' own tally and cells: the LB is no host of the scenario, nor counted as one
+            targets = RunResult(pinged.label, {h.name: pinged.results[h.name] for h in hosts}, pinged.elapsed)
+            self.matrix.record_run(targets)
+            self.say(targets.tally())
             self.session.require_answers(pinged, hosts)
-        if also and not pinged.results[also[0].name].ok:
-            raise DeployError(f"the load balancer {also[0].name} did not answer: {pinged.results[also[0].name].message}")
+        if also:
+            answer = pinged.results[also[0].name]
+            if not answer.ok:  # in the matrix then, so the gate names it
+                self.matrix.record(answer.host, Cell.from_host_result(answer, pinged.label))
+                raise DeployError(f"the load balancer {also[0].name} did not answer: {answer.message}")
+            self.say(f"load balancer {also[0].name} answered")
         self.scenario.target.pin(hosts, contract or CountContract.exactly(len(hosts)))
         self.say(f"discovered {len(hosts)} host{'s' if len(hosts) != 1 else ''}: {', '.join(h.name for h in hosts)}")
         return hosts
@@ -266,7 +273,8 @@ class Deploy:
         if self.guard is not None and not self.plan and f"{agent}#{action}" not in READ_ONLY:
             self.guard.before_change()
         try:
-            return self.session.call(hosts, agent, action, args, options, dry_run=dry_run)
+            with self.progress.track(f"{agent}#{action}", [h.name for h in hosts]) as on_result:
+                return self.session.call(hosts, agent, action, args, options, dry_run=dry_run, on_result=on_result)
         except Interrupted as e:
             self.matrix.record_run(e.result, subject, describe_result)
             self.say(e.result.tally())
@@ -323,10 +331,11 @@ class Deploy:
             if isinstance(value, Unanswered):
                 self.matrix.record(host, Cell(Outcome(value.status), value.message, label))
             elif matches(value):
-                self.matrix.record(host, Cell(Outcome.OK, f"{what}: {value}", label))
+                self.matrix.record(host, Cell(Outcome.OK, f"{what}: {value}", label, expected=expected,
+                                              actual=repr(value)))
             else:
-                self.matrix.record(host, Cell(Outcome.FAILED, f"{what}: expected {expected}, "
-                                                              f"actual {value!r}", label))
+                self.matrix.record(host, Cell(Outcome.FAILED, f"{what}: expected {expected}, actual {value!r}",
+                                              label, expected=expected, actual=repr(value)))
 
     def wait_for(self, read: Callable[[], dict[str, Any]], until: Callable[[Any], bool], seconds: float,
                  interval: float = 0.05) -> dict[str, Any]:
