@@ -145,3 +145,15 @@ def test_plan_mode_says_the_batches_each_step_would_use(tmp_path):
     d.step_options(RunOptions())
     line = said(d)[-1]
     assert line.startswith("      plan: batches ") and line.count("|") == 2 and "@batch(4)" in line
+
+
+def test_limits_in_words_override_the_tags_limits(tmp_path):
+    from orchestrator_lib.behave.parsing import parse_limits
+    words = parse_limits(" with a failure limit of 1 and an inconclusive limit of 2, an error limit of 3")
+    assert words == {"failures": 1, "inconclusive": 2, "errors": 3}
+    assert parse_limits("") == {}
+    d = deploy(tmp_path, ["batch(3)", "failure_limit(5)", "inconclusive_limit(4)"])
+    check = rollout.load_check("Then after each batch the load", "f.feature:9", 2.0, 30, **parse_limits(
+        " with an inconclusive limit of 1"))
+    limits = rollout.analysis_of(d, check).limits
+    assert (limits.failures, limits.inconclusive, limits.errors) == (5, 1, 4)
