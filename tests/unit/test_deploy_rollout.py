@@ -157,3 +157,15 @@ def test_limits_in_words_override_the_tags_limits(tmp_path):
         " with an inconclusive limit of 1"))
     limits = rollout.analysis_of(d, check).limits
     assert (limits.failures, limits.inconclusive, limits.errors) == (5, 1, 4)
+
+
+def test_the_html_report_shows_the_budget_the_batches_and_a_pause(tmp_path):
+    from orchestrator_lib.controller.reporting.html import render
+    d = deploy(tmp_path, ["batch(2)", "max_fail(1)"], {"package#update": failing("web2", "web5")})
+    with pytest.raises(RolloutStopped):
+        update(d)
+    d.matrix.paused = 'at "When I update" after batch 1 of 5'
+    page = render(d.matrix)
+    assert "failure budget 2 used of 1 allowed (@max_fail(1) of 9 hosts)" in page
+    assert "When I update: web1, web2 | web3, web4 | web5, web6 | web7, web8 | web9 (stopped: failure budget" in page
+    assert "Paused at &#34;When I update&#34; after batch 1 of 5" in page or 'Paused at "When I update"' in page
