@@ -31,6 +31,7 @@ from rich.text import Text
 from .controller.deploy import loadbalancer
 from .controller.discovery import CountContract, Filter
 from .controller.errors import OrchestratorError
+from .controller.discovery.livefacts import Merged, merge
 from .controller.inventory import Host
 from .controller.orchestration import HostResult, RunOptions, RunResult, Status, parse_batch_size
 from .controller.orchestration.policy import MAX_TRIES
@@ -313,20 +314,31 @@ def plan_ping(session: Session, args: argparse.Namespace) -> Call:
 
 
 def plan_facts(session: Session, args: argparse.Namespace) -> Call:
+    """Each host's facts and classes with where each came from: the inventory, the host (built-in
+    or the file it was read from), or both; a value the host contradicts is flagged."""
     fact = args.fact_name
+    merged: dict[str, Merged] = {}
+
+    def view(r: HostResult) -> Merged:
+        if r.host not in merged:
+            merged[r.host] = merge(session.inventory.host(r.host), r.data)
+        return merged[r.host]
 
     def facts_of(r: HostResult) -> Mapping[str, Any]:
-        return r.data.get("facts") or {}
+        return view(r).host.facts if r.ok else {}
 
     def listing(result: RunResult, verbose: bool) -> list[str]:
         if fact is not None:
-            return [f"{r.host:<{_width(result)}}  {facts_of(r)[fact]}" for r in result.results.values()
-                    if verbose and fact in facts_of(r)]
+            return [f"{r.host:<{_width(result)}}  {facts_of(r)[fact]}  [{view(r).sources[fact]}]"
+                    for r in result.results.values() if verbose and fact in facts_of(r)]
         lines = []
         for r in result.results.values():
             if r.ok:
+                host = view(r)
                 lines.append(r.host)
-                lines += [f"  {k} = {v}" for k, v in sorted(facts_of(r).items())]
+                lines += [f"  {k} = {v}  [{host.sources[k]}]" for k, v in sorted(host.host.facts.items())]
+                lines.append(f"  classes = {', '.join(host.host.classes)}  [{host.classes_source}]")
+                lines += [f"  contradiction: {c}" for c in host.contradictions]
         return lines
 
     def known_fact(result: RunResult) -> None:
@@ -334,6 +346,11 @@ def plan_facts(session: Session, args: argparse.Namespace) -> Call:
         known = {name for r in result.results.values() if r.ok for name in facts_of(r)}
         if fact is not None and known and fact not in known:
             raise session.unknown_facts_error([fact], known)
+        for r in result.results.values():  # --json: the merged view next to the host's reply
+            if r.ok:
+                r.data["merged"] = {"facts": dict(facts_of(r)), "sources": view(r).sources,
+                                    "classes": list(view(r).host.classes), "classes_source": view(r).classes_source,
+                                    "contradictions": view(r).contradictions}
 
     summary = per_host(fact, lambda r: facts_of(r).get(fact)) if fact else None
     return Call(targets(session, args), "rpcutil", "facts", summary=summary, details=listing, check=known_fact)

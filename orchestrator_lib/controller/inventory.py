@@ -22,10 +22,15 @@ from .yaml12 import Yaml12Loader
 # Agents a host offers when its spec has no `agents:` list, and the only names such a list may use.
 DEFAULT_AGENTS: tuple[str, ...] = AGENTS
 
-TOP_KEYS = ("name", "known_hosts", "defaults", "loadbalancer", "transport", "nats", "lab", "hosts", "groups")
+TOP_KEYS = ("name", "known_hosts", "defaults", "loadbalancer", "transport", "nats", "lab", "hosts", "groups",
+            "facts", "facts_ttl")
 LOADBALANCER_KEYS = ("backend",)
 TRANSPORTS = ("ssh", "nats")
 NATS_KEYS = ("servers", "collective", "key", "credentials", "discovery_timeout", "ttl")
+#: Where discovery reads facts and classes: the file, the hosts (one fan-out per run), or the hosts
+#: through a cache kept `facts_ttl` seconds (controller/discovery/livefacts.py has the merge rule).
+FACT_SOURCES = ("inventory", "live", "cached")
+DEFAULT_FACTS_TTL = 300.0
 DEFAULTS_KEYS = ("user", "port", "key")
 HOST_KEYS = ("address", "port", "user", "key", "facts", "classes", "agents", "lab")
 
@@ -78,6 +83,8 @@ class Inventory:
     lab: Mapping[str, Any] = field(default_factory=dict)  # read by lab/ only
     transport: str = "ssh"
     nats: NatsSettings | None = None
+    facts_source: str = "inventory"      # FACT_SOURCES
+    facts_ttl: float = DEFAULT_FACTS_TTL  # seconds a cached host reply is used (facts: cached)
 
     def host(self, name: str) -> Host:
         """The host called `name`; a typo gets a suggestion rather than a KeyError."""
@@ -291,6 +298,10 @@ def _build_inventory(data: Any, src: _Source) -> Inventory:
     for group, members in group_specs.items():
         groups[group] = _group(src, ("groups", group), members, hosts)
 
+    facts_source = _string(src, ("facts",), top["facts"]) if "facts" in top else "inventory"
+    if facts_source not in FACT_SOURCES:
+        raise src.error(("facts",), f"expected one of {', '.join(FACT_SOURCES)}, got {facts_source!r}")
+    facts_ttl = _seconds(src, ("facts_ttl",), top["facts_ttl"]) if "facts_ttl" in top else DEFAULT_FACTS_TTL
     transport = top.get("transport", "ssh")
     if transport not in TRANSPORTS:
         raise src.error(("transport",), f"expected one of {', '.join(TRANSPORTS)}, got {_describe(transport)}")
@@ -298,7 +309,8 @@ def _build_inventory(data: Any, src: _Source) -> Inventory:
     if transport == "nats" and nats is None:
         raise src.error(("transport",), "transport nats needs a 'nats:' section with the broker's servers")
     return Inventory(name=name, path=src.path, hosts=hosts, groups=groups, known_hosts=known_hosts,
-                     loadbalancer=loadbalancer, lab=lab, transport=transport, nats=nats)
+                     loadbalancer=loadbalancer, lab=lab, transport=transport, nats=nats,
+                     facts_source=facts_source, facts_ttl=facts_ttl)
 
 
 def _nats(src: _Source, value: Any, default_key: Path | None) -> NatsSettings:
@@ -396,6 +408,12 @@ def _port(src: _Source, path: KeyPath, value: Any) -> int:
     if not 1 <= value <= 65535:
         raise src.error(path, f"expected a port between 1 and 65535, got {value}")
     return value
+
+
+def _seconds(src: _Source, path: KeyPath, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise src.error(path, f"expected a positive number of seconds, got {_describe(value)}")
+    return float(value)
 
 
 def _optional_path(src: _Source, path: KeyPath, value: Any) -> Path | None:

@@ -322,3 +322,26 @@ def test_status_lists_the_available_versions_only_when_asked_and_writes_nothing(
     assert r.data["available"] == ["4.2.6-3.el5", "4.2.5-1.el5", "4.2.4-1.el5"]
     assert fake.writes() == [] and not any("apt-get" in c for c in fake.calls), "the index is read, not refreshed"
     assert "available" not in call(dpkg_host("4.2.5-1.el5"), "package", "status", name="mywebapp").data
+
+
+def test_rpm_a_version_in_a_disabled_repository_is_reached_only_by_name():
+    """The broken release sits in a repository that is off by default (lab-proposed): `update`
+    without a version ignores it; asking for it by version enables that repository alone."""
+    fake = FakeSystem(files={"/etc/os-release": ROCKY_OS_RELEASE})
+    state = {"v": "4.2.5-1.el5"}
+    fake.on(r"^rpm -q", lambda _l: (0, f"(none):{state['v']}\n", ""))
+    fake.on(r"^dnf -q repoquery", (0, "0:4.2.6-3.el5 lab\n", ""))
+    fake.on(r"(?s)^dnf -q repoquery .*--enablerepo", (0, "0:4.2.6-3.el5 lab\n0:4.2.7-1.el5 lab-proposed\n", ""))
+    fake.on(r"^dnf -y", lambda line: (state.update(v=line.split("mywebapp-")[-1] if "mywebapp-" in line else "4.2.6-3.el5"),
+                                      (0, "", ""))[1])
+    r = call(fake, "package", "update", name="mywebapp")
+    assert (r.status, r.after) == ("changed", "4.2.6-3.el5")
+    r = call(fake, "package", "update", name="mywebapp", version="4.2.7-1.el5")
+    assert (r.status, r.after) == ("changed", "4.2.7-1.el5")
+    assert fake.writes()[-1] == "dnf -y -q --enablerepo=lab-proposed install mywebapp-4.2.7-1.el5"
+
+
+def test_rpm_repository_versions_split_like_rpm():
+    from orchestrator_lib.lab.rpmrepo import _version_release
+    assert _version_release("4.2.6-3.el5") == ("4.2.6", "3.el5")
+    assert _version_release("1.22.1-9~lab1") == ("1.22.1", "9~lab1")

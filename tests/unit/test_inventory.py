@@ -248,7 +248,7 @@ def test_unknown_key_without_a_close_one_lists_the_valid_ones(env):
     load = env(MINIMAL + "zzz: 1\n")
     assert error_of(load) == (
         "environments/x.yaml:3: zzz: unknown key 'zzz' "
-        "(valid keys: name, known_hosts, defaults, loadbalancer, transport, nats, lab, hosts, groups)"
+        "(valid keys: name, known_hosts, defaults, loadbalancer, transport, nats, lab, hosts, groups, facts, facts_ttl)"
     )
 
 

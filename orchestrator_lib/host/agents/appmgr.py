@@ -21,9 +21,9 @@ def deploy(req: Request) -> Reply:
     field = req.str_arg("health_field", "version")
     deadline = req.float_arg("deadline", 60.0)
     interval = req.float_arg("interval", 0.5)
-    if not package.PACKAGE_NAME.match(app) or not package.VERSION.match(revision):
+    if not package.PACKAGE_NAME.fullmatch(app) or not package.VERSION.fullmatch(revision):
         raise ActionError(f"{req.label}: invalid app {app!r} or revision {revision!r}")
-    if not service.SERVICE_NAME.match(svc):
+    if not service.SERVICE_NAME.fullmatch(svc):
         raise ActionError(f"{req.label}: invalid service name {svc!r}")
 
     data: dict = {"app": app, "revision": revision, "service": svc, "restarted": False}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections import namedtuple
 
+from ... import protocol_args
 from .. import core
 from . import rpcutil
 from ..core import ActionError, CmdResult, Reply, Request
@@ -16,8 +17,8 @@ APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "APT_LISTCHANGES_FRONTEND": "non
 APT_OPTS = ["-y", "-q", "-o", "DPkg::Lock::Timeout=60",
             "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"]
 INSTALL_TIMEOUT = 900.0
-PACKAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._@-]*$")
-VERSION = re.compile(r"^[A-Za-z0-9.+~:_-]+$")
+# The protocol's argument patterns (protocol_args), matched whole: a trailing newline is no name.
+PACKAGE_NAME, VERSION = protocol_args.PACKAGE, protocol_args.VERSION
 
 
 class PackageState(namedtuple("PackageState", "name version state")):
@@ -100,6 +101,13 @@ class DpkgApt(PackageBackend):
         return core.run(["apt-get", "update", "-q", "-o", "DPkg::Lock::Timeout=60"], env=APT_ENV, timeout=300)
 
     def install(self, name: str, version: str | None, current: str | None, downgrade: bool) -> CmdResult:
+        if "." in name or "+" in name:
+            # apt reads a name it does not know exactly as a regex: `zlib1.` installed zlib1g and
+            # more. `apt-cache pkgnames PREFIX` matches literally: the name must be one of them.
+            known = core.run(["apt-cache", "pkgnames", name])
+            if name not in known.stdout.split():
+                return CmdResult(100, "", f"E: no package is called exactly {name!r} (apt would read "
+                                          "the name as a pattern and install others)")
         argv = ["apt-get", "install", *APT_OPTS] + (["--allow-downgrades"] if downgrade else [])
         argv.append(f"{name}={version}" if version else name)
         return core.run(argv, env=APT_ENV, timeout=INSTALL_TIMEOUT)
@@ -211,20 +219,41 @@ class RpmDnf(PackageBackend):
                 best = v
         return PackageState(name, best, "installed")
 
-    def versions(self, name: str) -> list[str]:
-        r = core.run(["dnf", "-q", "repoquery", "--qf", "%{epoch}:%{version}-%{release}\n", name], timeout=300)
-        out: list[str] = []
+    QUERY = ["dnf", "-q", "repoquery", "--qf", "%{epoch}:%{version}-%{release} %{repoid}\n"]
+    #: An explicit version may sit in a repository that is disabled by default (a testing or
+    #: proposed pocket): look there too, as an operator would with `dnf --enablerepo=`.
+    EVERYWHERE = ["--enablerepo=*", "--setopt=*.skip_if_unavailable=True"]
+
+    def __init__(self) -> None:
+        self.repo_of: dict[str, str] = {}  # version -> the repository that offers it
+
+    def _query(self, name: str, everywhere: bool) -> list[tuple[str, str]]:
+        r = core.run(self.QUERY + (self.EVERYWHERE if everywhere else []) + [name], timeout=300)
+        if r.rc != 0:
+            raise ActionError(f"dnf repoquery {name}: {self.error_line(r)}")
+        found = []
         for line in r.stdout.splitlines():
-            v = _clean_evr(line)
-            if v and v not in out:
-                out.append(v)
+            evr, _, repo = line.strip().partition(" ")
+            if evr:
+                found.append((_clean_evr(evr), repo))
+        return found
+
+    def versions(self, name: str) -> list[str]:
+        """Every version any configured repository offers, enabled or not (apt's madison lists a
+        NotAutomatic suite too): a version asked for by name is reachable; the newest is not."""
+        out: list[str] = []
+        for version, repo in self._query(name, everywhere=True):
+            self.repo_of.setdefault(version, repo)
+            if version not in out:
+                out.append(version)
         return out
 
     def candidate(self, name: str) -> str | None:
+        """The newest version of the enabled repositories: what `dnf upgrade NAME` installs."""
         best: str | None = None
-        for v in self.versions(name):
-            if best is None or rpm_compare(v, best) > 0:
-                best = v
+        for version, _repo in self._query(name, everywhere=False):
+            if best is None or rpm_compare(version, best) > 0:
+                best = version
         return best
 
     def compare(self, a: str, b: str) -> int:
@@ -241,7 +270,9 @@ class RpmDnf(PackageBackend):
         else:
             verb = "downgrade" if downgrade else "install"
         spec = f"{name}-{version}" if version else name
-        return core.run(["dnf", "-y", "-q", verb, spec], timeout=INSTALL_TIMEOUT)
+        repo = self.repo_of.get(version) if version else None
+        enable = [f"--enablerepo={repo}"] if repo and not repo.startswith("@") else []
+        return core.run(["dnf", "-y", "-q", *enable, verb, spec], timeout=INSTALL_TIMEOUT)
 
     def remove(self, name: str, purge: bool = False) -> CmdResult:
         return core.run(["dnf", "-y", "-q", "remove", name], timeout=INSTALL_TIMEOUT)
@@ -345,14 +376,14 @@ def _refresh(backend: PackageBackend) -> None:
 
 def _name(req: Request) -> str:
     name = req.str_arg("name")
-    if not PACKAGE_NAME.match(name):
+    if not PACKAGE_NAME.fullmatch(name):
         raise ActionError(f"{req.label}: invalid package name {name!r}")
     return name
 
 
 def _version(req: Request) -> str | None:
     version = req.str_arg("version", None)
-    if version is not None and not VERSION.match(version):
+    if version is not None and not VERSION.fullmatch(version):
         raise ActionError(f"{req.label}: invalid version {version!r}")
     return version
 

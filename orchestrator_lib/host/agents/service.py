@@ -7,12 +7,13 @@ import math
 import re
 from collections import namedtuple
 
+from ... import protocol_args
 from .. import core
 from ..core import ActionError, CmdResult, Reply, Request
 
 agent = core.Agent(__name__, "status, start, stop, restart, reload (runit, systemd, SysV init)")
 
-SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._-]*$")
+SERVICE_NAME = protocol_args.SERVICE  # matched whole (fullmatch)
 DEFAULT_WAIT = 30.0
 
 
@@ -155,7 +156,7 @@ def _word(running: bool) -> str:
 
 def _args(req: Request) -> tuple[str, ServiceBackend, ServiceState, float]:
     name = req.str_arg("name")
-    if not SERVICE_NAME.match(name):
+    if not SERVICE_NAME.fullmatch(name):
         raise ActionError(f"{req.label}: invalid service name {name!r}")
     backend = choose_backend(name)
     wait = req.float_arg("wait", DEFAULT_WAIT)
