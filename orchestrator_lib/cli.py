@@ -19,8 +19,9 @@ import json
 import os
 import sys
 import types
+from pathlib import Path
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Mapping, NoReturn, Sequence
 
 from rich.console import Console
@@ -30,9 +31,11 @@ from rich.text import Text
 from .controller.deploy import loadbalancer
 from .controller.discovery import CountContract, Filter
 from .controller.errors import OrchestratorError
+from .controller.discovery.livefacts import Merged, merge
 from .controller.inventory import Host
 from .controller.orchestration import HostResult, RunOptions, RunResult, Status, parse_batch_size
 from .controller.orchestration.policy import MAX_TRIES
+from .controller.orchestration.rollout import Canary, MaxFail, choose_canaries, new_seed, plan_rollout
 from .controller.session import Interrupted, Session
 from .lab import refuse_if_down
 from .protocol import ACTIONS, AGENTS, action_names
@@ -50,6 +53,26 @@ class UsageError(OrchestratorError):
 
 
 # --- argument types: reject bad values while parsing, with the library's own wording ---------------
+
+def max_fail_type(text: str) -> MaxFail:
+    try:
+        return MaxFail.parse(text)
+    except OrchestratorError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def canary_type(text: str) -> Canary:
+    try:
+        return Canary.parse(text)
+    except OrchestratorError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def seed_type(text: str) -> int:
+    if not text.strip().isdigit() or len(text.strip()) > 12:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a whole number (a seed an earlier run printed)")
+    return int(text)
+
 
 def batch_type(text: str) -> Any:
     try:
@@ -153,6 +176,12 @@ def _common() -> argparse.ArgumentParser:
     run = common.add_argument_group("running")
     run.add_argument("--batch", type=batch_type, metavar="SIZE",
                      help="hosts at a time: a count, a percentage or a list such as 1,2,50%%")
+    run.add_argument("--max-fail", type=max_fail_type, metavar="N|PCT",
+                     help="ONE failure budget over all batches: stop once more than N hosts (or 10%% of them, say) "
+                          "failed or did not answer (default: stop after a batch with any failure)")
+    run.add_argument("--canary", type=canary_type, metavar="N|by=FACT",
+                     help="a first batch of N hosts (default 1), or N per value of FACT, chosen from a seed")
+    run.add_argument("--seed", type=seed_type, help="the canaries' seed (printed by an earlier run) to choose them again")
     run.add_argument("--tries", type=tries_type, default=1, help="tries per host (default 1)")
     run.add_argument("--timeout", type=seconds_type, metavar="SECONDS",
                      help="per try and host (default 300)")
@@ -199,6 +228,11 @@ def build_parser() -> Parser:
     sudoers.add_argument("user", metavar="USER")
     init = sub.add_parser("init", help="write a starter deploy repository into DIR (never overwrites)")
     init.add_argument("directory", metavar="DIR")
+    report = sub.add_parser("report", help="render the HTML report of an earlier run from its JSON")
+    report.add_argument("json_path", metavar="REPORT.json", help="e.g. reports/deploy-deploy_webapp.json")
+    report.add_argument("-o", "--output", metavar="FILE.html", help="default: next to the JSON, .html")
+    lint = sub.add_parser("lint", help="check deploy features before they run (exit 1 on an error)")
+    lint.add_argument("paths", nargs="+", metavar="PATH", help="feature files or directories, e.g. features/")
     # Listed for --help only: main() hands `orch lab ...` to the lab's own parser (run_lab).
     sub.add_parser("lab", add_help=False, help="the local lab: up|down|status|stop|start|reset|rekey|exec")
     return parser
@@ -284,20 +318,31 @@ def plan_ping(session: Session, args: argparse.Namespace) -> Call:
 
 
 def plan_facts(session: Session, args: argparse.Namespace) -> Call:
+    """Each host's facts and classes with where each came from: the inventory, the host (built-in
+    or the file it was read from), or both; a value the host contradicts is flagged."""
     fact = args.fact_name
+    merged: dict[str, Merged] = {}
+
+    def view(r: HostResult) -> Merged:
+        if r.host not in merged:
+            merged[r.host] = merge(session.inventory.host(r.host), r.data)
+        return merged[r.host]
 
     def facts_of(r: HostResult) -> Mapping[str, Any]:
-        return r.data.get("facts") or {}
+        return view(r).host.facts if r.ok else {}
 
     def listing(result: RunResult, verbose: bool) -> list[str]:
         if fact is not None:
-            return [f"{r.host:<{_width(result)}}  {facts_of(r)[fact]}" for r in result.results.values()
-                    if verbose and fact in facts_of(r)]
+            return [f"{r.host:<{_width(result)}}  {facts_of(r)[fact]}  [{view(r).sources[fact]}]"
+                    for r in result.results.values() if verbose and fact in facts_of(r)]
         lines = []
         for r in result.results.values():
             if r.ok:
+                host = view(r)
                 lines.append(r.host)
-                lines += [f"  {k} = {v}" for k, v in sorted(facts_of(r).items())]
+                lines += [f"  {k} = {v}  [{host.sources[k]}]" for k, v in sorted(host.host.facts.items())]
+                lines.append(f"  classes = {', '.join(host.host.classes)}  [{host.classes_source}]")
+                lines += [f"  contradiction: {c}" for c in host.contradictions]
         return lines
 
     def known_fact(result: RunResult) -> None:
@@ -305,6 +350,11 @@ def plan_facts(session: Session, args: argparse.Namespace) -> Call:
         known = {name for r in result.results.values() if r.ok for name in facts_of(r)}
         if fact is not None and known and fact not in known:
             raise session.unknown_facts_error([fact], known)
+        for r in result.results.values():  # --json: the merged view next to the host's reply
+            if r.ok:
+                r.data["merged"] = {"facts": dict(facts_of(r)), "sources": view(r).sources,
+                                    "classes": list(view(r).host.classes), "classes_source": view(r).classes_source,
+                                    "contradictions": view(r).contradictions}
 
     summary = per_host(fact, lambda r: facts_of(r).get(fact)) if fact else None
     return Call(targets(session, args), "rpcutil", "facts", summary=summary, details=listing, check=known_fact)
@@ -331,7 +381,7 @@ def plan_lb(session: Session, args: argparse.Namespace) -> Call:
     """The LB hosts run haproxy#ACTION; the filter names the backend servers it acts on."""
     servers = [] if args.filter.is_empty() else targets(session, args)
     lbs = loadbalancer.find_load_balancers(session, args.lb_host)
-    backend = args.backend or loadbalancer.estate_backend(session.inventory) or "app"
+    backend = args.backend or session.inventory.loadbalancer.get("backend") or "app"
 
     def server_rows(result: RunResult) -> dict[str, dict]:
         return {f"{r.host}/{name}": s for r in result.results.values()
@@ -388,9 +438,26 @@ def progress(label: str, total: int, enabled: bool) -> Iterator[Callable[[HostRe
         yield advance
 
 
+def with_canaries(call: Call, args: argparse.Namespace, out: Console) -> tuple[Call, Any]:
+    """The canaries first, as a batch of their own; then the other hosts in --batch sizes (of all
+    the hosts, as without canaries). The seed is printed so --seed chooses the same ones again."""
+    seed = new_seed() if args.seed is None else args.seed
+    canaries = choose_canaries(call.hosts, args.canary, seed, lambda h: h.name, lambda h, f: h.facts.get(f))
+    rest = [h for h in call.hosts if h not in canaries]
+    sizes = [len(b) for b in plan_rollout(call.hosts, args.batch, canaries)]
+    print(f"canaries: {', '.join(h.name for h in canaries)} (--canary {args.canary}, --seed {seed} chooses them "
+          f"again); batches of {', '.join(map(str, sizes))}", file=sys.stderr if args.json else sys.stdout)
+    return replace(call, hosts=canaries + rest), sizes
+
+
 def execute(session: Session, args: argparse.Namespace, call: Call, out: Console) -> RunResult:
     """Run the call; on Ctrl-C show what it got done (on `out`) before main() reports the interrupt."""
     options = RunOptions(batch_size=args.batch, tries=args.tries, timeout=args.timeout or RunOptions.timeout)
+    if args.max_fail is not None:
+        options = replace(options, policy=args.max_fail)
+    if args.canary is not None:
+        call, sizes = with_canaries(call, args, out)
+        options = replace(options, batch_size=sizes)
     label = f"{call.agent}#{call.action}"
     try:
         with progress(label, len(call.hosts), not (args.json or args.no_progress)) as on_result:
@@ -457,7 +524,31 @@ def run_find(session: Session, args: argparse.Namespace, out: Console) -> int:
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
+def run_report(args: argparse.Namespace) -> int:
+    """`orch report x.json`: no session, no host; the page is rendered from the file alone."""
+    from .controller.reporting.html import render_file
+    path = render_file(Path(args.json_path), Path(args.output) if args.output else None)
+    print(path)
+    return EXIT_OK
+
+
+def run_lint(args: argparse.Namespace) -> int:
+    """`orch lint features/`: one line per finding (file:line: level: what), exit 1 on any error."""
+    from .behave.lint import ERROR, LintInputError, lint_paths
+    try:
+        findings = lint_paths(args.paths)
+    except LintInputError as e:
+        raise UsageError(str(e)) from None
+    for finding in findings:
+        print(finding)
+    return EXIT_FAILED if any(f.level == ERROR for f in findings) else EXIT_OK
+
+
 def run_command(args: argparse.Namespace) -> int:
+    if args.command == "report":
+        return run_report(args)
+    if args.command == "lint":
+        return run_lint(args)
     args.filter = check_arguments(args)
     out = Console(soft_wrap=True, highlight=False)
     with Session(args.env, trust_on_first_use=args.tofu, preflight=refuse_if_down,

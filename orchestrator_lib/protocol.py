@@ -69,6 +69,9 @@ ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "service": {"status": (), "start": (), "stop": (), "restart": (), "reload": ()},
 }
 AGENTS = tuple(sorted(ACTIONS))
+#: the actions that only read a host (agent#action)
+READ_ONLY = frozenset({"rpcutil#ping", "rpcutil#facts", "rpcutil#agents", "package#status", "service#status",
+                       "firewall#status", "haproxy#status", "health#http", "health#load", "lease#status"})
 
 
 def action_names(agent: str, action: str) -> tuple[str, ...]:
@@ -80,12 +83,12 @@ def action_names(agent: str, action: str) -> tuple[str, ...]:
 
 
 #: HAProxy admin states, and the one each haproxy action leaves a server in.
-ADMIN_STATES = ("ready", "drain", "maint")
-ADMIN_AFTER = {"disable": "maint", "drain": "drain", "enable": "ready"}
+READY, DRAIN, MAINT = "ready", "drain", "maint"
+ADMIN_AFTER = {"disable": MAINT, "drain": DRAIN, "enable": READY}
 #: firewall states of a source address
 BLOCKED, UNBLOCKED, PARTLY_BLOCKED = "blocked", "unblocked", "partly blocked"
 #: the states (a firewall's, HAProxy's admin) in which a host is out of the load balancer
-OUT_OF_LB = frozenset({BLOCKED, "maint", "drain"})
+OUT_OF_LB = frozenset({BLOCKED, MAINT, DRAIN})
 
 
 class ProtocolError(Exception):
@@ -110,16 +113,19 @@ _FALSE = {"0", "false", "no", "n", "off", ""}
 class Request:
     """One request: `agent#action` with its arguments, who asked, the host's inventory facts,
     whether it is a dry run (say what would change, change nothing), when it was sent and for how
-    many seconds it stays valid. `time` None: stamped when encoded (each host's send)."""
+    many seconds it stays valid. `time` None: stamped when encoded (each host's send). `spec`: the
+    deploy spec that asked for it (feature file, scenario, step text and line, the git commit of
+    the spec's repository), recorded in both audit logs, never acted on."""
 
     def __init__(self, agent: str, action: str, args: dict[str, Any] | None = None, reqid: str = "",
                  caller: str = "", facts: dict[str, Any] | None = None, dry_run: bool = False,
-                 time: float | None = None, ttl: float = DEFAULT_TTL) -> None:
+                 time: float | None = None, ttl: float = DEFAULT_TTL, spec: dict[str, Any] | None = None) -> None:
         self.agent, self.action = agent, action
         self.args = {} if args is None else args
         self.reqid, self.caller = reqid, caller
         self.facts = {} if facts is None else facts
         self.dry_run, self.time, self.ttl = dry_run, time, ttl
+        self.spec = spec
 
     def __repr__(self) -> str:
         dry = " dry_run" if self.dry_run else ""
@@ -133,7 +139,7 @@ class Request:
         return {"reqid": self.reqid, "caller": self.caller, "agent": self.agent, "action": self.action,
                 "args": dict(self.args), "facts": dict(self.facts if facts is None else facts),
                 "dry_run": self.dry_run, "time": time.time() if self.time is None else self.time,
-                "ttl": self.ttl}
+                "ttl": self.ttl, **({"spec": dict(self.spec)} if self.spec else {})}
 
     def encode(self, facts: dict[str, Any] | None = None) -> bytes:
         """One line of JSON (ASCII: never a raw newline inside), stamped now unless `time` is set."""
@@ -154,9 +160,13 @@ class Request:
         if not isinstance(obj.get("dry_run", False), bool) or not all(
                 v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in (sent, ttl)):
             raise ProtocolError("request 'dry_run' must be true or false, 'time' and 'ttl' numbers")
+        spec = obj.get("spec")
+        if spec is not None and (not isinstance(spec, dict) or not all(
+                isinstance(v, (str, int)) and not isinstance(v, bool) for v in spec.values())):
+            raise ProtocolError("request 'spec' must be a JSON object of strings and numbers")
         return cls(agent=obj["agent"], action=obj["action"], args=args, reqid=str(obj.get("reqid") or ""),
                    caller=str(obj.get("caller") or ""), facts=facts, dry_run=obj.get("dry_run", False),
-                   time=sent, ttl=DEFAULT_TTL if ttl is None else ttl)
+                   time=sent, ttl=DEFAULT_TTL if ttl is None else ttl, spec=spec or None)
 
     def expired(self, now: float) -> str:
         """Why the request is no longer valid at `now` ("" while it is)."""

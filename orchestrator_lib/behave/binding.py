@@ -51,3 +51,12 @@ def deploy_of(context: Any) -> Deploy:
     if d is None:
         raise StepFailed("no deploy session: the hooks (orchestrator_lib.behave.hooks, imported by environment.py) did not set one up")
     return d
+
+
+def step_registry(context: Any = None) -> Any:
+    """The registry behave's runner matches steps with (its own; behave.step_registry.registry may
+    have been replaced by an empty one by the time features run)."""
+    registry = getattr(getattr(context, "_runner", None), "step_registry", None)
+    if registry is None:
+        from behave.runner import the_step_registry as registry
+    return registry

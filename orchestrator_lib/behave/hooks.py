@@ -10,19 +10,30 @@ __all__ = ["before_all", "before_feature", "before_scenario", "before_step", "af
            "after_scenario", "after_all"]
 
 import os
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+from orchestrator_lib.behave.console import ABORT_END, INTERRUPTED, DropOneLine
+from orchestrator_lib.behave.binding import step_registry
 from orchestrator_lib.behave.needs import needs_of
 from orchestrator_lib.controller.deploy import Deploy, Settings
 from orchestrator_lib.controller.deploy.guard import RunGuard
 from orchestrator_lib.controller.deploy.preflight import Needs
+from orchestrator_lib.controller.deploy.rollout import PAUSED_EXIT, AnalysisCheck
+from orchestrator_lib.controller.orchestration.rollout import RolloutPolicy, parse_tags
 from orchestrator_lib.controller.errors import OrchestratorError
 from orchestrator_lib.controller.inventory import Inventory, load_inventory
 from orchestrator_lib.controller.reporting import ResultMatrix
+from orchestrator_lib.controller.reporting.html import write_html
+from orchestrator_lib.controller.reporting.identity import spec_revision
+from orchestrator_lib.controller.reporting.progress import Progress
+from orchestrator_lib.controller.reporting.junit import write_junit
 from orchestrator_lib.controller.reporting.matrix import GOOD_SCENARIO
 from orchestrator_lib.controller.session import Session
+from orchestrator_lib.controller.transports.ssh_agent import default_caller
 from orchestrator_lib.lab import refuse_if_down
 
 FAIL_FAST_TAG = "fail_fast"
@@ -32,7 +43,6 @@ ROLLBACK_TAG = "rollback"
 #: still running on a host, up to its own timeout: minutes for a package update)
 CLOSE_WAIT_INTERRUPTED = 2.0
 UNDEFINED = "undefined step: no step definition matches it (behave --steps-catalog lists the vocabulary)"
-INTERRUPTED = "interrupted by the operator (Ctrl-C)"
 
 
 class SetupFailed(OrchestratorError):
@@ -42,6 +52,10 @@ class SetupFailed(OrchestratorError):
 class GateFailed(OrchestratorError):
     """behave would exit 0, yet the gate failed: a host ended a step badly in a step that
     passed, or no scenario ran at all (no feature, a typo'd `Scenario:`, tags that match none)."""
+
+
+class LintFailed(OrchestratorError):
+    """The features broke a lint rule (orch lint): the run stops before touching a host."""
 
 
 class ReportFailed(OrchestratorError):
@@ -90,19 +104,30 @@ class Run:
         self.setup_reported = False           # before_feature raised run.error: behave fails the run
         self.started = False                  # before_all finished (an abort after it is an interruption)
         self.configured = False               # the -D options were accepted (else no report is written)
+        self.junit_dir: Path | None = None    # where the per-host JUnit files go (with behave's own)
+        self.commits: dict[str, str] = {}     # feature file -> git commit of its repository ("" if none)
+        self.steps: list[Any] = []            # the current scenario's steps (background included)
 
 
 def before_all(context: Any) -> None:
     run = context.run = Run()
     context.deploy = None
+    run.matrix.identity.started = time.time()
+    run.matrix.identity.caller = default_caller()
+    if getattr(context.config, "junit", False):
+        run.junit_dir = Path(context.config.junit_directory)
     run.matrix.env = str(context.config.userdata.get("env", ""))  # the one asked for, should -D fail
     try:
         run.settings = Settings.from_userdata(context.config.userdata)
         run.configured = True
         run.matrix.env, run.matrix.plan = run.settings.env, run.settings.plan
+        if run.settings.lint == "on":
+            lint(context)
         run.lab = ensure_lab(load_inventory(run.settings.env))
         session = Session(run.settings.env, preflight=refuse_if_down, transport=run.settings.transport or None)
+        run.matrix.identity.caller = session.caller
         context.deploy = run.deploy = Deploy(run.settings, session, run.matrix)
+        run.deploy.progress = Progress.for_output(quiet=bool(getattr(context.config, "quiet", False)))
         run.deploy.guard = RunGuard(run.deploy)
     except OrchestratorError as e:
         run.error = run.matrix.error = str(e)
@@ -113,12 +138,28 @@ def before_all(context: Any) -> None:
         raise
     run.started = True
     if run.settings.plan and not run.error:
-        _say("PLAN MODE: read-only checks only; nothing will be changed on any host\n")
+        _say("PLAN MODE: every step is a dry run on the hosts; nothing will be changed on any host\n")
+
+
+def lint(context: Any) -> None:
+    """`orch lint` on the features this run is about to run, before any host is touched: warnings
+    are printed, errors fail the run (-D lint=off runs it anyway)."""
+    from orchestrator_lib.behave.lint import ERROR, lint_features
+    runner = context._runner  # the registry behave matches with (behave resets the module's global)
+    findings = lint_features(runner.features, runner.step_registry)
+    for finding in findings:
+        _say(f"lint: {finding}")
+    errors = [f for f in findings if f.level == ERROR]
+    if errors:
+        raise LintFailed(f"the spec has {len(errors)} lint error{'s' if len(errors) != 1 else ''} "
+                         f"(the first: {errors[0]}); fix them, or run with -D lint=off")
 
 
 def before_feature(context: Any, feature: Any) -> None:
     run: Run = context.run
     run.feature_files.append(feature.filename)
+    run.matrix.start_feature(feature.filename, feature.name, list(feature.description), list(feature.tags))
+    run.commits[feature.filename] = spec_revision(feature.filename).commit
     if run.error:  # fails the feature (and so the run) with one line
         error = SetupFailed(run.error)
         mark_not_run(feature, error)
@@ -137,13 +178,20 @@ def mark_not_run(feature: Any, error: Exception) -> None:
 
 def before_scenario(context: Any, scenario: Any) -> None:
     run: Run = context.run
-    run.matrix.start_scenario(scenario.name, scenario.feature.name, scenario.feature.filename)
+    run.matrix.start_scenario(scenario.name.strip(), scenario.feature.name, scenario.feature.filename, scenario.line)
     rollback = ROLLBACK_TAG in scenario.effective_tags
     if scenario.feature.filename in run.failed_fast and not rollback:
         scenario.skip(f"@{FAIL_FAST_TAG}: an earlier scenario of this feature failed")
     if run.deploy is None:
         return
+    run.steps = list(scenario.all_steps)
     run.deploy.begin_scenario(scenario.feature.name, scenario.name)
+    try:
+        run.deploy.begin_scenario(scenario.feature.name, scenario.name, policy_of(scenario),
+                                  analysis_gates(run.deploy, run.steps, context))
+    except OrchestratorError as e:  # a bad policy tag or analysis step: this scenario fails, in one line
+        run.matrix.scenarios[-1].reason = str(e)
+        raise SetupFailed(str(e)) from None
     if run.deploy.guard is not None:
         run.deploy.guard.begin_scenario(scenario.feature.filename, scenario.name)
     run.deploy.scenario.needs = Needs() if rollback else needs_of(scenario)
@@ -156,8 +204,45 @@ def before_scenario(context: Any, scenario: Any) -> None:
             _say(f"  @{ROLLBACK_TAG}: for the hosts that failed: {', '.join(failed)}")
 
 
+def policy_of(scenario: Any) -> RolloutPolicy:
+    """The rollout policy of the scenario's tags over its feature's (each tag with its file:line)."""
+    def tags(owner: Any) -> list[tuple[str, str]]:
+        return [(str(t), f"{owner.filename}:{getattr(t, 'line', owner.line)}") for t in owner.tags]
+    return parse_tags(tags(scenario)).over(parse_tags(tags(scenario.feature)))
+
+
+def analysis_gates(deploy: Deploy, steps: list[Any], context: Any = None) -> dict[int, list[AnalysisCheck]]:
+    """The `Then after each batch ...` steps, known before the When each gates (the last When
+    before it) runs: behave's registry says which step definition each step is."""
+    registry = step_registry(context)
+    gates: dict[int, list[AnalysisCheck]] = {}
+    last_when = None
+    for index, step in enumerate(steps):
+        if step.step_type == "when":
+            last_when = index
+        match = registry.find_match(step)
+        builder = getattr(getattr(match, "func", None), "analysis", None)
+        if builder is None or last_when is None:
+            continue
+        arguments = {a.name: a.value for a in match.arguments if a.name}
+        check = builder(deploy, f"{step.keyword} {step.name}", f"{step.filename}:{step.line}", **arguments)
+        gates.setdefault(last_when, []).append(check)
+    return gates
+
+
 def before_step(context: Any, step: Any) -> None:
-    context.run.matrix.start_step(step.keyword, step.name)
+    run: Run = context.run
+    run.matrix.start_step(step.keyword, step.name, step.line)
+    if run.deploy is not None:
+        # by place, not identity: behave may hand the hooks another object for the same step
+        index = next((i for i, s in enumerate(run.steps) if (s.filename, s.line) == (step.filename, step.line)), -1)
+        run.deploy.begin_step(index, f"{step.filename}:{step.line}", f"{step.keyword} {step.name}")
+        # every request of the step carries the spec into both audit logs
+        scenario = run.matrix.scenarios[-1] if run.matrix.scenarios else None
+        file = step.filename or (scenario.file if scenario else "")
+        run.deploy.session.spec = {"file": str(file), "scenario": scenario.name if scenario else "",
+                                   "step": f"{step.keyword} {step.name}", "line": step.line,
+                                   **({"commit": run.commits[file]} if run.commits.get(file) else {})}
 
 
 def after_step(context: Any, step: Any) -> None:
@@ -174,7 +259,7 @@ def after_scenario(context: Any, scenario: Any) -> None:
     run: Run = context.run
     matrix = run.matrix
     for step in list(scenario.all_steps)[len(matrix.scenarios[-1].steps):]:  # never started: skipped
-        matrix.start_step(step.keyword, step.name)
+        matrix.start_step(step.keyword, step.name, step.line, timed=False)
         matrix.end_step(step.status.name, name_undefined(step))
     targeted: list[str] = []
     if run.deploy is not None and run.deploy.scenario.target.pinned is not None:
@@ -204,17 +289,23 @@ def after_all(context: Any) -> None:
     aborted = bool(getattr(context, "aborted", False))
     if aborted and run.started:  # behave aborts after before_all only on Ctrl-C (or SystemExit) in a hook
         run.matrix.interrupt("before the first scenario" if not run.matrix.scenarios else "between steps")
+    if run.matrix.identity.started is not None:
+        run.matrix.identity.duration = time.time() - run.matrix.identity.started
     guard = getattr(run.deploy, "guard", None)
     if guard is not None:  # leases given back, journal closed
         guard.finish(run.matrix.passed, aborted)
     paths, report_error = write_reports_safely(run)
     print_recap(run, paths, report_error)
+    if aborted:  # the recap said where it stopped: behave's closing "ABORTED: By user." is noise
+        sys.stdout = DropOneLine(sys.stdout, ABORT_END)
     close_session(run, aborted)
     if run.lab is not None and run.settings.lab == "down":
         run.lab.down(progress=_say)
     # behave fails the run on a failed step, hook error, undefined step or interruption; the gate
     # also fails it when nothing ran, or a host ended badly in a step that passed.
     behave_fails = aborted or run.setup_reported or any(s.status not in GOOD_SCENARIO for s in run.matrix.scenarios)
+    if run.matrix.paused:
+        exit_paused()
     if behave_fails:
         return
     if not run.matrix.passed:
@@ -226,6 +317,20 @@ def after_all(context: Any) -> None:
 #: the recap goes to the terminal even under --junit (behave captures a hook's output, and shows
 #: it only when the hook fails)
 after_all.capture = False  # type: ignore[attr-defined]
+
+
+def exit_paused() -> None:
+    """An inconclusive analysis paused the rollout: behave's own exit code would be 1, as for a
+    failure; CI must tell "paused, resume me" apart, so the process exits PAUSED_EXIT once behave
+    has written its reports (hooks cannot set behave's exit code; an atexit handler runs last)."""
+    import atexit
+    import sys
+
+    def leave() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(PAUSED_EXIT)
+    atexit.register(leave)
 
 
 def close_session(run: Run, aborted: bool) -> None:
@@ -260,13 +365,21 @@ def write_reports(run: Run) -> list[Path]:
     if "{feature}" not in template:
         path = Path(template)
         run.matrix.write_json(path)
-        return [path]
-    paths = []
-    for file in files:
-        path = Path(template.format(feature=Path(file).stem or "run"))
-        matrix = run.matrix.only(file) if file else run.matrix
-        matrix.write_json(path)
-        paths.append(path)
+        stem = Path(files[0]).stem if len(files) == 1 and files[0] else "run"
+        paths = [path, write_html(run.matrix, run.settings.html_path(path, stem))]
+    else:
+        paths = []
+        for file in files:
+            stem = Path(file).stem or "run"
+            path = Path(template.format(feature=stem))
+            matrix = run.matrix.only(file) if file else run.matrix
+            matrix.write_json(path)
+            paths += [path, write_html(matrix, run.settings.html_path(path, stem))]
+    if run.junit_dir is not None:  # one file per feature, beside behave's TESTS-<feature>.xml
+        for file in files:
+            matrix = run.matrix.only(file) if file else run.matrix
+            name = run.matrix.features[file].name if file in run.matrix.features else "deploy"
+            paths.append(write_junit(matrix, run.junit_dir / f"HOSTS-{Path(file).stem or 'run'}.xml", name))
     return paths
 
 

@@ -32,6 +32,13 @@ def parse_run_options(text: str) -> StepOptions:
                       repeated)
 
 
+@parse.with_pattern(r"(?:(?:,|\s+and|\s+with)\s+(?:an?\s+)?(?:failure|inconclusive|error) limit of \d{1,6})*")
+def parse_limits(text: str) -> dict[str, int]:
+    """" with a failure limit of 1 and an inconclusive limit of 2" -> {"failures": 1, "inconclusive": 2}."""
+    words = {"failure": "failures", "inconclusive": "inconclusive", "error": "errors"}
+    return {words[kind]: int(n) for kind, n in re.findall(r"(failure|inconclusive|error) limit of (\d+)", text)}
+
+
 @parse.with_pattern(r"disable|drain|enable")
 def parse_lb_action(text: str) -> str:
     return text
@@ -52,6 +59,6 @@ def parse_seconds_word(text: str) -> str:
     return text
 
 
-register_type(Word=parse_word, Names=parse_names, RunOptions=parse_run_options,
+register_type(Word=parse_word, Limits=parse_limits, Names=parse_names, RunOptions=parse_run_options,
               LbAction=parse_lb_action, LbState=parse_lb_state, Hosts=parse_hosts_word,
               Seconds=parse_seconds_word)

@@ -14,6 +14,11 @@ class FilterError(OrchestratorError):
     """A discovery filter cannot be parsed or names something unknown."""
 
 
+class ArgumentError(OrchestratorError):
+    """An agent action's arguments fail the protocol's schema (protocol_args): refused before any
+    host is contacted."""
+
+
 class DiscoveryError(OrchestratorError):
     """Discovery found a set of hosts that breaks the expected contract (count, liveness)."""
 

@@ -19,10 +19,9 @@ from ..protocol import AGENTS
 from .errors import InventoryError
 from .yaml12 import Yaml12Loader
 
-# Agents a host offers when its spec has no `agents:` list, and the only names such a list may use.
-DEFAULT_AGENTS: tuple[str, ...] = AGENTS
 
-TOP_KEYS = ("name", "known_hosts", "ssh_config", "defaults", "loadbalancer", "transport", "nats", "lab", "hosts", "groups")
+TOP_KEYS = ("name", "known_hosts", "ssh_config", "defaults", "loadbalancer", "transport", "nats", "lab", "hosts",
+            "groups", "facts", "facts_ttl")
 LOADBALANCER_KEYS = ("backend", "host")
 #: How a host is reached; set per estate (`defaults:`), per group or per host, the nearest winning.
 LOGIN_KEYS = ("user", "port", "key", "become", "jump")
@@ -33,6 +32,10 @@ GROUP_KEYS = ("hosts",) + LOGIN_KEYS
 BECOME_METHODS = ("sudo",)
 TRANSPORTS = ("ssh", "nats")
 NATS_KEYS = ("servers", "collective", "key", "credentials", "discovery_timeout", "ttl")
+#: Where discovery reads facts and classes: the file, the hosts (one fan-out per run), or the hosts
+#: through a cache kept `facts_ttl` seconds (controller/discovery/livefacts.py has the merge rule).
+FACT_SOURCES = ("inventory", "live", "cached")
+DEFAULT_FACTS_TTL = 300.0
 
 # Names that must survive the discovery languages (-I, -W, -S) unquoted.
 _HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -62,7 +65,7 @@ class Host:
     explicit: frozenset[str] = frozenset({"address"})
     facts: Mapping[str, str] = field(default_factory=dict, hash=False)
     classes: tuple[str, ...] = ()
-    agents: tuple[str, ...] = DEFAULT_AGENTS
+    agents: tuple[str, ...] = AGENTS  # the agents a host offers: by default all the protocol names
     lab: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
@@ -92,6 +95,8 @@ class Inventory:
     ssh_config: Path | None = None   # None: ~/.ssh/config
     transport: str = "ssh"
     nats: NatsSettings | None = None
+    facts_source: str = "inventory"      # FACT_SOURCES
+    facts_ttl: float = DEFAULT_FACTS_TTL  # seconds a cached host reply is used (facts: cached)
 
     def host(self, name: str) -> Host:
         """The host called `name`; a typo gets a suggestion rather than a KeyError."""
@@ -345,6 +350,10 @@ def _build_inventory(data: Any, src: _Source) -> Inventory:
         if host.jump in hosts and hosts[host.jump].jump == host.name:
             raise src.error(("hosts", host.name), f"jump: '{host.jump}' jumps back through '{host.name}'")
 
+    facts_source = _string(src, ("facts",), top["facts"]) if "facts" in top else "inventory"
+    if facts_source not in FACT_SOURCES:
+        raise src.error(("facts",), f"expected one of {', '.join(FACT_SOURCES)}, got {facts_source!r}")
+    facts_ttl = _seconds(src, ("facts_ttl",), top["facts_ttl"]) if "facts_ttl" in top else DEFAULT_FACTS_TTL
     transport = top.get("transport", "ssh")
     if transport not in TRANSPORTS:
         raise src.error(("transport",), f"expected one of {', '.join(TRANSPORTS)}, got {_describe(transport)}")
@@ -353,7 +362,7 @@ def _build_inventory(data: Any, src: _Source) -> Inventory:
         raise src.error(("transport",), "transport nats needs a 'nats:' section with the broker's servers")
     return Inventory(name=name, path=src.path, hosts=hosts, groups=groups, known_hosts=known_hosts,
                      loadbalancer=loadbalancer, lab=lab, transport=transport, nats=nats,
-                     ssh_config=ssh_config)
+                     ssh_config=ssh_config, facts_source=facts_source, facts_ttl=facts_ttl)
 
 
 def _nats(src: _Source, value: Any, default_key: Path | None) -> NatsSettings:
@@ -430,7 +439,7 @@ def _host(src: _Source, name: str, spec: Any, inherited: Mapping[str, Any]) -> H
         explicit=frozenset(login) | {"address"},
         facts=_facts(src, path + ("facts",), spec.get("facts")),
         classes=_words(src, path + ("classes",), spec.get("classes")),
-        agents=_agents(src, path + ("agents",), spec["agents"]) if "agents" in spec else DEFAULT_AGENTS,
+        agents=_agents(src, path + ("agents",), spec["agents"]) if "agents" in spec else AGENTS,
         lab=_mapping(src, path + ("lab",), spec.get("lab"), None, "a mapping"),
     )
 
@@ -439,8 +448,8 @@ def _agents(src: _Source, path: KeyPath, value: Any) -> tuple[str, ...]:
     """Agent names the project ships: a typo would silently drop the host from `-A` filters."""
     names = _words(src, path, value)
     for index, name in enumerate(value or ()):
-        if name not in DEFAULT_AGENTS:
-            hint = _did_you_mean(name, DEFAULT_AGENTS) or f" (agents: {', '.join(DEFAULT_AGENTS)})"
+        if name not in AGENTS:
+            hint = _did_you_mean(name, AGENTS) or f" (agents: {', '.join(AGENTS)})"
             raise src.error(path + (index,), f"unknown agent '{name}'{hint}")
     return names
 
@@ -482,6 +491,12 @@ def _port(src: _Source, path: KeyPath, value: Any) -> int:
     if not 1 <= value <= 65535:
         raise src.error(path, f"expected a port between 1 and 65535, got {value}")
     return value
+
+
+def _seconds(src: _Source, path: KeyPath, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise src.error(path, f"expected a positive number of seconds, got {_describe(value)}")
+    return float(value)
 
 
 def _optional_path(src: _Source, path: KeyPath, value: Any) -> Path | None:

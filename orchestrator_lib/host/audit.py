@@ -28,42 +28,116 @@ def utc_iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}+00:00"
 
 
-def entry(req: Request, reply: Reply, identity: Any, duration: float = 0.0) -> dict[str, Any]:
-    now = system().time()
-    return {
-        "time": utc_iso(now),
+#: How much of the log's end is read to find the previous line (lines are far shorter).
+TAIL = 65536
+
+
+def entry(req: Request, reply: Reply | None, identity: Any, duration: float = 0.0,
+          event: str = "result") -> dict[str, Any]:
+    """One audit line. `caller` is the key sshd verified; the request's own `caller` field is
+    only what the controller says it is, so it is kept as `declared_caller`."""
+    line = {
+        "time": utc_iso(system().time()),
+        "event": event,
         "reqid": req.reqid,
-        "caller": req.caller,
-        "key": getattr(identity, "label", None),
+        "caller": getattr(identity, "label", None),
+        "declared_caller": req.caller,
         "user": getattr(identity, "user", "") or None,
         "agent": req.agent,
         "action": req.action,
         "args": redact(req.args),
-        "status": reply.status,
         "dry_run": req.dry_run,
-        "changed": bool(reply.changed),
-        "message": redact_text(one_line(reply.message)),
-        "duration": round(duration, 3),
+        **({"spec": redact_spec(req.spec)} if req.spec else {}),
     }
+    if reply is not None:
+        line.update(status=reply.status, changed=bool(reply.changed),
+                    message=redact_text(one_line(reply.message)), duration=round(duration, 3))
+    return line
+
+
+def log_path(env: dict[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return env.get(AUDIT_ENV) or AUDIT_PATH
+
+
+def write(line: dict[str, Any], env: dict[str, str] | None = None, path: str | None = None) -> str | None:
+    """Append one line, chained to the one before it (`prev`: the SHA-256 of the previous line, so
+    a line removed or edited afterwards breaks the chain: `verify` finds it). Returns None when
+    written, else why not (the caller decides whether that stops the request)."""
+    from .policy import sha256
+    path = path or log_path(env)
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+    try:
+        try:
+            fd = os.open(path, flags, 0o640)
+        except FileNotFoundError:  # the directory only when missing (a long-lived agent writes thousands)
+            os.makedirs(os.path.dirname(path) or ".", mode=0o750, exist_ok=True)
+            fd = os.open(path, flags, 0o640)
+    except OSError as e:
+        return f"cannot write audit log {path}: {e.strerror or e}"
+    try:
+        import fcntl  # a built-in module: no cost worth counting
+        fcntl.flock(fd, fcntl.LOCK_EX)  # concurrent agents: read the last line and append as one step
+        size = os.fstat(fd).st_size
+        tail = os.pread(fd, min(size, TAIL), max(0, size - TAIL)) if size else b""
+        last = tail.rstrip(b"\n").rpartition(b"\n")[2]
+        text = json.dumps({**line, "prev": sha256(last).hex()[:32] if last else ""},
+                          default=str, allow_nan=False) + "\n"
+        os.write(fd, text.encode("utf-8"))
+        return None
+    except (OSError, ValueError) as e:
+        return f"cannot write audit log {path}: {getattr(e, 'strerror', None) or e}"
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def verify(path: str) -> int | None:
+    """The number of the first line whose `prev` does not match the line before it, or None."""
+    from .policy import sha256
+    previous = b""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            raw = raw.rstrip(b"\n")
+            try:
+                prev = json.loads(raw).get("prev")
+            except ValueError:
+                return number
+            if prev != (sha256(previous).hex()[:32] if previous else ""):
+                return number
+            previous = raw
+    return None
+
+
+def received(req: Request, identity: Any, env: dict[str, str] | None = None, path: str | None = None) -> str | None:
+    """The line written before anything is dispatched: a killed agent still leaves a trace."""
+    return write(entry(req, None, identity, event="received"), env, path)
+
+
+def redact_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec as an audit line carries it: its texts (a step may quote a URL) redacted."""
+    return {k: redact_text(one_line(v)) if isinstance(v, str) else v for k, v in spec.items()}
 
 
 def record(req: Request, reply: Reply, identity: Any, duration: float = 0.0,
-           env: dict[str, str] | None = None, path: str | None = None) -> None:
-    """Append one line. A log that cannot be written warns on stderr but never hides the reply."""
-    env = os.environ if env is None else env
-    path = path or env.get(AUDIT_ENV) or AUDIT_PATH
-    line = json.dumps(entry(req, reply, identity, duration), default=str, sort_keys=False) + "\n"
-    try:
-        # One write() on an O_APPEND descriptor: concurrent agents never interleave lines. The
-        # directory is made only when missing (a long-lived agent writes thousands of lines).
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(path) or ".", mode=0o750, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        try:
-            os.write(fd, line.encode("utf-8"))
-        finally:
-            os.close(fd)
-    except OSError as e:
-        print(f"warning: cannot write audit log {path}: {e}", file=sys.stderr)
+           env: dict[str, str] | None = None, path: str | None = None) -> str | None:
+    """The result line. A failure to write it warns on stderr (the action has run: its reply must
+    still reach the controller) and is returned."""
+    error = write(entry(req, reply, identity, duration), env, path)
+    if error:
+        print(f"warning: {error}", file=sys.stderr)
+    return error
+
+
+def rejected(obj: object, message: str, identity: Any, env: dict[str, str] | None = None) -> str | None:
+    """A request refused before it was one (not JSON, no agent, too long): audited too."""
+    fields = obj if isinstance(obj, dict) else {}
+    req = Request(str(fields.get("agent") or "")[:64] if isinstance(fields.get("agent"), str) else "",
+                  str(fields.get("action") or "")[:64] if isinstance(fields.get("action"), str) else "",
+                  reqid=str(fields.get("reqid") or "")[:64], caller=str(fields.get("caller") or "")[:128])
+    return write(entry(req, Reply.failed(message), identity, event="rejected"), env)
+
+
+def results(path: str) -> list[dict[str, Any]]:
+    """The result lines of a log, in order (each request also has its "received" line)."""
+    with open(path, encoding="utf-8") as f:
+        return [line for line in map(json.loads, f) if line.get("event") != "received"]

@@ -32,7 +32,7 @@ PACKAGE_INIT = b'"""orchestrator_lib, host side: only the protocol and the host 
 def sources(library_dir: Path = LIBRARY_DIR) -> dict[str, bytes]:
     """Archive path -> bytes, for every file the zipapp holds: protocol.py and host/ (recursively)."""
     files = {"__main__.py": ROOT_MAIN, "orchestrator_lib/__init__.py": PACKAGE_INIT}
-    shipped = [library_dir / "protocol.py", *sorted((library_dir / "host").rglob("*.py"))]
+    shipped = [library_dir / "protocol.py", library_dir / "protocol_args.py", *sorted((library_dir / "host").rglob("*.py"))]
     for path in shipped:
         if path.exists() and path.name not in EXCLUDE and "__pycache__" not in path.parts:
             files["orchestrator_lib/" + path.relative_to(library_dir).as_posix()] = path.read_bytes()

@@ -19,7 +19,9 @@ import os
 import sys
 
 from ..protocol import (  # noqa: F401 -- the agents' names for the protocol's types
-    AGENTS, REPLY_STATUSES, SERVE_FLAG, ActionError, ProtocolError, Reply, Request, action_names, one_line)
+    AGENTS, REPLY_STATUSES, SERVE_FLAG, SERVE_PROBE, ActionError, ProtocolError, Reply, Request, Status,
+    action_names, one_line)
+from .. import protocol_args
 from . import audit, policy
 from .system import CmdResult, System, run, system, use_system  # noqa: F401 -- the agents' door
 
@@ -91,23 +93,48 @@ def _run_action(req: Request) -> Reply:
         return Reply.failed(f"{req.label}: {type(e).__name__}: {e}")
     if not isinstance(reply, Reply) or reply.status not in REPLY_STATUSES:
         return Reply.failed(f"{req.label}: agent returned an invalid reply")
+    if req.dry_run and reply.status is Status.CHANGED:  # every action honours dry_run: a bug otherwise
+        return Reply.failed(f"{req.label}: changed the host in a dry run", changed=True)
     return reply
 
 
+#: The longest request line accepted (one-shot or resident): requests are a few hundred bytes.
+MAX_REQUEST = 1 << 20
+
+
+def _bad_arguments(req: Request) -> str | None:
+    """The protocol's argument schema (protocol_args), checked before anything is dispatched:
+    a bad argument is refused like a denial (audited, nothing run)."""
+    try:
+        protocol_args.check(req.agent, req.action, req.args)
+    except protocol_args.ArgError as e:
+        return f"refused: {e}"
+    return None
+
+
 def handle(obj: object, env: dict[str, str] | None = None, identity: Any = None, policy_path: str = "") -> Reply:
-    """Policy, then the action, then the audit line: the whole life of one request.
-    The policy decides on the action itself: policy.check resolves aliases to every name of the
-    action before matching. Under sshd, test-only variables (ORCHESTRATOR_AUDIT_LOG) are ignored
-    unless root enabled them on the host (policy.trusted_env). A request older than its ttl
-    is refused as a denial is (audited, never run). The caller is the key sshd accepted
-    (policy.identify), or `identity` when the caller proved its key otherwise (a signed request
-    over a broker: host/signing.py); `policy_path` is for agents that are not the host's (bench/)."""
+    """The whole life of one request: policy, a "received" audit line, the action, a result line.
+    The policy decides on the action itself (policy.check resolves aliases to every name of it).
+    Nothing runs unless the received line is on disk (unless the policy says "audit":
+    "best-effort"): a request that cannot be audited is refused. Under sshd, test-only variables
+    (ORCHESTRATOR_AUDIT_LOG) are ignored unless root enabled them on the host (policy.trusted_env).
+    A request older than its ttl is refused as a denial is (audited, never run). The caller is the
+    key sshd accepted (policy.identify), or `identity` when the caller proved its key otherwise (a
+    signed request over a broker: host/signing.py); `policy_path` is for agents that are not the
+    host's (bench/)."""
     env = policy.trusted_env(os.environ if env is None else env)
     req = Request.from_obj(obj)
     if identity is None:
         identity = policy.identify(env)
     host = system()
-    denial = req.expired(host.time()) or policy.check(req.agent, req.action, identity, path=policy_path)
+    denial = (req.expired(host.time()) or policy.check(req.agent, req.action, identity, path=policy_path)
+              or _bad_arguments(req))
+    unwritable = audit.received(req, identity, env)
+    if unwritable:
+        print(f"error: {unwritable}", file=sys.stderr)
+        if policy.audit_required(policy_path):
+            return Reply.failed(f"refused: {unwritable}; no request runs unaudited "
+                                "(the policy's \"audit\": \"best-effort\" allows it)")
     started = host.monotonic()
     reply = Reply.failed(denial) if denial else dispatch(req)
     audit.record(req, reply, identity, duration=host.monotonic() - started, env=env)
@@ -124,36 +151,79 @@ def _ensure_path() -> None:
     os.environ["PATH"] = ":".join([p for p in parts if p] + [p for p in STANDARD_PATH if p not in parts])
 
 
-def respond(raw: str) -> tuple[dict[str, Any], int]:
-    """One request's whole life, text in, (reply object, exit status) out; never raises.
-    Exit status 0 whenever the action ran (even `failed`); 2 for a bad request, 1 for an agent bug."""
+def _no_constant(name: str) -> Any:
+    raise ProtocolError(f"request holds {name}, which is not JSON")
+
+
+def parse(raw: str) -> object:
+    """The request line as JSON; strict: bounded length and nesting, no NaN or Infinity."""
+    if len(raw) > MAX_REQUEST:
+        raise ProtocolError(f"request longer than {MAX_REQUEST} bytes")
     try:
-        try:
-            obj = json.loads(raw)
-        except ValueError as e:
-            raise ProtocolError(f"request is not JSON: {e}") from None
-        return handle(obj).to_obj(), 0
+        return json.loads(raw, parse_constant=_no_constant)
+    except RecursionError:
+        raise ProtocolError("request nested too deeply") from None
+    except ValueError as e:
+        raise ProtocolError(f"request is not JSON: {e}") from None
+
+
+def respond(raw: str, env: dict[str, str] | None = None) -> tuple[dict[str, Any], int]:
+    """One request's whole life, text in, (reply object, exit status) out; never raises.
+    Exit status 0 whenever the action ran (even `failed`); 2 for a bad request (audited too, but
+    for the resident session's probe, which carries nothing), 1 for an agent bug."""
+    obj: object = None
+    identity = None
+    try:
+        env = policy.trusted_env(os.environ if env is None else env)
+        identity = policy.identify(env)
+        obj = parse(raw)
+        return handle(obj, env, identity).to_obj(), 0
     except ProtocolError as e:
-        return Reply.failed(f"protocol error: {e}").to_obj(), 2
+        reply = Reply.failed(f"protocol error: {e}")
+        if obj != PROBE:
+            audit.rejected(obj, reply.message, identity, env)
+        return reply.to_obj(), 2
     except (Exception, SystemExit) as e:  # a bug outside any action (policy, audit): still one JSON line
         _print_traceback()
         return Reply.failed(f"agent error: {type(e).__name__}: {e}").to_obj(), 1
 
 
+PROBE = json.loads(SERVE_PROBE)
+
+
+def _reply_line(reply: dict[str, Any]) -> str:
+    """ASCII JSON (never a raw newline inside); a NaN an agent put in its data goes as a string."""
+    try:
+        return json.dumps(reply, default=str, allow_nan=False) + "\n"
+    except ValueError:
+        return json.dumps(audit.redact(reply), default=str) + "\n"
+
+
 def serve(stdin: Any, stdout: Any) -> int:
     """The resident mode (`--serve`): one JSON request per line in, one JSON reply per line out,
     one at a time, until EOF. Each request goes through respond() exactly as a one-shot run does
-    (policy, action, audit line); nothing read from the host is kept between requests."""
-    for raw in iter(stdin.readline, ""):
-        if not raw.strip():
+    (policy, action, audit lines); nothing read from the host is kept between requests. Lines end
+    at \\n only (a bare \\r is inside a line, not a second request), and a line longer than
+    MAX_REQUEST is refused whole, without reading it into memory."""
+    while True:
+        raw = stdin.readline(MAX_REQUEST + 1)
+        if not raw:
+            return 0
+        if len(raw) > MAX_REQUEST and not raw.endswith("\n"):
+            while True:  # skip the rest of the over-long line
+                more = stdin.readline(MAX_REQUEST)
+                if not more or more.endswith("\n"):
+                    break
+            reply, _rc = respond(raw)  # refused by parse() as too long, and audited
+        elif not raw.strip():
             continue
-        reply, _rc = respond(raw)
+        else:
+            reply, _rc = respond(raw)
         try:
-            stdout.write(json.dumps(reply, default=str) + "\n")  # ASCII: never a raw newline inside
+            stdout.write(_reply_line(reply))
             stdout.flush()
         except (BrokenPipeError, ValueError, OSError):  # the controller went away
             return 0
-    return 0
 
 
 def _serve_on_private_fds() -> int:
@@ -164,8 +234,8 @@ def _serve_on_private_fds() -> int:
     os.dup2(null, 0)
     os.dup2(null, 1)
     os.close(null)
-    with open(proto_in, encoding="utf-8", errors="replace") as fin, \
-            open(proto_out, "w", encoding="utf-8") as fout:
+    with open(proto_in, encoding="utf-8", errors="replace", newline="\n") as fin, \
+            open(proto_out, "w", encoding="utf-8", newline="\n") as fout:
         return serve(fin, fout)
 
 
@@ -180,7 +250,6 @@ def main(stdin: Any = None, stdout: Any = None, argv: Sequence[str] | None = Non
             return _serve_on_private_fds()
         return serve(stdin or sys.stdin, stdout or sys.stdout)
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
-    reply, rc = respond(stdin.read())
-    json.dump(reply, stdout, default=str)
-    stdout.write("\n")
+    reply, rc = respond(stdin.read(MAX_REQUEST + 1))
+    stdout.write(_reply_line(reply))
     return rc

@@ -2,7 +2,10 @@
 
 The caller is the key sshd authenticated, not the request's self-declared `caller`: with
 `ExposeAuthInfo yes`, sshd writes the accepted key to the file named by $SSH_USER_AUTH.
-No policy file (ENOENT) means allow all (a fresh host's default). A policy only binds a key that
+Unconfigured means deny (as in MCollective): on a host, with no policy file every request is
+refused (and audited). The explicit opt-out is a policy that says so, `{"default": "allow"}`.
+(Off-host runs, a checkout or a test, which anyone runs as themselves, treat no file as allow.)
+A policy only binds a key that
 cannot run other commands, i.e. one restricted in authorized_keys (`restrict,command="<gate>"`,
 the lab's auditor key: see docs/ARCHITECTURE.md, Security); for an unrestricted root key it is a
 guard against mistakes, not against an attacker.
@@ -10,15 +13,20 @@ guard against mistakes, not against an attacker.
 Policy file, /etc/orchestrator/policy.json:
     {"default": "deny",
      "rules": [{"key": "SHA256:...", "allow": ["rpcutil#*", "package#status"], "deny": []}]}
-A rule's key is "*" (any key) or an OpenSSH `SHA256:` fingerprint; `allow` and `deny` are lists of
-"agent#action" patterns (fnmatch, case-sensitive; "*" alone is every action). Deny patterns win
-over allow patterns; `default` applies when nothing matches. The policy is decided on the action,
-not on the name it was asked by: an alias (health#runcommand, package#purge...) is checked under
-every name of its action, so a deny on any of them denies it.
+A rule's key is "*" (any key) or an OpenSSH `SHA256:` fingerprint. `allow` lists exact names:
+"*" (everything), "agent#*" (every action of an agent) or "agent#action" with the action's
+canonical name (no other wildcard, no alias: `package#u*` meant for update used to allow remove
+through its alias uninstall). `deny` lists "agent#action" fnmatch patterns, matched against every
+name of the action (a deny on an alias denies the action). Deny wins over allow; `default`
+applies when nothing matches. Every pattern is matched whole (fullmatch: a trailing newline is
+not a pattern). `"audit": "best-effort"` lets requests run when the audit log cannot be written
+(the default, "required", refuses them: see audit.py).
 
-Fail closed: a policy that exists but cannot be read (a directory, no permission, any error but
-ENOENT), is not valid JSON, is writable by group or others, or has a field of the wrong type or
-shape denies every request, with a one-line reason in the reply and the audit log.
+Fail closed: a policy that exists but cannot be trusted denies every request, with a one-line reason
+in the reply and the audit log: unreadable (a directory, no permission, any error but ENOENT), a
+symbolic link, not owned by root (on a host; off-host by root or the user running the agent),
+writable by group or others, in a directory that is not root's or is writable by others, not
+strict JSON (duplicate keys, NaN/Infinity) or with a field of the wrong type or shape.
 """
 from __future__ import annotations
 
@@ -27,7 +35,7 @@ import os
 import re
 from collections import namedtuple
 
-from ..protocol import action_names, one_line
+from ..protocol import ACTIONS, action_names, one_line
 from .system import system
 
 TYPE_CHECKING = False  # as in core: annotations only, typing costs every run
@@ -42,10 +50,13 @@ AGENT_DIR = "/var/lib/orchestrator/"
 #: unless ENV_OVERRIDES_FLAG, a root-owned file on the host, says otherwise.
 TEST_OVERRIDES = ("ORCHESTRATOR_AUDIT_LOG",)
 ENV_OVERRIDES_FLAG = "/etc/orchestrator/allow-env-overrides"
-#: "*", or agent#action where each side is a non-empty fnmatch pattern of names.
-PATTERN = re.compile(r"^\*$|^[A-Za-z0-9_*?\[\]!-]+#[A-Za-z0-9_*?\[\]!-]+$")
-FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
-POLICY_KEYS = {"default", "rules", "comment"}
+#: deny: "*", or agent#action where each side is a non-empty fnmatch pattern of names (fullmatch).
+PATTERN = re.compile(r"\*|[A-Za-z0-9_*?\[\]!-]+#[A-Za-z0-9_*?\[\]!-]+")
+#: allow: "*", "agent#*" or "agent#action", names only (checked against the protocol's actions).
+ALLOW = re.compile(r"\*|(?P<agent>[a-z0-9_]+)#(?P<action>\*|[a-z0-9_]+)")
+FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
+POLICY_KEYS = {"default", "rules", "comment", "audit"}
+AUDIT_MODES = ("required", "best-effort")
 RULE_KEYS = {"key", "allow", "deny", "comment"}
 
 
@@ -164,28 +175,43 @@ def identify(env: Mapping[str, str]) -> Identity:
 
 # --------------------------------------------------------------------------- the policy
 
+def _owner_ok(uid: int) -> bool:
+    """On a host only root may own the policy and its directory; off-host also the user running it."""
+    return uid == 0 or (not host_run() and uid == os.geteuid())
+
+
 def read_policy_text(path: str) -> str | None:
     """The policy file's text; None only when it does not exist (ENOENT). Any other failure raises
-    PolicyError: an unreadable policy must deny, not vanish."""
+    PolicyError: an unreadable or untrustworthy policy must deny, not vanish."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        parent = os.stat(os.path.dirname(os.path.abspath(path)))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0))
     except FileNotFoundError:
         return None
     except OSError as e:
+        if os.path.islink(path):
+            raise PolicyError("it is a symbolic link; the policy must be a regular file") from None
         raise PolicyError(f"cannot read it: {e.strerror or e}") from None
     try:
         st = os.fstat(fd)
         kind = st.st_mode & 0o170000
         if kind != 0o100000:
             raise PolicyError("it is a directory, not a file" if kind == 0o040000 else "not a regular file")
+        if not _owner_ok(st.st_uid):
+            raise PolicyError(f"owned by uid {st.st_uid}, not root")
         if st.st_mode & 0o022:
             raise PolicyError(f"writable by group or others (mode {st.st_mode & 0o777:o})")
+        if not _owner_ok(parent.st_uid) or parent.st_mode & 0o022:
+            raise PolicyError(f"its directory is owned by uid {parent.st_uid} or writable by others "
+                              f"(mode {parent.st_mode & 0o777:o}): anyone who can write there can replace it")
         chunks = []
         while True:
             chunk = os.read(fd, 65536)
             if not chunk:
                 break
             chunks.append(chunk)
+            if sum(map(len, chunks)) > MAX_POLICY:
+                raise PolicyError(f"larger than {MAX_POLICY} bytes")
     except OSError as e:
         raise PolicyError(f"cannot read it: {e.strerror or e}") from None
     finally:
@@ -194,6 +220,24 @@ def read_policy_text(path: str) -> str | None:
         return b"".join(chunks).decode("utf-8")
     except UnicodeDecodeError:
         raise PolicyError("not UTF-8") from None
+
+
+MAX_POLICY = 1 << 20
+
+
+def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json object_pairs_hook: a duplicate key is an error (json keeps the last one silently:
+    `"default": "deny", "default": "allow"` allowed everything)."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise PolicyError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise PolicyError(f"{name} is not JSON")
 
 
 def validate(policy: object) -> dict[str, Any]:
@@ -205,6 +249,8 @@ def validate(policy: object) -> dict[str, Any]:
         raise PolicyError(f"unknown field {unknown[0]!r} (known: default, rules)")
     if policy.get("default", "deny") not in ("allow", "deny"):
         raise PolicyError("'default' must be \"allow\" or \"deny\"")
+    if policy.get("audit", "required") not in AUDIT_MODES:
+        raise PolicyError("'audit' must be \"required\" or \"best-effort\"")
     rules = policy.get("rules", [])
     if not isinstance(rules, list):
         raise PolicyError("'rules' must be a list")
@@ -216,7 +262,7 @@ def validate(policy: object) -> dict[str, Any]:
         if unknown:
             raise PolicyError(f"{where}: unknown field {unknown[0]!r} (known: key, allow, deny)")
         key = rule.get("key")
-        if not isinstance(key, str) or not (key == "*" or FINGERPRINT.match(key)):
+        if not isinstance(key, str) or not (key == "*" or FINGERPRINT.fullmatch(key)):
             raise PolicyError(f"{where}.key: expected \"*\" or an OpenSSH SHA256: fingerprint, got {key!r}")
         for field in ("allow", "deny"):
             patterns = rule.get(field, [])
@@ -224,9 +270,28 @@ def validate(policy: object) -> dict[str, Any]:
                 raise PolicyError(f"{where}.{field}: expected a list of \"agent#action\" patterns, "
                                   f"got {type(patterns).__name__} {patterns!r}")
             for pattern in patterns:
-                if not isinstance(pattern, str) or not PATTERN.match(pattern):
+                if not isinstance(pattern, str) or not PATTERN.fullmatch(pattern):
                     raise PolicyError(f"{where}.{field}: {pattern!r} is not an \"agent#action\" pattern")
+                if field == "allow":
+                    _check_allow(pattern, where)
     return policy
+
+
+def _check_allow(pattern: str, where: str) -> None:
+    """An allow names "*", "agent#*" or an agent's canonical action exactly (see the module doc)."""
+    m = ALLOW.fullmatch(pattern)
+    if m is None:
+        raise PolicyError(f"{where}.allow: {pattern!r}: allow \"*\", \"agent#*\" or \"agent#action\" by name "
+                          "(wildcards only in deny)")
+    agent, action = m.group("agent"), m.group("action")
+    if agent is None:
+        return
+    if agent not in ACTIONS:
+        raise PolicyError(f"{where}.allow: {pattern!r}: no agent {agent!r}")
+    if action != "*" and action not in ACTIONS[agent]:
+        canonical = action_names(agent, action)[0]
+        hint = f" (an alias: allow {agent}#{canonical})" if canonical != action else ""
+        raise PolicyError(f"{where}.allow: {pattern!r}: not an action of {agent}{hint}")
 
 
 #: path -> (the file's stat signature, its validated policy): a long-lived agent (the NATS service,
@@ -236,7 +301,7 @@ _LOADED: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {}
 
 def _signature(path: str) -> tuple[int, ...] | None:
     try:
-        st = os.stat(path)
+        st = os.lstat(path)  # a link put in the file's place is read (and refused) again
     except OSError:
         return None
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode, st.st_uid)
@@ -255,8 +320,10 @@ def load_policy(path: str = "") -> dict[str, Any] | None:
     if text is None:
         return None
     try:
-        policy = json.loads(text)
-    except ValueError as e:
+        policy = json.loads(text, object_pairs_hook=_strict_object, parse_constant=_no_constant)
+    except PolicyError:
+        raise
+    except (ValueError, RecursionError) as e:
         raise PolicyError(f"not JSON: {e}") from None
     policy = validate(policy)
     if signature is not None:
@@ -277,10 +344,13 @@ def names_key(fingerprint: str, path: str = "") -> bool:
 
 
 def decide(policy: Mapping[str, Any], label: str | tuple[str, ...], identity: Identity) -> bool:
-    """Pure: does `policy` let `identity` run `label` ("agent#action", or every label of one action:
-    a deny matching any of them denies, an allow matching any of them allows)?"""
+    """Pure: does `policy` let `identity` run the action `label` names ("agent#action", or every
+    label of one action, canonical first)? A deny matching any label denies; an allow must name
+    the canonical label (or be "*" / "agent#*")."""
     from fnmatch import fnmatchcase
     labels = (label,) if isinstance(label, str) else tuple(label)
+    canonical = labels[0]
+    agent = canonical.partition("#")[0]
     allowed = False
     for rule in policy.get("rules", []):
         key = rule.get("key") if isinstance(rule, dict) else None
@@ -288,8 +358,18 @@ def decide(policy: Mapping[str, Any], label: str | tuple[str, ...], identity: Id
             continue
         if any(fnmatchcase(lb, p) for p in rule.get("deny", []) for lb in labels):
             return False
-        allowed = allowed or any(fnmatchcase(lb, p) for p in rule.get("allow", []) for lb in labels)
+        allowed = allowed or any(p in ("*", f"{agent}#*", canonical) for p in rule.get("allow", []))
     return allowed or policy.get("default", "deny") == "allow"
+
+
+def audit_required(path: str = "") -> bool:
+    """Must the audit log be written before an action runs? Yes unless the policy says
+    "audit": "best-effort" (an unreadable or missing policy: yes)."""
+    try:
+        policy = load_policy(path or POLICY_PATH)
+    except PolicyError:
+        return True
+    return policy is None or policy.get("audit", "required") != "best-effort"
 
 
 def check(agent: str, action: str, identity: Identity, path: str = "") -> str | None:
@@ -303,6 +383,11 @@ def check(agent: str, action: str, identity: Identity, path: str = "") -> str | 
     except PolicyError as e:
         return (f"denied by policy: {path} is invalid, every request is denied "
                 f"({one_line(e, 160)}); {label} for {identity.label}")
-    if policy is None or decide(policy, labels, identity):
+    if policy is None:
+        if not host_run():
+            return None
+        return (f"denied by policy: no policy at {path}, so every request is denied (unconfigured means "
+                f"deny; {{\"default\": \"allow\"}} opts out); {label} for {identity.label}")
+    if decide(policy, labels, identity):
         return None
     return f"denied by policy: {label} for {identity.label}"

@@ -27,13 +27,15 @@ from ..controller.errors import LabError
 from ..controller.inventory import Host, Inventory
 from ..controller.transports import sudo
 from ..host import policy
-from . import aptrepo, broker, network
+from . import aptrepo, broker, network, rpmrepo
 
 FILES = Path(__file__).parent / "files"
-ROLES = ("web", "lb", "notify", "plain", "bastion")
-#: Roles whose hosts serve the app behind HAProxy.
-WEB_ROLES = ("web",)
-ROLE_PORTS = {"web": (22, 8080, 80), "lb": (22, 80), "notify": (22, 8025), "plain": (22,), "bastion": (22,)}
+ROLES = ("web", "rpm", "lb", "notify", "plain", "bastion")
+#: Roles whose hosts serve the app behind HAProxy: `web` (Debian: dpkg/apt) and `rpm` (an
+#: RPM-family host: rpm/dnf, the lab's dnf repository, layer-rpm.sh).
+WEB_ROLES = ("web", "rpm")
+ROLE_PORTS = {"web": (22, 8080, 80), "rpm": (22, 8080), "lb": (22, 80), "notify": (22, 8025), "plain": (22,),
+              "bastion": (22,)}
 #: A host with `lab: {ssh_from: HOST}` refuses SSH from anywhere but that host (its bastion): an
 #: iptables rule in its own network namespace, marked with this comment.
 SSH_ONLY_FROM = "lab-ssh-only-from"
@@ -226,11 +228,25 @@ class Lab:
                               capture_output=True, text=True)
         return bool(done.stdout.strip())
 
+    def _write_facts(self, host: Host, upper: Path) -> None:
+        """Put the host's facts and classes on the host, as Puppet or a provisioning tool would
+        (/etc/orchestrator/facts.d/lab.yaml, /etc/orchestrator/classes.txt), so an estate with
+        `facts: live` discovers the lab from the hosts themselves. Written into a fresh host only:
+        what a test changes on a host stays until `reset`."""
+        facts_d = upper / "etc" / "orchestrator" / "facts.d"
+        if facts_d.exists():
+            return
+        facts_d.mkdir(parents=True)
+        lines = "".join(f"{name}: {json.dumps(str(value))}\n" for name, value in host.facts.items())
+        (facts_d / "lab.yaml").write_text(f"# written by the lab from {self.inventory.path.name}\n{lines}")
+        (facts_d.parent / "classes.txt").write_text("".join(f"{c}\n" for c in host.classes))
+
     def _spawn(self, host: Host) -> None:
         self._restrict_ssh(host)
         hdir = self._host_dir(host)
         upper = hdir / "upper"
         upper.mkdir(parents=True, exist_ok=True)
+        self._write_facts(host, upper)
         argv = ["ip", "netns", "exec", self._netns(host), "unshare", "-m", "-u", "-i", "-p", "-f",
                 "--mount-proc", "--kill-child", str(FILES / "hostinit.sh"), "run", host.name,
                 str(upper), self._layers_for(host), str(self.state_dir / "apt")]
@@ -368,10 +384,14 @@ class Lab:
                            "LAB_ROOT_LOGIN": "prohibit-password" if root_login else "no"})
         roles = {self.role(h) for h in self.hosts}
         initial = " ".join(f"{p}={v}" for p, v in aptrepo.INITIAL.items())
+        repo_file = self.state_dir / "lab.repo"
+        repo_file.write_text(rpmrepo.REPO_FILE)
+        initial_rpm = " ".join(f"{p}-{v}" for p, v in aptrepo.INITIAL.items() if p in rpmrepo.PACKAGES)
         jobs = {"web": ({}, {"LAB_INITIAL": initial}),
+                "rpm": ({"lab.repo": repo_file}, {"LAB_INITIAL": initial_rpm}),
                 "lb": ({"haproxy.cfg": self._haproxy_config()}, {}),
                 "notify": ({}, {})}
-        with ThreadPoolExecutor(3) as pool:
+        with ThreadPoolExecutor(4) as pool:
             futures = [pool.submit(self._build_layer, role, ["base"], files, env)
                        for role, (files, env) in jobs.items() if role in roles]
             for future in futures:
@@ -401,6 +421,10 @@ class Lab:
             if not key.exists():
                 _write_ssh_key(key, f"{who}@{self.inventory.name}")
         aptrepo.build_repository(self.state_dir / "apt")
+        if any(self.role(h) == "rpm" for h in self.hosts):
+            rpmrepo.build_repository(self.state_dir / "rpm")
+        else:
+            shutil.rmtree(self.state_dir / "rpm", ignore_errors=True)
         self._build_layers()
         known = []
         for host in self.hosts:

@@ -27,7 +27,8 @@ def serving(lab, host: str) -> list[str]:
 
 def audit_reqids(lab, host: str) -> list[str]:
     text = lab.exec_in(host, ["cat", "/var/log/orchestrator/audit.jsonl"]).stdout
-    return [json.loads(line)["reqid"] for line in text.splitlines() if line.strip()]
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [line["reqid"] for line in lines if line.get("event") != "received"]  # one result line per request
 
 
 

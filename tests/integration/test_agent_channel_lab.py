@@ -21,7 +21,8 @@ SECRETS = ("S3cretPW", "TOK123", "hunter3", "SECRETPATH")
 
 def host_audit(lab, host: str) -> list[dict]:
     text = lab.exec_in(host, ["cat", "/var/log/orchestrator/audit.jsonl"]).stdout
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [line for line in lines if line.get("event") != "received"]  # one result line per request
 
 
 def serving(lab, host: str) -> list[str]:
@@ -32,7 +33,7 @@ def test_secrets_reach_neither_audit_log_nor_the_results(fresh_lab, tmp_path):
     central = tmp_path / "audit.jsonl"
     url = "http://admin:S3cretPW@127.0.0.1:1/health?token=TOK123"
     with Session(LOCAL, audit_path=central) as s:
-        checked = s.call([s.host("web1")], "health", "http", {"url": url, "pw": "hunter3"})
+        checked = s.call([s.host("web1")], "health", "http", {"url": url, "body": "pw=hunter3"})
         notified = s.call([s.host("notify1")], "notify", "send",
                           {"recipient": "ops", "message": "deployed, token=TOK123",
                            "webhook": "http://127.0.0.1:8025/T0/B1/SECRETPATH"})

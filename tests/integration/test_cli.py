@@ -60,7 +60,8 @@ def test_ping_every_host(lab, capsys):
 def test_facts_of_one_host_and_a_summary_of_one_fact(lab, capsys):
     code, out, _ = orch(capsys, "facts", "-I", "web1")
     assert code == 0 and out.startswith("web1\n")
-    assert "  cluster = alfa\n" in out and "  hostname = web1\n" in out and "  os = debian\n" in out
+    assert "  cluster = alfa  [inventory + host /etc/orchestrator/facts.d/lab.yaml]\n" in out and "  hostname = web1  [host (built-in)]\n" in out
+    assert "  os = debian  [host (built-in)]\n" in out and "  classes = roles::web  [inventory + host /etc/orchestrator/classes.txt]\n" in out
     code, out, _ = orch(capsys, "facts", "cluster", "-C", "roles::web")
     assert code == 0 and "Summary of cluster: bravo = 5, alfa = 4\n" in out
 
@@ -176,6 +177,7 @@ def test_ctrl_c_prints_what_finished_audits_the_request_and_exits_130(lab):
     assert lines[1:3] == ["still running when interrupted (outcome unknown): web6", "not started: web9"]
     assert lines[3].startswith("health#command: ok on 1 of 3 hosts, failed on 1 (web6), not attempted 1 (web9)")
     audited = [json.loads(line) for line in (ROOT / "reports" / "audit.jsonl").read_text().splitlines() if mark in line]
+    audited = [e for e in audited if e["status"] != "sent"]  # each host's "sent" line, written before its request
     assert [(e["host"], e["status"]) for e in audited] == [("web3", "ok"), ("web6", "failed"), ("web9", "not attempted")]
     assert audited[1]["message"] == "interrupted while running: outcome unknown"
     assert len({e["reqid"] for e in audited}) == 1

@@ -129,7 +129,8 @@ def test_connections_are_opened_once_per_run_and_warm_calls_are_fast(session):
 
 def host_audit(lab, host: str) -> list[dict]:
     text = lab.exec_in(host, ["cat", "/var/log/orchestrator/audit.jsonl"]).stdout
-    return [json.loads(line) for line in text.splitlines()]
+    lines = [json.loads(line) for line in text.splitlines()]
+    return [line for line in lines if line.get("event") != "received"]  # one result line per request
 
 
 def test_batches_run_in_order_and_stop_after_a_failed_batch(session, fresh_lab):
@@ -164,9 +165,9 @@ def test_a_failure_percentage_lets_later_batches_run(session, fresh_lab):
 def test_the_central_audit_log_names_caller_agent_action_and_redacts_secrets(fresh_lab, tmp_path):
     audit = tmp_path / "audit.jsonl"
     with Session(LOCAL, audit_path=audit, caller="alice@ci") as s:
-        s.call([s.host("web1")], "rpcutil", "ping", {"token": "hunter2"})
+        s.call([s.host("web1")], "health", "http", {"url": "http://127.0.0.1:8080/health?token=hunter2"})
     line = json.loads(audit.read_text().splitlines()[-1])
-    assert (line["caller"], line["agent"], line["action"], line["host"]) == ("alice@ci", "rpcutil", "ping", "web1")
+    assert (line["caller"], line["agent"], line["action"], line["host"]) == ("alice@ci", "health", "http", "web1")
     assert "hunter2" not in audit.read_text()
     on_host = host_audit(fresh_lab, "web1")[-1]
     assert on_host["reqid"] == line["reqid"] and "hunter2" not in json.dumps(on_host)

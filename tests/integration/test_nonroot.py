@@ -48,7 +48,7 @@ def test_the_agent_runs_as_root_from_a_root_owned_directory_and_the_audit_names_
     audit = lab.exec_in("web1", ["tail", "-1", "/var/log/orchestrator/audit.jsonl"]).stdout
     entry = json.loads(audit)
     deployer = fingerprint((lab.client_key.parent / (lab.client_key.name + ".pub")).read_text().split()[1])
-    assert (entry["user"], entry["key"], entry["action"]) == ("deploy", deployer, "ping")
+    assert (entry["user"], entry["caller"], entry["action"]) == ("deploy", deployer, "ping")
 
 
 @pytest.mark.parametrize("rule, reason", [

@@ -15,6 +15,7 @@ import pytest
 
 from orchestrator_lib.controller.transports import ssh_agent as rpc
 from orchestrator_lib.host import core
+from orchestrator_lib.host.audit import results as audit_results
 from orchestrator_lib.controller.errors import OutcomeUnknownError, TransportError, UnreachableError
 from orchestrator_lib.controller.orchestration.results import Status
 from orchestrator_lib.controller.transports.ssh import SSHPool
@@ -50,9 +51,10 @@ def test_serve_answers_one_line_per_request_and_audits_each(tmp_path, monkeypatc
     assert [r["status"] for r in replies] == ["ok", "failed", "failed", "failed", "ok"]
     assert replies[1]["message"].startswith("protocol error: request is not JSON")
     assert replies[2]["message"] == "rpcutil#explode: RuntimeError: kaboom second line"
-    audit = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [(a["reqid"], a["caller"], a["status"]) for a in audit] == [
-        ("r1", "a@c", "ok"), ("r2", "b@c", "failed"), ("r3", "c@c", "failed"), ("r4", "d@c", "ok")]
+    audit = audit_results(str(log))
+    assert [(a["event"], a["reqid"], a["declared_caller"], a["status"]) for a in audit] == [
+        ("result", "r1", "a@c", "ok"), ("rejected", "", "", "failed"), ("result", "r2", "b@c", "failed"),
+        ("result", "r3", "c@c", "failed"), ("result", "r4", "d@c", "ok")]
 
 
 def test_serve_reads_the_host_afresh_for_every_request(monkeypatch, tmp_path):
@@ -561,7 +563,7 @@ def test_end_to_end_install_serve_kill_reopen(tmp_path, monkeypatch):
         serving.wait()
         assert call(pool, reqid="after-kill").status is Status.OK
         assert len(pool.procs) == 3 and pool.exec_calls[2:] == []  # mkdir + install only
-        audit = [json.loads(line)["reqid"] for line in log.read_text().splitlines()]
+        audit = [line["reqid"] for line in audit_results(str(log))]
         assert audit == ["e0", "e1", "e2", "e3", "f", "after-kill"]
     finally:
         transport_of(pool).close()
@@ -584,7 +586,7 @@ def test_end_to_end_forced_one_shot_command_falls_back_within_the_probe_time(tmp
     finally:
         transport_of(pool).close()
     # the probe ran nothing and left no audit line; each request ran once
-    assert [json.loads(line)["reqid"] for line in log.read_text().splitlines()] == ["f1", "f2"]
+    assert [line["reqid"] for line in audit_results(str(log))] == ["f1", "f2"]
 
 
 def test_a_one_shot_request_whose_outcome_is_unknown_is_never_sent_again():

@@ -78,11 +78,13 @@ def test_record_appends_json_lines(isolated):
         audit.record(req, core.Reply.failed("boom"), policy.Identity(()))
     lines = (isolated / "audit.jsonl").read_text().splitlines()
     first, second = (json.loads(x) for x in lines)
-    assert first == {"time": "2023-11-14T22:13:20.000+00:00", "reqid": "r1", "caller": "rip@ctl", "key": "SHA256:x",
-                     "user": "deploy", "agent": "package", "action": "update", "args": {"name": "mywebapp", "token": "***"},
-                     "status": "changed", "dry_run": False, "changed": True, "message": "mywebapp updated 1 -> 2",
-                     "duration": 0.123}
-    assert (second["status"], second["key"], second["user"]) == ("failed", "unknown key", None)
+    # the caller is the verified key; the request's own name for its sender is labelled as declared
+    assert first == {"time": "2023-11-14T22:13:20.000+00:00", "event": "result", "reqid": "r1", "caller": "SHA256:x",
+                     "declared_caller": "rip@ctl", "agent": "package", "action": "update",
+                     "args": {"name": "mywebapp", "token": "***"}, "status": "changed", "dry_run": False,
+                     "changed": True, "message": "mywebapp updated 1 -> 2", "duration": 0.123, "user": "deploy", "prev": ""}
+    assert (second["status"], second["caller"], second["user"]) == ("failed", "unknown key", None)
+    assert audit.verify(str(isolated / "audit.jsonl")) is None
 
 
 def test_unwritable_log_warns_but_does_not_raise(isolated, capsys):

@@ -11,6 +11,7 @@ import zipfile
 import pytest
 
 from orchestrator_lib.host import build
+from orchestrator_lib.host.audit import results as audit_results  # noqa: E402
 
 HOST_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
@@ -34,7 +35,7 @@ def test_archive_contents():
     assert not any("__pycache__" in n for n in names)
     assert not any(n.startswith("orchestrator_lib/controller/") for n in names)
     assert [n for n in names if not n.startswith("orchestrator_lib/host/")] == [
-        "__main__.py", "orchestrator_lib/__init__.py", "orchestrator_lib/protocol.py"]
+        "__main__.py", "orchestrator_lib/__init__.py", "orchestrator_lib/protocol.py", "orchestrator_lib/protocol_args.py"]
     assert {i.date_time for i in infos} == {build.FIXED_TIME}
 
 
@@ -59,7 +60,7 @@ def test_zipapp_answers_ping_with_the_hosts_python(tmp_path):
     rc, reply, err = run_pyz(pyz, {"reqid": "z1", "caller": "t@c", "agent": "rpcutil", "action": "ping"}, tmp_path)
     assert rc == 0, err
     assert reply["status"] == "ok" and isinstance(reply["data"]["pong"], float)
-    audit = json.loads((tmp_path / "audit.jsonl").read_text())
+    [audit] = audit_results(str(tmp_path / "audit.jsonl"))
     assert (audit["reqid"], audit["agent"], audit["action"]) == ("z1", "rpcutil", "ping")
     rc, reply, _ = run_pyz(pyz, {"agent": "rpcutil", "action": "agents"}, tmp_path)
     assert reply["data"]["agents"] == ["appmgr", "firewall", "haproxy", "health", "lease", "notify", "package", "rpcutil", "service"]
@@ -100,7 +101,7 @@ def test_startup_stays_lean(tmp_path, action, heavy):
                             "SSH_USER_AUTH": str(tmp_path / "auth")})
     loaded = set(p.stdout.split())
     assert p.returncode == 0 and "orchestrator_lib.host.agents.rpcutil" in loaded, p.stderr
-    assert json.loads((tmp_path / "audit.jsonl").read_text())["key"] == "SHA256:BQr00Dj4EuEXOv5kUqRH3zcWM11liLd+Blbvfpntg9g"
+    assert audit_results(str(tmp_path / "audit.jsonl"))[0]["caller"] == "SHA256:BQr00Dj4EuEXOv5kUqRH3zcWM11liLd+Blbvfpntg9g"
     assert loaded & heavy == set()
 
 

@@ -14,6 +14,7 @@ from test_agents_fakes import DEBIAN_OS_RELEASE, FakeSystem, call, isolated  # n
 
 from orchestrator_lib import protocol  # noqa: E402
 from orchestrator_lib.host import core  # noqa: E402
+from orchestrator_lib.host.audit import results as audit_results  # noqa: E402
 
 ALL_AGENTS = ["appmgr", "firewall", "haproxy", "health", "lease", "notify", "package", "rpcutil", "service"]
 
@@ -47,8 +48,8 @@ def test_failed_action_exits_zero_with_reply_shape(isolated):
 def test_ping_through_main_is_audited(isolated):
     rc, reply = run_main(json.dumps({"reqid": "abc", "caller": "rip@ctl", "agent": "rpcutil", "action": "ping"}))
     assert rc == 0 and reply["status"] == "ok" and reply["changed"] is False and reply["data"]["pong"] > 0
-    rec = json.loads((isolated / "audit.jsonl").read_text())
-    assert (rec["reqid"], rec["caller"], rec["agent"], rec["action"], rec["status"]) == ("abc", "rip@ctl", "rpcutil", "ping", "ok")
+    [rec] = audit_results(str(isolated / "audit.jsonl"))
+    assert (rec["reqid"], rec["declared_caller"], rec["agent"], rec["action"], rec["status"]) == ("abc", "rip@ctl", "rpcutil", "ping", "ok")
 
 
 def test_crash_outside_an_action_still_replies(isolated, monkeypatch, capsys):
@@ -116,13 +117,15 @@ def test_rpcutil_agents_lists_every_module():
     assert r.data["actions"]["package"] == ["install", "purge", "remove", "status", "uninstall", "update"]
 
 
-def test_rpcutil_facts_merge_live_over_inventory():
+def test_rpcutil_facts_are_the_hosts_own_with_their_sources():
+    """The controller merges with the inventory (livefacts.merge); the host reports only itself."""
     fake = FakeSystem(files={"/etc/os-release": DEBIAN_OS_RELEASE}, load=(0.5, 0.25, 0.125))
     with core.use_system(fake):
         r = core.dispatch(core.Request("rpcutil", "facts", facts={"cluster": "alfa", "hagroup": "a", "os": "wrong"}))
     facts = r.data["facts"]
-    assert facts["cluster"] == "alfa" and facts["os"] == "debian" and facts["release"] == "12"
-    assert facts["codename"] == "bookworm" and facts["load1"] == "0.50" and facts["hostname"]
+    assert "cluster" not in facts and facts["os"] == "debian" and facts["release"] == "12"
+    assert facts["os_family"] == "Debian" and facts["codename"] == "bookworm" and facts["load1"] == "0.50"
+    assert facts["hostname"] and int(facts["processorcount"]) >= 1 and r.data["sources"]["os"] == "builtin"
 
 
 def test_os_release_parsing():

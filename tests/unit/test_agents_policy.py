@@ -12,6 +12,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_agents_fakes import isolated  # noqa: E402,F401
 
 from orchestrator_lib.host import core, policy  # noqa: E402
+from orchestrator_lib.host.audit import results as audit_results  # noqa: E402
 
 # A throwaway key generated for this test with `ssh-keygen -t ed25519`; `ssh-keygen -lf` says:
 PUB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIw9H8Qhl/5JwaUOhTWToGSa8Oc5x+uCBK/8cfv52Y3/ test"
@@ -81,9 +82,9 @@ def test_denied_request_fails_and_is_audited(isolated):
                          "args": {"name": "mywebapp"}}, env=env)
     assert reply.status == "failed"
     assert reply.message == f"denied by policy: package#update for {FP}"
-    [line] = (isolated / "audit.jsonl").read_text().splitlines()
+    [line] = map(json.dumps, audit_results(str(isolated / "audit.jsonl")))
     rec = json.loads(line)
-    assert (rec["reqid"], rec["key"], rec["status"], rec["message"]) == ("r9", FP, "failed", reply.message)
+    assert (rec["reqid"], rec["caller"], rec["status"], rec["message"]) == ("r9", FP, "failed", reply.message)
 
 
 def test_allowed_request_runs(isolated):
@@ -120,7 +121,7 @@ def test_a_deny_on_an_action_also_denies_its_aliases(isolated, agent, canonical,
     reply = core.handle({"agent": agent, "action": alias, "args": {}}, env=auth_file(isolated))
     assert reply.status == "failed"
     assert reply.message == f"denied by policy: {agent}#{alias} (alias of {agent}#{canonical}) for {FP}"
-    rec = json.loads((isolated / "audit.jsonl").read_text().splitlines()[-1])
+    rec = audit_results(str(isolated / "audit.jsonl"))[-1]
     assert (rec["action"], rec["status"]) == (alias, "failed") and rec["message"] == reply.message
 
 
@@ -206,13 +207,14 @@ def test_a_policy_writable_by_others_denies_everything(isolated):
     denied_everything(isolated, "writable by group or others")
 
 
-def test_a_symlink_to_a_missing_policy_is_no_policy_but_to_a_directory_denies(isolated):
+def test_a_symlink_as_policy_denies_everything_wherever_it_points(isolated):
+    """Issue 12: symlinks were followed (a dangling one was 'no policy', i.e. allow all)."""
     (isolated / "policy.json").symlink_to(isolated / "nowhere.json")
-    assert policy.check("package", "update", policy.Identity(())) is None
+    denied_everything(isolated, "symbolic link")
     (isolated / "policy.json").unlink()
-    (isolated / "dir").mkdir()
-    (isolated / "policy.json").symlink_to(isolated / "dir")
-    denied_everything(isolated, "it is a directory")
+    (isolated / "real.json").write_text(json.dumps({"default": "allow"}))
+    (isolated / "policy.json").symlink_to(isolated / "real.json")
+    denied_everything(isolated, "symbolic link")
 
 
 MALFORMED = [
@@ -252,7 +254,7 @@ def test_a_string_allow_is_never_iterated_per_character():
 def test_a_valid_policy_passes_validation():
     assert policy.validate(RULES) is RULES
     assert policy.validate({"default": "allow", "rules": [], "comment": "x"})
-    assert policy.validate({"rules": [{"key": "*", "allow": ["*", "health#load", "rpc?til#[a-z]*"], "deny": []}]})
+    assert policy.validate({"rules": [{"key": "*", "allow": ["*", "health#load", "rpcutil#*"], "deny": ["rpc?til#[a-z]*"]}]})
 
 
 # ---- the environment of a run on a host --------------------------------------------------------
@@ -268,17 +270,18 @@ def test_only_the_installed_agent_is_a_host_run():
 
 
 def test_a_host_run_ignores_the_audit_log_override(isolated, on_a_host):
+    write_policy(isolated, {"default": "allow"})
     elsewhere = isolated / "elsewhere.jsonl"
     env = {**auth_file(isolated), "ORCHESTRATOR_AUDIT_LOG": str(elsewhere)}
     assert core.handle({"reqid": "h1", "agent": "rpcutil", "action": "ping"}, env=env).status == "ok"
     assert not elsewhere.exists()
-    assert json.loads((isolated / "audit.jsonl").read_text())["reqid"] == "h1"   # audit.AUDIT_PATH
+    assert audit_results(str(isolated / "audit.jsonl"))[0]["reqid"] == "h1"   # audit.AUDIT_PATH
 
 
 def test_an_off_host_run_honours_the_audit_log_override(isolated):
     elsewhere = isolated / "elsewhere.jsonl"
     core.handle({"reqid": "o1", "agent": "rpcutil", "action": "ping"}, env={"ORCHESTRATOR_AUDIT_LOG": str(elsewhere)})
-    assert json.loads(elsewhere.read_text())["reqid"] == "o1"
+    assert audit_results(str(elsewhere))[0]["reqid"] == "o1"
 
 
 def test_root_can_enable_the_overrides_on_a_host_with_a_root_owned_file(isolated, on_a_host, monkeypatch):

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 from orchestrator_lib.controller.transports import ssh_agent as rpc
 from orchestrator_lib.controller.orchestration.results import Status
+from orchestrator_lib.host.audit import results as audit_results  # noqa: E402
 from orchestrator_lib.protocol import Request
 
 HOST = SimpleNamespace(name="web1", facts={"cluster": "alfa"})
@@ -133,7 +134,8 @@ def test_install_is_atomic_and_concurrent_installs_agree(tmp_path):
     procs = [start(tag) for tag in "abcd"]
     for p in procs:
         assert p.wait(timeout=120) == 0, p.stderr.read()
-    assert [p.name for p in tmp_path.iterdir()] == [final.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [final.name, "current"]  # and the pin naming it
+    assert (tmp_path / "current").read_text() == final.name[len("agent-"):] + "\n"
     assert list((final / "orchestrator_lib" / "host" / "__pycache__").glob("core.*.pyc"))
     env = {"PATH": "/usr/bin:/bin", "ORCHESTRATOR_AUDIT_LOG": str(tmp_path.parent / "audit.jsonl")}
     run = subprocess.run([HOST_PYTHON, "-S", "-E", str(final / "__main__.py")], input=b'{"agent": "rpcutil", "action": "ping"}',
@@ -143,7 +145,7 @@ def test_install_is_atomic_and_concurrent_installs_agree(tmp_path):
     (final / "__main__.py").unlink()  # an incomplete directory in the way is an error, not an install
     p = start("e")
     assert p.wait(timeout=120) != 0 and "Directory not empty" in p.stderr.read()
-    assert [p.name for p in tmp_path.iterdir()] == [final.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [final.name, "current"]
 
 
 class LocalPool:
@@ -172,11 +174,12 @@ def test_end_to_end_through_a_shell(tmp_path, monkeypatch):
     r = one_shot(pool, Request("rpcutil", "ping", {}, reqid="e2e", caller="t@c"))
     assert r.status is Status.OK and pool.puts == 1 and r.duration > 0
     r = one_shot(pool, Request("rpcutil", "facts", {}, reqid="e2e2", caller="t@c"))
-    assert r.status is Status.OK and pool.puts == 1 and r.data["facts"]["cluster"] == "alfa"
-    [installed] = (tmp_path / "lib" / "orchestrator").iterdir()  # no temporary file or directory left
+    assert r.status is Status.OK and pool.puts == 1 and r.data["facts"]["os_family"] and "cluster" not in r.data["facts"]
+    installed, pin = sorted((tmp_path / "lib" / "orchestrator").iterdir())  # no temporary file or directory left
+    assert pin.name == "current"
     assert installed.name == f"agent-{rpc.agent_archive()[1]}"
     cached = {p.name.split(".")[0] for d in ("host", "host/agents")
               for p in (installed / "orchestrator_lib" / d / "__pycache__").iterdir()}
     assert {"core", "policy", "audit", "rpcutil", "package"} <= cached  # compiled at install, not at each run
-    lines = (tmp_path / "audit.jsonl").read_text().splitlines()
+    lines = [json.dumps(line) for line in audit_results(str(tmp_path / "audit.jsonl"))]
     assert [json.loads(x)["reqid"] for x in lines] == ["e2e", "e2e2"]

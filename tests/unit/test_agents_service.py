@@ -103,7 +103,8 @@ def test_restart_fails_when_readiness_check_fails():
     fake.on(r"^sv -w 30 check", (1, "timeout: run: mywebapp: (pid 1235) 30s\n", ""))
     r = call(fake, "service", "restart", name="mywebapp")
     assert r.status == "failed"
-    assert "mywebapp runs but failed its readiness check within 30 s: timeout: run: mywebapp" in r.message
+    assert "mywebapp runs but was not ready 0.0 s after the restart (readiness check, 30 s allowed): " \
+           "timeout: run: mywebapp" in r.message
 
 
 def test_restart_fails_when_process_does_not_run():

@@ -233,7 +233,7 @@ def test_changed_and_verbose_show_more_hosts(capsys, env, fake):
 
 def test_unreachable_and_not_attempted_fail_the_run(capsys, env, fake):
     fake.replies = {"web1": HostResult("web1", Status.UNREACHABLE, "web1: connection refused"),
-                    "web2": HostResult("web2", Status.NOT_ATTEMPTED, "not attempted: stopped after a failed batch")}
+                    "web2": HostResult("web2", Status.NOT_ATTEMPTED, "stopped after a failed batch")}
     code, out, _ = run(capsys, "service", "nginx", "restart", "-C", "roles::web", "--tofu", "--env", env)
     assert code == 1
     assert "web1  unreachable" in out and "web2  not attempted" in out
@@ -276,7 +276,7 @@ def test_facts_of_a_fact_no_host_has_is_the_filters_one_line_error(capsys, env, 
     fake.replies = {h: HostResult(h, Status.OK, "2 facts", data={"facts": {"os": "debian", "country": "de"}})
                     for h in ("web1", "web2", "web3")}
     assert usage_error(capsys, "facts", "countri", "-C", "roles::web", "--env", env) == (
-        "orch: error: unknown fact countri: no host of estate.yaml has it (known facts: country, os)\n")
+        "orch: error: unknown fact countri: no host of estate.yaml has it (known facts: cluster, country, hagroup, os)\n")
     fake.replies = {h: HostResult(h, Status.UNREACHABLE, f"{h}: connection refused") for h in ("web1", "web2", "web3")}
     code, out, _ = run(capsys, "facts", "countri", "-C", "roles::web", "--env", env)
     assert code == 1 and "web1  unreachable" in out  # no answer says nothing about the fact
@@ -321,3 +321,24 @@ def test_ctrl_c_shows_what_finished_and_what_was_still_running_then_exits_130(ca
 def test_lab_errors_read_like_every_other_error(capsys):
     """`orch lab` is the lab's own CLI; a lab error is still one `orch: error:` line (no lab is touched)."""
     assert "nosuch" in usage_error(capsys, "lab", "--env", "nosuch", "status")
+
+
+def test_canaries_come_first_as_their_own_batch_and_the_seed_chooses_them_again(capsys, env, fake):
+    code, out, _ = run(capsys, "service", "nginx", "restart", "-C", "roles::web", "--canary", "by=cluster",
+                       "--max-fail", "1", "--seed", "7", "--env", env)
+    assert code == 0
+    canaries = fake.calls[0]["hosts"][:1]   # web1 and web2 (web3 has no service agent) are both cluster alfa
+    assert sorted(fake.calls[0]["hosts"]) == ["web1", "web2"]
+    assert fake.calls[0]["options"].batch_size == [1, 1] and fake.calls[0]["options"].policy.count == 1
+    assert out.startswith(f"canaries: {', '.join(canaries)} (--canary by=cluster, --seed 7 chooses them again)")
+    run(capsys, "service", "nginx", "restart", "-C", "roles::web", "--canary", "by=cluster", "--seed", "7", "--env", env)
+    assert fake.calls[1]["hosts"] == fake.calls[0]["hosts"]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["ping", "--max-fail", "x"], "argument --max-fail: max_fail 'x'"),
+    (["ping", "--canary", "by="], "argument --canary: canary 'by='"),
+    (["ping", "--seed", "-1"], "argument --seed: '-1': expected a whole number"),
+])
+def test_bad_rollout_options_are_one_line(capsys, argv, expected):
+    assert expected in usage_error(capsys, *argv)

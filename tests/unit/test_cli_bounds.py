@@ -74,14 +74,24 @@ _word = st.sampled_from(["ping", "find", "facts", "package", "service", "lb", "r
 
 @FUZZ
 @given(st.lists(_word, max_size=8))
-def test_fuzz_orch_argv_never_crashes(capsys, fake, estate, monkeypatch, argv):
-    monkeypatch.setattr(FakeSession, "calls", [])
+def test_fuzz_orch_argv_never_crashes_nor_sends_bad_arguments(capsys, estate, monkeypatch, argv):
+    """The real Session (its argument check included); only the transport is replaced, recording
+    what would have reached a host."""
+    from orchestrator_lib.controller import session as session_module
+    from orchestrator_lib.controller.orchestration import HostResult, Status
+    sent = []
+    monkeypatch.setattr(session_module.rpc.SSHTransport, "call",
+                        lambda transport, host, request, *a, **kw: sent.append(request) or HostResult(host.name, Status.OK))
     code = cli.main(argv + ["--env", estate, "--no-progress"])
     out, err = capsys.readouterr()
     assert code in (0, 1, 2), err
     assert "Traceback" not in err and "internal error" not in err
     if code == 2 and err:
         assert len(err.strip().splitlines()) == 1 or "usage" in err.lower()
+    for request in sent:  # the known classes of bad input never reach a host
+        for value in request.args.values():
+            assert not (isinstance(value, str) and (";" in value or "\n" in value or value in ("nan", "inf"))), request
+            assert not (isinstance(value, float) and (value != value or value in (float("inf"), 0.0))), request
 
 
 _value = st.one_of(st.text(max_size=30), st.sampled_from(["1e308", "nan", "-inf", "app;x", "file:///x",

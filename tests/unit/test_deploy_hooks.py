@@ -52,12 +52,34 @@ def test_a_refused_option_touches_nothing_and_writes_no_report_to_the_default_pa
     assert matrix is None
 
 
+# ---- the spec is linted before the run ----------------------------------------------------------------------
+BLOCKED_FOR_GOOD = """\
+Feature: b
+  Scenario: s
+    Given the load balancer has ip address 192.0.2.9
+    And I want to update hosts named a
+    And I want to pre-discover how many hosts to update
+    When I block the load balancer
+    Then traffic from the load balancer should be blocked
+"""
+
+
+def test_a_spec_that_breaks_a_lint_rule_stops_before_any_host_unless_lint_is_off(tmp_path):
+    rc, out, matrix = behave(tmp_path, BLOCKED_FOR_GOOD)
+    assert rc != 0 and "Traceback" not in out
+    assert 'own.feature:6: error: "When I block the load balancer" has no later "When I unblock' in out
+    assert "-D lint=off" in out and matrix is not None and matrix.error.startswith("the spec has 1 lint error")
+    assert all(not step.cells for sc in matrix.scenarios for step in sc.steps), "no host was asked"
+    rc, out, matrix = behave(tmp_path, BLOCKED_FOR_GOOD, "-D", "lint=off")
+    assert "lint" not in (matrix.error if matrix else "") and "own.feature:6: error" not in out
+
+
 # ---- what JUnit, the recap and the report say ------------------------------------------------------------
 def test_an_undefined_step_is_named_in_the_recap_the_report_and_junit(tmp_path):
     """They said `error: error`, "error": "" and <error message="None">."""
     junit = tmp_path / "junit"
     rc, out, matrix = behave(tmp_path, "Feature: u\n  Scenario: s\n    When I frobnicate the hosts\n",
-                             "--junit", f"--junit-directory={junit}")
+                             "--junit", f"--junit-directory={junit}", "-D", "lint=off")
     assert rc != 0
     why = "undefined step: no step definition matches it (behave --steps-catalog lists the vocabulary)"
     assert f'scenario "s" error: "When I frobnicate the hosts": {why}' in out
@@ -169,3 +191,24 @@ def test_the_recap_header_names_the_env_asked_for_or_none(tmp_path, capsys):
     run = hooks.Run()
     hooks.print_recap(run, [], "not written: the -D options were refused")
     assert capsys.readouterr().out.startswith("\nDeploy recap: 0 scenarios, 0 hosts\n")
+
+
+# ---- the console and CI ------------------------------------------------------------------------------------
+def test_no_using_runner_line_and_the_feature_title_once(tmp_path):
+    rc, out, _ = behave(tmp_path, None)
+    assert "USING RUNNER" not in out
+    assert out.count("Feature: Update the production systems") == 1, out
+
+
+def test_in_ci_both_junit_files_are_written_by_default_and_no_junit_turns_them_off(tmp_path):
+    import os
+    env = {**os.environ, "CI": "true"}
+    estate = tmp_path / "bare.yaml"
+    estate.write_text("name: bare\nhosts:\n  a: {address: 192.0.2.1}\n")
+    for extra, wanted in (([], True), (["--no-junit"], False)):
+        junit = tmp_path / ("on" if wanted else "off")
+        subprocess.run([sys.executable, "-m", "behave", "features/deploy_webapp.feature", "-D", f"env={estate}",
+                        "-D", f"report={tmp_path / 'r.json'}", f"--junit-directory={junit}", *extra],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+        files = sorted(p.name for p in junit.glob("*.xml")) if junit.exists() else []
+        assert files == (["HOSTS-deploy_webapp.xml", "TESTS-features.deploy_webapp.xml"] if wanted else []), files

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator_lib.controller.errors import InventoryError
-from orchestrator_lib.controller.inventory import DEFAULT_AGENTS, Host, load_inventory
+from orchestrator_lib.controller.inventory import Host, load_inventory
+from orchestrator_lib.protocol import AGENTS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -53,7 +54,7 @@ def test_local_inventory_loads_twelve_hosts_in_file_order():
     assert web1.key == REPO / ".lab" / "local" / "id_ed25519"
     assert web1.facts == {"cluster": "alfa", "hagroup": "a", "country": "de"}
     assert web1.classes == ("roles::web",)
-    assert web1.agents == DEFAULT_AGENTS
+    assert web1.agents == AGENTS
     assert web1.lab == {"role": "web"}
 
 
@@ -248,7 +249,7 @@ def test_unknown_key_without_a_close_one_lists_the_valid_ones(env):
     load = env(MINIMAL + "zzz: 1\n")
     assert error_of(load) == (
         "environments/x.yaml:3: zzz: unknown key 'zzz' "
-        "(valid keys: name, known_hosts, ssh_config, defaults, loadbalancer, transport, nats, lab, hosts, groups)"
+        "(valid keys: name, known_hosts, ssh_config, defaults, loadbalancer, transport, nats, lab, hosts, groups, facts, facts_ttl)"
     )
 
 
@@ -374,13 +375,13 @@ def test_builtin_defaults(env):
     host = env(MINIMAL)().hosts["web1"]
     assert host == Host("web1", "10.0.0.1")
     assert (host.port, host.user, host.key, host.facts, host.classes, host.agents, host.lab) == (
-        22, "root", None, {}, (), DEFAULT_AGENTS, {}
+        22, "root", None, {}, (), AGENTS, {}
     )
 
 
 def test_default_agents_are_the_shipped_ones():
     core = pytest.importorskip("orchestrator_lib.host.core")
-    assert sorted(DEFAULT_AGENTS) == core.agent_names()
+    assert sorted(AGENTS) == core.agent_names()
 
 
 def test_hosts_are_hashable(env):

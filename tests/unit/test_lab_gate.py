@@ -123,3 +123,57 @@ def test_the_auditor_key_is_restricted_to_the_gate_and_may_read_status_only(tmp_
                           ("haproxy", "disable")):
         labels = tuple(f"{agent}#{n}" for n in policy.action_names(agent, action))
         assert not policy.decide(pol, labels, me), (agent, action)
+
+
+# ---- issue 12: only the agent root installed last runs; an install removes the older ones ----------
+def pinned_gate(tmp_path, pin: str | None, shas=("aaaaaaaaaaaa", "bbbbbbbbbbbb")):
+    """The gate with its directory moved to tmp_path (a copy: the real one names /var/lib)."""
+    home = tmp_path / "lib"
+    for sha in shas:
+        (home / f"agent-{sha}").mkdir(parents=True)
+        (home / f"agent-{sha}" / "__main__.py").write_text(f"print('ran {sha}')\n")
+    if pin is not None:
+        (home / "current").write_text(pin + "\n")
+    script = tmp_path / "gate"
+    script.write_text(GATE.read_text().replace("DIR=/var/lib/orchestrator", f"DIR={home}"))
+
+    def run(sha: str) -> subprocess.CompletedProcess:
+        command = rpc.agent_command(sha).replace(rpc.AGENT_DIR, str(home))
+        return subprocess.run([SH, str(script)], env={"PATH": "/usr/bin:/bin", "SSH_ORIGINAL_COMMAND": command},
+                              capture_output=True, text=True, timeout=30)
+    return home, run
+
+
+def test_the_gate_runs_only_the_pinned_agent(tmp_path):
+    home, run = pinned_gate(tmp_path, "bbbbbbbbbbbb")
+    assert run("bbbbbbbbbbbb").stdout == "ran bbbbbbbbbbbb\n"
+    older = run("aaaaaaaaaaaa")  # still on disk (as before the fix: it would run)
+    assert older.returncode == 99
+    assert "installed agent-bbbbbbbbbbbb last" in older.stderr and older.stdout == ""
+
+
+def test_without_a_pin_or_with_a_linked_pin_nothing_runs(tmp_path):
+    home, run = pinned_gate(tmp_path, None)
+    assert run("bbbbbbbbbbbb").returncode == rpc.MISSING_RC and run("bbbbbbbbbbbb").stdout == ""
+    (home / "elsewhere").write_text("bbbbbbbbbbbb\n")
+    (home / "current").symlink_to(home / "elsewhere")
+    assert run("bbbbbbbbbbbb").returncode == rpc.MISSING_RC
+
+
+def test_an_install_pins_the_new_agent_and_removes_the_older_ones(tmp_path):
+    import io
+    import zipfile
+    home = tmp_path / "lib"
+    for old in ("aaaaaaaaaaaa", "cccccccccccc"):
+        (home / f"agent-{old}").mkdir(parents=True)
+    (home / "agent-dddddddddddd.tmp-1234").mkdir()  # another caller's install in progress: kept
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("__main__.py", "print('new')\n")
+    archive = tmp_path / "a.pyz"
+    archive.write_bytes(buf.getvalue())
+    final = home / "agent-bbbbbbbbbbbb"
+    subprocess.run(["python3", "-S", "-E", "-", str(archive), str(home / "agent-bbbbbbbbbbbb.tmp-9"), str(final)],
+                   input=rpc.INSTALL_SCRIPT, text=True, check=True, timeout=60)
+    assert (home / "current").read_text() == "bbbbbbbbbbbb\n"
+    assert sorted(p.name for p in home.iterdir()) == ["agent-bbbbbbbbbbbb", "agent-dddddddddddd.tmp-1234", "current"]

@@ -158,7 +158,8 @@ def test_json_round_trip_and_per_feature_split(tmp_path):
     assert raw["passed"] is True and raw["hosts"] == ["web1", "web2", "notify1"]
     assert raw["scenarios"][0]["steps"][1]["hosts"]["web1"] == {
         "status": "changed", "message": "web1 changed", "label": "package#update", "subject": "package mywebapp",
-        "before": "4.2.5", "after": "4.2.6"}
+        "before": "4.2.5", "after": "4.2.6", "expected": "", "actual": "", "started": None, "duration": None,
+        "batch": None}
     assert raw["recap"]["notify1"]["lasting"] == ["notify#send: sent"]
     back = ResultMatrix.read_json(path)
     assert back.to_dict() == m.to_dict()

@@ -230,7 +230,7 @@ class TestRunOnHosts:
         assert set(task.times) == {"web1", "web2"}
         r = run.results["web5"]
         assert (r.status, r.message, r.tries) == (Status.NOT_ATTEMPTED, NOT_ATTEMPTED_MESSAGE, 0)
-        assert NOT_ATTEMPTED_MESSAGE == "not attempted: stopped after a failed batch"
+        assert NOT_ATTEMPTED_MESSAGE == "stopped after a failed batch"
         assert not run.ok
 
     def test_unreachable_counts_as_failure_for_policy(self):
@@ -463,7 +463,7 @@ class TestResults:
                                "not attempted 2 (web2, web3) after 3 tries in 1.00 s")
 
     def test_tally_empty(self):
-        assert RunResult("a#b", {}, 0.0).tally() == "a#b: ok on 0 of 0 hosts after 0 tries in 0.00 s"
+        assert RunResult("a#b", {}, 0.0).tally() == "a#b: ok on 0 of 0 hosts in 0.00 s"
 
     def test_tally_caps_long_name_lists(self):
         run = make_run({f"web{i}": Status.FAILED for i in range(1, 9)})

@@ -85,7 +85,7 @@ def test_redaction_is_linear_64k_characters_of_a_word_run_in_under_50_ms():
 def test_redaction_time_grows_linearly_for_every_pattern_shape(unit):
     small = _seconds((unit * (16384 // len(unit) + 1))[:16384])
     large = _seconds((unit * (65536 // len(unit) + 1))[:65536])
-    assert large < 0.5 and large < 8 * small + 0.01, (small, large)
+    assert large < 1.0 and large < 12 * small + 0.02, (small, large)  # quadratic: 16x, and seconds
 
 
 _texts = st.lists(st.sampled_from(list("aAk=:-_ @/?#&;\"'[]{}.,\n\t") + [
@@ -103,3 +103,15 @@ def test_fuzz_redaction_never_raises_and_never_leaks_a_planted_secret(noise, tem
     assert time.perf_counter() - t0 < 2
     assert isinstance(out, str)
     assert SECRET not in out
+
+
+def test_the_central_audit_log_of_a_long_argument_is_fast(tmp_path):
+    """Issue 12: `orch rpc notify send message=<8 KB>` stalled the controller's audit (quadratic)."""
+    from orchestrator_lib.controller.orchestration import HostResult, RunResult, Status
+    from orchestrator_lib.controller.reporting import AuditLog
+    log = AuditLog(tmp_path / "audit.jsonl")
+    result = RunResult("notify#send", {"n1": HostResult("n1", Status.OK, "A" * 16000)}, 0.1)
+    t0 = time.perf_counter()
+    from orchestrator_lib.protocol import Request
+    log.record(Request("notify", "send", {"message": "A" * 16000, "x": "B" * 64000}, reqid="r", caller="c"), result)
+    assert time.perf_counter() - t0 < 0.5

@@ -112,7 +112,7 @@ def test_ctrl_c_during_a_call_is_audited_then_raised_with_what_finished(tmp_path
     assert isinstance(stop, KeyboardInterrupt) and stop.running == ["web2"]
     assert {n: (str(r.status), r.message) for n, r in stop.result.results.items()} == {
         "web1": ("ok", "pong"), "web2": ("failed", "interrupted while running: outcome unknown"),
-        "web3": ("not attempted", "not attempted: interrupted")}
+        "web3": ("not attempted", "interrupted")}
     lines = [json.loads(line) for line in (tmp_path / "reports" / "audit.jsonl").read_text().splitlines()]
     assert sorted(e["host"] for e in lines if e["status"] == "sent") == ["web1", "web2"]   # web3 never went out
     lines = [e for e in lines if e["status"] != "sent"]
@@ -130,3 +130,19 @@ def test_a_missing_key_file_is_one_error_before_any_host_is_contacted(tmp_path):
                                                     r"\(the key of a, b\)$"):
             session.call(list(session.inventory.hosts.values()), "rpcutil", "ping")
         assert session.pool.connects == 0
+
+
+def test_an_unwritable_central_audit_log_stops_the_call_before_any_host_is_contacted(tmp_path, monkeypatch):
+    """Issue 12: the log was written after the fan-out, so an unwritable one raised then and the
+    results of a request that had run were lost."""
+    env = tmp_path / "environments" / "nolab.yaml"
+    env.parent.mkdir()
+    env.write_text("hosts:\n  web1: {address: 127.0.0.1, port: 1}\n")
+    contacted = []
+    monkeypatch.setattr(session_module.rpc.SSHTransport, "call",
+                        lambda transport, host, *a, **kw: contacted.append(host.name) or HostResult(host.name, Status.OK))
+    (tmp_path / "reports").write_text("")  # a file where the log's directory should be
+    with Session(env) as session:
+        with pytest.raises(OrchestratorError, match="cannot write the central audit log .*nothing was sent"):
+            session.call(list(session.inventory.hosts.values()), "rpcutil", "ping")
+    assert contacted == []

@@ -5,6 +5,6 @@ a library error, `deploy_of(context)`, `check`)."""
 from orchestrator_lib.behave import parsing  # noqa: F401  (registers the parameter types)
 from orchestrator_lib.behave.binding import deploy_of, given, then, when
 from orchestrator_lib.behave.matchers import check
-from orchestrator_lib.behave.steps import discovery, health, loadbalancer, notify, package, service  # noqa: F401
+from orchestrator_lib.behave.steps import analysis, discovery, health, loadbalancer, notify, package, service  # noqa: F401
 
 __all__ = ["check", "deploy_of", "given", "then", "when"]

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, TextIO
 
+from ...protocol import READ_ONLY
 from ..discovery import CountContract, Filter
 from ..errors import OrchestratorError
 from ..inventory import Host, Inventory
-from ..orchestration import HostResult, RunOptions, RunResult, parse_batch_size
+from ..orchestration import HostResult, RunOptions, RunResult, Status, parse_batch_size
+from ..orchestration.results import failure_text  # noqa: F401 -- the deploy verbs' one wording
 from ..reporting import Cell, Outcome, ResultMatrix
-from ..reporting.journal import READ_ONLY
+from ..reporting.progress import OFF, Progress
 from ..session import Interrupted, Session
+from ..orchestration.rollout import RolloutPolicy
+from .rollout import AnalysisCheck, ScenarioRollout, batches_for, describe_batches, run_rollout, seed_for
 from .settings import Settings
 from .targets import Target
 
@@ -85,7 +89,8 @@ class ScenarioState:
     lb: LoadBalancer | None = None
     backend: str = ""
     facts: dict[str, str] = field(default_factory=dict)              # {version} etc. for messages
-    planned: dict[tuple[str, str], Any] = field(default_factory=dict)  # plan: (host, subject) -> state
+    planned: dict[tuple[str, str], Any] = field(default_factory=dict)  # plan: (host, subject) -> state after
+    rollout: ScenarioRollout = field(default_factory=ScenarioRollout)
     needs: Any = None                    # preflight.Needs: what the scenario's steps will use
     only: tuple[str, ...] | None = None  # a @rollback scenario: the hosts that failed, and only them
     skip: tuple[str, ...] = ()           # -D resume: hosts the resumed run completed this scenario on
@@ -101,35 +106,6 @@ class ScenarioDone(DeployError):
 def values_of(run: RunResult, value: Callable[[HostResult], Any]) -> dict[str, Any]:
     """{host: value(result)} for hosts that answered, Unanswered for the others."""
     return {h: value(r) if r.ok else Unanswered.of(r) for h, r in run.results.items()}
-
-
-def failure_text(run: RunResult) -> str:
-    bad = [r for r in run.results.values() if not r.ok]
-    lines = [f"{run.label} did not succeed on {', '.join(r.host for r in bad)} "
-             f"({len(bad)} of {len(run.results)} hosts):"]
-    lines += [f"  {r.host}: {r.status}: {r.message}" for r in bad]
-    return "\n".join(lines)
-
-
-def plan_cells(label: str, subject: str, current: Mapping[str, Any], wanted: Any,
-               planned: Mapping[tuple[str, str], Any], *, always: bool = False) -> tuple[dict[str, Cell], list[str]]:
-    """Plan mode's arithmetic for one When: each host's cell, from its current state (or the state
-    an earlier planned step of the scenario would have left, in `planned`) and the wanted one (a
-    value, or a function of the host name). Returns the cells and the hosts that would change."""
-    cells: dict[str, Cell] = {}
-    would: list[str] = []
-    for host, now in current.items():
-        if isinstance(now, Unanswered):
-            cells[host] = Cell(Outcome(now.status), now.message, label, subject)
-            continue
-        now = planned.get((host, subject), now)
-        target = wanted(host) if callable(wanted) else wanted
-        if always or now != target:
-            cells[host] = Cell(Outcome.WOULD_CHANGE, f"would change {subject}", label, subject, now, target)
-            would.append(host)
-        else:
-            cells[host] = Cell(Outcome.OK, f"{subject} already {target}", label, subject, now, now)
-    return cells, would
 
 
 def fill_message(template: str, facts: Mapping[str, str]) -> str:
@@ -148,7 +124,10 @@ class Deploy:
                  out: TextIO | None = None) -> None:
         self.settings, self.session, self.matrix = settings, session, matrix
         self.out = out
+        self.seed = seed_for(settings.seed)  # one per run: the report records it, -D seed= replays it
         self.scenario = ScenarioState()
+        #: live per-host progress of a long request (the hooks choose it for the output)
+        self.progress = Progress(OFF)
         #: guard.RunGuard: lock, journal, pre-flight, resume (set by whoever runs the deploy)
         self.guard: Any = None
 
@@ -160,8 +139,39 @@ class Deploy:
     def inventory(self) -> Inventory:
         return self.session.inventory
 
-    def begin_scenario(self, feature: str, name: str) -> None:
+    def begin_scenario(self, feature: str, name: str, policy: RolloutPolicy | None = None,
+                       gates: dict[int, list[AnalysisCheck]] | None = None) -> None:
+        """A new scenario, with the rollout policy its tags state and the analysis steps that
+        gate its Whens (by the When's step index)."""
         self.scenario = ScenarioState(feature, name)
+        self.scenario.rollout = ScenarioRollout(policy or RolloutPolicy(), self.seed, dict(gates or {}))
+        self.record_rollout()
+
+    def begin_step(self, index: int, where: str, text: str) -> None:
+        r = self.scenario.rollout
+        r.step_index, r.step_where, r.step_text = index, where, text
+
+    def record_rollout(self) -> None:
+        """The scenario's rollout (policy, seed, canaries, batches, budget, analyses) in the report."""
+        if self.scenario.rollout.active and self.matrix.scenarios:
+            self.matrix.scenarios[-1].rollout = self.scenario.rollout.to_dict()
+
+    def step_options(self, options: StepOptions, timeout: float = 300.0) -> RunOptions:
+        """A When's fan-out options, checked before any host is asked, with the policy's batches
+        when the step says none (a tag and the step that disagree: one line naming both). Plan
+        mode says the batches it would use."""
+        checked = options.run_options(timeout)
+        r = self.scenario.rollout
+        if not r.active:
+            return checked
+        from .rollout import step_batch
+        batch = step_batch(self, options.batch)
+        merged = replace(checked, batch_size=parse_batch_size(batch) if batch else None)
+        if self.plan:
+            hosts = self.hosts()
+            self.say(f"plan: batches {describe_batches(batches_for(self, hosts, merged))}"
+                     + (f"; {r.policy.describe()}" if not r.policy.empty else ""))
+        return merged
 
     def say(self, line: str) -> None:
         """Under the step's line in behave's output, and in the step's notes in the report."""
@@ -184,7 +194,13 @@ class Deploy:
         self.narrow(identities=[h.name for h in self.inventory.group(group)])
 
     def hosts(self) -> list[Host]:
-        """The scenario's hosts: the pre-discovered ones, else what the filters select now."""
+        """The scenario's hosts: the pre-discovered ones, else what the filters select now; less
+        those that failed within the scenario's failure budget (they leave the scenario)."""
+        hosts = self._targeted()
+        budget = self.scenario.rollout.budget
+        return [h for h in hosts if h.name not in budget.failed] if budget is not None else hosts
+
+    def _targeted(self) -> list[Host]:
         target = self.scenario.target
         pinned = target.pinned_hosts()
         if pinned is not None:
@@ -230,15 +246,19 @@ class Deploy:
             self.session.require_answers(pinged, hosts)
             if also:
                 pinged = self.call(also, "rpcutil", "ping")
-                self.matrix.record_run(pinged)
-                self.say(pinged.tally())
         else:
             pinged = self.call(hosts + also, "rpcutil", "ping")  # one round: the LB alongside
-            self.matrix.record_run(pinged)
-            self.say(pinged.tally())
+            # the targets' own tally and cells: the LB is no host of the scenario, nor counted as one
+            targets = RunResult(pinged.label, {h.name: pinged.results[h.name] for h in hosts}, pinged.elapsed)
+            self.matrix.record_run(targets)
+            self.say(targets.tally())
             self.session.require_answers(pinged, hosts)
-        if also and not pinged.results[also[0].name].ok:
-            raise DeployError(f"the load balancer {also[0].name} did not answer: {pinged.results[also[0].name].message}")
+        if also:
+            answer = pinged.results[also[0].name]
+            if not answer.ok:  # in the matrix then, so the gate names it
+                self.matrix.record(answer.host, Cell.from_host_result(answer, pinged.label))
+                raise DeployError(f"the load balancer {also[0].name} did not answer: {answer.message}")
+            self.say(f"load balancer {also[0].name} answered")
         self.scenario.target.pin(hosts, contract or CountContract.exactly(len(hosts)))
         self.say(f"discovered {len(hosts)} host{'s' if len(hosts) != 1 else ''}: {', '.join(h.name for h in hosts)}")
         return hosts
@@ -253,7 +273,8 @@ class Deploy:
         if self.guard is not None and not self.plan and f"{agent}#{action}" not in READ_ONLY:
             self.guard.before_change()
         try:
-            return self.session.call(hosts, agent, action, args, options, dry_run=dry_run)
+            with self.progress.track(f"{agent}#{action}", [h.name for h in hosts]) as on_result:
+                return self.session.call(hosts, agent, action, args, options, dry_run=dry_run, on_result=on_result)
         except Interrupted as e:
             self.matrix.record_run(e.result, subject, describe_result)
             self.say(e.result.tally())
@@ -263,33 +284,37 @@ class Deploy:
             subject: str = "", options: RunOptions = RunOptions(),
             describe_result: Callable[[HostResult], Cell] | None = None) -> RunResult:
         """A When: run the action (in plan mode, a dry run: each host says what it would change),
-        record every host, print the tally, fail naming the hosts it did not succeed on."""
+        record every host, print the tally, fail naming the hosts it did not succeed on. Under a
+        rollout policy, batch by batch with the scenario's budget and analyses: see rollout.py."""
+        if self.scenario.rollout.active and not self.plan:
+            return run_rollout(self, hosts, agent, action, args, options, subject, describe_result)
         run = self.call(hosts, agent, action, args, options, subject, describe_result, dry_run=self.plan)
         return self.conclude(run, subject, describe_result)
 
     def conclude(self, run: RunResult, subject: str = "",
                  describe_result: Callable[[HostResult], Cell] | None = None) -> RunResult:
+        if self.plan and subject:
+            run = self._after_earlier_plans(run, subject)
         self.matrix.record_run(run, subject, describe_result)
         self.say(run.tally())
         if not run.ok:
             raise DeployError(failure_text(run))
         return run
 
-    # ---- plan mode --------------------------------------------------------------------------------
-    def plan_change(self, label: str, subject: str, current: Mapping[str, Any], wanted: Any, *,
-                    always: bool = False) -> None:
-        """A When in plan mode: compare each host's current state (as earlier planned steps
-        would have left it) with the state the step wants, and record "would change"."""
-        cells, would = plan_cells(label, subject, current, wanted, self.scenario.planned, always=always)
-        for host, cell in cells.items():
-            self.matrix.record(host, cell)
-            if host in would:
-                self.scenario.planned[(host, subject)] = cell.after
-        names = f" ({', '.join(would)})" if would else ""
-        self.say(f"plan {label}: would change {subject} on {len(would)} of {len(current)} hosts{names}")
-        bad = {h: v for h, v in current.items() if isinstance(v, Unanswered)}
-        if bad:
-            raise DeployError(f"plan {label}: no state from " + "; ".join(f"{h}: {v!r}" for h, v in bad.items()))
+    # ---- plan mode ---------------------------------------------------------------------------------
+    def _after_earlier_plans(self, run: RunResult, subject: str) -> RunResult:
+        """A dry run sees the host as it is, not as the scenario's earlier (dry) steps would leave
+        it: a host whose `subject` an earlier step would change to a state other than this step's
+        `after` would change again (block, then unblock: the unblock would change too)."""
+        results = dict(run.results)
+        for host, r in run.results.items():
+            earlier = self.scenario.planned.get((host, subject))
+            if r.status is Status.OK and earlier is not None and earlier != r.after:
+                results[host] = r = replace(r, status=Status.WOULD_CHANGE, before=earlier,
+                                            message=f"would change {subject}: {earlier} -> {r.after}")
+            if r.status is Status.WOULD_CHANGE:
+                self.scenario.planned[(host, subject)] = r.after
+        return RunResult(run.label, results, run.elapsed)
 
     def plan_skips_check(self, what: str) -> bool:
         """Then steps check real state; in plan mode nothing was changed, so they are not run."""
@@ -306,10 +331,11 @@ class Deploy:
             if isinstance(value, Unanswered):
                 self.matrix.record(host, Cell(Outcome(value.status), value.message, label))
             elif matches(value):
-                self.matrix.record(host, Cell(Outcome.OK, f"{what}: {value}", label))
+                self.matrix.record(host, Cell(Outcome.OK, f"{what}: {value}", label, expected=expected,
+                                              actual=repr(value)))
             else:
-                self.matrix.record(host, Cell(Outcome.FAILED, f"{what}: expected {expected}, "
-                                                              f"actual {value!r}", label))
+                self.matrix.record(host, Cell(Outcome.FAILED, f"{what}: expected {expected}, actual {value!r}",
+                                              label, expected=expected, actual=repr(value)))
 
     def wait_for(self, read: Callable[[], dict[str, Any]], until: Callable[[Any], bool], seconds: float,
                  interval: float = 0.05) -> dict[str, Any]:

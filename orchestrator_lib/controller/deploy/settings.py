@@ -16,6 +16,9 @@ from ..errors import OrchestratorError
 from ..inventory import Host, _did_you_mean
 
 LAB_CHOICES = ("keep", "down")
+#: a check that loops on the host gets this much longer on the SSH side
+CHECK_MARGIN = 30.0
+LINT_CHOICES = ("on", "off")
 #: the fields -D notify_webhook may use, filled per notification host
 WEBHOOK_FIELDS = ("address", "name")
 #: the fields -D report may use
@@ -27,6 +30,10 @@ URL_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,1023}")
 WEBHOOK_SCHEMES = ("http", "https")
 #: HAProxy's checks notice a server in seconds; more than an hour is a typo, not a wait
 MAX_LB_WAIT = 3600.0
+
+
+#: a health check that loops on the host gets this much longer on the SSH side
+CHECK_MARGIN = 30.0
 
 
 class SettingsError(OrchestratorError):
@@ -70,23 +77,23 @@ def check_webhook(template: str) -> None:
                             "e.g. http://{address}:8025/notify")
 
 
-def check_report_path(template: str) -> None:
+def check_report_path(template: str, option: str = "report") -> None:
     """The report must be a file we can write: not a directory, not under a file, and its
     nearest existing directory writable (missing directories are created when it is written)."""
     if template.endswith(("/", os.sep)):
-        raise SettingsError(f"-D report={template}: names a directory; expected a file, e.g. "
+        raise SettingsError(f"-D {option}={template}: names a directory; expected a file, e.g. "
                             f"{template}deploy-{{feature}}.json")
     path = Path(template.format(feature="feature"))
     if path.is_dir():
-        raise SettingsError(f"-D report={template}: {path} is a directory; expected a file, e.g. "
+        raise SettingsError(f"-D {option}={template}: {path} is a directory; expected a file, e.g. "
                             f"{path}/deploy-{{feature}}.json")
     parent = path.absolute().parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        raise SettingsError(f"-D report={template}: {parent} is not a directory")
+        raise SettingsError(f"-D {option}={template}: {parent} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise SettingsError(f"-D report={template}: cannot write to {path if path.exists() else parent}")
+        raise SettingsError(f"-D {option}={template}: cannot write to {path if path.exists() else parent}")
 
 
 @dataclass(frozen=True)
@@ -95,11 +102,14 @@ class Settings:
     lab: str = "keep"                  # local lab at the end of the run: keep it running, or down
     plan: bool = False                 # read-only: say what would change, change nothing
     report: str = ""                   # JSON report path; may contain {feature}
+    report_html: str = ""              # HTML report path ({feature} too); default: the JSON's, .html
+    lint: str = "on"                   # check the features before the run (orch lint); off: don't
     backend: str = ""                  # HAProxy backend when no step names one
     lb_wait: float = 10.0              # seconds HAProxy may take to see a host go down or up
     health_path: str = "/health"       # path of "the health check on port N"
     notify_group: str = "notify"       # the estate's notification hosts (a group, else class roles::notify)
     notify_webhook: str = "http://{address}:8025/notify"
+    seed: int | None = None            # the canaries' seed (the report records it; -D seed= replays a run's choice)
     resume: bool = False               # re-run only the hosts the last run of the feature did not complete
     safeguards: bool = True            # deploy lock, journal and pre-flight (off: only to measure their cost)
     lease_ttl: float = 60.0            # seconds a host's deploy lock lasts unless the run renews it
@@ -109,6 +119,8 @@ class Settings:
         """The checks that need no file system: a Settings built any way is a valid one."""
         if self.lab not in LAB_CHOICES:
             raise SettingsError(f"-D lab={self.lab}: expected one of {', '.join(LAB_CHOICES)}")
+        if self.lint not in LINT_CHOICES:
+            raise SettingsError(f"-D lint={self.lint}: expected one of {', '.join(LINT_CHOICES)}")
         if not math.isfinite(self.lb_wait) or not 0 <= self.lb_wait <= MAX_LB_WAIT:
             raise SettingsError(f"-D lb_wait={self.lb_wait}: expected a number of seconds from 0 to {MAX_LB_WAIT:g}")
         if not URL_PATH.fullmatch(self.health_path):
@@ -130,12 +142,23 @@ class Settings:
         check_template(self.notify_webhook, "notify_webhook", WEBHOOK_FIELDS)
         check_webhook(self.notify_webhook)
         check_template(self.report, "report", REPORT_FIELDS)
+        check_template(self.report_html, "report_html", REPORT_FIELDS)
 
     @property
     def report_template(self) -> str:
         if self.report:
             return self.report
         return "reports/plan-{feature}.json" if self.plan else "reports/deploy-{feature}.json"
+
+    def html_path(self, json_path: Path, feature: str) -> Path:
+        """Where the HTML report of the JSON at `json_path` goes: -D report_html, else beside it."""
+        if self.report_html:
+            return Path(self.report_html.format(feature=feature))
+        return json_path.with_suffix(".html")
+
+    def health_url(self, port: int) -> str:
+        """The URL of "the health check on port N", as each host fetches it from itself."""
+        return f"http://127.0.0.1:{port}{self.health_path}"
 
     def webhook(self, host: Host) -> str:
         """The notification URL on `host` (its fields were checked on construction)."""
@@ -155,14 +178,19 @@ class Settings:
                                     f"(known: {', '.join(cls.names())})")
         settings = cls(env=_text(userdata, "env", cls.env), lab=str(userdata.get("lab", cls.lab)).strip().lower(),
                        plan=_bool(userdata, "plan"), report=str(userdata.get("report", "")),
+                       report_html=str(userdata.get("report_html", "")),
+                       lint=str(userdata.get("lint", cls.lint)).strip().lower(),
                        backend=str(userdata.get("backend", "")), lb_wait=_seconds(userdata, "lb_wait", cls.lb_wait),
                        health_path=_text(userdata, "health_path", cls.health_path),
                        notify_group=_text(userdata, "notify_group", cls.notify_group),
                        notify_webhook=_text(userdata, "notify_webhook", cls.notify_webhook),
+                       seed=_seed(userdata),
                        resume=_bool(userdata, "resume"), safeguards=_bool(userdata, "safeguards", True),
                        lease_ttl=_seconds(userdata, "lease_ttl", cls.lease_ttl),
                        transport=str(userdata.get("transport", "")).strip().lower())
         check_report_path(settings.report_template)
+        if settings.report_html:
+            check_report_path(settings.report_html, "report_html")
         return settings
 
 def _text(userdata: Any, name: str, default: str) -> str:
@@ -170,6 +198,15 @@ def _text(userdata: Any, name: str, default: str) -> str:
     if not value:
         raise SettingsError(f"-D {name}=: expected a value (default: {default})")
     return value
+
+
+def _seed(userdata: Any) -> int | None:
+    text = str(userdata.get("seed", "")).strip()
+    if not text:
+        return None
+    if not text.isdigit() or len(text) > 12:
+        raise SettingsError(f"-D seed={text}: expected a whole number, as a report's rollout seed")
+    return int(text)
 
 
 def _bool(userdata: Any, name: str, default: bool = False) -> bool:

@@ -10,12 +10,13 @@ from queue import Empty, SimpleQueue
 from typing import Callable, Iterable, Protocol
 
 from orchestrator_lib.controller.errors import OrchestratorError, TransportError
+from orchestrator_lib.protocol import one_line
 
 from .batches import plan_batches
 from .policy import RunOptions
 from .results import FAILURES, HostResult, RunResult, Status
 
-NOT_ATTEMPTED_MESSAGE = "not attempted: stopped after a failed batch"
+NOT_ATTEMPTED_MESSAGE = "stopped after a failed batch"  # the status says "not attempted"
 
 
 class Named(Protocol):
@@ -59,14 +60,10 @@ class _Pool:
             self._jobs.put(None)
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def _from_exception(name: str, exc: BaseException) -> HostResult:
     if isinstance(exc, TransportError):
-        return HostResult(name, Status.UNREACHABLE, _one_line(str(exc)))
-    msg = _one_line(str(exc))
+        return HostResult(name, Status.UNREACHABLE, one_line(exc))
+    msg = one_line(exc)
     kind = type(exc).__name__
     return HostResult(name, Status.FAILED, f"{kind}: {msg}" if msg else kind)
 
@@ -81,7 +78,8 @@ def run_on_hosts(hosts: Iterable[Named], task: Task, *, label: str, options: Run
     a host's whole task, tries included, counted from when a worker picks it up; a host over it is
     reported FAILED and its thread abandoned (it makes no further tries). ``on_result`` is
     called in the calling thread as each attempted host finishes. The fan-out owns ``host``,
-    ``tries`` and ``duration`` (wall time of all tries) of every HostResult.
+    ``tries``, ``duration`` (wall time of all tries), ``started`` (epoch) and ``batch`` of every
+    HostResult (the report's time line is drawn from them).
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise OrchestratorError(f"workers '{workers}': expected a whole number of at least 1")
@@ -101,10 +99,13 @@ def run_on_hosts(hosts: Iterable[Named], task: Task, *, label: str, options: Run
     events: SimpleQueue = SimpleQueue()
     used_tries = [0] * len(hosts)  # read by the caller for a host that timed out
     starts: dict[int, float] = {}
+    batch_of = {i: number for number, batch in enumerate(batches) for i in batch}
+    wall_starts: dict[int, float] = {}
 
     def job(i: int) -> None:
         host, name = hosts[i], names[i]
         t0 = time.monotonic()
+        wall_starts[i] = time.time()
         deadline = None if timeout is None else t0 + timeout
         if timeout is not None:
             events.put(("start", i, t0))
@@ -128,7 +129,8 @@ def run_on_hosts(hosts: Iterable[Named], task: Task, *, label: str, options: Run
         except BaseException as exc:  # SystemExit etc.: still report, or the caller waits forever
             r = _from_exception(name, exc)
         # A copy, so a task may return one shared HostResult object for every host.
-        events.put(("done", i, replace(r, host=name, tries=n, duration=time.monotonic() - t0)))
+        events.put(("done", i, replace(r, host=name, tries=n, duration=time.monotonic() - t0,
+                                       started=wall_starts[i], batch=batch_of[i])))
 
     def finish(i: int, r: HostResult) -> None:
         results[i] = r
@@ -161,7 +163,8 @@ def run_on_hosts(hosts: Iterable[Named], task: Task, *, label: str, options: Run
                             pool.replace_hung_worker()
                             finish(i, HostResult(names[i], Status.FAILED,
                                                  f"timed out after {timeout:g} s",
-                                                 tries=used_tries[i], duration=now - starts[i]))
+                                                 tries=used_tries[i], duration=now - starts[i],
+                                                 started=wall_starts.get(i), batch=batch_of[i]))
                     continue
                 if i not in pending:
                     continue  # a late reply from a host already reported as timed out

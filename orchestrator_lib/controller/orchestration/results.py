@@ -25,6 +25,8 @@ class HostResult:
     data: dict = field(default_factory=dict)  # agent reply data, e.g. {"version": "4.2.6-3.el5"}
     before: Any = None
     after: Any = None
+    started: float | None = None  # wall clock (epoch s) when a worker picked the host up
+    batch: int | None = None      # 0-based batch the host ran in (None: not attempted)
 
     @property
     def ok(self) -> bool:
@@ -92,8 +94,9 @@ class RunResult:
                              (Status.NOT_ATTEMPTED, "not attempted")):
             if groups[status]:
                 line += f", {word} {len(groups[status])} ({_name_list(groups[status])})"
-        tries = self.max_tries
-        return line + f" after {tries} {_plural(tries, 'try', 'tries')} in {self.elapsed:.2f} s"
+        tries = self.max_tries  # 0 when no host was attempted: nothing to count
+        after = f" after {tries} {_plural(tries, 'try', 'tries')}" if tries else ""
+        return line + f"{after} in {self.elapsed:.2f} s"
 
     def summary(self, field_name: str) -> str:
         """Distribution of one reply-data field across hosts, most common first (ties in host
@@ -118,6 +121,15 @@ class RunResult:
         }
 
 
+def failure_text(run: RunResult) -> str:
+    """The hosts a request did not succeed on, one line each: what a failed step says."""
+    bad = [r for r in run.results.values() if not r.ok]
+    lines = [f"{run.label} did not succeed on {', '.join(r.host for r in bad)} "
+             f"({len(bad)} of {len(run.results)} hosts):"]
+    lines += [f"  {r.host}: {r.status}: {r.message}" for r in bad]
+    return "\n".join(lines)
+
+
 def _plural(n: int, one: str, many: str) -> str:
     return one if n == 1 else many
 
@@ -126,3 +138,12 @@ def _name_list(names: list[str]) -> str:
     if len(names) <= MAX_NAMES:
         return ", ".join(names)
     return ", ".join(names[:MAX_NAMES]) + f" and {len(names) - MAX_NAMES} more"
+
+
+def failure_text(run: RunResult) -> str:
+    """A failed step's message: the hosts it did not succeed on, then one line per host."""
+    bad = [r for r in run.results.values() if not r.ok]
+    lines = [f"{run.label} did not succeed on {', '.join(r.host for r in bad)} "
+             f"({len(bad)} of {len(run.results)} hosts):"]
+    lines += [f"  {r.host}: {r.status}: {r.message}" for r in bad]
+    return "\n".join(lines)

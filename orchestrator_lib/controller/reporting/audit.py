@@ -1,24 +1,53 @@
 """The controller's central audit log: one JSON line per host per request, with the same reqid
 the host's own audit line carries, so "who ran what where" can be followed from either end.
-Arguments and messages go through the agents' redaction (agents/audit.py), the same on both ends."""
+Arguments and messages go through the agents' redaction (host/redact.py), the same on both ends.
+
+The log is checked writable before the fan-out: one that cannot be written stops the request before
+any host is contacted (an AuditError), instead of failing after the fan-out and losing its results.
+A write that fails after the fan-out (disk full meanwhile) warns on stderr; the results are kept."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from pathlib import Path
 
-from ...host.audit import redact, redact_text
+from ...host.audit import redact, redact_spec, redact_text
 from ...protocol import Request
+from ..errors import OrchestratorError
 from ..orchestration import RunResult
+
+
+class AuditError(OrchestratorError):
+    """The central audit log cannot be written: nothing is sent."""
 
 
 class AuditLog:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._lock = threading.Lock()
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _append(self, lines: list[str]) -> None:
+        assert self.path is not None
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a") as out:
+                out.write("\n".join(lines) + "\n" if lines else "")
+
+    def check_writable(self) -> None:
+        """Before the fan-out: raises AuditError when the log cannot be opened for appending, so a
+        request that could not be audited is never sent (it used to fail after the fan-out, and
+        the results of a request that had run were lost)."""
+        if self.path is None:
+            return
+        try:
+            with self._lock:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                open(self.path, "a").close()
+        except OSError as e:
+            raise AuditError(f"cannot write the central audit log {self.path}: {e.strerror or e}; "
+                             "nothing was sent") from None
 
     def sent(self, request: Request, host: str) -> None:
         """The request is about to go to `host`: written before it is sent, so a controller
@@ -33,13 +62,18 @@ class AuditLog:
             out.write(line + "\n")
 
     def record(self, request: Request, result: RunResult) -> None:
+        """One line per host. A failure here warns (the fan-out ran: its results must not be lost)."""
         if self.path is None:
             return
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         safe_args = redact(dict(request.args))
         lines = [json.dumps({"time": now, "reqid": request.reqid, "caller": request.caller, "agent": request.agent,
                              "action": request.action, "args": safe_args, "dry_run": request.dry_run, "host": r.host,
-                             "status": str(r.status), "message": redact_text(r.message)}, sort_keys=True)
+                             "status": str(r.status), "message": redact_text(r.message),
+                             **({"spec": redact_spec(request.spec)} if request.spec else {})}, sort_keys=True)
                  for r in result.results.values()]
-        with self._lock, open(self.path, "a") as out:
-            out.write("\n".join(lines) + "\n" if lines else "")
+        try:
+            self._append(lines)
+        except OSError as e:
+            print(f"warning: cannot write the central audit log {self.path}: {e.strerror or e} "
+                  f"(request {request.reqid}: its results are kept)", file=sys.stderr)

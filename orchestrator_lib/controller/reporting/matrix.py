@@ -9,12 +9,14 @@ unreachable or not attempted.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ...protocol import BAD, OUT_OF_LB, Status
 from ..orchestration import HostResult, RunResult
+from .identity import RunIdentity
 
 
 #: What one step did on one host: the protocol's status vocabulary (skipped: the step did not run).
@@ -76,19 +78,35 @@ class Cell:
     subject: str = ""
     before: Any = None
     after: Any = None
+    expected: str = ""            # a check's wanted value, in words ("" for an action)
+    actual: str = ""              # what the host had instead
+    started: float | None = None  # epoch s, when the host's request started (the time line)
+    duration: float | None = None
+    batch: int | None = None      # 0-based batch of the request
 
     @classmethod
     def from_host_result(cls, result: HostResult, label: str = "", subject: str = "") -> "Cell":
-        return cls(result.status, result.message, label, subject, result.before, result.after)
+        return cls(result.status, result.message, label, subject, result.before, result.after,
+                   **timing_of(result))
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status.value, "message": self.message, "label": self.label,
-                "subject": self.subject, "before": self.before, "after": self.after}
+                "subject": self.subject, "before": self.before, "after": self.after,
+                "expected": self.expected, "actual": self.actual, "started": self.started,
+                "duration": self.duration, "batch": self.batch}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Cell":
         return cls(Outcome(d["status"]), d.get("message", ""), d.get("label", ""), d.get("subject", ""),
-                   d.get("before"), d.get("after"))
+                   d.get("before"), d.get("after"), d.get("expected", ""), d.get("actual", ""),
+                   d.get("started"), d.get("duration"), d.get("batch"))
+
+
+def timing_of(result: HostResult) -> dict[str, Any]:
+    """The time-line fields of a Cell from a host's result (none for a host never attempted)."""
+    if result.started is None:
+        return {}
+    return {"started": result.started, "duration": result.duration, "batch": result.batch}
 
 
 @dataclass
@@ -99,6 +117,9 @@ class StepRecord:
     error: str = ""
     cells: dict[str, Cell] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # tally lines, plan lines
+    line: int = 0                      # in the feature file (0: unknown)
+    started: float | None = None       # epoch s
+    elapsed: float | None = None       # s, measured
 
     @property
     def text(self) -> str:
@@ -106,12 +127,14 @@ class StepRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {"keyword": self.keyword, "name": self.name, "status": self.status, "error": self.error,
-                "notes": list(self.notes), "hosts": {h: c.to_dict() for h, c in self.cells.items()}}
+                "notes": list(self.notes), "hosts": {h: c.to_dict() for h, c in self.cells.items()},
+                "line": self.line, "started": self.started, "elapsed": self.elapsed}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StepRecord":
         return cls(d["keyword"], d["name"], d.get("status", "untested"), d.get("error", ""),
-                   {h: Cell.from_dict(c) for h, c in d.get("hosts", {}).items()}, list(d.get("notes", [])))
+                   {h: Cell.from_dict(c) for h, c in d.get("hosts", {}).items()}, list(d.get("notes", [])),
+                   int(d.get("line") or 0), d.get("started"), d.get("elapsed"))
 
 
 @dataclass
@@ -122,6 +145,8 @@ class ScenarioRecord:
     status: str = "untested"
     reason: str = ""                   # why it was skipped, when it was
     steps: list[StepRecord] = field(default_factory=list)
+    rollout: dict[str, Any] = field(default_factory=dict)  # policy, seed, canaries, batches, budget, analyses
+    line: int = 0                      # in the feature file (0: unknown)
 
     @property
     def hosts(self) -> list[str]:
@@ -138,12 +163,29 @@ class ScenarioRecord:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "feature": self.feature, "file": self.file, "status": self.status,
                 "reason": self.reason, "error": self.error, "hosts": self.hosts,
-                "steps": [s.to_dict() for s in self.steps]}
+                "steps": [s.to_dict() for s in self.steps], "line": self.line,
+                **({"rollout": self.rollout} if self.rollout else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ScenarioRecord":
         return cls(d["name"], d.get("feature", ""), d.get("file", ""), d.get("status", "untested"),
-                   d.get("reason", ""), [StepRecord.from_dict(s) for s in d.get("steps", [])])
+                   d.get("reason", ""), [StepRecord.from_dict(s) for s in d.get("steps", [])], d.get("rollout", {}),
+                   int(d.get("line") or 0))
+
+
+@dataclass
+class FeatureRecord:
+    """A feature as written: its title, description and tags (its scenarios are in the matrix)."""
+    name: str
+    description: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": list(self.description), "tags": list(self.tags)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FeatureRecord":
+        return cls(str(d.get("name", "")), list(d.get("description", [])), list(d.get("tags", [])))
 
 
 @dataclass
@@ -190,20 +232,29 @@ class ResultMatrix:
     scenarios: list[ScenarioRecord] = field(default_factory=list)
     error: str = ""                    # a failure outside any scenario (setup), one line
     interrupted: str = ""              # where the operator stopped the run (Ctrl-C), "" if not
+    paused: str = ""                   # where an inconclusive analysis paused the rollout, "" if not
+    identity: RunIdentity = field(default_factory=RunIdentity)
+    features: dict[str, FeatureRecord] = field(default_factory=dict)   # by file
     #: told of each scenario and step as it starts and ends (the run's journal); not reported
     listener: Any = field(default=None, repr=False, compare=False)
 
     # ---- building, as the run goes ----------------------------------------------------------
-    def start_scenario(self, name: str, feature: str = "", file: str = "") -> ScenarioRecord:
-        self.scenarios.append(ScenarioRecord(name, feature, file))
+    def start_feature(self, file: str, name: str, description: list[str] | None = None,
+                      tags: list[str] | None = None) -> None:
+        self.features[file] = FeatureRecord(name, list(description or []), list(tags or []))
+        self.identity.add_spec(file)
+
+    def start_scenario(self, name: str, feature: str = "", file: str = "", line: int = 0) -> ScenarioRecord:
+        self.scenarios.append(ScenarioRecord(name, feature, file, line=line))
         if self.listener is not None:
             self.listener.scenario(feature, file, name)
         return self.scenarios[-1]
 
-    def start_step(self, keyword: str, name: str) -> StepRecord:
+    def start_step(self, keyword: str, name: str, line: int = 0, *, timed: bool = True) -> StepRecord:
         if not self.scenarios:
             self.start_scenario("(outside any scenario)")
-        self.scenarios[-1].steps.append(StepRecord(keyword, name))
+        self.scenarios[-1].steps.append(StepRecord(keyword, name, line=line,
+                                                   started=time.time() if timed else None))
         if self.listener is not None:
             self.listener.step(f"{keyword} {name}")
         return self.scenarios[-1].steps[-1]
@@ -238,6 +289,8 @@ class ResultMatrix:
         step = self.current_step
         if step is not None:
             step.status, step.error = status, error
+            if step.started is not None and step.elapsed is None:
+                step.elapsed = max(0.0, time.time() - step.started)
             if self.listener is not None:
                 self.listener.step_end(status, {h: c.status.value for h, c in step.cells.items()})
 
@@ -286,7 +339,7 @@ class ResultMatrix:
     @property
     def passed(self) -> bool:
         """The gate: something ran, every scenario passed, every targeted host ended every step well."""
-        return (not self.error and not self.interrupted and any(s.status == "passed" for s in self.scenarios)
+        return (not self.error and not self.interrupted and not self.paused and any(s.status == "passed" for s in self.scenarios)
                 and all(s.status in GOOD_SCENARIO for s in self.scenarios) and not self.bad_hosts())
 
     def recap(self, host: str) -> HostRecap:
@@ -346,6 +399,8 @@ class ResultMatrix:
         if self.interrupted:
             lines.append(f"interrupted {self.interrupted}: the run stopped there; what that step had started "
                          f"on hosts was abandoned, its outcome unknown")
+        if self.paused:
+            lines.append(f"paused {self.paused}: run again with -D resume to continue the rollout")
         for scenario in self.scenarios:
             if scenario.status not in GOOD_SCENARIO:
                 why = scenario.error or scenario.reason or scenario.status
@@ -381,6 +436,8 @@ class ResultMatrix:
             why.append("the run could not start")
         if self.interrupted:
             why.append(f"interrupted {self.interrupted}")
+        if self.paused:
+            why.append(f"paused {self.paused}")
         if bad_sc:
             why.append(f"{len(bad_sc)} of {n_sc} scenarios did not pass")
         if self.bad_hosts():
@@ -393,20 +450,26 @@ class ResultMatrix:
 
     def only(self, file: str) -> "ResultMatrix":
         """The part of the matrix about one feature file."""
+        features = {f: r for f, r in self.features.items() if f == file}
+        identity = replace(self.identity, specs=[file] if file else list(self.identity.specs))
         return ResultMatrix(self.env, self.plan, [s for s in self.scenarios if s.file == file], self.error,
-                            self.interrupted)
+                            self.interrupted, self.paused, identity, features)
 
     # ---- JSON ----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"env": self.env, "plan": self.plan, "passed": self.passed, "gate": self.gate_line(),
-                "error": self.error, "interrupted": self.interrupted, "hosts": self.hosts,
+                "error": self.error, "interrupted": self.interrupted, "paused": self.paused, "hosts": self.hosts,
                 "recap": {h: self.recap(h).to_dict() for h in self.hosts},
+                "identity": self.identity.to_dict(),
+                "features": {f: r.to_dict() for f, r in self.features.items()},
                 "scenarios": [s.to_dict() for s in self.scenarios]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ResultMatrix":
         return cls(d.get("env", ""), bool(d.get("plan")), [ScenarioRecord.from_dict(s) for s in d.get("scenarios", [])],
-                   d.get("error", ""), d.get("interrupted", ""))
+                   d.get("error", ""), d.get("interrupted", ""), d.get("paused", ""),
+                   RunIdentity.from_dict(d.get("identity")),
+                   {f: FeatureRecord.from_dict(r) for f, r in (d.get("features") or {}).items()})
 
     def write_json(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -319,9 +319,6 @@ class SSHPool:
             self._transports[host.name] = self._connect(host, depth)
             return self._transports[host.name]
 
-    def connect(self, host: Host) -> None:
-        self.transport(host)
-
     # ---- operations -----------------------------------------------------------------------
     def exec(self, host: Host, command: str, stdin: bytes | None = None, timeout: float = 60) -> ExecResult:
         """Run one command; reconnect once if the connection dropped since it was last used. Once

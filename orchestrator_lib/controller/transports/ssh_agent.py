@@ -49,8 +49,12 @@ PYTHON_FLAGS = "-S -E"
 #: unpack, compile (for the host's Python version, with tracebacks naming the final paths), then
 #: rename the directory into place. rename() is atomic, so a concurrent caller sees the whole agent
 #: or none of it; when several callers race, the first rename wins and the others drop their copy.
+#: Then the install pins this agent (PIN_FILE, written atomically: the restricted keys' gate runs
+#: only the agent named there) and removes every other installed agent, so no caller can pick an
+#: older agent with older rules.
+PIN_FILE = f"{AGENT_DIR}/current"
 INSTALL_SCRIPT = """\
-import compileall, os, shutil, sys, zipfile
+import compileall, os, re, shutil, sys, zipfile
 archive, tmp, final = sys.argv[1:]
 try:
     with zipfile.ZipFile(archive) as zf:
@@ -65,6 +69,16 @@ try:
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
     os.unlink(archive)
+home, name = os.path.split(final)
+pin = os.path.join(home, "current")
+pin_tmp = f"{pin}.tmp-{os.getpid()}"
+with open(pin_tmp, "w") as f:
+    f.write(name[len("agent-"):] + "\\n")
+os.chmod(pin_tmp, 0o644)
+os.rename(pin_tmp, pin)
+for old in os.listdir(home):
+    if re.fullmatch(r"agent-[0-9a-f]{12}", old) and old != name:
+        shutil.rmtree(os.path.join(home, old), ignore_errors=True)
 """
 
 

@@ -20,14 +20,14 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ... import protocol_args
 from .. import core
 from ...protocol import BLOCKED, PARTLY_BLOCKED, UNBLOCKED
 from ..core import ActionError, CmdResult, Reply, Request
 
 agent = core.Agent(__name__, "block, unblock, status of traffic from a source address")
 
-TAG = re.compile(r"^[A-Za-z0-9_.:/@-]{1,200}$")
-CHAIN = re.compile(r"^[A-Za-z0-9_-]{1,28}$")
+TAG, CHAIN = protocol_args.TAG, protocol_args.CHAIN  # matched whole; a chain never starts with -
 ABSENT = "Bad rule"          # iptables -C: "Bad rule (does a matching rule exist in that chain?)"
 
 #: The rules a block consists of, in insertion order: each is inserted at the top of the chain,
@@ -177,7 +177,7 @@ def _args(req: Request) -> tuple[str, str, str, FirewallBackend]:
     source = str(net.network_address) if net.num_addresses == 1 else str(net)
     tag = req.str_arg("comment", f"deployer-block-{source}")
     chain = req.str_arg("chain", "INPUT")
-    if not TAG.match(tag) or not CHAIN.match(chain):
+    if not TAG.fullmatch(tag) or not CHAIN.fullmatch(chain):
         raise ActionError(f"{req.label}: invalid comment or chain")
     return source, tag, chain, choose_backend(req)
 
@@ -211,6 +211,9 @@ def block(req: Request) -> Reply:
     if _blocked(found):
         return Reply.ok(f"{source} already blocked", before=BLOCKED, after=BLOCKED,
                         data=_data(source, tag, chain, backend, True))
+    if req.dry_run:
+        return Reply.done(True, f"{source} would be blocked ({tag})", dry_run=True, before=_word(found),
+                          after=BLOCKED, data=_data(source, tag, chain, backend, True))
     _delete_all(backend, found, source, tag, chain, "blocking")
     for kind in BLOCK:
         r = backend.insert(kind, source, tag, chain)
@@ -231,6 +234,9 @@ def unblock(req: Request) -> Reply:
     if not found:
         return Reply.ok(f"{source} already unblocked", before=UNBLOCKED, after=UNBLOCKED,
                         data=_data(source, tag, chain, backend, False))
+    if req.dry_run:
+        return Reply.done(True, f"{source} would be unblocked", dry_run=True, before=_word(found),
+                          after=UNBLOCKED, data=_data(source, tag, chain, backend, False))
     if _delete_all(backend, found, source, tag, chain, "unblocking"):
         raise ActionError(f"unblocking {source}: rule still present after 100 deletions")
     return Reply.done(True, f"{source} unblocked", before=_word(found), after=UNBLOCKED,

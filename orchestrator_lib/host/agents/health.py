@@ -27,7 +27,7 @@ agent = core.Agent(__name__, "http, command (nrpe-style), load checks with tries
 NAGIOS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
 NRPE_CONFIGS = ("/etc/nagios/nrpe.cfg", "/etc/nagios/nrpe_local.cfg")
 NRPE_DIR = "/etc/nagios/nrpe.d"
-CHECK_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+CHECK_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # matched whole (fullmatch)
 #: The longest a check may loop on the host (seconds): one hour.
 MAX_DEADLINE = 3600.0
 
@@ -206,13 +206,15 @@ def command(req: Request) -> Reply:
     """A Nagios plugin or any command: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     A bare name found as command[NAME] in the NRPE config runs that definition."""
     cmd = req.str_arg("command")
-    if CHECK_NAME.match(cmd):
+    if CHECK_NAME.fullmatch(cmd):
         cmd = nrpe_command(cmd) or cmd
     accept = {"OK"} | {s.upper() for s in req.list_arg("ok_on", [])}
     unknown = accept - set(NAGIOS.values())
     if unknown:
         raise ActionError(f"{req.label}: ok_on takes WARNING, CRITICAL or UNKNOWN, not {', '.join(sorted(unknown))}")
     timeout = req.float_arg("timeout", 30.0)
+    if req.dry_run:  # what a command does is known only by running it
+        return Reply.done(True, f"would run {audit.redact_text(core.one_line(cmd, 200))}", dry_run=True)
     verdict, data = poll(lambda left: command_verdict(cmd, min(timeout, left), accept), **_loop_args(req))
     return _reply(req, verdict, data)
 

@@ -3,15 +3,17 @@ A start or restart counts only when the service runs AND passes its readiness ch
 returns once the process exists, not once it serves (lab notes, pitfall 5)."""
 from __future__ import annotations
 
+import math
 import re
 from collections import namedtuple
 
+from ... import protocol_args
 from .. import core
 from ..core import ActionError, CmdResult, Reply, Request
 
 agent = core.Agent(__name__, "status, start, stop, restart, reload (runit, systemd, SysV init)")
 
-SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._-]*$")
+SERVICE_NAME = protocol_args.SERVICE  # matched whole (fullmatch)
 DEFAULT_WAIT = 30.0
 
 
@@ -154,7 +156,7 @@ def _word(running: bool) -> str:
 
 def _args(req: Request) -> tuple[str, ServiceBackend, ServiceState, float]:
     name = req.str_arg("name")
-    if not SERVICE_NAME.match(name):
+    if not SERVICE_NAME.fullmatch(name):
         raise ActionError(f"{req.label}: invalid service name {name!r}")
     backend = choose_backend(name)
     wait = req.float_arg("wait", DEFAULT_WAIT)
@@ -167,15 +169,19 @@ def _require(st: ServiceState, backend: ServiceBackend) -> None:
 
 
 def converge_running(backend: ServiceBackend, name: str, wait: float, restart: bool) -> tuple[ServiceState, str]:
-    """Start (or restart), then insist on running + ready. Shared with appmgr."""
+    """Start (or restart), then insist on running + ready, all within `wait` seconds (the
+    readiness check gets what the start left of it, at least a second). Shared with appmgr."""
+    clock = core.system()
+    started = clock.monotonic()
     r = backend.restart(name, wait) if restart else backend.start(name, wait)
     verb = "restart" if restart else "start"
     after = backend.state(name)
     if not after.running:
         raise ActionError(f"{name} did not {verb}: {r.line() if not r.ok else after.detail}")
-    check = backend.ready(name, wait)
+    check = backend.ready(name, max(1, math.ceil(wait - (clock.monotonic() - started))))
     if check is not None and not check.ok:
-        raise ActionError(f"{name} runs but failed its readiness check within {wait:g} s: {check.line()}")
+        raise ActionError(f"{name} runs but was not ready {clock.monotonic() - started:.1f} s after the {verb} "
+                          f"(readiness check, {wait:g} s allowed): {check.line()}")
     if not r.ok:
         raise ActionError(f"{name}: {backend.label} {verb} reported failure: {r.line()}")
     return after, f"{name} {verb}ed" + (" and ready" if check is not None else "")
@@ -194,6 +200,9 @@ def start(req: Request) -> Reply:
     _require(st, backend)
     if st.running:
         return Reply.ok(f"{name} already running", before="running", after="running", data=_data(st, backend))
+    if req.dry_run:
+        return Reply.done(True, f"{name} would be started", dry_run=True, before="stopped", after="running",
+                          data=_data(st, backend))
     after, msg = converge_running(backend, name, wait, restart=False)
     return Reply.done(True, msg, before="stopped", after="running", data=_data(after, backend))
 
@@ -204,6 +213,9 @@ def stop(req: Request) -> Reply:
     _require(st, backend)
     if not st.running:
         return Reply.ok(f"{name} already stopped", before="stopped", after="stopped", data=_data(st, backend))
+    if req.dry_run:
+        return Reply.done(True, f"{name} would be stopped", dry_run=True, before="running", after="stopped",
+                          data=_data(st, backend))
     r = backend.stop(name, wait)
     after = backend.state(name)
     if after.running:
@@ -216,6 +228,9 @@ def restart(req: Request) -> Reply:
     """Always a change: a restart is asked for its side effect (reload code, libraries)."""
     name, backend, st, wait = _args(req)
     _require(st, backend)
+    if req.dry_run:
+        return Reply.done(True, f"{name} would be restarted", dry_run=True, before=_word(st.running),
+                          after="running", data=_data(st, backend, previous_pid=st.pid))
     after, msg = converge_running(backend, name, wait, restart=True)
     return Reply.done(True, msg, before=_word(st.running), after="running",
                       data=_data(after, backend, previous_pid=st.pid))
@@ -227,6 +242,9 @@ def reload(req: Request) -> Reply:
     _require(st, backend)
     if not st.running:
         raise ActionError(f"{name} is not running; nothing to reload")
+    if req.dry_run:
+        return Reply.done(True, f"{name} would be reloaded", dry_run=True, before="running", after="running",
+                          data=_data(st, backend))
     r = backend.reload(name, wait)
     after = backend.state(name)
     if not r.ok or not after.running:

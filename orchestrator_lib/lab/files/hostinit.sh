@@ -7,7 +7,8 @@
 #   hostinit.sh build NAME UPPER LAYERS REPO INPUT      -> runs INPUT/build.sh to fill an image layer
 #
 # UPPER is the directory that takes this host's (or layer's) writes; LAYERS is a ':'-separated list
-# of image layer directories, top first (may be empty); REPO is the lab apt repository; INPUT holds
+# of image layer directories, top first (may be empty); REPO is the lab apt repository (its sibling
+# rpm/, when present, the dnf repositories, on /srv/rpm); INPUT holds
 # a layer's build script and files, seen at /srv/lab-input (the machine's /tmp is hidden by then).
 set -eu
 mode=$1 name=$2 upper=$3 layers=$4 repo=$5
@@ -24,6 +25,11 @@ done
 mkdir -p /srv/apt
 mount --bind "$repo" /srv/apt
 mount -o remount,bind,ro /srv/apt
+if [ -d "$repo/../rpm" ]; then  # the dnf repositories, when the estate has RPM-family hosts
+    mkdir -p /srv/rpm
+    mount --bind "$repo/../rpm" /srv/rpm
+    mount -o remount,bind,ro /srv/rpm
+fi
 if [ "$mode" = build ]; then
     mkdir -p /srv/lab-input
     mount --bind "$6" /srv/lab-input
