@@ -20,12 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ...protocol import READ_ONLY  # their records are written but not fsync'd
 from ..orchestration import HostResult
 
-#: Agent actions that only read a host. Their records are written (a SIGKILL keeps them: the page
-#: cache outlives the process) but not fsync'd: nothing is left half-done on a host if one is lost.
-READ_ONLY = frozenset({"rpcutil#ping", "rpcutil#facts", "rpcutil#agents", "package#status", "service#status",
-                       "firewall#status", "haproxy#status", "health#http", "health#load", "lease#status"})
 #: the deploy lock's own requests: in the audit logs, not in the journal (it tells the story of
 #: the run's steps; a lease left behind is the lease's business: it expires)
 UNJOURNALED = ("lease#",)
