@@ -31,6 +31,7 @@ from rich.text import Text
 from .controller.deploy import loadbalancer
 from .controller.discovery import CountContract, Filter
 from .controller.errors import OrchestratorError
+from .controller.discovery.livefacts import Merged, merge
 from .controller.inventory import Host
 from .controller.orchestration import HostResult, RunOptions, RunResult, Status, parse_batch_size
 from .controller.orchestration.policy import MAX_TRIES
@@ -217,12 +218,16 @@ def build_parser() -> Parser:
     svc.add_argument("action", choices=SERVICE_ACTIONS, metavar="ACTION", help=", ".join(SERVICE_ACTIONS))
     lb = sub.add_parser("lb", parents=common, help="HAProxy backend servers: the hosts the filter selects")
     lb.add_argument("action", choices=LB_ACTIONS, metavar="ACTION", help=", ".join(LB_ACTIONS))
-    lb.add_argument("--lb", dest="lb_host", metavar="HOST", help="the load balancer (default: class haproxy)")
+    lb.add_argument("--lb", dest="lb_host", metavar="HOST", help="the load balancer (default: the estate's loadbalancer.host, else class haproxy)")
     lb.add_argument("--backend", help="HAProxy backend (default: the environment's lab.backend or app)")
     rpc = sub.add_parser("rpc", parents=common, help="any agent action: rpc AGENT ACTION key=value...")
     rpc.add_argument("agent", metavar="AGENT")
     rpc.add_argument("action", metavar="ACTION")
     rpc.add_argument("arguments", nargs="*", type=rpc_arg_type, metavar="KEY=VALUE")
+    sudoers = sub.add_parser("sudoers", help="print the sudo rule a login user needs (become: sudo)")
+    sudoers.add_argument("user", metavar="USER")
+    init = sub.add_parser("init", help="write a starter deploy repository into DIR (never overwrites)")
+    init.add_argument("directory", metavar="DIR")
     report = sub.add_parser("report", help="render the HTML report of an earlier run from its JSON")
     report.add_argument("json_path", metavar="REPORT.json", help="e.g. reports/deploy-deploy_webapp.json")
     report.add_argument("-o", "--output", metavar="FILE.html", help="default: next to the JSON, .html")
@@ -313,20 +318,31 @@ def plan_ping(session: Session, args: argparse.Namespace) -> Call:
 
 
 def plan_facts(session: Session, args: argparse.Namespace) -> Call:
+    """Each host's facts and classes with where each came from: the inventory, the host (built-in
+    or the file it was read from), or both; a value the host contradicts is flagged."""
     fact = args.fact_name
+    merged: dict[str, Merged] = {}
+
+    def view(r: HostResult) -> Merged:
+        if r.host not in merged:
+            merged[r.host] = merge(session.inventory.host(r.host), r.data)
+        return merged[r.host]
 
     def facts_of(r: HostResult) -> Mapping[str, Any]:
-        return r.data.get("facts") or {}
+        return view(r).host.facts if r.ok else {}
 
     def listing(result: RunResult, verbose: bool) -> list[str]:
         if fact is not None:
-            return [f"{r.host:<{_width(result)}}  {facts_of(r)[fact]}" for r in result.results.values()
-                    if verbose and fact in facts_of(r)]
+            return [f"{r.host:<{_width(result)}}  {facts_of(r)[fact]}  [{view(r).sources[fact]}]"
+                    for r in result.results.values() if verbose and fact in facts_of(r)]
         lines = []
         for r in result.results.values():
             if r.ok:
+                host = view(r)
                 lines.append(r.host)
-                lines += [f"  {k} = {v}" for k, v in sorted(facts_of(r).items())]
+                lines += [f"  {k} = {v}  [{host.sources[k]}]" for k, v in sorted(host.host.facts.items())]
+                lines.append(f"  classes = {', '.join(host.host.classes)}  [{host.classes_source}]")
+                lines += [f"  contradiction: {c}" for c in host.contradictions]
         return lines
 
     def known_fact(result: RunResult) -> None:
@@ -334,6 +350,11 @@ def plan_facts(session: Session, args: argparse.Namespace) -> Call:
         known = {name for r in result.results.values() if r.ok for name in facts_of(r)}
         if fact is not None and known and fact not in known:
             raise session.unknown_facts_error([fact], known)
+        for r in result.results.values():  # --json: the merged view next to the host's reply
+            if r.ok:
+                r.data["merged"] = {"facts": dict(facts_of(r)), "sources": view(r).sources,
+                                    "classes": list(view(r).host.classes), "classes_source": view(r).classes_source,
+                                    "contradictions": view(r).contradictions}
 
     summary = per_host(fact, lambda r: facts_of(r).get(fact)) if fact else None
     return Call(targets(session, args), "rpcutil", "facts", summary=summary, details=listing, check=known_fact)
@@ -360,7 +381,7 @@ def plan_lb(session: Session, args: argparse.Namespace) -> Call:
     """The LB hosts run haproxy#ACTION; the filter names the backend servers it acts on."""
     servers = [] if args.filter.is_empty() else targets(session, args)
     lbs = loadbalancer.find_load_balancers(session, args.lb_host)
-    backend = args.backend or loadbalancer.estate_backend(session.inventory) or "app"
+    backend = args.backend or session.inventory.loadbalancer.get("backend") or "app"
 
     def server_rows(result: RunResult) -> dict[str, dict]:
         return {f"{r.host}/{name}": s for r in result.results.values()
@@ -572,6 +593,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv[:1] == ["lab"]:  # before argparse, so `orch lab --help` is the lab's own help
             return run_lab(argv[1:])
         args = build_parser().parse_args(argv)
+        if args.command == "sudoers":
+            from .controller.transports.sudo import SUDOERS_PATH, sudoers_rule
+            print(f"# {SUDOERS_PATH} (mode 0440, check with visudo -c -f FILE)")
+            print(sudoers_rule(args.user), end="")
+            return 0
+        if args.command == "init":
+            from pathlib import Path
+            from .starter import write_starter
+            for line in write_starter(Path(args.directory)):
+                print(line)
+            return 0
         return run_command(args)
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2), already printed
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE

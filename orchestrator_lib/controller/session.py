@@ -2,13 +2,16 @@
 opened once and shared by every step of a run), the caller's identity and the central audit log."""
 from __future__ import annotations
 
+import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .. import protocol_args
 from .transports import ssh_agent as rpc
 from .discovery import CountContract, Filter, select, unknown_facts, unknown_identities, unknown_words
+from .discovery.livefacts import FactsCache, Merged, merge
 from .errors import ArgumentError, DiscoveryError, FilterError, OrchestratorError
 from .inventory import Host, Inventory, _did_you_mean, load_inventory
 from ..protocol import Request
@@ -59,7 +62,8 @@ class Session:
     def __init__(self, env: str | Path = "local", *, trust_on_first_use: bool = False,
                  caller: str | None = None, audit_path: Path | None = DEFAULT_AUDIT,
                  connect_timeout: float = 5.0, workers: int = 64,
-                 preflight: Callable[[Inventory], None] | None = None, transport: str | None = None) -> None:
+                 preflight: Callable[[Inventory], None] | None = None, transport: str | None = None,
+                 facts_cache: Path | None = None, warn: Callable[[str], None] | None = None) -> None:
         """`preflight(inventory)` runs before every request and may refuse it (the lab's
         `refuse_if_down`: never send to a lab whose network is down). `transport`: ssh or nats
         (default: the estate's `transport:`)."""
@@ -90,6 +94,12 @@ class Session:
         #: the run's journal (reporting.journal.Journal), when it keeps one: every request's
         #: "sent" and result lines go there too
         self.journal: Journal | None = None
+        #: `facts: cached`: the hosts' replies, next to the reports.
+        self.facts_cache = facts_cache or self.reports_dir / f"facts-{self.inventory.name}.json"
+        #: `facts: live|cached`: each host as discovery sees it (read once per Session).
+        self.facts_report: dict[str, Merged] = {}
+        self._discovered: Inventory | None = None
+        self.warn = warn or (lambda line: print(f"warning: {line}", file=sys.stderr))
 
     @property
     def reports_dir(self) -> Path:
@@ -98,14 +108,52 @@ class Session:
             self.inventory.path.resolve().parent.parent / "reports"
 
     # ---- discovery ----------------------------------------------------------------------------
-    def select(self, flt: Filter) -> list[Host]:
-        """Hosts of the inventory matching `flt`. A fact, -I name or bare -S word the estate does not
-        have is a typo, not a smaller (or, under `not`, a larger) set of hosts."""
-        self._refuse_unknown_names(flt)
-        return select(self.inventory, flt)
+    def discovery_inventory(self) -> Inventory:
+        """The estate as discovery sees it: the file's facts and classes (`facts: inventory`), or
+        those merged with what the hosts report (`live`: asked once per Session; `cached`: through
+        the cache file). A host that cannot report its facts (unreachable, a malformed facts
+        file) is an error naming it: it is never silently left out of discovery."""
+        if self.inventory.facts_source == "inventory":
+            return self.inventory
+        if self._discovered is None:
+            self._discovered = self._read_facts()
+        return self._discovered
 
-    def _refuse_unknown_names(self, flt: Filter) -> None:
-        inventory, where = self.inventory, f" in filter {flt.describe()}"
+    def _read_facts(self) -> Inventory:
+        hosts = list(self.inventory.hosts.values())
+        cache = FactsCache(self.facts_cache, self.inventory.facts_ttl) \
+            if self.inventory.facts_source == "cached" else None
+        replies: dict[str, Any] = {}
+        if cache is not None:
+            replies = {h.name: r for h in hosts if (r := cache.fresh(h.name)) is not None}
+        ask = [h for h in hosts if h.name not in replies]
+        if ask:
+            result = self.call(ask, "rpcutil", "facts")
+            silent = result.unreachable + result.failed
+            if silent:
+                reasons = "; ".join(m if m.startswith(f"{n}:") else f"{n}: {m}"
+                                    for n in silent for m in [result.results[n].message])
+                raise DiscoveryError(f"{len(silent)} of {len(hosts)} hosts of {self.inventory.path.name} could not "
+                                     f"report their facts (facts: {self.inventory.facts_source}): {reasons}")
+            read = {n: r.data for n, r in result.results.items()}
+            if cache is not None:
+                cache.store(read)
+            replies.update(read)
+        self.facts_report = {h.name: merge(h, replies[h.name]) for h in hosts}
+        for name, merged in self.facts_report.items():
+            for contradiction in merged.contradictions:
+                self.warn(f"{name}: {contradiction}")
+        return replace(self.inventory, hosts={n: m.host for n, m in self.facts_report.items()})
+
+    def select(self, flt: Filter) -> list[Host]:
+        """Hosts of the estate matching `flt`. A fact, -I name or bare -S word the estate does not
+        have is a typo, not a smaller (or, under `not`, a larger) set of hosts."""
+        inventory = self.discovery_inventory()
+        self._refuse_unknown_names(flt, inventory)
+        return select(inventory, flt)
+
+    def _refuse_unknown_names(self, flt: Filter, inventory: Inventory) -> None:
+        where = f" in filter {flt.describe()}"
         hosts = list(inventory.hosts)
         if unknown := unknown_facts(inventory, flt):
             raise self.unknown_facts_error(unknown, [n for h in inventory.hosts.values() for n in h.facts], where)

@@ -199,11 +199,11 @@ def test_notify_posts_to_the_webhook_on_a_notification_host(session, fresh_lab):
     assert messages[-1]["recipient"] == "ops@example.com" and messages[-1]["message"] == "updated 4 hosts"
 
 
-def test_rpcutil_facts_are_live_and_merged_with_the_inventory(session):
-    result = session.call([session.host("web3")], "rpcutil", "facts")
-    facts = result.results["web3"].data
-    flat = json.dumps(facts)
-    assert "web3" in flat and "Debian" in flat and "alfa" in flat
+def test_rpcutil_facts_are_read_on_the_host(session):
+    """Built-in facts and the facts and classes the lab wrote onto the host, each with its source."""
+    data = session.call([session.host("web3")], "rpcutil", "facts").results["web3"].data
+    assert (data["facts"]["hostname"], data["facts"]["os_family"], data["facts"]["cluster"]) == ("web3", "Debian", "alfa")
+    assert data["sources"]["cluster"] == "/etc/orchestrator/facts.d/lab.yaml" and data["classes"] == ["roles::web"]
 
 
 # ---- security: the hosts' allow-list ------------------------------------------------------------
@@ -299,7 +299,7 @@ def test_the_auditor_cannot_install_the_agent(fresh_lab, tmp_path):
 def auditor_client(lab, host: str) -> paramiko.SSHClient:
     client = paramiko.SSHClient()
     client.load_host_keys(str(lab.known_hosts))
-    client.connect(lab.host(host).address, username="root", key_filename=str(lab.auditor_key),
+    client.connect(lab.host(host).address, username="deploy", key_filename=str(lab.auditor_key),
                    look_for_keys=False, allow_agent=False, timeout=5)
     return client
 
@@ -356,7 +356,7 @@ def test_the_auditor_key_gets_no_shell_no_sftp_and_cannot_fake_the_deployer(sess
         # installed agent ignores test-only overrides anyway.
         request = json.dumps({"reqid": "spoof1", "agent": "package", "action": "update",
                               "args": {"name": "mywebapp", "version": "4.2.6-3.el5"}}).encode()
-        rc, out, err = run_as_auditor(client, rpc.agent_command(sha), stdin=request,
+        rc, out, err = run_as_auditor(client, rpc.agent_command(sha, "sudo"), stdin=request,
                                       env={"SSH_USER_AUTH": "/tmp/auth", "ORCHESTRATOR_AUDIT_LOG": "/tmp/audit.jsonl",
                                            "LC_ALL": "C"})
         assert rc == 0, err

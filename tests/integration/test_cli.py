@@ -60,7 +60,8 @@ def test_ping_every_host(lab, capsys):
 def test_facts_of_one_host_and_a_summary_of_one_fact(lab, capsys):
     code, out, _ = orch(capsys, "facts", "-I", "web1")
     assert code == 0 and out.startswith("web1\n")
-    assert "  cluster = alfa\n" in out and "  hostname = web1\n" in out and "  os = debian\n" in out
+    assert "  cluster = alfa  [inventory + host /etc/orchestrator/facts.d/lab.yaml]\n" in out and "  hostname = web1  [host (built-in)]\n" in out
+    assert "  os = debian  [host (built-in)]\n" in out and "  classes = roles::web  [inventory + host /etc/orchestrator/classes.txt]\n" in out
     code, out, _ = orch(capsys, "facts", "cluster", "-C", "roles::web")
     assert code == 0 and "Summary of cluster: bravo = 5, alfa = 4\n" in out
 

@@ -117,13 +117,15 @@ def test_rpcutil_agents_lists_every_module():
     assert r.data["actions"]["package"] == ["install", "purge", "remove", "status", "uninstall", "update"]
 
 
-def test_rpcutil_facts_merge_live_over_inventory():
+def test_rpcutil_facts_are_the_hosts_own_with_their_sources():
+    """The controller merges with the inventory (livefacts.merge); the host reports only itself."""
     fake = FakeSystem(files={"/etc/os-release": DEBIAN_OS_RELEASE}, load=(0.5, 0.25, 0.125))
     with core.use_system(fake):
         r = core.dispatch(core.Request("rpcutil", "facts", facts={"cluster": "alfa", "hagroup": "a", "os": "wrong"}))
     facts = r.data["facts"]
-    assert facts["cluster"] == "alfa" and facts["os"] == "debian" and facts["release"] == "12"
-    assert facts["codename"] == "bookworm" and facts["load1"] == "0.50" and facts["hostname"]
+    assert "cluster" not in facts and facts["os"] == "debian" and facts["release"] == "12"
+    assert facts["os_family"] == "Debian" and facts["codename"] == "bookworm" and facts["load1"] == "0.50"
+    assert facts["hostname"] and int(facts["processorcount"]) >= 1 and r.data["sources"]["os"] == "builtin"
 
 
 def test_os_release_parsing():

@@ -71,12 +71,13 @@ def test_status_installed_and_absent():
     assert (r.status, r.data["version"], r.data["state"], r.message) == ("ok", None, "absent", "mywebapp absent")
 
 
-def test_status_reports_the_candidate_only_when_asked_and_writes_nothing():
+def test_a_dry_run_update_says_what_it_would_install_and_writes_nothing():
     fake = dpkg_host("4.2.5-1.el5")
-    r = call(fake, "package", "status", name="mywebapp", candidate=True)
-    assert (r.data["version"], r.data["candidate"]) == ("4.2.5-1.el5", "4.2.6-3.el5")
+    r = call(fake, "package", "update", dry_run=True, name="mywebapp")
+    assert (r.status, r.changed, r.before, r.after) == ("would change", True, "4.2.5-1.el5", "4.2.6-3.el5")
+    r = call(fake, "package", "update", dry_run=True, name="mywebapp", version="4.2.5-1.el5")
+    assert (r.status, r.changed) == ("ok", False)
     assert fake.writes() == []
-    assert "candidate" not in call(dpkg_host("4.2.5-1.el5"), "package", "status", name="mywebapp").data
 
 
 def test_update_when_already_at_version_runs_no_write():
@@ -316,9 +317,31 @@ def test_backend_falls_back_to_installed_tools():
     assert r.status == "failed" and "no supported package manager" in r.message
 
 
-def test_status_lists_the_available_versions_only_when_asked_and_writes_nothing():
+def test_a_dry_run_refuses_a_version_the_index_does_not_offer_without_refreshing_it():
     fake = dpkg_host("4.2.5-1.el5")
-    r = call(fake, "package", "status", name="mywebapp", available=True)
-    assert r.data["available"] == ["4.2.6-3.el5", "4.2.5-1.el5", "4.2.4-1.el5"]
+    r = call(fake, "package", "update", dry_run=True, name="mywebapp", version="9.9.9")
+    assert r.status == "failed" and "9.9.9 is not available" in r.message and "4.2.6-3.el5" in r.message
     assert fake.writes() == [] and not any("apt-get" in c for c in fake.calls), "the index is read, not refreshed"
-    assert "available" not in call(dpkg_host("4.2.5-1.el5"), "package", "status", name="mywebapp").data
+
+
+def test_rpm_a_version_in_a_disabled_repository_is_reached_only_by_name():
+    """The broken release sits in a repository that is off by default (lab-proposed): `update`
+    without a version ignores it; asking for it by version enables that repository alone."""
+    fake = FakeSystem(files={"/etc/os-release": ROCKY_OS_RELEASE})
+    state = {"v": "4.2.5-1.el5"}
+    fake.on(r"^rpm -q", lambda _l: (0, f"(none):{state['v']}\n", ""))
+    fake.on(r"^dnf -q repoquery", (0, "0:4.2.6-3.el5 lab\n", ""))
+    fake.on(r"(?s)^dnf -q repoquery .*--enablerepo", (0, "0:4.2.6-3.el5 lab\n0:4.2.7-1.el5 lab-proposed\n", ""))
+    fake.on(r"^dnf -y", lambda line: (state.update(v=line.split("mywebapp-")[-1] if "mywebapp-" in line else "4.2.6-3.el5"),
+                                      (0, "", ""))[1])
+    r = call(fake, "package", "update", name="mywebapp")
+    assert (r.status, r.after) == ("changed", "4.2.6-3.el5")
+    r = call(fake, "package", "update", name="mywebapp", version="4.2.7-1.el5")
+    assert (r.status, r.after) == ("changed", "4.2.7-1.el5")
+    assert fake.writes()[-1] == "dnf -y -q --enablerepo=lab-proposed install mywebapp-4.2.7-1.el5"
+
+
+def test_rpm_repository_versions_split_like_rpm():
+    from orchestrator_lib.lab.rpmrepo import _version_release
+    assert _version_release("4.2.6-3.el5") == ("4.2.6", "3.el5")
+    assert _version_release("1.22.1-9~lab1") == ("1.22.1", "9~lab1")

@@ -276,7 +276,7 @@ def test_facts_of_a_fact_no_host_has_is_the_filters_one_line_error(capsys, env, 
     fake.replies = {h: HostResult(h, Status.OK, "2 facts", data={"facts": {"os": "debian", "country": "de"}})
                     for h in ("web1", "web2", "web3")}
     assert usage_error(capsys, "facts", "countri", "-C", "roles::web", "--env", env) == (
-        "orch: error: unknown fact countri: no host of estate.yaml has it (known facts: country, os)\n")
+        "orch: error: unknown fact countri: no host of estate.yaml has it (known facts: cluster, country, hagroup, os)\n")
     fake.replies = {h: HostResult(h, Status.UNREACHABLE, f"{h}: connection refused") for h in ("web1", "web2", "web3")}
     code, out, _ = run(capsys, "facts", "countri", "-C", "roles::web", "--env", env)
     assert code == 1 and "web1  unreachable" in out  # no answer says nothing about the fact

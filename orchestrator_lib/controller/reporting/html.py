@@ -114,7 +114,7 @@ def outcome_groups(step: StepRecord) -> list[tuple[str, list[tuple[str, Cell]]]]
 def cell_title(cell: Cell) -> str:
     """What a host's chip says on hover and in print: the message, and before -> after."""
     parts = [cell.message] if cell.message else []
-    if cell.status in (Outcome.CHANGED, Outcome.WOULD_CHANGE) and cell.before != cell.after:
+    if cell.status in (Outcome.CHANGED, Outcome.WOULD_CHANGE, Outcome.ROLLED_BACK) and cell.before != cell.after:
         parts.append(f"{cell.subject + ': ' if cell.subject else ''}{_show(cell.before)} -> {_show(cell.after)}")
     if cell.expected and cell.status not in (Outcome.OK,):
         parts.append(f"expected {cell.expected}, actual {cell.actual}")
@@ -158,6 +158,14 @@ def lanes(matrix: ResultMatrix) -> list[Lane]:
                 if cell.started is not None:
                     batches.setdefault(cell.batch or 0, []).append((host, cell))
             if not batches:
+                if step.started is None or not step.cells or step.status in ("skipped", "untested"):
+                    continue
+                # a check or a request cut short (Ctrl-C): no per-host times, the step's own then
+                worst = min((c.status.value for c in step.cells.values()), key=_rank)
+                left = (step.started - start) / total * 100
+                width = max(MIN_BAR, (step.elapsed or 0.0) / total * 100)
+                out.append(Lane(step.text, scenario.name, [Bar(", ".join(step.cells), worst, round(min(left, 100 - MIN_BAR), 2),
+                                                               round(min(width, 100 - left), 2), _seconds(step.elapsed or 0.0))]))
                 continue
             bars = []
             several = len(batches) > 1

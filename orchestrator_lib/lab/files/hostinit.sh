@@ -7,7 +7,8 @@
 #   hostinit.sh build NAME UPPER LAYERS REPO INPUT      -> runs INPUT/build.sh to fill an image layer
 #
 # UPPER is the directory that takes this host's (or layer's) writes; LAYERS is a ':'-separated list
-# of image layer directories, top first (may be empty); REPO is the lab apt repository; INPUT holds
+# of image layer directories, top first (may be empty); REPO is the lab apt repository (its sibling
+# rpm/, when present, the dnf repositories, on /srv/rpm); INPUT holds
 # a layer's build script and files, seen at /srv/lab-input (the machine's /tmp is hidden by then).
 set -eu
 mode=$1 name=$2 upper=$3 layers=$4 repo=$5
@@ -24,6 +25,11 @@ done
 mkdir -p /srv/apt
 mount --bind "$repo" /srv/apt
 mount -o remount,bind,ro /srv/apt
+if [ -d "$repo/../rpm" ]; then  # the dnf repositories, when the estate has RPM-family hosts
+    mkdir -p /srv/rpm
+    mount --bind "$repo/../rpm" /srv/rpm
+    mount -o remount,bind,ro /srv/rpm
+fi
 if [ "$mode" = build ]; then
     mkdir -p /srv/lab-input
     mount --bind "$6" /srv/lab-input
@@ -35,6 +41,10 @@ chmod 755 /run
 mount -o remount,bind,ro /
 mkdir -p /run/sshd /run/lock /run/runit/supervise /run/runit/sv /run/haproxy
 hostname "$name"
+# The host resolves its own name (sudo looks it up on every run, and warns when it cannot).
+if [ "$mode" = run ] && ! grep -q "[[:space:]]$name\$" /etc/hosts 2>/dev/null; then
+    printf '127.0.1.1\t%s\n' "$name" >> /etc/hosts
+fi
 ip link set lo up 2>/dev/null || true
 if [ -n "${LAB_ADDR:-}" ]; then
     ip addr replace "$LAB_ADDR" dev eth0
