@@ -48,8 +48,8 @@ def test_the_web_hosts_refuse_ssh_that_does_not_come_through_the_bastion(bastion
     direct = dataclasses.replace(inventory.host("web1"), jump=None)
     with SSHPool(inventory, ssh_config=None) as pool:
         with pytest.raises(Exception, match=r"^web1: unreachable at 10\.231\.8\.11:22: connection refused"):
-            pool.connect(direct)
-        pool.connect(inventory.host("web1"))        # through bastion1
+            pool.transport(direct)
+        pool.transport(inventory.host("web1"))        # through bastion1
         assert pool.connects == 2                   # bastion1 and web1
 
 
@@ -87,7 +87,7 @@ def test_both_host_keys_are_checked(bastion_lab, tmp_path):
         known.write_text("\n".join(line for line in lines if not line.startswith(f"{drop},")) + "\n")
         with SSHPool(dataclasses.replace(inventory, known_hosts=known), ssh_config=None) as pool:
             with pytest.raises(Exception) as caught:
-                pool.connect(inventory.host("web2"))
+                pool.transport(inventory.host("web2"))
         message = str(caught.value)
         assert f"{named}: host key SHA256:" in message and "is not in" in message, message
         assert isinstance(caught.value, HostKeyError)
