@@ -36,7 +36,27 @@ def test_the_installer_installs_only_bytes_of_the_named_hash(tmp_path):
     good = subprocess.run([sys.executable, "-S", "-E", "-c", code, sha], input=data, capture_output=True)
     assert good.returncode == 0, good.stderr
     assert (tmp_path / f"agent-{sha}" / "__main__.py").read_text() == "print('hi')\n"
-    assert [p.name for p in tmp_path.iterdir()] == [f"agent-{sha}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"agent-{sha}", "current"]
+    assert (tmp_path / "current").read_text() == sha + "\n"        # the gate runs only this agent
+
+
+def test_the_installer_pins_the_new_agent_and_removes_older_ones(tmp_path):
+    import hashlib
+    import io
+    import sys
+    import zipfile
+    (tmp_path / "agent-0123456789ab").mkdir()          # an older agent, with older rules
+    (tmp_path / "notes").write_text("kept")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("__main__.py", "print('new')\n")
+    data = buf.getvalue()
+    sha = hashlib.sha256(data).hexdigest()[:12]
+    code = sudo.INSTALLER.replace(sudo.AGENT_DIR, str(tmp_path))
+    done = subprocess.run([sys.executable, "-S", "-E", "-c", code, sha], input=data, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"agent-{sha}", "current", "notes"]
+    assert (tmp_path / "current").read_text() == sha + "\n"
 
 
 @pytest.mark.parametrize("stderr, reason", [

@@ -28,7 +28,11 @@ INSTALLER = (
     "zipfile.ZipFile(io.BytesIO(d)).extractall(t);"
     "compileall.compile_dir(t,ddir=f,quiet=1) or sys.exit('orchestrator install: cannot compile the agent');"
     "os.chmod(t,0o755);"
-    "shutil.rmtree(t) if os.path.isdir(f) else os.rename(t,f)"
+    "shutil.rmtree(t) if os.path.isdir(f) else os.rename(t,f);"
+    # pin this agent (the gate runs only the pinned one) and remove every older agent, as INSTALL_SCRIPT does
+    f"p='{AGENT_DIR}/current';q=p+'.tmp-'+str(os.getpid());open(q,'w').write(s+chr(10));os.chmod(q,0o644);os.rename(q,p);"
+    f"tuple(shutil.rmtree('{AGENT_DIR}/'+n,ignore_errors=True) for n in os.listdir('{AGENT_DIR}') "
+    "if n.startswith('agent-') and len(n)==18 and n!='agent-'+s and set(n.removeprefix('agent-'))<=set('0123456789abcdef'))"
 )
 SHA_GLOB = "[0-9a-f]" * 12
 #: The sudo rule's name for what it allows (sudoers Cmnd_Alias).
