@@ -358,14 +358,6 @@ class Lab:
         (self.state_dir / "nats.json").write_text(json.dumps(config, indent=2) + "\n")
         return {name: self.state_dir / name for name in ("nats.pyz", "nats.sha", "nats.json")}
 
-    def _write_host_facts(self, host: Host) -> None:
-        """The host's inventory facts and classes on the host itself (facts.d, classes.txt), where its
-        NATS agent reads them to evaluate a broadcast's filter."""
-        etc = self._host_dir(host) / "upper" / "etc" / "orchestrator"
-        (etc / "facts.d").mkdir(parents=True, exist_ok=True)
-        (etc / "facts.d" / "inventory.json").write_text(json.dumps(dict(host.facts), indent=2) + "\n")
-        (etc / "classes.txt").write_text("".join(f"{c}\n" for c in host.classes))
-
     def _build_layers(self) -> None:
         """Rebuilt at every `up`: the lowest layer is the live machine, so a copied-up dpkg status
         from an older build could disagree with /usr."""
@@ -437,8 +429,6 @@ class Lab:
         if self.broker is not None:  # on the bridge's address: after the bridge, before the agents
             self.broker.start()
         for host in self.hosts:
-            if self.broker is not None:
-                self._write_host_facts(host)
             self._spawn(host)
         self.wait_ready(self.hosts)
         elapsed = time.monotonic() - started
@@ -563,8 +553,6 @@ class Lab:
             for name, data in keys.items():
                 (ssh_dir / name).write_bytes(data)
                 (ssh_dir / name).chmod(0o644 if name.endswith(".pub") else 0o600)
-            if self.broker is not None:
-                self._write_host_facts(host)
             self._spawn(host)
         self.wait_ready(hosts)
 
