@@ -70,41 +70,32 @@ def log_path(env: dict[str, str] | None = None) -> str:
 
 
 class _OpenLog:
-    """A long-lived agent's audit log, kept open: the descriptor, which file it is (a rotated log is
-    reopened), and the end it last wrote with the SHA-256 of its last line (the next line's `prev`,
-    computed without reading the file back while no other writer appended since)."""
+    """A long-lived agent's audit log, kept open: the descriptor, which file it is (when the path
+    names another file, it is opened again), and the end it last wrote with the SHA-256 of its last
+    line (the next line's `prev`, known without reading the file back while no other writer appended)."""
 
     def __init__(self, fd: int, ident: tuple[int, int]) -> None:
         import threading
         self.fd, self.ident = fd, ident
         self.end, self.last_hash = -1, ""
-        self.checked = time.monotonic()
         self.lock = threading.Lock()  # flock does not exclude threads sharing one descriptor
 
 
 _OPEN: dict[str, _OpenLog] = {}
-
-
-#: How often a kept-open log checks that its path still names the file it writes (logrotate).
-RECHECK = 1.0
 _ENCODER = json.JSONEncoder(default=str, allow_nan=False)
 
 
 def _open_log(path: str) -> _OpenLog:
     """The cached descriptor of `path`, (re)opened when absent or when the path names another file
-    (rotated or removed: checked at most every RECHECK seconds, the lines of that second land at the
-    end of the rotated file). OSError when it cannot be opened."""
+    now (rotated, moved away, removed: checked on every line, so each line lands where the path
+    points when it is written). OSError when it cannot be opened."""
     log = _OPEN.get(path)
-    now = time.monotonic()
-    if log is not None and now < log.checked + RECHECK:
-        return log
     try:
         st = os.stat(path)
         ident = (st.st_dev, st.st_ino)
-    except FileNotFoundError:
+    except OSError:
         ident = None
     if log is not None and log.ident == ident:
-        log.checked = now
         return log
     flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
     try:
@@ -129,16 +120,28 @@ def write(line: dict[str, Any], env: dict[str, str] | None = None, path: str | N
     (a NATS agent writes thousands of lines); under its lock the previous line is read back only
     when someone else wrote since this process did (the one-shot SSH agent, say)."""
     path = path or log_path(env)
-    try:
-        log = _open_log(path)
-    except OSError as e:
-        return f"cannot write audit log {path}: {e.strerror or e}"
+    for _ in range(2):
+        try:
+            log = _open_log(path)
+        except OSError as e:
+            return f"cannot write audit log {path}: {e.strerror or e}"
+        written = _append(log, line, path)
+        if written != "removed":
+            return written
+        _OPEN.pop(path, None)  # removed between the check and the lock: open the path again
+    return f"cannot write audit log {path}: removed while being written"
+
+
+def _append(log: _OpenLog, line: dict[str, Any], path: str) -> str | None:
     with log.lock:
         fd = log.fd
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)  # concurrent agents: read the last line and append as one step
             try:
-                size = os.fstat(fd).st_size
+                st = os.fstat(fd)
+                if st.st_nlink == 0:
+                    return "removed"
+                size = st.st_size
                 if size == log.end:
                     prev = log.last_hash
                 else:
