@@ -33,6 +33,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
+sys.path.insert(0, str(BENCH))
 
 from orchestrator_lib.controller.transports.nats import NatsTransport, Signer  # noqa: E402
 from orchestrator_lib.host import policy  # noqa: E402
@@ -180,10 +181,26 @@ def broker_seconds(broker: Broker) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def agent_stages(key: Path, policy_path: Path, audit_dir: Path) -> dict:
+    """One agent request's CPU by stage, in this process (bench/nats_stages.py)."""
+    import nats_stages
+    saved = os.environ.get("ORCHESTRATOR_AUDIT_LOG")
+    os.environ["ORCHESTRATOR_AUDIT_LOG"] = str(audit_dir / "stages.jsonl")
+    try:
+        signer = NatsTransport([], COLLECTIVE, Signer(key), "bench@controller")
+        return nats_stages.measure(signer, policy_path, COLLECTIVE)
+    finally:
+        if saved is None:
+            os.environ.pop("ORCHESTRATOR_AUDIT_LOG", None)
+        else:
+            os.environ["ORCHESTRATOR_AUDIT_LOG"] = saved
+        (audit_dir / "stages.jsonl").unlink(missing_ok=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,50000")
-    parser.add_argument("--procs", type=int, default=2, help="agent processes for sizes above 1,000")
+    parser.add_argument("--procs", type=int, default=2, help="agent processes (2 for 2 cores: the request path is CPU-bound)")
     parser.add_argument("--layout", choices=("shared", "own"), default="shared",
                         help="real agents: one subscription per process (shared) or per agent (own)")
     parser.add_argument("--repeat", type=int, default=3)
@@ -199,6 +216,8 @@ def main() -> int:
     policy_path.chmod(0o644)
     audit_dir = STATE / "audit"
     audit_dir.mkdir()
+    stages = agent_stages(key, policy_path, audit_dir)
+    print(json.dumps({"stages": stages}), flush=True)
     broker = Broker(STATE, ADDRESS, PORT, name="bench", monitor_port=MONITOR)
     broker.start()
     results = []
@@ -206,8 +225,8 @@ def main() -> int:
         transport = NatsTransport([broker.url], COLLECTIVE, Signer(key), "bench@controller").connect()
         try:
             for size in (int(s) for s in args.sizes.split(",")):
-                procs = 1 if size <= 1000 else args.procs
-                repeat = args.repeat if size < 50000 else max(1, args.repeat - 1)
+                procs = args.procs
+                repeat = args.repeat
                 started = time.monotonic()
                 results.append(measure(size, procs, repeat, transport, broker, policy_path, audit_dir, args.layout))
                 results[-1]["wall_seconds"] = round(time.monotonic() - started, 1)
@@ -226,6 +245,7 @@ def main() -> int:
                                                   text=True).stdout.strip()},
         "controller_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         "broker_peak_rss_mb": broker_peak,
+        "agent_stages": stages,
         "results": results,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
