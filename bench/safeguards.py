@@ -9,7 +9,9 @@ interleaved (the order alternates per repetition), each from freshly reset web h
 changes them: 4.2.5-1.el5 -> 4.2.6-3.el5), then once more converged. Two clocks per run: the
 process's wall time, and behave's own `Took` (the run without Python's start and imports,
 which differ by nothing between the two and are most of the noise on a loaded machine).
-Overhead = median of the paired differences (with - without), per clock and per case.
+Overhead = median of the paired differences (with - without), per clock and per case; and,
+measured inside each run with them, the seconds spent in the lock and pre-flight (guard) and in
+the journal's writes and fsyncs (summed over threads: an upper bound), from the journal's end.
 The lab is left with its web hosts reset; a lab found down is taken down again.
 """
 from __future__ import annotations
@@ -21,14 +23,22 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from lib import REPO, loadavg, log, machine, summary, write_result
 
 from orchestrator_lib.controller.inventory import load_inventory
+from orchestrator_lib.controller.reporting.journal import JournalRun, journal_dir
 from orchestrator_lib.lab.estate import Lab
 
 FEATURE = "features/deploy_webapp.feature"
 BUDGET = 0.15  # seconds the issue allows the safeguards to add
+JOURNALS = journal_dir(REPO / "reports")
+
+
+def newest_journal() -> Path | None:
+    paths = sorted(JOURNALS.glob("*.jsonl"))
+    return paths[-1] if paths else None
 
 
 def run(safeguards: bool) -> tuple[float, float]:
@@ -58,6 +68,7 @@ def main() -> int:
         lab.up(progress=lambda _m: None)
     samples: dict[str, dict[str, list[float]]] = {
         f"{case}-{mode}": {"wall": [], "took": []} for case in ("fresh", "converged") for mode in ("with", "without")}
+    costs: dict[str, list[float]] = {"fresh": [], "converged": []}
     load_before = loadavg()
     try:
         for rep in range(args.reps):
@@ -69,7 +80,14 @@ def main() -> int:
                     wall, took = run(safeguards)
                     samples[f"{case}-{mode}"]["wall"].append(wall)
                     samples[f"{case}-{mode}"]["took"].append(took)
-                    log(f"rep {rep + 1} {case:9} {mode:7} wall {wall:.3f} s, took {took:.3f} s")
+                    spent = ""
+                    if safeguards:
+                        cost = JournalRun.read(newest_journal()).cost  # type: ignore[arg-type]
+                        own = cost["lock_and_preflight_s"] + cost["journal_s"]
+                        costs[case].append(own)
+                        spent = (f", in the safeguards {own:.3f} s (lock+pre-flight {cost['lock_and_preflight_s']:.3f}, "
+                                 f"journal {cost['journal_s']:.3f}, {cost['fsyncs']} fsyncs)")
+                    log(f"rep {rep + 1} {case:9} {mode:7} wall {wall:.3f} s, took {took:.3f} s{spent}")
     finally:
         lab.reset(web)
         if not was_up:
@@ -85,6 +103,9 @@ def main() -> int:
             result["overhead"][f"{case}-{clock}"] = {"median": statistics.median(diffs), **summary(diffs)}
             log(f"overhead {case:9} {clock:4}: median {statistics.median(diffs):+.3f} s "
                 f"(paired differences {', '.join(f'{d:+.3f}' for d in diffs)})")
+    for case, values in costs.items():
+        result["overhead"][f"{case}-measured-inside"] = summary(values)
+        log(f"measured inside the run {case:9}: median {statistics.median(values):.3f} s")
     path = write_result("safeguards", result)
     log(f"wrote {path}")
     return 0

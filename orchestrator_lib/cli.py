@@ -218,12 +218,16 @@ def build_parser() -> Parser:
     svc.add_argument("action", choices=SERVICE_ACTIONS, metavar="ACTION", help=", ".join(SERVICE_ACTIONS))
     lb = sub.add_parser("lb", parents=common, help="HAProxy backend servers: the hosts the filter selects")
     lb.add_argument("action", choices=LB_ACTIONS, metavar="ACTION", help=", ".join(LB_ACTIONS))
-    lb.add_argument("--lb", dest="lb_host", metavar="HOST", help="the load balancer (default: class haproxy)")
+    lb.add_argument("--lb", dest="lb_host", metavar="HOST", help="the load balancer (default: the estate's loadbalancer.host, else class haproxy)")
     lb.add_argument("--backend", help="HAProxy backend (default: the environment's lab.backend or app)")
     rpc = sub.add_parser("rpc", parents=common, help="any agent action: rpc AGENT ACTION key=value...")
     rpc.add_argument("agent", metavar="AGENT")
     rpc.add_argument("action", metavar="ACTION")
     rpc.add_argument("arguments", nargs="*", type=rpc_arg_type, metavar="KEY=VALUE")
+    sudoers = sub.add_parser("sudoers", help="print the sudo rule a login user needs (become: sudo)")
+    sudoers.add_argument("user", metavar="USER")
+    init = sub.add_parser("init", help="write a starter deploy repository into DIR (never overwrites)")
+    init.add_argument("directory", metavar="DIR")
     report = sub.add_parser("report", help="render the HTML report of an earlier run from its JSON")
     report.add_argument("json_path", metavar="REPORT.json", help="e.g. reports/deploy-deploy_webapp.json")
     report.add_argument("-o", "--output", metavar="FILE.html", help="default: next to the JSON, .html")
@@ -377,7 +381,7 @@ def plan_lb(session: Session, args: argparse.Namespace) -> Call:
     """The LB hosts run haproxy#ACTION; the filter names the backend servers it acts on."""
     servers = [] if args.filter.is_empty() else targets(session, args)
     lbs = loadbalancer.find_load_balancers(session, args.lb_host)
-    backend = args.backend or loadbalancer.estate_backend(session.inventory) or "app"
+    backend = args.backend or session.inventory.loadbalancer.get("backend") or "app"
 
     def server_rows(result: RunResult) -> dict[str, dict]:
         return {f"{r.host}/{name}": s for r in result.results.values()
@@ -589,6 +593,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv[:1] == ["lab"]:  # before argparse, so `orch lab --help` is the lab's own help
             return run_lab(argv[1:])
         args = build_parser().parse_args(argv)
+        if args.command == "sudoers":
+            from .controller.transports.sudo import SUDOERS_PATH, sudoers_rule
+            print(f"# {SUDOERS_PATH} (mode 0440, check with visudo -c -f FILE)")
+            print(sudoers_rule(args.user), end="")
+            return 0
+        if args.command == "init":
+            from pathlib import Path
+            from .starter import write_starter
+            for line in write_starter(Path(args.directory)):
+                print(line)
+            return 0
         return run_command(args)
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2), already printed
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE

@@ -69,6 +69,9 @@ ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "service": {"status": (), "start": (), "stop": (), "restart": (), "reload": ()},
 }
 AGENTS = tuple(sorted(ACTIONS))
+#: the actions that only read a host (agent#action)
+READ_ONLY = frozenset({"rpcutil#ping", "rpcutil#facts", "rpcutil#agents", "package#status", "service#status",
+                       "firewall#status", "haproxy#status", "health#http", "health#load", "lease#status"})
 
 
 def action_names(agent: str, action: str) -> tuple[str, ...]:
@@ -80,12 +83,12 @@ def action_names(agent: str, action: str) -> tuple[str, ...]:
 
 
 #: HAProxy admin states, and the one each haproxy action leaves a server in.
-ADMIN_STATES = ("ready", "drain", "maint")
-ADMIN_AFTER = {"disable": "maint", "drain": "drain", "enable": "ready"}
+READY, DRAIN, MAINT = "ready", "drain", "maint"
+ADMIN_AFTER = {"disable": MAINT, "drain": DRAIN, "enable": READY}
 #: firewall states of a source address
 BLOCKED, UNBLOCKED, PARTLY_BLOCKED = "blocked", "unblocked", "partly blocked"
 #: the states (a firewall's, HAProxy's admin) in which a host is out of the load balancer
-OUT_OF_LB = frozenset({BLOCKED, "maint", "drain"})
+OUT_OF_LB = frozenset({BLOCKED, MAINT, DRAIN})
 
 
 class ProtocolError(Exception):

@@ -62,8 +62,9 @@ class DeployRunner(Runner):
         super().__init__(config, *args, **kwargs)
         if not getattr(config, "junit", False) and junit_wanted(config, sys.argv[1:]):
             from behave.reporter.junit import JUnitReporter
+            # JUnit only: capturing stdout as behave's --junit does would hide the tallies and the
+            # progress lines from the CI log (they are the log's per-host record)
             config.junit = True
-            config.capture_stdout = config.capture_stderr = config.capture_log = True  # as behave's --junit
             config.reporters.append(JUnitReporter(config))
         if not isinstance(sys.stdout, DropOneLine):
             sys.stdout = DropOneLine(sys.stdout)

@@ -138,7 +138,7 @@ def before_all(context: Any) -> None:
         raise
     run.started = True
     if run.settings.plan and not run.error:
-        _say("PLAN MODE: read-only checks only; nothing will be changed on any host\n")
+        _say("PLAN MODE: every step is a dry run on the hosts; nothing will be changed on any host\n")
 
 
 def lint(context: Any) -> None:

@@ -19,42 +19,53 @@ from ..protocol import AGENTS
 from .errors import InventoryError
 from .yaml12 import Yaml12Loader
 
-# Agents a host offers when its spec has no `agents:` list, and the only names such a list may use.
-DEFAULT_AGENTS: tuple[str, ...] = AGENTS
 
-TOP_KEYS = ("name", "known_hosts", "defaults", "loadbalancer", "transport", "nats", "lab", "hosts", "groups",
-            "facts", "facts_ttl")
-LOADBALANCER_KEYS = ("backend",)
+TOP_KEYS = ("name", "known_hosts", "ssh_config", "defaults", "loadbalancer", "transport", "nats", "lab", "hosts",
+            "groups", "facts", "facts_ttl")
+LOADBALANCER_KEYS = ("backend", "host")
+#: How a host is reached; set per estate (`defaults:`), per group or per host, the nearest winning.
+LOGIN_KEYS = ("user", "port", "key", "become", "jump")
+DEFAULTS_KEYS = LOGIN_KEYS
+HOST_KEYS = ("address", "facts", "classes", "agents", "lab") + LOGIN_KEYS
+GROUP_KEYS = ("hosts",) + LOGIN_KEYS
+#: `become:` values: how a login user runs the agent as root (none: it logs in as root).
+BECOME_METHODS = ("sudo",)
 TRANSPORTS = ("ssh", "nats")
 NATS_KEYS = ("servers", "collective", "key", "credentials", "discovery_timeout", "ttl")
 #: Where discovery reads facts and classes: the file, the hosts (one fan-out per run), or the hosts
 #: through a cache kept `facts_ttl` seconds (controller/discovery/livefacts.py has the merge rule).
 FACT_SOURCES = ("inventory", "live", "cached")
 DEFAULT_FACTS_TTL = 300.0
-DEFAULTS_KEYS = ("user", "port", "key")
-HOST_KEYS = ("address", "port", "user", "key", "facts", "classes", "agents", "lab")
 
 # Names that must survive the discovery languages (-I, -W, -S) unquoted.
 _HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _FACT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 _WORD = re.compile(r"^\S+$")
 _DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_JUMP = re.compile(r"^(?:[A-Za-z0-9_.-]+@)?[A-Za-z0-9_.:\[\]-]+$")
 
 KeyPath = tuple[str | int, ...]
 
 
 @dataclass(frozen=True)
 class Host:
-    """One target machine. Hashable (by everything but its facts and lab dicts)."""
+    """One target machine. Hashable (by everything but its facts and lab dicts).
+
+    `explicit` names the login settings (LOGIN_KEYS) the inventory set for this host (on it, its
+    group or the estate's defaults): those win over ~/.ssh/config, which wins over the defaults
+    here (port 22, user root, the ssh-agent's keys, no jump)."""
 
     name: str
     address: str
     port: int = 22
     user: str = "root"
     key: Path | None = None
+    become: str | None = None       # "sudo": log in as `user`, run the agent as root by `sudo -n`
+    jump: str | None = None         # a bastion: a host of the estate, or [user@]host[:port] / ssh config alias
+    explicit: frozenset[str] = frozenset({"address"})
     facts: Mapping[str, str] = field(default_factory=dict, hash=False)
     classes: tuple[str, ...] = ()
-    agents: tuple[str, ...] = DEFAULT_AGENTS
+    agents: tuple[str, ...] = AGENTS  # the agents a host offers: by default all the protocol names
     lab: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
@@ -79,8 +90,9 @@ class Inventory:
     hosts: Mapping[str, Host]
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     known_hosts: Path | None = None
-    loadbalancer: Mapping[str, str] = field(default_factory=dict)  # {"backend": "app"}: the LB's defaults
+    loadbalancer: Mapping[str, str] = field(default_factory=dict)  # {"backend": "app", "host": "lb1"}: the LB's defaults
     lab: Mapping[str, Any] = field(default_factory=dict)  # read by lab/ only
+    ssh_config: Path | None = None   # None: ~/.ssh/config
     transport: str = "ssh"
     nats: NatsSettings | None = None
     facts_source: str = "inventory"      # FACT_SOURCES
@@ -112,8 +124,26 @@ def default_environments_dir() -> Path:
 def load_inventory(env: str | Path, environments_dir: Path | None = None) -> Inventory:
     """Load and validate an environment given by name (`local`) or by path (`x/y.yaml`)."""
     path = _resolve(env, environments_dir)
+    from .ansible_inventory import load_ansible, looks_like_ansible
+    if looks_like_ansible(path):
+        return _from_ansible(path, load_ansible(path, _display(path)))
     source = _Source(path)
     return _build_inventory(_read_yaml(source), source)
+
+
+def _from_ansible(path: Path, data: Mapping[str, Any]) -> Inventory:
+    """An Ansible inventory's plain data (ansible_inventory.load_ansible) as an Inventory: host names
+    the discovery languages accept, facts whose names they accept (others are left out)."""
+    hosts = {}
+    for fields in data["hosts"]:
+        name = fields["name"]
+        if not _HOST_NAME.match(name):
+            raise InventoryError(f"{_display(path)}: host {name}: invalid host name for the deployer "
+                                 f"(letters, digits, '.', '_', '-')")
+        facts = {k: v for k, v in fields["facts"].items() if _FACT_NAME.match(k)}
+        hosts[name] = Host(**{**fields, "facts": facts})
+    return Inventory(name=path.stem, path=path.resolve(), hosts=hosts, groups=dict(data["groups"]),
+                     known_hosts=data["known_hosts"], ssh_config=data["ssh_config"])
 
 
 # --- locating the file -------------------------------------------------------------------------
@@ -123,12 +153,12 @@ def _resolve(env: str | Path, environments_dir: Path | None) -> Path:
     text = str(env)
     if not text.strip():
         raise InventoryError("empty environment name: give a name such as 'local' or a .yaml path")
-    looks_like_path = isinstance(env, Path) or text.endswith((".yaml", ".yml")) or "/" in text
+    looks_like_path = isinstance(env, Path) or text.endswith((".yaml", ".yml", ".ini")) or "/" in text
     if looks_like_path:
         path = Path(text).expanduser()
         if not path.exists():
             raise InventoryError(f"{_display(path)}: environment file not found")
-        if not path.is_file():
+        if not path.is_file() and not (path.is_dir() and path.suffix not in (".yaml", ".yml")):  # a dir: Ansible
             raise InventoryError(f"{_display(path)}: not a file")
         return path.resolve()
     directory = Path(environments_dir) if environments_dir is not None else default_environments_dir()
@@ -278,25 +308,47 @@ def _build_inventory(data: Any, src: _Source) -> Inventory:
 
     name = _string(src, ("name",), top["name"]) if "name" in top else src.path.stem
     known_hosts = _optional_path(src, ("known_hosts",), top.get("known_hosts"))
+    ssh_config = _optional_path(src, ("ssh_config",), top.get("ssh_config"))
     lab = _mapping(src, ("lab",), top.get("lab"), None, "a mapping")
     balancer = _mapping(src, ("loadbalancer",), top.get("loadbalancer"), LOADBALANCER_KEYS, "a mapping")
     loadbalancer = {k: _string(src, ("loadbalancer", k), v) for k, v in balancer.items()}
 
-    defaults = _mapping(src, ("defaults",), top.get("defaults"), DEFAULTS_KEYS, "a mapping")
-    user = _string(src, ("defaults", "user"), defaults["user"]) if "user" in defaults else "root"
-    port = _port(src, ("defaults", "port"), defaults["port"]) if "port" in defaults else 22
-    key = _optional_path(src, ("defaults", "key"), defaults.get("key"))
-
+    defaults = _login(src, ("defaults",), _mapping(src, ("defaults",), top.get("defaults"), DEFAULTS_KEYS, "a mapping"))
     host_specs = _mapping(src, ("hosts",), top["hosts"], None, "a mapping of host names to specs")
-    hosts = {
-        name_: _host(src, name_, spec, user=user, port=port, key=key)
-        for name_, spec in host_specs.items()
-    }
 
     groups: dict[str, tuple[str, ...]] = {}
+    from_group: dict[str, tuple[str, dict[str, Any]]] = {}   # host -> (group, login settings it sets)
     group_specs = _mapping(src, ("groups",), top.get("groups"), None, "a mapping of group names to lists")
-    for group, members in group_specs.items():
-        groups[group] = _group(src, ("groups", group), members, hosts)
+    for group, spec in group_specs.items():
+        path: KeyPath = ("groups", group)
+        members, login = spec, {}
+        if isinstance(spec, dict):
+            spec = _mapping(src, path, spec, GROUP_KEYS, "a list of hosts, or a mapping with 'hosts'")
+            members, path = spec.get("hosts"), path + ("hosts",)
+            login = _login(src, ("groups", group), spec)
+        groups[group] = _group(src, path, members, host_specs)
+        for member in groups[group]:
+            if not login:
+                continue
+            if member in from_group:
+                other, theirs = from_group[member]
+                clash = sorted(set(theirs) & set(login))
+                if clash:
+                    raise src.error(("groups", group, clash[0]), f"host '{member}' is also in group '{other}', "
+                                    f"which sets '{clash[0]}' too: set it on the host instead")
+                login = {**theirs, **login}
+            from_group[member] = (group, login)
+
+    hosts = {}
+    for name_, spec in host_specs.items():
+        inherited = {**defaults, **from_group.get(name_, ("", {}))[1]}
+        hosts[name_] = _host(src, name_, spec, inherited)
+    if "host" in loadbalancer and loadbalancer["host"] not in hosts:
+        lb = loadbalancer["host"]
+        raise src.error(("loadbalancer", "host"), f"unknown host '{lb}'{_did_you_mean(lb, hosts)}")
+    for host in hosts.values():
+        if host.jump in hosts and hosts[host.jump].jump == host.name:
+            raise src.error(("hosts", host.name), f"jump: '{host.jump}' jumps back through '{host.name}'")
 
     facts_source = _string(src, ("facts",), top["facts"]) if "facts" in top else "inventory"
     if facts_source not in FACT_SOURCES:
@@ -305,12 +357,12 @@ def _build_inventory(data: Any, src: _Source) -> Inventory:
     transport = top.get("transport", "ssh")
     if transport not in TRANSPORTS:
         raise src.error(("transport",), f"expected one of {', '.join(TRANSPORTS)}, got {_describe(transport)}")
-    nats = _nats(src, top.get("nats"), key) if top.get("nats") is not None else None
+    nats = _nats(src, top.get("nats"), defaults.get("key")) if top.get("nats") is not None else None
     if transport == "nats" and nats is None:
         raise src.error(("transport",), "transport nats needs a 'nats:' section with the broker's servers")
     return Inventory(name=name, path=src.path, hosts=hosts, groups=groups, known_hosts=known_hosts,
                      loadbalancer=loadbalancer, lab=lab, transport=transport, nats=nats,
-                     facts_source=facts_source, facts_ttl=facts_ttl)
+                     ssh_config=ssh_config, facts_source=facts_source, facts_ttl=facts_ttl)
 
 
 def _nats(src: _Source, value: Any, default_key: Path | None) -> NatsSettings:
@@ -339,7 +391,32 @@ def _nats(src: _Source, value: Any, default_key: Path | None) -> NatsSettings:
                         **numbers)
 
 
-def _host(src: _Source, name: str, spec: Any, *, user: str, port: int, key: Path | None) -> Host:
+def _login(src: _Source, path: KeyPath, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The login settings (LOGIN_KEYS) a defaults, group or host mapping sets, validated."""
+    found: dict[str, Any] = {}
+    if "user" in spec:
+        found["user"] = _string(src, path + ("user",), spec["user"])
+    if "port" in spec:
+        found["port"] = _port(src, path + ("port",), spec["port"])
+    if "key" in spec:
+        found["key"] = _optional_path(src, path + ("key",), spec["key"])
+    if "become" in spec:
+        value = spec["become"]
+        if value is None or value is False:
+            found["become"] = None
+        elif value not in BECOME_METHODS:
+            raise src.error(path + ("become",), f"expected {' or '.join(BECOME_METHODS)} (or false), got {_describe(value)}")
+        else:
+            found["become"] = value
+    if "jump" in spec:
+        value = spec["jump"]
+        found["jump"] = None if value is None else _string(src, path + ("jump",), value)
+        if found["jump"] is not None and not _JUMP.match(found["jump"]):
+            raise src.error(path + ("jump",), f"expected a host name or [user@]host[:port], got {_describe(value)}")
+    return found
+
+
+def _host(src: _Source, name: str, spec: Any, inherited: Mapping[str, Any]) -> Host:
     path: KeyPath = ("hosts", name)
     if not _HOST_NAME.match(name):
         raise src.error(path, "invalid host name: use letters, digits, '.', '_' and '-' (first a letter or digit)")
@@ -348,15 +425,21 @@ def _host(src: _Source, name: str, spec: Any, *, user: str, port: int, key: Path
     spec = _mapping(src, path, spec, HOST_KEYS, "a mapping")
     if "address" not in spec:
         raise src.error(path, "missing key 'address'")
+    login = {**inherited, **_login(src, path, spec)}
+    if login.get("jump") == name:
+        raise src.error(path + ("jump",), "a host cannot jump through itself")
     return Host(
         name=name,
         address=_address(src, path + ("address",), spec["address"]),
-        port=_port(src, path + ("port",), spec["port"]) if "port" in spec else port,
-        user=_string(src, path + ("user",), spec["user"]) if "user" in spec else user,
-        key=_optional_path(src, path + ("key",), spec["key"]) if "key" in spec else key,
+        port=login.get("port", 22),
+        user=login.get("user", "root"),
+        key=login.get("key"),
+        become=login.get("become"),
+        jump=login.get("jump"),
+        explicit=frozenset(login) | {"address"},
         facts=_facts(src, path + ("facts",), spec.get("facts")),
         classes=_words(src, path + ("classes",), spec.get("classes")),
-        agents=_agents(src, path + ("agents",), spec["agents"]) if "agents" in spec else DEFAULT_AGENTS,
+        agents=_agents(src, path + ("agents",), spec["agents"]) if "agents" in spec else AGENTS,
         lab=_mapping(src, path + ("lab",), spec.get("lab"), None, "a mapping"),
     )
 
@@ -365,13 +448,13 @@ def _agents(src: _Source, path: KeyPath, value: Any) -> tuple[str, ...]:
     """Agent names the project ships: a typo would silently drop the host from `-A` filters."""
     names = _words(src, path, value)
     for index, name in enumerate(value or ()):
-        if name not in DEFAULT_AGENTS:
-            hint = _did_you_mean(name, DEFAULT_AGENTS) or f" (agents: {', '.join(DEFAULT_AGENTS)})"
+        if name not in AGENTS:
+            hint = _did_you_mean(name, AGENTS) or f" (agents: {', '.join(AGENTS)})"
             raise src.error(path + (index,), f"unknown agent '{name}'{hint}")
     return names
 
 
-def _group(src: _Source, path: KeyPath, members: Any, hosts: Mapping[str, Host]) -> tuple[str, ...]:
+def _group(src: _Source, path: KeyPath, members: Any, hosts: Mapping[str, Any]) -> tuple[str, ...]:
     names = _words(src, path, members)  # type checks; drops repeats, which we would rather report
     for index, member in enumerate(members or ()):
         if member not in hosts:

@@ -42,6 +42,7 @@ def entry(req: Request, reply: Reply | None, identity: Any, duration: float = 0.
         "reqid": req.reqid,
         "caller": getattr(identity, "label", None),
         "declared_caller": req.caller,
+        "user": getattr(identity, "user", "") or None,
         "agent": req.agent,
         "action": req.action,
         "args": redact(req.args),

@@ -19,7 +19,8 @@ import os
 import sys
 
 from ..protocol import (  # noqa: F401 -- the agents' names for the protocol's types
-    AGENTS, REPLY_STATUSES, SERVE_FLAG, SERVE_PROBE, ActionError, ProtocolError, Reply, Request, action_names, one_line)
+    AGENTS, REPLY_STATUSES, SERVE_FLAG, SERVE_PROBE, ActionError, ProtocolError, Reply, Request, Status,
+    action_names, one_line)
 from .. import protocol_args
 from . import audit, policy
 from .system import CmdResult, System, run, system, use_system  # noqa: F401 -- the agents' door
@@ -92,6 +93,8 @@ def _run_action(req: Request) -> Reply:
         return Reply.failed(f"{req.label}: {type(e).__name__}: {e}")
     if not isinstance(reply, Reply) or reply.status not in REPLY_STATUSES:
         return Reply.failed(f"{req.label}: agent returned an invalid reply")
+    if req.dry_run and reply.status is Status.CHANGED:  # every action honours dry_run: a bug otherwise
+        return Reply.failed(f"{req.label}: changed the host in a dry run", changed=True)
     return reply
 
 

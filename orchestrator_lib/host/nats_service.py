@@ -53,31 +53,27 @@ def node_subject(collective: str, identity: str) -> str:
 
 
 def read_facts(facts_dir: str = FACTS_DIR) -> dict[str, str]:
-    """The host's facts now: rpcutil's built-in ones under the JSON files of `facts_dir` (sorted by
-    name; a later file wins). A file that is not a JSON object is skipped with a warning."""
+    """The host's facts now, as rpcutil#facts reports them: the built-in ones under the custom
+    facts of `facts_dir` (host/facts.py: *.json and *.yaml, a later file wins). A malformed file is
+    skipped with a warning naming it: the service keeps answering (rpcutil#facts names it to callers)."""
+    from . import facts as host_facts
     from .agents import rpcutil
-    facts = dict(rpcutil.live_facts())
+    found = dict(rpcutil.live_facts())
     try:
-        names = sorted(n for n in os.listdir(facts_dir) if n.endswith(".json"))
-    except OSError:
-        names = []
-    for name in names:
-        text = core.system().read_text(os.path.join(facts_dir, name))
-        try:
-            data = json.loads(text or "")
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            print(f"warning: {facts_dir}/{name}: not a JSON object, skipped", file=sys.stderr)
-            continue
-        facts.update({str(k): str(v) for k, v in data.items()})
-    return facts
+        found.update(host_facts.custom(facts_dir)[0])
+    except host_facts.FactsError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
+    return found
 
 
 def read_classes(path: str = CLASSES_FILE) -> tuple[str, ...]:
-    """Puppet's classes.txt convention: one class per line."""
-    text = core.system().read_text(path) or ""
-    return tuple(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+    """Puppet's classes.txt convention (host/facts.py): one class per line."""
+    from . import facts as host_facts
+    try:
+        return tuple(host_facts.classes(path) or ())
+    except host_facts.FactsError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
+        return ()
 
 
 class Responder:

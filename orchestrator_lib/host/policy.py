@@ -64,8 +64,9 @@ class PolicyError(ValueError):
     """The policy exists but cannot be trusted: every request is denied."""
 
 
-class Identity(namedtuple("Identity", "fingerprints")):
-    """OpenSSH SHA256 fingerprints (a tuple) of the keys that authenticated this session."""
+class Identity(namedtuple("Identity", "fingerprints user", defaults=("",))):
+    """OpenSSH SHA256 fingerprints (a tuple) of the keys that authenticated this session, and the
+    user who logged in (under `sudo`, the one sudo ran the agent for: $SUDO_USER)."""
     __slots__ = ()
 
     @property
@@ -139,21 +140,37 @@ def trusted_env(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k not in TEST_OVERRIDES}
 
 
+def login_user(env: Mapping[str, str]) -> tuple[str, int]:
+    """Who logged in, and their uid: under sudo (root running for $SUDO_UID, which sudo itself sets)
+    the sudo caller, else the agent's own user."""
+    euid = os.geteuid()
+    sudo_uid = env.get("SUDO_UID", "")
+    if euid == 0 and sudo_uid.isdigit():
+        return env.get("SUDO_USER") or sudo_uid, int(sudo_uid)
+    try:
+        import pwd
+        return pwd.getpwuid(euid).pw_name, euid
+    except (ImportError, KeyError):
+        return str(euid), euid
+
+
 def identify(env: Mapping[str, str]) -> Identity:
-    """The keys sshd accepted for this session ($SSH_USER_AUTH). On a host the file must look like the
-    one sshd made (a regular file of ours, writable by no one else), or the caller is an unknown key."""
+    """The keys sshd accepted for this session ($SSH_USER_AUTH, which a sudo rule keeps with
+    `env_keep`) and the login user. On a host the file must look like the one sshd made (a regular
+    file of the login user, writable by no one else), or the caller is an unknown key."""
+    user, uid = login_user(env)
     path = env.get("SSH_USER_AUTH")
     if not path:
-        return Identity(())
+        return Identity((), user)
     if host_run():
         try:
             st = os.lstat(path)
         except OSError:
-            return Identity(())
-        if (st.st_mode & 0o170000) != 0o100000 or st.st_uid != os.geteuid() or st.st_mode & 0o022:
-            return Identity(())
+            return Identity((), user)
+        if (st.st_mode & 0o170000) != 0o100000 or st.st_uid != uid or st.st_mode & 0o022:
+            return Identity((), user)
     text = system().read_text(path)
-    return Identity(parse_auth_info(text) if text else ())
+    return Identity(parse_auth_info(text) if text else (), user)
 
 
 # --------------------------------------------------------------------------- the policy

@@ -25,15 +25,20 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..controller.errors import LabError
 from ..controller.inventory import Host, Inventory
+from ..controller.transports import sudo
 from ..host import policy
 from . import aptrepo, broker, network, rpmrepo
 
 FILES = Path(__file__).parent / "files"
-ROLES = ("web", "rpm", "lb", "notify", "plain")
+ROLES = ("web", "rpm", "lb", "notify", "plain", "bastion")
 #: Roles whose hosts serve the app behind HAProxy: `web` (Debian: dpkg/apt) and `rpm` (an
 #: RPM-family host: rpm/dnf, the lab's dnf repository, layer-rpm.sh).
 WEB_ROLES = ("web", "rpm")
-ROLE_PORTS = {"web": (22, 8080, 80), "rpm": (22, 8080), "lb": (22, 80), "notify": (22, 8025), "plain": (22,)}
+ROLE_PORTS = {"web": (22, 8080, 80), "rpm": (22, 8080), "lb": (22, 80), "notify": (22, 8025), "plain": (22,),
+              "bastion": (22,)}
+#: A host with `lab: {ssh_from: HOST}` refuses SSH from anywhere but that host (its bastion): an
+#: iptables rule in its own network namespace, marked with this comment.
+SSH_ONLY_FROM = "lab-ssh-only-from"
 READY_TIMEOUT = 60.0
 #: What the lab's read-only auditor key may run: status reads only. Not health#command (its alias
 #: health#runcommand: `sh -c` anything, as root) nor health#http (makes the host fetch any URL).
@@ -132,6 +137,9 @@ class Lab:
                 raise LabError(f"{inventory.path}: hosts.{host.name}.lab.role: expected one of {', '.join(ROLES)}")
             if ipaddress.ip_address(host.address) not in self.subnet:
                 raise LabError(f"{inventory.path}: hosts.{host.name}.address: {host.address} is outside the lab subnet {self.subnet}")
+            source = host.lab.get("ssh_from")
+            if source is not None and source not in inventory.hosts:
+                raise LabError(f"{inventory.path}: hosts.{host.name}.lab.ssh_from: no host {source!r} in the estate")
 
     # ---- naming and paths -------------------------------------------------------------------
     @staticmethod
@@ -155,7 +163,7 @@ class Lab:
 
     def _layers_for(self, host: Host) -> str:
         role = self.role(host)
-        names = ["base"] if role == "plain" else [role, "base"]
+        names = ["base"] if role in ("plain", "bastion") else [role, "base"]
         return ":".join(str(self.state_dir / "layers" / n) for n in names)
 
     # ---- processes ----------------------------------------------------------------------------
@@ -195,6 +203,31 @@ class Lab:
         for host in hosts:
             self._pid_file(host).unlink(missing_ok=True)
 
+    def _ssh_source(self, host: Host) -> str | None:
+        """The only address this host accepts SSH from (lab.ssh_from), or None for any."""
+        source = host.lab.get("ssh_from")
+        return self.inventory.hosts[source].address if source else None
+
+    def _restrict_ssh(self, host: Host) -> None:
+        """SSH only from the host's bastion: the machine (the controller) is refused at once (a
+        TCP reset), so a deploy that does not go through the bastion fails fast and visibly."""
+        source = self._ssh_source(host)
+        if source is None:
+            return
+        rule = ["INPUT", "-p", "tcp", "--dport", "22", "!", "-s", source, "-m", "comment",
+                "--comment", SSH_ONLY_FROM, "-j", "REJECT", "--reject-with", "tcp-reset"]
+        netns = ["ip", "netns", "exec", self._netns(host), "iptables"]
+        if subprocess.run(netns + ["-C", *rule], capture_output=True).returncode != 0:
+            done = subprocess.run(netns + ["-A", *rule], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise LabError(f"{host.name}: cannot restrict ssh to {source}: {done.stderr.strip()}")
+
+    def _listening(self, host: Host, port: int) -> bool:
+        """Whether something listens on the port inside the host (for a port the machine may not reach)."""
+        done = subprocess.run(["ip", "netns", "exec", self._netns(host), "ss", "-Hltn", f"sport = :{port}"],
+                              capture_output=True, text=True)
+        return bool(done.stdout.strip())
+
     def _write_facts(self, host: Host, upper: Path) -> None:
         """Put the host's facts and classes on the host, as Puppet or a provisioning tool would
         (/etc/orchestrator/facts.d/lab.yaml, /etc/orchestrator/classes.txt), so an estate with
@@ -209,6 +242,7 @@ class Lab:
         (facts_d.parent / "classes.txt").write_text("".join(f"{c}\n" for c in host.classes))
 
     def _spawn(self, host: Host) -> None:
+        self._restrict_ssh(host)
         hdir = self._host_dir(host)
         upper = hdir / "upper"
         upper.mkdir(parents=True, exist_ok=True)
@@ -287,6 +321,17 @@ class Lab:
                         + f'restrict,command="{GATE}" {auditor}\n')
         return path
 
+    def _login_users(self) -> list[str]:
+        """The users the estate logs in as, other than root: each gets an account, the same
+        authorized_keys, and (when any of its hosts says `become: sudo`) the agent's sudo rule."""
+        return sorted({h.user for h in self.hosts if h.user != "root"})
+
+    def _sudoers(self) -> Path:
+        users = sorted({h.user for h in self.hosts if h.user != "root" and h.become == "sudo"})
+        path = self.state_dir / "sudoers"
+        path.write_text("".join(sudo.sudoers_rule(u) for u in users))
+        return path
+
     def _policy(self) -> Path:
         """The hosts' allow-list (agents/policy.py): the deployer may run everything, the auditor
         only what reads state; any other key nothing."""
@@ -313,24 +358,22 @@ class Lab:
         (self.state_dir / "nats.json").write_text(json.dumps(config, indent=2) + "\n")
         return {name: self.state_dir / name for name in ("nats.pyz", "nats.sha", "nats.json")}
 
-    def _write_host_facts(self, host: Host) -> None:
-        """The host's inventory facts and classes on the host itself (facts.d, classes.txt), where its
-        NATS agent reads them to evaluate a broadcast's filter."""
-        etc = self._host_dir(host) / "upper" / "etc" / "orchestrator"
-        (etc / "facts.d").mkdir(parents=True, exist_ok=True)
-        (etc / "facts.d" / "inventory.json").write_text(json.dumps(dict(host.facts), indent=2) + "\n")
-        (etc / "classes.txt").write_text("".join(f"{c}\n" for c in host.classes))
-
     def _build_layers(self) -> None:
         """Rebuilt at every `up`: the lowest layer is the live machine, so a copied-up dpkg status
         from an older build could disagree with /usr."""
+        # Root logs in only where the estate logs in as root: the default estate's deploy user
+        # and sudo are then the only way in, so every test proves the non-root path.
+        root_login = any(h.user == "root" for h in self.hosts)
         sources = self.state_dir / "lab.list"
         sources.write_text(aptrepo.SOURCES_LIST)
         self._build_layer("base", [], {"authorized_keys": self._authorized_keys(),
                                        "lab.list": sources,
                                        "policy.json": self._policy(),
+                                       "sudoers": self._sudoers(),
                                        "orchestrator-gate": FILES / "orchestrator-gate",
-                                       **self._nats_files()}, {})
+                                       **self._nats_files()},
+                          {"LAB_USERS": " ".join(self._login_users()),
+                           "LAB_ROOT_LOGIN": "prohibit-password" if root_login else "no"})
         roles = {self.role(h) for h in self.hosts}
         initial = " ".join(f"{p}={v}" for p, v in aptrepo.INITIAL.items())
         repo_file = self.state_dir / "lab.repo"
@@ -386,8 +429,6 @@ class Lab:
         if self.broker is not None:  # on the bridge's address: after the bridge, before the agents
             self.broker.start()
         for host in self.hosts:
-            if self.broker is not None:
-                self._write_host_facts(host)
             self._spawn(host)
         self.wait_ready(self.hosts)
         elapsed = time.monotonic() - started
@@ -401,7 +442,8 @@ class Lab:
 
         def ready(host: Host) -> str | None:
             for port in ROLE_PORTS[self.role(host)]:
-                while not _answers(host.address, port):
+                restricted = port == 22 and self._ssh_source(host) is not None
+                while not (self._listening(host, port) if restricted else _answers(host.address, port)):
                     if self._running_pid(host) is None:
                         return f"{host.name}: its init exited (see {self._host_dir(host) / 'console.log'})"
                     if time.monotonic() > deadline:
@@ -511,8 +553,6 @@ class Lab:
             for name, data in keys.items():
                 (ssh_dir / name).write_bytes(data)
                 (ssh_dir / name).chmod(0o644 if name.endswith(".pub") else 0o600)
-            if self.broker is not None:
-                self._write_host_facts(host)
             self._spawn(host)
         self.wait_ready(hosts)
 
@@ -535,7 +575,9 @@ class Lab:
     def status(self) -> list[HostStatus]:
         def one(host: Host) -> HostStatus:
             running = self._running_pid(host) is not None
-            ports = {p: running and _answers(host.address, p) for p in ROLE_PORTS[self.role(host)]}
+            restricted = self._ssh_source(host) is not None
+            ports = {p: running and (self._listening(host, p) if p == 22 and restricted else _answers(host.address, p))
+                     for p in ROLE_PORTS[self.role(host)]}
             return HostStatus(host.name, host.address, self.role(host), running, ports)
 
         with ThreadPoolExecutor(min(64, max(1, len(self.hosts)))) as pool:

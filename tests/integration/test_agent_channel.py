@@ -21,8 +21,8 @@ OLD, NEW = "4.2.5-1.el5", "4.2.6-3.el5"
 
 
 def serving(lab, host: str) -> list[str]:
-    """Pids of resident agents on the host ([-]: pgrep must not count nsenter's own argv)."""
-    return lab.exec_in(host, ["pgrep", "-f", "[a]gent-.*__main__.py --serve"]).stdout.split()
+    """Pids of resident agents on the host: the python3 processes (not the sudo above each, nor nsenter)."""
+    return lab.exec_in(host, ["pgrep", "-f", "^/usr/bin/python3 .*agent-.*__main__.py --serve"]).stdout.split()
 
 
 def audit_reqids(lab, host: str) -> list[str]:

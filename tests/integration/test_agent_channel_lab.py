@@ -78,7 +78,7 @@ def test_a_forced_one_shot_command_falls_back_within_the_probe_time(fresh_lab, t
     monkeypatch.setattr(rpc, "SERVE_PROBE_TIMEOUT", 2.0)
     with Session(LOCAL, audit_path=None) as s:
         assert s.call([s.host("web3")], "rpcutil", "ping").ok  # installs the agent while we may
-    keys = "/root/.ssh/authorized_keys"
+    keys = "/home/deploy/.ssh/authorized_keys"   # the estate logs in as deploy
     original = fresh_lab.exec_in("web3", ["cat", keys]).stdout
     deployer = original.splitlines()[0]
     write(fresh_lab, "web3", keys, 'command="eval \\"${SSH_ORIGINAL_COMMAND% --serve}\\"" ' + deployer + "\n")

@@ -299,7 +299,7 @@ def test_the_auditor_cannot_install_the_agent(fresh_lab, tmp_path):
 def auditor_client(lab, host: str) -> paramiko.SSHClient:
     client = paramiko.SSHClient()
     client.load_host_keys(str(lab.known_hosts))
-    client.connect(lab.host(host).address, username="root", key_filename=str(lab.auditor_key),
+    client.connect(lab.host(host).address, username="deploy", key_filename=str(lab.auditor_key),
                    look_for_keys=False, allow_agent=False, timeout=5)
     return client
 
@@ -356,7 +356,7 @@ def test_the_auditor_key_gets_no_shell_no_sftp_and_cannot_fake_the_deployer(sess
         # installed agent ignores test-only overrides anyway.
         request = json.dumps({"reqid": "spoof1", "agent": "package", "action": "update",
                               "args": {"name": "mywebapp", "version": "4.2.6-3.el5"}}).encode()
-        rc, out, err = run_as_auditor(client, rpc.agent_command(sha), stdin=request,
+        rc, out, err = run_as_auditor(client, rpc.agent_command(sha, "sudo"), stdin=request,
                                       env={"SSH_USER_AUTH": "/tmp/auth", "ORCHESTRATOR_AUDIT_LOG": "/tmp/audit.jsonl",
                                            "LC_ALL": "C"})
         assert rc == 0, err

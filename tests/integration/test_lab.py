@@ -181,7 +181,7 @@ def test_reset_clears_a_firewall_rule_left_by_an_interrupted_deploy(fresh_lab):
 
 def test_hosts_restrict_the_auditor_key_to_the_gate_and_keep_the_policy_roots(fresh_lab):
     from orchestrator_lib.lab.estate import GATE
-    keys = fresh_lab.exec_in("web1", ["cat", "/root/.ssh/authorized_keys"]).stdout.splitlines()
+    keys = fresh_lab.exec_in("web1", ["cat", "/home/deploy/.ssh/authorized_keys"]).stdout.splitlines()
     auditor = Path(f"{fresh_lab.auditor_key}.pub").read_text().split()[1]
     deployer = Path(f"{fresh_lab.client_key}.pub").read_text().split()[1]
     [auditor_line] = [line for line in keys if auditor in line]

@@ -35,6 +35,11 @@ def changed_cells(matrix: ResultMatrix) -> list[tuple[str, str]]:
     return [(h, step.text) for _, step, h, c in matrix.cells() if c.status is Outcome.CHANGED]
 
 
+def leases(lab) -> dict[str, str]:
+    """The deploy lock's file on each target host ("" when none is held)."""
+    return {h: lab.exec_in(h, ["cat", "/var/lib/orchestrator/lease.json"]).stdout for h in DE}
+
+
 def converged(lab) -> bool:
     return all(version(lab, h) == NEW and not blocked(lab, h) for h in DE) and \
         all(haproxy(lab)[h][0] == "2" for h in DE)
@@ -51,6 +56,7 @@ def test_two_runs_started_together_exactly_one_proceeds_the_other_names_the_hold
     assert "running features/deploy_webapp.feature" in loser.out and "Traceback" not in loser.out
     assert changed_cells(loser.matrix) == [] and not loser.matrix.passed
     assert converged(fresh_lab)
+    assert leases(fresh_lab) == {h: "" for h in DE}   # released at the end, and by the loser on refusal
 
 
 def test_a_run_started_while_another_updates_changes_nothing_and_names_the_holder(fresh_lab, tmp_path):
@@ -66,6 +72,20 @@ def test_a_run_started_while_another_updates_changes_nothing_and_names_the_holde
     assert b.rc != 0 and "another deploy holds the lock on web1" in b.out, b.out
     assert changed_cells(b.matrix) == [] and "Traceback" not in b.out
     assert converged(fresh_lab)
+
+
+def test_ctrl_c_releases_the_leases(fresh_lab, tmp_path):
+    proc, report = start(tmp_path, "interrupted", SEED)
+    seen = []
+    for line in proc.stdout:  # type: ignore[union-attr]
+        seen.append(line)
+        if "firewall#block:" in line:
+            break
+    assert all('"run"' in text for text in leases(fresh_lab).values())   # held while it runs
+    proc.send_signal(signal.SIGINT)
+    done = finish(proc, report, "".join(seen))
+    assert done.rc != 0 and "interrupted" in done.out
+    assert leases(fresh_lab) == {h: "" for h in DE}
 
 
 # ---- SIGKILL, the journal and resume --------------------------------------------------------------------
@@ -103,18 +123,23 @@ def test_sigkill_during_the_update_is_journalled_reported_by_the_next_run_and_re
     assert converged(fresh_lab)
 
 
-def test_resume_skips_the_hosts_that_completed_and_runs_the_others(fresh_lab, tmp_path):
-    fresh_lab.exec_in("web3", ["apt-mark", "hold", "mywebapp"])
-    failed = behave(tmp_path, SEED, name="failed")
-    assert failed.rc != 0 and failed.matrix.bad_hosts() == ["web3"]
-    fresh_lab.exec_in("web3", ["apt-mark", "unhold", "mywebapp"])
-    resumed = behave(tmp_path, SEED, "-D", "resume", name="resumed")
+def test_resume_skips_the_hosts_that_completed_each_scenario_and_runs_the_others(fresh_lab, tmp_path):
+    """openssl_patch: group a passes, group b fails on web5 (@fail_fast skips group c). Resumed:
+    the report and group a are skipped (every host completed them), b and c run."""
+    fresh_lab.exec_in("web5", ["apt-mark", "hold", "openssl-lab"])
+    failed = behave(tmp_path, "features/openssl_patch.feature", name="failed")
+    assert failed.rc != 0 and failed.matrix.bad_hosts() == ["web5"]
+    fresh_lab.exec_in("web5", ["apt-mark", "unhold", "openssl-lab"])
+    resumed = behave(tmp_path, "features/openssl_patch.feature", "-D", "resume", name="resumed")
     assert resumed.rc == 0, resumed.out
-    # the failed run stopped the scenario at the update: no host completed it, none is skipped
-    assert "skipping no host" in resumed.out and "running web1, web2, web3, web4" in resumed.out
-    again = behave(tmp_path, SEED, "-D", "resume", name="again")
+    assert "skipping web1, web4, web7 (completed this scenario there); running no host" in resumed.out
+    assert "skipping no host (completed this scenario there); running web2, web5, web8" in resumed.out
+    group_a = resumed.matrix.scenarios[1]
+    assert "group a" in group_a.name and not any(c.status is Outcome.CHANGED for s in group_a.steps
+                                                 for c in s.cells.values())
+    assert all(version(fresh_lab, f"web{i}", "openssl-lab") == "3.0.13-1" for i in range(1, 10))
+    again = behave(tmp_path, "features/openssl_patch.feature", "-D", "resume", name="again")
     assert again.rc == 0 and "passed: running it in full" in again.out, again.out
-    assert converged(fresh_lab)
 
 
 # ---- pre-flight -----------------------------------------------------------------------------------------
@@ -137,6 +162,24 @@ def test_haproxy_api_down_fails_before_any_change_naming_lb1_in_under_2_s(fresh_
     took = re.search(r"Took (\d+)min (\d+\.\d+)s", done.out)
     assert took and int(took.group(1)) * 60 + float(took.group(2)) < 2.0, done.out
     assert elapsed < 5.0, f"{elapsed:.2f} s"
+
+
+UNPUBLISHED = """\
+Feature: unpublished
+  Scenario: a version no repository offers
+    Given the load balancer has ip address 10.231.0.2
+    And I want to update hosts named web1, web2
+    When I block the load balancer
+    And I update the package mywebapp to 9.9.9-1
+"""
+
+
+def test_a_version_no_target_is_offered_fails_before_the_block_naming_the_hosts(fresh_lab, tmp_path):
+    before = snapshot(fresh_lab, ["web1", "web2"])
+    done = behave(tmp_path, *own_feature(tmp_path, "unpublished", UNPUBLISHED), "-D", "lint=off")
+    assert done.rc != 0 and "pre-flight failed, nothing was changed: web1: mywebapp 9.9.9-1 is not offered" in done.out
+    assert done.matrix.bad_hosts() == ["web1", "web2"] and changed_cells(done.matrix) == []
+    assert snapshot(fresh_lab, ["web1", "web2"]) == before
 
 
 # ---- rollback -------------------------------------------------------------------------------------------
@@ -166,7 +209,7 @@ Feature: broken release
 
 
 def test_a_broken_release_is_rolled_back_on_the_failed_hosts_and_the_gate_still_fails(fresh_lab, tmp_path):
-    done = behave(tmp_path, *own_feature(tmp_path, "broken", BROKEN))
+    done = behave(tmp_path, *own_feature(tmp_path, "broken", BROKEN), "-D", "lint=off")
     assert done.rc != 0 and "Release gate: FAILED" in done.out and not done.matrix.passed
     assert "Traceback" not in done.out
     rollback = done.matrix.scenarios[1]

@@ -76,4 +76,4 @@ def test_an_older_agent_cannot_be_selected_and_an_install_removes_it(session, fr
     with Session(ROOT / "environments" / "local.yaml", audit_path=None) as fresh:
         install_agent(fresh, "web3")
     listing = fresh_lab.exec_in("web3", ["ls", rpc.AGENT_DIR]).stdout.split()
-    assert listing == [f"agent-{sha}", "current"]
+    assert f"agent-{older}" not in listing and f"agent-{sha}" in listing and "current" in listing

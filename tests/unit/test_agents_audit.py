@@ -74,7 +74,7 @@ def test_record_appends_json_lines(isolated):
     fake = FakeSystem(wall=0.0, clock=1_700_000_000.0)
     req = core.Request("package", "update", {"name": "mywebapp", "token": "abc"}, reqid="r1", caller="rip@ctl")
     with core.use_system(fake):
-        audit.record(req, core.Reply.done(True, "mywebapp updated\n1 -> 2"), policy.Identity(("SHA256:x",)), 0.1234)
+        audit.record(req, core.Reply.done(True, "mywebapp updated\n1 -> 2"), policy.Identity(("SHA256:x",), "deploy"), 0.1234)
         audit.record(req, core.Reply.failed("boom"), policy.Identity(()))
     lines = (isolated / "audit.jsonl").read_text().splitlines()
     first, second = (json.loads(x) for x in lines)
@@ -82,8 +82,8 @@ def test_record_appends_json_lines(isolated):
     assert first == {"time": "2023-11-14T22:13:20.000+00:00", "event": "result", "reqid": "r1", "caller": "SHA256:x",
                      "declared_caller": "rip@ctl", "agent": "package", "action": "update",
                      "args": {"name": "mywebapp", "token": "***"}, "status": "changed", "dry_run": False,
-                     "changed": True, "message": "mywebapp updated 1 -> 2", "duration": 0.123, "prev": ""}
-    assert (second["status"], second["caller"]) == ("failed", "unknown key")
+                     "changed": True, "message": "mywebapp updated 1 -> 2", "duration": 0.123, "user": "deploy", "prev": ""}
+    assert (second["status"], second["caller"], second["user"]) == ("failed", "unknown key", None)
     assert audit.verify(str(isolated / "audit.jsonl")) is None
 
 

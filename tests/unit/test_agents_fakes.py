@@ -129,10 +129,11 @@ def isolated(tmp_path, monkeypatch):
     return tmp_path
 
 
-def call(fake: FakeSystem, agent: str, action: str, **args: Any) -> core.Reply:
+def call(fake: FakeSystem, agent: str, action: str, dry_run: bool = False, **args: Any) -> core.Reply:
     """Dispatch one action against the fake host (policy and audit are tested separately)."""
     with core.use_system(fake):
-        return core.dispatch(core.Request(agent=agent, action=action, args=args, reqid="r1", caller="t@c"))
+        return core.dispatch(core.Request(agent=agent, action=action, args=args, reqid="r1", caller="t@c",
+                                          dry_run=dry_run))
 
 
 # --------------------------------------------------------------------------- tests of the fake

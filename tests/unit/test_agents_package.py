@@ -71,12 +71,13 @@ def test_status_installed_and_absent():
     assert (r.status, r.data["version"], r.data["state"], r.message) == ("ok", None, "absent", "mywebapp absent")
 
 
-def test_status_reports_the_candidate_only_when_asked_and_writes_nothing():
+def test_a_dry_run_update_says_what_it_would_install_and_writes_nothing():
     fake = dpkg_host("4.2.5-1.el5")
-    r = call(fake, "package", "status", name="mywebapp", candidate=True)
-    assert (r.data["version"], r.data["candidate"]) == ("4.2.5-1.el5", "4.2.6-3.el5")
+    r = call(fake, "package", "update", dry_run=True, name="mywebapp")
+    assert (r.status, r.changed, r.before, r.after) == ("would change", True, "4.2.5-1.el5", "4.2.6-3.el5")
+    r = call(fake, "package", "update", dry_run=True, name="mywebapp", version="4.2.5-1.el5")
+    assert (r.status, r.changed) == ("ok", False)
     assert fake.writes() == []
-    assert "candidate" not in call(dpkg_host("4.2.5-1.el5"), "package", "status", name="mywebapp").data
 
 
 def test_update_when_already_at_version_runs_no_write():
@@ -316,12 +317,11 @@ def test_backend_falls_back_to_installed_tools():
     assert r.status == "failed" and "no supported package manager" in r.message
 
 
-def test_status_lists_the_available_versions_only_when_asked_and_writes_nothing():
+def test_a_dry_run_refuses_a_version_the_index_does_not_offer_without_refreshing_it():
     fake = dpkg_host("4.2.5-1.el5")
-    r = call(fake, "package", "status", name="mywebapp", available=True)
-    assert r.data["available"] == ["4.2.6-3.el5", "4.2.5-1.el5", "4.2.4-1.el5"]
+    r = call(fake, "package", "update", dry_run=True, name="mywebapp", version="9.9.9")
+    assert r.status == "failed" and "9.9.9 is not available" in r.message and "4.2.6-3.el5" in r.message
     assert fake.writes() == [] and not any("apt-get" in c for c in fake.calls), "the index is read, not refreshed"
-    assert "available" not in call(dpkg_host("4.2.5-1.el5"), "package", "status", name="mywebapp").data
 
 
 def test_rpm_a_version_in_a_disabled_repository_is_reached_only_by_name():

@@ -314,3 +314,12 @@ def test_on_a_host_only_an_auth_file_like_sshds_identifies_the_caller(isolated, 
     assert policy.identify({"SSH_USER_AUTH": str(link)}).fingerprints == ()
     assert policy.identify({"SSH_USER_AUTH": str(isolated / "missing")}).fingerprints == ()
     assert policy.identify({}).fingerprints == ()
+
+
+def test_under_sudo_the_login_user_is_the_sudo_caller(monkeypatch):
+    """sudo sets SUDO_USER/SUDO_UID itself; the agent, running as root, records that user."""
+    monkeypatch.setattr(policy.os, "geteuid", lambda: 0)
+    assert policy.login_user({"SUDO_UID": "1001", "SUDO_USER": "deploy"}) == ("deploy", 1001)
+    assert policy.identify({"SUDO_UID": "1001", "SUDO_USER": "deploy"}).user == "deploy"
+    monkeypatch.setattr(policy.os, "geteuid", lambda: 1001)   # not root: SUDO_* are only words
+    assert policy.login_user({"SUDO_UID": "0", "SUDO_USER": "root"})[1] == 1001

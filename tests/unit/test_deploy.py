@@ -6,7 +6,7 @@ import pytest
 
 from orchestrator_lib.controller.deploy import DeployError, Settings, Unanswered
 from orchestrator_lib.controller.orchestration import RunOptions
-from orchestrator_lib.controller.deploy.run import failure_text, fill_message, plan_cells, values_of
+from orchestrator_lib.controller.deploy.run import failure_text, fill_message, values_of
 from orchestrator_lib.controller.discovery import CountContract
 from orchestrator_lib.controller.errors import DiscoveryError, FilterError, InventoryError, OrchestratorError
 from orchestrator_lib.controller.orchestration import HostResult, RunResult, Status
@@ -18,47 +18,38 @@ DOWN = Unanswered("unreachable", "web3: connection refused")
 
 
 # ---- plan mode ------------------------------------------------------------------------------------------
-def test_plan_cells_would_change_only_the_hosts_not_yet_as_wanted():
-    got, would = plan_cells("package#update", "package app", {"web1": "1.0", "web2": "2.0"}, "2.0", {})
-    assert would == ["web1"]
-    assert got["web1"] == Cell(Outcome.WOULD_CHANGE, "would change package app", "package#update", "package app",
-                               "1.0", "2.0")
-    assert got["web2"] == Cell(Outcome.OK, "package app already 2.0", "package#update", "package app", "2.0", "2.0")
+def dry(label, **hosts):
+    """A dry run's answer: host=(status, before, after)."""
+    return RunResult(label, {h: HostResult(h, s, "m", before=b, after=a) for h, (s, b, a) in hosts.items()}, 0.1)
 
 
-def test_plan_cells_start_from_what_an_earlier_planned_step_would_have_left():
-    """block then unblock in plan mode: the unblock sees "blocked", so it too would change."""
-    planned = {("web1", "firewall 10.0.0.2"): "blocked"}
-    got, would = plan_cells("firewall#unblock", "firewall 10.0.0.2", {"web1": "unblocked"}, "unblocked", planned)
-    assert would == ["web1"] and (got["web1"].before, got["web1"].after) == ("blocked", "unblocked")
-
-
-def test_plan_cells_with_a_wanted_state_per_host_always_and_unanswered():
-    current = {"web1": "1.0", "web2": "1.0", "web3": DOWN}
-    got, would = plan_cells("package#update", "p", current, {"web1": "1.0", "web2": "1.1"}.get, {})
-    assert would == ["web2"] and got["web3"] == Cell(Outcome.UNREACHABLE, "web3: connection refused", "package#update", "p")
-    _, would = plan_cells("service#restart", "s", {"web1": "running"}, "restarted", {}, always=True)
-    assert would == ["web1"]
-    _, would = plan_cells("service#reload", "s", {"web1": "reloaded"}, "reloaded", {}, always=True)
-    assert would == ["web1"]
-
-
-def test_plan_change_records_says_and_remembers_the_planned_state(tmp_path):
+def test_plan_mode_sends_dry_runs_and_records_what_the_hosts_say(tmp_path):
     d = make_deploy(tmp_path, plan=True)
-    d.plan_change("firewall#block", "firewall 10.0.0.2", {"web1": "unblocked", "web2": "blocked"}, "blocked")
-    assert said(d) == ["      plan firewall#block: would change firewall 10.0.0.2 on 1 of 2 hosts (web1)"]
+    d.act(d.inventory.group("web")[:2], "firewall", "block", {"source": "10.0.0.2"}, subject="firewall 10.0.0.2")
+    assert d.session.dry_runs == [True]
+    assert make_deploy(tmp_path).act(d.inventory.group("web")[:1], "rpcutil", "ping").ok
+    assert d.session.dry_runs == [True]
+
+
+def test_a_plan_starts_from_what_an_earlier_planned_step_would_have_left(tmp_path):
+    """block then unblock in plan mode: the hosts are still unblocked, yet the unblock would change too."""
+    d = make_deploy(tmp_path, plan=True)
+    d.conclude(dry("firewall#block", web1=(Status.WOULD_CHANGE, "unblocked", "blocked"),
+                   web2=(Status.OK, "blocked", "blocked")), "firewall 10.0.0.2")
     assert d.scenario.planned == {("web1", "firewall 10.0.0.2"): "blocked"}
     assert {h: c.status for h, c in cells(d).items()} == {"web1": Outcome.WOULD_CHANGE, "web2": Outcome.OK}
-    assert d.matrix.current_step.notes == ["plan firewall#block: would change firewall 10.0.0.2 on 1 of 2 hosts (web1)"]
-    d.plan_change("firewall#unblock", "firewall 10.0.0.2", {"web1": "unblocked", "web2": "blocked"}, "unblocked")
-    assert said(d)[-1] == "      plan firewall#unblock: would change firewall 10.0.0.2 on 2 of 2 hosts (web1, web2)"
+    run = d.conclude(dry("firewall#unblock", web1=(Status.OK, "unblocked", "unblocked"),
+                         web2=(Status.WOULD_CHANGE, "blocked", "unblocked")), "firewall 10.0.0.2")
+    assert {h: (r.status, r.before, r.after) for h, r in run.results.items()} == {
+        "web1": (Status.WOULD_CHANGE, "blocked", "unblocked"), "web2": (Status.WOULD_CHANGE, "blocked", "unblocked")}
+    assert said(d)[-1].startswith("      firewall#unblock: ok on 2 of 2 hosts (2 would change)")
 
 
-def test_plan_change_without_a_state_from_some_host_fails_after_recording(tmp_path):
+def test_a_plan_step_without_an_answer_from_some_host_fails_after_recording(tmp_path):
     d = make_deploy(tmp_path, plan=True)
-    with pytest.raises(DeployError, match=r"^plan package#update: no state from web3: <unreachable: web3: conn"):
-        d.plan_change("package#update", "package app", {"web1": "1.0", "web3": DOWN}, "1.1")
-    assert said(d) == ["      plan package#update: would change package app on 1 of 2 hosts (web1)"]
+    with pytest.raises(DeployError, match=r"web3: unreachable"):
+        d.conclude(dry("package#update", web1=(Status.WOULD_CHANGE, "1.0", "1.1"), web3=(Status.UNREACHABLE, None, None)),
+                   "package app")
     assert cells(d)["web3"].status is Outcome.UNREACHABLE
 
 

@@ -31,8 +31,6 @@ def test_request_reply_and_the_estates_backend(tmp_path):
     assert lb.haproxy_args("app") == {"backend": "app"}
     assert lb.reply_servers(HostResult("lb1", Status.OK, data={"servers": {"web1": {"op": "UP"}}})) == {"web1": {"op": "UP"}}
     assert lb.reply_servers(HostResult("lb1", Status.FAILED, "boom")) == {}
-    assert lb.estate_backend(session.inventory) == "app"
-    assert lb.estate_backend(ScriptedSession(estate(tmp_path, BARE)).inventory) == ""
 
 
 def test_the_load_balancers_are_the_haproxy_hosts_or_the_one_named(tmp_path):
@@ -107,13 +105,15 @@ def test_disable_is_one_call_on_the_lb_recorded_per_web_host(tmp_path):
         "web1": (Outcome.CHANGED, "haproxy app", "maint"), "web2": (Outcome.OK, "haproxy app", "maint")}
 
 
-def test_admin_states_in_plan_mode_would_change_without_acting(tmp_path):
-    d = make_deploy(tmp_path, {"haproxy#status": haproxy_reply({"web1": "ready", "web2": "maint"})}, plan=True)
+def test_admin_states_in_plan_mode_are_the_lbs_dry_run(tmp_path):
+    reply = haproxy_reply({"web1": "maint", "web2": "maint"}, changed=["web1"], status=Status.WOULD_CHANGE)
+    d = make_deploy(tmp_path, {"haproxy#disable": reply}, plan=True)
     lb.set_host(d, "lb1")
     d.narrow(facts=["hagroup=/a|b/"])
     lb.set_admin(d, "disable", None)
-    assert [c[0] for c in d.session.calls] == ["haproxy#status"]
-    assert said(d) == ["      plan haproxy#disable: would change haproxy app on 1 of 2 hosts (web1)"]
+    assert [c[0] for c in d.session.calls] == ["haproxy#disable"] and d.session.dry_runs == [True]
+    assert said(d) == ["      haproxy#disable: ok on 2 of 2 hosts (1 would change) in 0.25 s"]
+    assert {h: c.status for h, c in cells(d).items()} == {"web1": Outcome.WOULD_CHANGE, "web2": Outcome.OK}
 
 
 def test_server_states_of_an_lb_that_did_not_answer_are_unanswered(tmp_path):
@@ -142,9 +142,21 @@ def test_block_for_real_and_in_plan_mode(tmp_path):
     d.narrow(identities=["web1"])
     lb.set_blocked(d, True)
     assert cells(d)["web1"].subject == "firewall 10.0.0.2" and cells(d)["web1"].status is Outcome.CHANGED
-    p = make_deploy(tmp_path, {"firewall#status": lambda h, a: HostResult(h.name, Status.OK, after="unblocked")},
+    p = make_deploy(tmp_path, {"firewall#unblock": lambda h, a: HostResult(h.name, Status.OK, after="unblocked")},
                     plan=True)
     lb.set_address(p, "10.0.0.2")
     p.narrow(identities=["web1"])
     lb.set_blocked(p, False)
-    assert said(p) == ["      plan firewall#unblock: would change firewall 10.0.0.2 on 0 of 1 hosts"]
+    assert said(p) == ["      firewall#unblock: ok on 1 of 1 host in 0.25 s"] and p.session.dry_runs == [True]
+
+
+def test_orch_lb_finds_the_load_balancer_the_estate_names_without_class_haproxy(tmp_path):
+    """No host of class haproxy, and not named lb1: `loadbalancer: {host: ...}` says which it is."""
+    from orchestrator_lib.controller.deploy.loadbalancer import find_load_balancers
+    from orchestrator_lib.controller.session import Session
+    env = tmp_path / "estate.yaml"
+    env.write_text("loadbalancer: {host: edge2, backend: www}\n"
+                   "hosts: {edge2: {address: 10.0.0.2}, app1: {address: 10.0.0.3, classes: [haproxy]}}\n")
+    with Session(env, audit_path=None) as session:
+        assert [h.name for h in find_load_balancers(session)] == ["edge2"]
+        assert [h.name for h in find_load_balancers(session, "app1")] == ["app1"]

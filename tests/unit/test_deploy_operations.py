@@ -15,16 +15,8 @@ from tests.unit.test_deploy_fakes import BARE, cells, make_deploy, said
 NEWEST = {"web1": "1.1", "web2": "1.2"}
 
 
-def package_status(versions: dict[str, str], candidates: dict[str, str] | None = None,
-                   available: dict[str, list[str]] | None = None):
-    def reply(host, args):
-        data = {"version": versions[host.name]}
-        if candidates and args.get("candidate"):
-            data["candidate"] = candidates[host.name]
-        if available and args.get("available"):
-            data["available"] = available[host.name]
-        return HostResult(host.name, Status.OK, "", data=data)
-    return reply
+def package_status(versions: dict[str, str]):
+    return lambda host, args: HostResult(host.name, Status.OK, "", data={"version": versions[host.name]})
 
 
 def two_hosts(d):
@@ -48,50 +40,18 @@ def test_update_to_the_newest_remembers_the_version_the_hosts_got(tmp_path):
     assert d.session.calls[0][2] == {"name": "app"} and d.scenario.facts["version"] == "several versions"
 
 
-def test_plan_update_to_the_candidate_when_every_host_names_one_else_a_possible_change(tmp_path):
-    current = {"web1": "1.0", "web2": "1.2"}
-    d = two_hosts(make_deploy(tmp_path, {"package#status": package_status(current, NEWEST)}, plan=True))
+def test_plan_update_is_the_hosts_dry_run(tmp_path):
+    """The hosts decide what would change (package#update, dry): the version the plan speaks of
+    is the one they would install."""
+    current = {"web1": "1.0", "web2": "1.1"}
+    d = two_hosts(make_deploy(tmp_path, {"package#update": lambda h, a: HostResult(
+        h.name, Status.WOULD_CHANGE if current[h.name] != "1.1" else Status.OK, "", before=current[h.name],
+        after="1.1", data={"version": "1.1"})}, plan=True))
     ops.update_package(d, "app", None, StepOptions())
-    assert said(d) == ["      plan package#update: would change package app on 1 of 2 hosts (web1)"]
-    assert cells(d)["web1"].after == "1.1" and d.scenario.facts["version"] == "the newest available"
-    d = two_hosts(make_deploy(tmp_path, {"package#status": package_status(current)}, plan=True))
-    ops.update_package(d, "app", None, StepOptions())
-    assert said(d) == ["      plan package#update: would change package app on 2 of 2 hosts (web1, web2)"]
-    d = two_hosts(make_deploy(tmp_path, {"package#status": package_status(current, {"web1": "1.2", "web2": "1.2"})},
-                              plan=True))
-    ops.update_package(d, "app", "1.2", StepOptions())
-    assert said(d) == ["      plan package#update: would change package app on 1 of 2 hosts (web1)"]
-
-
-def test_plan_update_to_a_version_that_is_not_the_candidate_says_it_cannot_confirm_it(tmp_path):
-    """package#status reports the candidate only, not every available version: a version that is
-    neither installed nor the candidate (9.9.9 that does not exist, or an older one that does)
-    cannot be confirmed read-only, and the plan says so instead of approving it silently."""
-    current = {"web1": "1.0", "web2": "9.9.9"}
-    d = two_hosts(make_deploy(tmp_path, {"package#status": package_status(current, NEWEST)}, plan=True))
-    ops.update_package(d, "app", "9.9.9", StepOptions())
-    assert said(d) == [
-        "      plan package#update: would change package app on 1 of 2 hosts (web1)",
-        "      plan package#update: app 9.9.9 is not the candidate on web1 (candidate: 1.1); package#status lists "
-        "no other available version, so only the real run can tell whether 9.9.9 is available there"]
-    assert d.session.calls == [("package#status", ["web1", "web2"], {"name": "app", "candidate": True,
-                                                                     "available": True})]
-    assert ops.unconfirmed_hosts("1.1", {"web1": "1.0", "web2": Unanswered("unreachable", "x")}, {}) == ["web1"]
-
-
-def test_plan_update_to_a_version_the_hosts_index_does_not_offer_fails_as_the_real_run_would(tmp_path):
-    """An agent that lists the available versions lets the plan refuse 9.9.9 like the real run
-    ("not available"), naming the hosts and what their index offers; a listed version passes."""
-    current, offered = {"web1": "1.0", "web2": "9.9.9"}, {"web1": ["1.1", "1.0"], "web2": ["9.9.9", "1.1"]}
-    d = two_hosts(make_deploy(tmp_path, {"package#status": package_status(current, NEWEST, offered)}, plan=True))
-    with pytest.raises(DeployError, match=r"^plan package#update: app 9.9.9 is not available on web1 "
-                                          r"\(their package index offers: 1.0, 1.1; the plan reads the index as it is: "
-                                          r"if 9.9.9 was published since, refresh it first\)$"):
-        ops.update_package(d, "app", "9.9.9", StepOptions())
-    assert cells(d)["web1"].status is Outcome.FAILED and "not in the host's package index" in cells(d)["web1"].message
-    d = two_hosts(make_deploy(tmp_path, {"package#status": package_status(current, NEWEST, offered)}, plan=True))
-    ops.update_package(d, "app", "1.1", StepOptions())
-    assert said(d) == ["      plan package#update: would change package app on 2 of 2 hosts (web1, web2)"]
+    assert d.session.calls == [("package#update", ["web1", "web2"], {"name": "app"})] and d.session.dry_runs == [True]
+    assert said(d) == ["      package#update: ok on 2 of 2 hosts (1 would change) in 0.25 s"]
+    assert (cells(d)["web1"].status, cells(d)["web1"].after) == (Outcome.WOULD_CHANGE, "1.1")
+    assert d.scenario.facts["version"] == "1.1"
 
 
 @pytest.mark.parametrize("options, error", [
@@ -133,17 +93,6 @@ def test_app_state_in_words_and_the_deploy_cell():
         (Outcome.CHANGED, "appmgr#deploy", "app app", "1.0", "1.1")
 
 
-def test_plan_deploy_compares_package_and_running_revision(tmp_path):
-    health = {"web1": "1.0", "web2": "1.1"}
-    d = two_hosts(make_deploy(tmp_path, {
-        "package#status": package_status({"web1": "1.1", "web2": "1.1"}),
-        "health#http": lambda h, a: HostResult(h.name, Status.OK, data={"last": {"version": health[h.name]}})},
-        plan=True))
-    ops.deploy_app(d, "app", "1.1", StepOptions())
-    assert said(d) == ["      plan appmgr#deploy: would change app app on 1 of 2 hosts (web1)"]
-    assert cells(d)["web1"].before == "package 1.1, running 1.0"
-
-
 # ---- services -------------------------------------------------------------------------------------------
 def test_restart_only_where_the_health_check_does_not_report_the_value(tmp_path):
     reports = {"web1": "1.1", "web2": "1.0"}
@@ -170,14 +119,11 @@ def test_restart_unless_reporting_fails_on_hosts_that_gave_no_reading(tmp_path):
     assert not any(c[0] == "service#restart" for c in d.session.calls)
 
 
-def test_plan_service_actions(tmp_path):
-    d = two_hosts(make_deploy(tmp_path, {"service#status": lambda h, a: HostResult(
-        h.name, Status.OK, data={"state": "running" if h.name == "web1" else "stopped"})}, plan=True))
-    ops.service_action(d, "nginx", "start", StepOptions())
-    assert said(d)[-1] == "      plan service#start: would change service nginx on 1 of 2 hosts (web2)"
+def test_plan_service_actions_are_dry_runs(tmp_path):
+    d = two_hosts(make_deploy(tmp_path, {"service#reload": lambda h, a: HostResult(
+        h.name, Status.WOULD_CHANGE, before="running", after="running")}, plan=True))
     ops.service_action(d, "nginx", "reload", StepOptions())
-    assert said(d)[-1] == "      plan service#reload: would change service nginx on 2 of 2 hosts (web1, web2)"
-    assert ops.service_states(d, "nginx") == {"web1": "running", "web2": "stopped"}
+    assert d.session.dry_runs == [True] and cells(d)["web1"].after == "reloaded"
 
 
 # ---- health -------------------------------------------------------------------------------------------------
@@ -195,7 +141,7 @@ def test_health_and_load_readings_and_the_url(tmp_path):
         "health#load": lambda h, a: HostResult(h.name, Status.OK if h.name == "web1" else Status.UNREACHABLE, "x",
                                                data={"last": {"load1": 0.5}} if h.name == "web1" else {})},
         health_path="/status"))
-    assert ops.health_url(d, 8080) == "http://127.0.0.1:8080/status"
+    assert d.settings.health_url(8080) == "http://127.0.0.1:8080/status"
     assert ops.health_reports(d, 8080, "version", "1", 5) == {h: {"status": 200, "version": "1"} for h in ("web1", "web2")}
     assert d.session.calls[-1][2]["deadline"] == 5
     assert ops.health_passes(d, 8080, 5) == {h: {"status": 200} for h in ("web1", "web2")}
@@ -219,9 +165,9 @@ def test_notify_when_no_host_delivers_in_plan_mode_and_without_notification_host
     d = two_hosts(make_deploy(tmp_path, {"notify#send": lambda h, a: HostResult(h.name, Status.UNREACHABLE, "gone")}))
     with pytest.raises(DeployError, match=r"^no notification host could notify ops: notify1: unreachable: gone; notify2"):
         ops.notify(d, "ops", "hi")
-    p = two_hosts(make_deploy(tmp_path, plan=True))
+    p = two_hosts(make_deploy(tmp_path, {"notify#send": lambda h, a: HostResult(h.name, Status.WOULD_CHANGE)}, plan=True))
     ops.notify(p, "ops", "hi {count}")
-    assert said(p) == ["      plan: would notify ops through notify1: hi 2"] and p.session.calls == []
+    assert said(p)[-1] == "      ops would be notified through notify1: hi 2" and p.session.dry_runs == [True]
     assert [h.name for h in ops.notification_hosts(make_deploy(tmp_path, notify_group="web"))] == ["web1", "web2", "web3"]
     with pytest.raises(DeployError, match=r"^unit.yaml has no notification host \(no group 'notify', no host"):
         ops.notification_hosts(make_deploy(tmp_path, text=BARE))

@@ -145,3 +145,27 @@ def test_plan_mode_says_the_batches_each_step_would_use(tmp_path):
     d.step_options(RunOptions())
     line = said(d)[-1]
     assert line.startswith("      plan: batches ") and line.count("|") == 2 and "@batch(4)" in line
+
+
+def test_limits_in_words_override_the_tags_limits(tmp_path):
+    from orchestrator_lib.behave.parsing import parse_limits
+    words = parse_limits(" with a failure limit of 1 and an inconclusive limit of 2, an error limit of 3")
+    assert words == {"failures": 1, "inconclusive": 2, "errors": 3}
+    assert parse_limits("") == {}
+    d = deploy(tmp_path, ["batch(3)", "failure_limit(5)", "inconclusive_limit(4)"])
+    check = rollout.load_check("Then after each batch the load", "f.feature:9", 2.0, 30, **parse_limits(
+        " with an inconclusive limit of 1"))
+    limits = rollout.analysis_of(d, check).limits
+    assert (limits.failures, limits.inconclusive, limits.errors) == (5, 1, 4)
+
+
+def test_the_html_report_shows_the_budget_the_batches_and_a_pause(tmp_path):
+    from orchestrator_lib.controller.reporting.html import render
+    d = deploy(tmp_path, ["batch(2)", "max_fail(1)"], {"package#update": failing("web2", "web5")})
+    with pytest.raises(RolloutStopped):
+        update(d)
+    d.matrix.paused = 'at "When I update" after batch 1 of 5'
+    page = render(d.matrix)
+    assert "failure budget 2 used of 1 allowed (@max_fail(1) of 9 hosts)" in page
+    assert "When I update: web1, web2 | web3, web4 | web5, web6 | web7, web8 | web9 (stopped: failure budget" in page
+    assert "Paused at &#34;When I update&#34; after batch 1 of 5" in page or 'Paused at "When I update"' in page

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator_lib.controller.errors import InventoryError
-from orchestrator_lib.controller.inventory import DEFAULT_AGENTS, Host, load_inventory
+from orchestrator_lib.controller.inventory import Host, load_inventory
+from orchestrator_lib.protocol import AGENTS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,11 +50,11 @@ def test_local_inventory_loads_twelve_hosts_in_file_order():
     assert inv.groups["notify"] == ("notify1", "notify2")
     web1 = inv.hosts["web1"]
     assert web1 == inv.host("web1")
-    assert (web1.address, web1.port, web1.user) == ("10.231.0.11", 22, "root")
+    assert (web1.address, web1.port, web1.user, web1.become) == ("10.231.0.11", 22, "deploy", "sudo")
     assert web1.key == REPO / ".lab" / "local" / "id_ed25519"
     assert web1.facts == {"cluster": "alfa", "hagroup": "a", "country": "de"}
     assert web1.classes == ("roles::web",)
-    assert web1.agents == DEFAULT_AGENTS
+    assert web1.agents == AGENTS
     assert web1.lab == {"role": "web"}
 
 
@@ -248,7 +249,7 @@ def test_unknown_key_without_a_close_one_lists_the_valid_ones(env):
     load = env(MINIMAL + "zzz: 1\n")
     assert error_of(load) == (
         "environments/x.yaml:3: zzz: unknown key 'zzz' "
-        "(valid keys: name, known_hosts, defaults, loadbalancer, transport, nats, lab, hosts, groups, facts, facts_ttl)"
+        "(valid keys: name, known_hosts, ssh_config, defaults, loadbalancer, transport, nats, lab, hosts, groups, facts, facts_ttl)"
     )
 
 
@@ -374,13 +375,13 @@ def test_builtin_defaults(env):
     host = env(MINIMAL)().hosts["web1"]
     assert host == Host("web1", "10.0.0.1")
     assert (host.port, host.user, host.key, host.facts, host.classes, host.agents, host.lab) == (
-        22, "root", None, {}, (), DEFAULT_AGENTS, {}
+        22, "root", None, {}, (), AGENTS, {}
     )
 
 
 def test_default_agents_are_the_shipped_ones():
     core = pytest.importorskip("orchestrator_lib.host.core")
-    assert sorted(DEFAULT_AGENTS) == core.agent_names()
+    assert sorted(AGENTS) == core.agent_names()
 
 
 def test_hosts_are_hashable(env):
@@ -526,8 +527,58 @@ def test_a_tilde_in_a_path_is_the_home_directory_not_a_folder_beside_the_file(en
     assert inv.hosts["web1"].key == tmp_path / "home" / ".ssh" / "id_rsa"
 
 
+# --- login settings: user, port, key, become, jump (estate defaults < group < host) ---------------
+
+
+def test_login_settings_nearest_wins_and_are_marked_explicit(env):
+    inv = env("""\
+        defaults: {user: deploy, become: sudo}
+        hosts:
+          bastion1: {address: 10.0.0.2, become: false}
+          web1: {address: 10.0.0.11}
+          web2: {address: 10.0.0.12, user: ops, port: 2222}
+          db1: {address: 10.0.0.21}
+        groups:
+          web: {hosts: [web1, web2], jump: bastion1, port: 2200}
+          db: [db1]
+    """)()
+    h = inv.hosts
+    assert (h["web1"].user, h["web1"].port, h["web1"].become, h["web1"].jump) == ("deploy", 2200, "sudo", "bastion1")
+    assert (h["web2"].user, h["web2"].port, h["web2"].jump) == ("ops", 2222, "bastion1")
+    assert (h["db1"].port, h["db1"].jump, h["db1"].become) == (22, None, "sudo")
+    assert h["bastion1"].become is None and h["bastion1"].jump is None
+    assert h["db1"].explicit == {"address", "user", "become"}
+    assert inv.groups["web"] == ("web1", "web2")
+
+
+def test_nothing_set_means_root_on_22_and_nothing_explicit(env):
+    web1 = env(MINIMAL)().hosts["web1"]
+    assert (web1.user, web1.port, web1.become, web1.jump, web1.explicit) == ("root", 22, None, None, {"address"})
+
+
+@pytest.mark.parametrize("text, message", [
+    ("defaults: {become: su}\nhosts: {a: {address: 10.0.0.1}}\n",
+     "environments/x.yaml:1: defaults.become: expected sudo (or false), got 'su'"),
+    ("hosts: {a: {address: 10.0.0.1, jump: a}}\n", "environments/x.yaml:1: hosts.a.jump: a host cannot jump through itself"),
+    ("hosts: {a: {address: 10.0.0.1, jump: 'b c'}}\n",
+     "environments/x.yaml:1: hosts.a.jump: expected a host name or [user@]host[:port], got 'b c'"),
+    ("hosts: {a: {address: 10.0.0.1}}\ngroups:\n  x: {hosts: [a], jump: j1}\n  y: {hosts: [a], jump: j2}\n",
+     "environments/x.yaml:4: groups.y.jump: host 'a' is also in group 'x', which sets 'jump' too: set it on the host instead"),
+    ("hosts: {a: {address: 10.0.0.1}}\ngroups:\n  x: {hots: [a]}\n",
+     "environments/x.yaml:3: groups.x.hots: unknown key 'hots' (did you mean 'hosts'?)"),
+])
+def test_bad_login_settings_are_one_line_errors(env, text, message):
+    assert error_of(env(text)) == message
+
+
 def test_the_loadbalancer_section_any_estate_may_have(env):
     inv = env("loadbalancer: {backend: www}\nhosts: {web1: {address: 10.0.0.1}}\n")()
     assert inv.loadbalancer == {"backend": "www"} and inv.lab == {}
     assert error_of(env("loadbalancer: {backend: www, bakend: x}\nhosts: {web1: {address: 10.0.0.1}}\n")) == (
         "environments/x.yaml:1: loadbalancer.bakend: unknown key 'bakend' (did you mean 'backend'?)")
+
+
+def test_the_loadbalancer_host_must_be_a_host(env):
+    assert env("loadbalancer: {host: web1}\nhosts: {web1: {address: 10.0.0.1}}\n")().loadbalancer["host"] == "web1"
+    assert error_of(env("loadbalancer: {host: lb}\nhosts: {lb1: {address: 10.0.0.1}}\n")) == (
+        "environments/x.yaml:1: loadbalancer.host: unknown host 'lb' (did you mean 'lb1'?)")

@@ -29,6 +29,15 @@ def test_rpcs_agent_invocations_pass():
     assert gate(rpc.agent_command(SHA), "--check").stdout == "one-shot\n"
     assert gate(rpc.serve_command(SHA), "--check").stdout == "serve\n"
     assert gate(rpc.agent_command("0123456789ab"), "--check").returncode == 0
+    assert gate(rpc.agent_command(SHA, "sudo"), "--check").stdout == "one-shot sudo\n"
+    assert gate(rpc.serve_command(SHA, "sudo"), "--check").stdout == "serve sudo\n"
+
+
+def test_the_sudo_installer_is_refused_like_any_install():
+    from orchestrator_lib.controller.transports import sudo
+    for command in (sudo.upload_command(".orchestrator-agent-x.pyz"), sudo.install_command(".orchestrator-agent-x.pyz", SHA)):
+        done = gate(command, "--check")
+        assert done.returncode == 99 and "refused installing the agent" in done.stderr
 
 
 def test_a_missing_agent_exits_111_as_the_original_command_would():

@@ -8,6 +8,8 @@ what each host had before the run (for the rollback step).
 call `begin_scenario()` and `finish()`. Plan mode takes no lease and keeps no journal."""
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import OrchestratorError
@@ -31,6 +33,8 @@ class RunGuard:
         self.resumed: dict[str, JournalRun | None] = {}  # feature file -> the run resumed
         self.checked: set[int] = set()                  # scenarios (by index) pre-flight passed
         self.told_interrupted = False
+        #: seconds the run spent in the lock and pre-flight (the journal counts its own writes)
+        self.spent = 0.0
         if not self.active:
             return
         self.journal = Journal(self.directory, self.run, caller=d.session.caller, env=d.inventory.name)
@@ -67,19 +71,32 @@ class RunGuard:
     def before_change(self) -> None:
         if not self.active:
             return
+        started = time.perf_counter()
+        try:
+            self._before_change()
+        finally:
+            self.spent += time.perf_counter() - started
+
+    def _before_change(self) -> None:
         try:
             targets = self.d.hosts()
         except OrchestratorError:  # no targets chosen (a notify-only feature): nothing to lease
             targets = []
         assert self.lock is not None
-        self.lock.acquire(targets)
-        self._tell_interrupted(targets)
         key = id(self.d.scenario)
-        if key not in self.checked:
-            self.checked.add(key)
-            summary = preflight.check(self.d, targets, self.d.scenario.needs)
-            if summary:
-                self.d.say(summary)
+        if key in self.checked:
+            self.lock.acquire(targets)
+            return
+        self.checked.add(key)
+        # the lease and pre-flight at once (one round trip instead of two); a lock held by
+        # another run is said first: who holds it matters more than what else is missing
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preflight") as pool:
+            checked = pool.submit(preflight.check, self.d, targets, self.d.scenario.needs or preflight.Needs())
+            self.lock.acquire(targets)
+            summary = checked.result()
+        self._tell_interrupted(targets)
+        if summary:
+            self.d.say(summary)
 
     def _tell_interrupted(self, targets: list[Host]) -> None:
         """Once per run: the last other run on these hosts, if it never ended (killed), and where."""
@@ -104,15 +121,17 @@ class RunGuard:
     # ---- the end --------------------------------------------------------------------------------
     def finish(self, passed: bool, aborted: bool = False) -> None:
         """Release the leases (on Ctrl-C without waiting behind running requests) and close the
-        journal with its end record. Never raises: the recap must still be printed."""
+        journal with its end record (with the seconds the safeguards cost the run). Never raises:
+        the recap must still be printed."""
+        started = time.perf_counter()
         try:
             if self.lock is not None:
                 self.lock.release(resident=not aborted)
         except Exception as e:  # a host gone: its lease expires on its own
             self.d.say(f"deploy lock: could not release every lease ({type(e).__name__}: {e}); they expire")
         if self.journal is not None:
-            if not aborted:
-                self.journal.end(passed)
-            else:
-                self.journal.append("end", sync=True, passed=False, interrupted=True)
+            self.spent += time.perf_counter() - started
+            cost = {"lock_and_preflight_s": round(self.spent, 4), "journal_s": round(self.journal.spent, 4),
+                    "fsyncs": self.journal.fsyncs}
+            self.journal.append("end", sync=True, passed=passed and not aborted, interrupted=aborted, cost=cost)
             self.journal.close()

@@ -3,7 +3,7 @@ traffic on each host) or by HAProxy's admin state (disable, drain, enable). HAPr
 the whole backend in one call on the LB; these helpers turn that answer into one result per
 targeted host, so the matrix and the tallies speak of web hosts, not of the LB.
 
-The haproxy agent's request and reply shapes, the estate's default backend and how to find the
+The haproxy agent's request and reply shapes, the backend to use and how to find the
 LB hosts are here once, for the deploy and for `orch lb` alike."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 from ...protocol import ADMIN_AFTER
 from ..discovery import Filter
-from ..inventory import Host, Inventory
+from ..inventory import Host
 from ..orchestration import HostResult, RunResult, Status
 from ..session import Session
 from .run import Deploy, DeployError, LoadBalancer, Unanswered, values_of
@@ -21,15 +21,12 @@ from .run import Deploy, DeployError, LoadBalancer, Unanswered, values_of
 
 # ---- HAProxy, for any caller of a Session ------------------------------------------------------------
 def find_load_balancers(session: Session, name: str | None = None) -> list[Host]:
-    """The HAProxy hosts offering the haproxy agent: `name` (a host name or /regex/), else every
-    host of class haproxy. None found is an error, as for any filter."""
+    """The HAProxy hosts offering the haproxy agent: `name` (a host name or /regex/), else the
+    estate's `loadbalancer: {host: ...}`, else every host of class haproxy. None found is an error,
+    as for any filter."""
+    name = name or session.inventory.loadbalancer.get("host") or None
     flt = Filter.parse(identities=name or (), classes=() if name else "haproxy", agents="haproxy")
     return session.discover(flt, live=False)
-
-
-def estate_backend(inventory: Inventory) -> str:
-    """The backend the estate file names (`loadbalancer: {backend: app}`), "" when it names none."""
-    return inventory.loadbalancer.get("backend", "")
 
 
 def haproxy_args(backend: str, servers: Sequence[Host] = ()) -> dict[str, Any]:
@@ -67,6 +64,8 @@ def set_backend(d: Deploy, backend: str) -> None:
 
 
 def lb_of(d: Deploy) -> LoadBalancer:
+    if d.scenario.lb is None and d.inventory.loadbalancer.get("host"):   # the estate names it
+        set_host(d, d.inventory.loadbalancer["host"])
     if d.scenario.lb is None:
         raise DeployError("no load balancer given: add 'Given the load balancer is NAME' "
                           "(or 'has ip address ADDRESS') to the Background")
@@ -82,7 +81,7 @@ def lb_host(d: Deploy) -> Host:
 
 
 def backend_of(d: Deploy, named: str | None = None) -> str:
-    backend = named or d.scenario.backend or d.settings.backend or estate_backend(d.inventory)
+    backend = named or d.scenario.backend or d.settings.backend or d.inventory.loadbalancer.get("backend")
     if not backend:
         raise DeployError("no HAProxy backend known: add 'Given the load balancer backend is NAME' "
                           "or run with -D backend=NAME")
@@ -101,11 +100,6 @@ def _targets(d: Deploy) -> list[Host]:
 def set_blocked(d: Deploy, blocked: bool) -> None:
     hosts, source = _targets(d), lb_of(d).address
     subject, action = f"firewall {source}", "block" if blocked else "unblock"
-    if d.plan:
-        run = d.call(hosts, "firewall", "status", {"source": source})
-        d.plan_change(f"firewall#{action}", subject, values_of(run, lambda r: r.after),
-                      "blocked" if blocked else "unblocked")
-        return
     d.act(hosts, "firewall", action, {"source": source}, subject=subject)
 
 
@@ -154,12 +148,7 @@ def set_admin(d: Deploy, action: str, backend: str | None) -> None:
     """disable / drain / enable the targeted hosts' servers, one call on the LB."""
     hosts, lb, name = _targets(d), lb_host(d), backend_of(d, backend)
     subject, wanted = f"haproxy {name}", ADMIN_AFTER[action]
-    if d.plan:
-        states = server_states(d, hosts, name)
-        current = {h: v if isinstance(v, Unanswered) else v["admin"] for h, v in states.items()}
-        d.plan_change(f"haproxy#{action}", subject, current, wanted)
-        return
-    run = d.call([lb], "haproxy", action, haproxy_args(name, hosts))
+    run = d.call([lb], "haproxy", action, haproxy_args(name, hosts), dry_run=d.plan)
     d.conclude(per_server(run, lb, hosts, wanted), subject)
 
 
@@ -172,7 +161,8 @@ def per_server(run: RunResult, lb: Host, hosts: list[Host], wanted: str) -> RunR
     results: dict[str, HostResult] = {}
     for h in hosts:
         if after.get(h.name) == wanted:
-            status = Status.CHANGED if h.name in changed else Status.OK
+            done = Status.WOULD_CHANGE if r.status is Status.WOULD_CHANGE else Status.CHANGED  # a dry run's
+            status = done if h.name in changed else Status.OK
             message = f"{before.get(h.name)} -> {wanted}" if h.name in changed else f"already {wanted}"
         else:
             status, message = Status.FAILED, f"{lb.name}: {r.message}"

@@ -1,17 +1,15 @@
 """Packages, services, app revisions, health checks and notifications: the agent calls behind
-the step vocabulary, each with its plan-mode twin (a read-only action and "would change")."""
+the step vocabulary (in plan mode the same calls, as dry runs: each host says what it would change)."""
 from __future__ import annotations
 
 from typing import Any
 
-from ...host.agents.appmgr import DEFAULT_HEALTH_URL
 from ..inventory import Host
 from ..orchestration import HostResult, RunResult, Status
 from ..reporting import Cell, Outcome
 from ..orchestration import RunOptions
-from .run import Deploy, DeployError, StepOptions, Unanswered, failure_text, values_of
 from .settings import CHECK_MARGIN
-
+from .run import Deploy, DeployError, StepOptions, Unanswered, failure_text, values_of
 
 
 # ---- packages ---------------------------------------------------------------------------------------
@@ -20,27 +18,8 @@ def update_package(d: Deploy, name: str, version: str | None, options: StepOptio
     """To `version`, or (None) to the newest the host's package sources offer; `downgrade`: to an
     older `version` too (refused otherwise)."""
     fan_out = d.step_options(options, 900.0)
-    hosts, subject = d.hosts(), f"package {name}"
-    if d.plan:
-        # `candidate` is asked for but only used when the agent reports it: without it, "newest"
-        # cannot be known read-only, and every host is shown as a possible change.
-        ask = {"name": name, "candidate": True, **({"available": True} if version else {})}
-        run = d.call(hosts, "package", "status", ask)
-        current = values_of(run, lambda r: r.data.get("version"))
-        candidates = {h: r.data.get("candidate") for h, r in run.results.items()}
-        if version:
-            available = {h: r.data.get("available") for h, r in run.results.items()}
-            refuse_unavailable(d, name, version, current, available)
-            d.plan_change("package#update", subject, current, version)
-            say_unconfirmed(d, name, version, current, candidates, available)
-        elif all(candidates.values()):
-            d.plan_change("package#update", subject, current, lambda h: candidates[h])
-        else:
-            d.plan_change("package#update", subject, current, "the newest available", always=True)
-        d.scenario.facts["version"] = version or "the newest available"
-        return
     args = {"name": name, **({"version": version} if version else {}), **({"downgrade": True} if downgrade else {})}
-    run = d.act(hosts, "package", "update", args, subject=subject, options=fan_out)
+    run = d.act(d.hosts(), "package", "update", args, subject=f"package {name}", options=fan_out)
     d.scenario.facts["version"] = version or _common(run, "version")
 
 
@@ -56,27 +35,20 @@ def rollback_package(d: Deploy, name: str, options: StepOptions) -> None:
     for host in unknown:
         d.matrix.record(host.name, Cell(Outcome.FAILED, f"{subject}: no version before this run in the journal "
                                                         f"(no change to it was recorded)", "package#update", subject))
-    if d.plan:
-        known = [h for h in hosts if h not in unknown]
-        if known:
-            run = d.call(known, "package", "status", {"name": name})
-            d.plan_change("package#update", subject, values_of(run, lambda r: r.data.get("version")),
-                          lambda h: before[h])
-    else:
-        by_version: dict[str, list[Host]] = {}
-        for host in hosts:
-            if host not in unknown:
-                by_version.setdefault(str(before[host.name]), []).append(host)
-        bad: list[str] = []
-        for version, group in by_version.items():
-            run = d.call(group, "package", "update", {"name": name, "version": version, "downgrade": True},
-                         fan_out, subject, _rolled_back_cell)
-            d.matrix.record_run(run, subject, _rolled_back_cell)
-            d.say(run.tally())
-            if not run.ok:
-                bad.append(failure_text(run))
-        if bad:
-            raise DeployError("\n".join(bad))
+    by_version: dict[str, list[Host]] = {}
+    for host in hosts:
+        if host not in unknown:
+            by_version.setdefault(str(before[host.name]), []).append(host)
+    bad: list[str] = []
+    for version, group in by_version.items():
+        run = d.call(group, "package", "update", {"name": name, "version": version, "downgrade": True},
+                     fan_out, subject, _rolled_back_cell, dry_run=d.plan)
+        d.matrix.record_run(run, subject, _rolled_back_cell)
+        d.say(run.tally())
+        if not run.ok:
+            bad.append(failure_text(run))
+    if bad:
+        raise DeployError("\n".join(bad))
     if unknown:
         raise DeployError(f"cannot roll back {name} on {', '.join(h.name for h in unknown)}: the journal has no "
                           f"version from before this run (this run made no change to {name} there)")
@@ -87,44 +59,6 @@ def _rolled_back_cell(result: HostResult) -> Cell:
     if result.status is Status.CHANGED:
         cell.status, cell.message = Outcome.ROLLED_BACK, f"rolled back: {result.message}"
     return cell
-
-
-def refuse_unavailable(d: Deploy, name: str, version: str, current: dict[str, Any],
-                       available: dict[str, Any]) -> None:
-    """Plan mode fails where the real run would: hosts that would change to `version` while their
-    package index does not offer it (the real run refreshes the index first, so a version
-    published since the hosts' last refresh is refused here too: refresh, then plan)."""
-    missing = {h: offered for h, offered in available.items()
-               if isinstance(offered, list) and version not in offered
-               and not isinstance(current.get(h), Unanswered) and current.get(h) != version}
-    if not missing:
-        return
-    for host, offered in missing.items():
-        d.matrix.record(host, Cell(Outcome.FAILED, f"package {name}: {version} is not in the host's package index "
-                                                   f"(offers: {', '.join(offered) or 'nothing'})", "package#update"))
-    raise DeployError(f"plan package#update: {name} {version} is not available on {', '.join(missing)} "
-                      f"(their package index offers: {', '.join(sorted({v for o in missing.values() for v in o})) or 'nothing'}; "
-                      f"the plan reads the index as it is: if {version} was published since, refresh it first)")
-
-
-def unconfirmed_hosts(version: str, current: dict[str, Any], candidates: dict[str, Any],
-                      available: dict[str, Any] | None = None) -> list[str]:
-    """Hosts that would change to `version` while it is not their candidate and whose agent did
-    not list the available versions (an older agent): only the real run can tell there."""
-    available = available or {}
-    return [h for h, now in current.items()
-            if not isinstance(now, Unanswered) and version not in (now, candidates.get(h))
-            and not isinstance(available.get(h), list)]
-
-
-def say_unconfirmed(d: Deploy, name: str, version: str, current: dict[str, Any], candidates: dict[str, Any],
-                    available: dict[str, Any] | None = None) -> None:
-    hosts = unconfirmed_hosts(version, current, candidates, available)
-    if hosts:
-        offered = sorted({str(candidates.get(h) or "none reported") for h in hosts})
-        d.say(f"plan package#update: {name} {version} is not the candidate on {', '.join(hosts)} "
-              f"(candidate: {', '.join(offered)}); package#status lists no other available version, "
-              f"so only the real run can tell whether {version} is available there")
 
 
 def package_versions(d: Deploy, name: str) -> dict[str, Any]:
@@ -162,21 +96,13 @@ def deploy_app(d: Deploy, app: str, revision: str, options: StepOptions) -> None
     fan_out = d.step_options(options, 900.0)
     hosts, subject = d.hosts(), f"app {app}"
     d.scenario.facts["version"] = revision
-    if d.plan:
-        packages = d.call(hosts, "package", "status", {"name": app})
-        running = d.call(hosts, "health", "http", {"url": DEFAULT_HEALTH_URL, "field": "version", "timeout": 2})
-        current: dict[str, Any] = {}
-        for name, p in packages.results.items():
-            seen = running.results[name].data.get("last", {}).get("version")
-            current[name] = Unanswered.of(p) if not p.ok else _app_state({"package": p.data.get("version"), "running": seen})
-        d.plan_change("appmgr#deploy", subject, current, revision)
-        return
     d.act(hosts, "appmgr", "deploy", {"app": app, "revision": revision}, subject=subject, options=fan_out,
           describe_result=_app_cell)
 
 
 # ---- services ---------------------------------------------------------------------------------------
-PLANNED = {"start": "running", "stop": "stopped", "restart": "restarted", "reload": "reloaded"}
+#: what a restart or reload leaves, for the recap (the service runs before and after)
+DONE = {"restart": "restarted", "reload": "reloaded"}
 
 
 def _service_cell(action: str, before: dict[str, str] | None = None):
@@ -184,8 +110,8 @@ def _service_cell(action: str, before: dict[str, str] | None = None):
         cell = Cell.from_host_result(result, f"service#{action}", f"service {result.data.get('name', '')}".strip())
         if before and result.host in before:
             cell.before = before[result.host]
-        if result.status is Status.CHANGED and action in ("restart", "reload"):
-            cell.after = PLANNED[action]
+        if result.status in (Status.CHANGED, Status.WOULD_CHANGE) and action in DONE:
+            cell.after = DONE[action]
         return cell
     return describe
 
@@ -195,13 +121,6 @@ def service_action(d: Deploy, name: str, action: str, options: StepOptions,
     fan_out = d.step_options(options)
     hosts = d.hosts() if hosts is None else hosts
     subject = f"service {name}"
-    if d.plan:
-        run = d.call(hosts, "service", "status", {"name": name})
-        current = values_of(run, lambda r: r.data.get("state"))
-        if before:
-            current = {h: before.get(h, v) for h, v in current.items()}
-        d.plan_change(f"service#{action}", subject, current, PLANNED[action], always=action in ("restart", "reload"))
-        return
     d.act(hosts, "service", action, {"name": name}, subject=subject, options=fan_out,
           describe_result=_service_cell(action, before))
 
@@ -216,7 +135,7 @@ def restart_unless_reporting(d: Deploy, name: str, port: int, field: str, value:
     before its package was upgraded still reports the old version): re-running changes nothing."""
     options.run_options()  # refused before any host is asked (service_action applies the rollout policy)
     hosts = d.hosts()
-    run = d.call(hosts, "health", "http", {"url": health_url(d, port), "field": field, "expect": value, "timeout": 2})
+    run = d.call(hosts, "health", "http", {"url": d.settings.health_url(port), "field": field, "expect": value, "timeout": 2})
     stale: list[Host] = []
     reported: dict[str, str] = {}
     for host in hosts:
@@ -240,10 +159,6 @@ def restart_unless_reporting(d: Deploy, name: str, port: int, field: str, value:
 
 
 # ---- health -----------------------------------------------------------------------------------------
-def health_url(d: Deploy, port: int) -> str:
-    return d.settings.health_url(port)
-
-
 def _last(result: HostResult, *fields: str) -> Any:
     """What a host's check saw last, even when the check failed; Unanswered if it never ran."""
     last = result.data.get("last")
@@ -257,13 +172,13 @@ def _last(result: HostResult, *fields: str) -> Any:
 
 def health_reports(d: Deploy, port: int, field: str, value: str, seconds: float) -> dict[str, Any]:
     """{host: {"status": 200, field: ...}}: the check loops on the host until it reports `value`."""
-    args = {"url": health_url(d, port), "field": field, "expect": value, "deadline": seconds, "interval": 1}
+    args = {"url": d.settings.health_url(port), "field": field, "expect": value, "deadline": seconds, "interval": 1}
     run = d.call(d.hosts(), "health", "http", args, RunOptions(timeout=seconds + CHECK_MARGIN))
     return {h: _last(r, "status", field) for h, r in run.results.items()}
 
 
 def health_passes(d: Deploy, port: int, seconds: float) -> dict[str, Any]:
-    args = {"url": health_url(d, port), "deadline": seconds, "interval": 1}
+    args = {"url": d.settings.health_url(port), "deadline": seconds, "interval": 1}
     run = d.call(d.hosts(), "health", "http", args, RunOptions(timeout=seconds + CHECK_MARGIN))
     return {h: _last(r, "status") for h, r in run.results.items()}
 
@@ -290,18 +205,15 @@ def notification_hosts(d: Deploy) -> list[Host]:
 def notify(d: Deploy, recipient: str, template: str) -> None:
     """Send through the first notification host that delivers (MCollective-style failover)."""
     message, hosts = d.fill(template), notification_hosts(d)
-    if d.plan:
-        d.say(f"plan: would notify {recipient} through {hosts[0].name}: {message}")
-        return
     problems = []
     for host in hosts:
         webhook = d.settings.webhook(host)
         run = d.call([host], "notify", "send", {"recipient": recipient, "message": message, "webhook": webhook},
-                     RunOptions(timeout=60.0))
+                     RunOptions(timeout=60.0), dry_run=d.plan)
         result = run.results[host.name]
         if result.ok:
             d.conclude(run)
-            d.say(f"{recipient} notified through {host.name}: {message}")
+            d.say(f"{recipient} {'would be ' if d.plan else ''}notified through {host.name}: {message}")
             return
         problems.append(f"{host.name}: {result.status}: {result.message}")
         d.say(f"{host.name} could not notify ({result.status}: {result.message}); trying the next host")

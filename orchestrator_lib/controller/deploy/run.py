@@ -14,14 +14,14 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, TextIO
 
+from ...protocol import READ_ONLY
 from ..discovery import CountContract, Filter
 from ..errors import OrchestratorError
 from ..inventory import Host, Inventory
-from ..orchestration import HostResult, RunOptions, RunResult, parse_batch_size
-from ..orchestration.results import failure_text  # noqa: F401  (the deploy layer's wording, re-exported)
+from ..orchestration import HostResult, RunOptions, RunResult, Status, parse_batch_size
+from ..orchestration.results import failure_text  # noqa: F401 -- the deploy verbs' one wording
 from ..reporting import Cell, Outcome, ResultMatrix
 from ..reporting.progress import OFF, Progress
-from ..reporting.journal import READ_ONLY
 from ..session import Interrupted, Session
 from ..orchestration.rollout import RolloutPolicy
 from .rollout import AnalysisCheck, ScenarioRollout, batches_for, describe_batches, run_rollout, seed_for
@@ -89,7 +89,7 @@ class ScenarioState:
     lb: LoadBalancer | None = None
     backend: str = ""
     facts: dict[str, str] = field(default_factory=dict)              # {version} etc. for messages
-    planned: dict[tuple[str, str], Any] = field(default_factory=dict)  # plan: (host, subject) -> state
+    planned: dict[tuple[str, str], Any] = field(default_factory=dict)  # plan: (host, subject) -> state after
     rollout: ScenarioRollout = field(default_factory=ScenarioRollout)
     needs: Any = None                    # preflight.Needs: what the scenario's steps will use
     only: tuple[str, ...] | None = None  # a @rollback scenario: the hosts that failed, and only them
@@ -106,27 +106,6 @@ class ScenarioDone(DeployError):
 def values_of(run: RunResult, value: Callable[[HostResult], Any]) -> dict[str, Any]:
     """{host: value(result)} for hosts that answered, Unanswered for the others."""
     return {h: value(r) if r.ok else Unanswered.of(r) for h, r in run.results.items()}
-
-
-def plan_cells(label: str, subject: str, current: Mapping[str, Any], wanted: Any,
-               planned: Mapping[tuple[str, str], Any], *, always: bool = False) -> tuple[dict[str, Cell], list[str]]:
-    """Plan mode's arithmetic for one When: each host's cell, from its current state (or the state
-    an earlier planned step of the scenario would have left, in `planned`) and the wanted one (a
-    value, or a function of the host name). Returns the cells and the hosts that would change."""
-    cells: dict[str, Cell] = {}
-    would: list[str] = []
-    for host, now in current.items():
-        if isinstance(now, Unanswered):
-            cells[host] = Cell(Outcome(now.status), now.message, label, subject)
-            continue
-        now = planned.get((host, subject), now)
-        target = wanted(host) if callable(wanted) else wanted
-        if always or now != target:
-            cells[host] = Cell(Outcome.WOULD_CHANGE, f"would change {subject}", label, subject, now, target)
-            would.append(host)
-        else:
-            cells[host] = Cell(Outcome.OK, f"{subject} already {target}", label, subject, now, now)
-    return cells, would
 
 
 def fill_message(template: str, facts: Mapping[str, str]) -> str:
@@ -314,27 +293,28 @@ class Deploy:
 
     def conclude(self, run: RunResult, subject: str = "",
                  describe_result: Callable[[HostResult], Cell] | None = None) -> RunResult:
+        if self.plan and subject:
+            run = self._after_earlier_plans(run, subject)
         self.matrix.record_run(run, subject, describe_result)
         self.say(run.tally())
         if not run.ok:
             raise DeployError(failure_text(run))
         return run
 
-    # ---- plan mode --------------------------------------------------------------------------------
-    def plan_change(self, label: str, subject: str, current: Mapping[str, Any], wanted: Any, *,
-                    always: bool = False) -> None:
-        """A When in plan mode: compare each host's current state (as earlier planned steps
-        would have left it) with the state the step wants, and record "would change"."""
-        cells, would = plan_cells(label, subject, current, wanted, self.scenario.planned, always=always)
-        for host, cell in cells.items():
-            self.matrix.record(host, cell)
-            if host in would:
-                self.scenario.planned[(host, subject)] = cell.after
-        names = f" ({', '.join(would)})" if would else ""
-        self.say(f"plan {label}: would change {subject} on {len(would)} of {len(current)} hosts{names}")
-        bad = {h: v for h, v in current.items() if isinstance(v, Unanswered)}
-        if bad:
-            raise DeployError(f"plan {label}: no state from " + "; ".join(f"{h}: {v!r}" for h, v in bad.items()))
+    # ---- plan mode ---------------------------------------------------------------------------------
+    def _after_earlier_plans(self, run: RunResult, subject: str) -> RunResult:
+        """A dry run sees the host as it is, not as the scenario's earlier (dry) steps would leave
+        it: a host whose `subject` an earlier step would change to a state other than this step's
+        `after` would change again (block, then unblock: the unblock would change too)."""
+        results = dict(run.results)
+        for host, r in run.results.items():
+            earlier = self.scenario.planned.get((host, subject))
+            if r.status is Status.OK and earlier is not None and earlier != r.after:
+                results[host] = r = replace(r, status=Status.WOULD_CHANGE, before=earlier,
+                                            message=f"would change {subject}: {earlier} -> {r.after}")
+            if r.status is Status.WOULD_CHANGE:
+                self.scenario.planned[(host, subject)] = r.after
+        return RunResult(run.label, results, run.elapsed)
 
     def plan_skips_check(self, what: str) -> bool:
         """Then steps check real state; in plan mode nothing was changed, so they are not run."""

@@ -16,6 +16,8 @@ from ..errors import OrchestratorError
 from ..inventory import Host, _did_you_mean
 
 LAB_CHOICES = ("keep", "down")
+#: a check that loops on the host gets this much longer on the SSH side
+CHECK_MARGIN = 30.0
 LINT_CHOICES = ("on", "off")
 #: the fields -D notify_webhook may use, filled per notification host
 WEBHOOK_FIELDS = ("address", "name")

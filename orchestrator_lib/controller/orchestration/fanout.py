@@ -10,6 +10,7 @@ from queue import Empty, SimpleQueue
 from typing import Callable, Iterable, Protocol
 
 from orchestrator_lib.controller.errors import OrchestratorError, TransportError
+from orchestrator_lib.protocol import one_line
 
 from .batches import plan_batches
 from .policy import RunOptions
@@ -59,14 +60,10 @@ class _Pool:
             self._jobs.put(None)
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def _from_exception(name: str, exc: BaseException) -> HostResult:
     if isinstance(exc, TransportError):
-        return HostResult(name, Status.UNREACHABLE, _one_line(str(exc)))
-    msg = _one_line(str(exc))
+        return HostResult(name, Status.UNREACHABLE, one_line(exc))
+    msg = one_line(exc)
     kind = type(exc).__name__
     return HostResult(name, Status.FAILED, f"{kind}: {msg}" if msg else kind)
 

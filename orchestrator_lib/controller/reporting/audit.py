@@ -57,7 +57,8 @@ class AuditLog:
         line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reqid": request.reqid,
                            "caller": request.caller, "agent": request.agent, "action": request.action,
                            "args": redact(dict(request.args)), "dry_run": request.dry_run, "host": host,
-                           "status": "sent", "message": ""}, sort_keys=True)
+                           "status": "sent", "message": "",
+                           **({"spec": redact_spec(request.spec)} if request.spec else {})}, sort_keys=True)
         with self._lock, open(self.path, "a") as out:
             out.write(line + "\n")
 

@@ -14,7 +14,7 @@ import json
 import jinja2
 
 from ..errors import OrchestratorError
-from .matrix import BAD, Cell, Outcome, ResultMatrix, ScenarioRecord, StepRecord
+from .matrix import BAD, Cell, Outcome, ResultMatrix, ScenarioRecord, StepRecord, _show
 
 #: outcomes in the order a step's summary names them (worst first); any other status a newer
 #: run records (e.g. "rolled back") is shown after these, as it is named
@@ -29,14 +29,6 @@ def css_class(status: str) -> str:
 
 def _rank(status: str) -> int:
     return ORDER.index(status) if status in ORDER else len(ORDER)
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "absent"
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {v}" for k, v in value.items())
-    return str(value)
 
 
 def _seconds(value: float | None) -> str:

@@ -20,12 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ...protocol import READ_ONLY  # their records are written but not fsync'd
 from ..orchestration import HostResult
 
-#: Agent actions that only read a host. Their records are written (a SIGKILL keeps them: the page
-#: cache outlives the process) but not fsync'd: nothing is left half-done on a host if one is lost.
-READ_ONLY = frozenset({"rpcutil#ping", "rpcutil#facts", "rpcutil#agents", "package#status", "service#status",
-                       "firewall#status", "haproxy#status", "health#http", "health#load", "lease#status"})
 #: the deploy lock's own requests: in the audit logs, not in the journal (it tells the story of
 #: the run's steps; a lease left behind is the lease's business: it expires)
 UNJOURNALED = ("lease#",)
@@ -65,11 +62,13 @@ class Journal:
         self.where: dict[str, str] = {"feature": "", "scenario": "", "step": ""}
         self.befores: dict[tuple[str, str], Any] = {}  # (host, subject) -> state before this run
         self.fsyncs = 0
+        self.spent = 0.0  # seconds spent writing (summed over threads: an upper bound of its cost)
         self.append("run", sync=True, run=run, caller=caller, env=env, pid=os.getpid(), started=started,
                     resumed=resumed)
 
     # ---- writing ----------------------------------------------------------------------------------
     def append(self, kind: str, *, sync: bool = False, **fields: Any) -> None:
+        started = time.perf_counter()
         line = json.dumps({"kind": kind, "t": round(time.time(), 3), **fields}, default=str, sort_keys=True)
         with self._lock:
             if self._fd < 0:
@@ -79,6 +78,7 @@ class Journal:
             mine = self._written
         if sync:
             self._sync(mine)
+        self.spent += time.perf_counter() - started
 
     def _sync(self, upto: int) -> None:
         with self._sync_lock:
@@ -166,6 +166,7 @@ class JournalRun:
     hosts: list[str] = field(default_factory=list)       # every host a request was sent to
     scenarios: dict[tuple[str, str], ScenarioRun] = field(default_factory=dict)
     befores: dict[tuple[str, str], Any] = field(default_factory=dict)
+    cost: dict[str, Any] = field(default_factory=dict)       # what the safeguards cost the run
 
     @classmethod
     def read(cls, path: Path) -> "JournalRun":
@@ -205,6 +206,7 @@ class JournalRun:
                 sc.targeted, sc.completed, sc.ended = list(r.get("targeted", [])), list(r.get("completed", [])), True
             elif kind == "end":  # a run stopped by Ctrl-C ends, but as interrupted
                 out.ended, out.passed = not r.get("interrupted"), bool(r.get("passed"))
+                out.cost = r.get("cost") or {}
         for (_, host), label in pending.items():
             out.in_flight.setdefault(host, label)
         return out

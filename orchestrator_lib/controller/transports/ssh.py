@@ -1,6 +1,13 @@
 """SSH transport: one paramiko connection per host, opened on first use and reused by every step
 of a run. Host keys are verified against the environment's known_hosts unless the caller opts in
-to trust-on-first-use."""
+to trust-on-first-use.
+
+How a host is reached (`route`): address, port, user, key files and jump host, each from the
+inventory when it set it explicitly, else from ~/.ssh/config (or the estate's `ssh_config:`:
+Host patterns with wildcards, HostName, User, Port, IdentityFile, ProxyJump), else the defaults
+(the inventory's address, port 22, root, the ssh-agent's keys, direct). A host with a jump is
+reached over a `direct-tcpip` channel of the jump host's own connection (one per jump host, shared
+by every host behind it); both host keys are checked against known_hosts."""
 from __future__ import annotations
 
 import io
@@ -8,7 +15,7 @@ import logging
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import paramiko
@@ -22,8 +29,22 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 logging.getLogger("paramiko").propagate = False
 
 KEY_TYPES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
+#: jump hosts behind jump hosts (ProxyJump chains) deeper than this are refused as a loop
+MAX_JUMPS = 4
+#: a jump host that just failed is not retried by every host behind it within this many seconds
+JUMP_FAILURE_MEMORY = 2.0
 #: known_hosts key type -> the host key algorithms that prove it (an RSA key signs with SHA-2)
 HOST_KEY_ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where and as whom a host is reached, settled from inventory, ssh config and defaults."""
+    address: str
+    port: int
+    user: str
+    keys: tuple[Path, ...]
+    jump: str | None
 
 
 @dataclass(frozen=True)
@@ -59,6 +80,20 @@ def _load_private_key(path: Path) -> paramiko.PKey:
     raise TransportError(f"private key {path}: not a key paramiko can read ({errors[-1]})")
 
 
+def _read_ssh_config(inventory: Inventory, given: Path | None) -> paramiko.SSHConfig | None:
+    """The estate's `ssh_config:` file (which must exist), else `given` (~/.ssh/config) if it exists."""
+    path = getattr(inventory, "ssh_config", None)
+    if path is not None and not path.is_file():
+        raise TransportError(f"{inventory.path}: ssh_config: {path} does not exist")
+    path = path or given
+    if path is None or not path.exists():
+        return None
+    try:
+        return paramiko.SSHConfig.from_path(str(path))
+    except (OSError, paramiko.SSHException, ValueError) as err:
+        raise TransportError(f"{path}: cannot read as an ssh config: {err}") from None
+
+
 class SSHPool:
     """Connections to the hosts of one inventory. Thread-safe: the fan-out calls it from many
     workers at once; each host is connected at most once at a time."""
@@ -72,12 +107,14 @@ class SSHPool:
         self.keepalive = keepalive
         self.known_hosts_path = inventory.known_hosts or Path("~/.ssh/known_hosts").expanduser()
         self.known_hosts = KnownHosts.load(self.known_hosts_path)
-        self.ssh_config = paramiko.SSHConfig.from_path(str(ssh_config)) if ssh_config and ssh_config.exists() else None
+        self.ssh_config = _read_ssh_config(inventory, ssh_config)
         self.connects = 0  # how many connections were opened: tests prove reuse with it
         self._keys: dict[Path, paramiko.PKey] = {}
         self._transports: dict[str, paramiko.Transport] = {}
         self._host_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        self._jump_hosts: dict[str, Host] = {}
+        self._jump_failures: dict[str, tuple[float, TransportError]] = {}
 
     def check_keys(self, hosts: list[Host]) -> None:
         """Read the key files these hosts use, before connecting any: a missing or unreadable
@@ -95,19 +132,59 @@ class SSHPool:
                 raise TransportError(f"{self.inventory.path}: {err} (the key of {shown})") from None
 
     # ---- connection setup -----------------------------------------------------------------
-    def _settings(self, host: Host) -> tuple[str, int, str, list[Path]]:
-        """Address, port, user and key files: the inventory wins, ~/.ssh/config fills the gaps."""
-        keys = [host.key] if host.key else []
-        port, user = host.port, host.user
-        if self.ssh_config is not None:
-            cfg = self.ssh_config.lookup(host.name)
-            if not host.key:
-                keys += [Path(p).expanduser() for p in cfg.get("identityfile", [])]
-            if host.port == 22 and "port" in cfg:
-                port = int(cfg["port"])
-            if host.user == "root" and "user" in cfg:
-                user = cfg["user"]
-        return host.address, port, user, keys
+    def route(self, host: Host) -> Route:
+        """Address, port, user, keys and jump: the inventory's explicit values, then ~/.ssh/config,
+        then the defaults (Host.explicit says which values the inventory set)."""
+        cfg = self.ssh_config.lookup(host.name) if self.ssh_config is not None else {}
+        explicit = host.explicit
+        address = host.address
+        if "address" not in explicit and cfg.get("hostname") and cfg["hostname"] != host.name:
+            address = cfg["hostname"]
+        port = host.port if "port" in explicit or "port" not in cfg else int(cfg["port"])
+        user = host.user if "user" in explicit or "user" not in cfg else cfg["user"]
+        if "key" in explicit or not cfg.get("identityfile"):
+            keys: tuple[Path, ...] = (host.key,) if host.key else ()
+        else:
+            keys = tuple(Path(p).expanduser() for p in cfg["identityfile"])
+        jump = host.jump if "jump" in explicit else cfg.get("proxyjump")
+        if jump is not None and jump.strip().lower() == "none":
+            jump = None
+        return Route(address, port, user, keys, jump)
+
+    def jump_host(self, spec: str, depth: int = 0) -> Host:
+        """The host a `jump` names: a host of the estate, or `[user@]host[:port]` (an ssh config
+        alias, say); a ProxyJump list `a,b` is b reached through a."""
+        if depth > MAX_JUMPS:
+            raise TransportError(f"{self.inventory.path}: jump {spec}: more than {MAX_JUMPS} jump hosts in a row (a loop?)")
+        hops = [h.strip() for h in spec.split(",") if h.strip()]
+        last, before = hops[-1], ",".join(hops[:-1]) or None
+        with self._lock:
+            if spec in self._jump_hosts:
+                return self._jump_hosts[spec]
+        hosts = getattr(self.inventory, "hosts", {})
+        if last in hosts and before is None:
+            found = hosts[last]
+        else:
+            user, _, rest = last.rpartition("@")
+            name, port = rest, None
+            if rest.count(":") == 1:
+                name, port_text = rest.split(":")
+                try:
+                    port = int(port_text)
+                except ValueError:
+                    raise TransportError(f"jump {spec}: port {port_text!r} is not a number") from None
+            base = hosts.get(name) or Host(name=name, address=name, explicit=frozenset())
+            explicit = set(base.explicit)
+            if user:
+                explicit.add("user")
+            if port:
+                explicit.add("port")
+            if before is not None:
+                explicit.add("jump")
+            found = replace(base, user=user or base.user, port=port or base.port,
+                            jump=before if before is not None else base.jump, explicit=frozenset(explicit))
+        with self._lock:
+            return self._jump_hosts.setdefault(spec, found)
 
     def _private_key(self, path: Path) -> paramiko.PKey:
         with self._lock:
@@ -166,15 +243,51 @@ class SSHPool:
         tried = ", ".join(str(p) for p in keys) or "the ssh-agent's keys"
         raise TransportError(f"{host.name}: authentication as {user} failed with {tried}")
 
-    def _connect(self, host: Host) -> paramiko.Transport:
-        address, port, user, keys = self._settings(host)
+    def _open_socket(self, host: Host, route: Route, depth: int) -> socket.socket | paramiko.Channel:
+        """A TCP connection to the host, or a direct-tcpip channel through its jump host."""
+        address, port = route.address, route.port
+        if route.jump is None:
+            try:
+                sock = socket.create_connection((address, port), timeout=self.connect_timeout)
+            except OSError as err:
+                reason = err.strerror or str(err) or type(err).__name__
+                raise UnreachableError(f"{host.name}: unreachable at {address}:{port}: {reason.lower()}") from None
+            # paramiko leaves Nagle on: each request/reply would stall ~40 ms on delayed ACKs.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        jump = self.jump_host(route.jump, depth + 1)
+        if jump.name == host.name:
+            raise TransportError(f"{host.name}: its jump host is itself (ProxyJump {route.jump})")
         try:
-            sock = socket.create_connection((address, port), timeout=self.connect_timeout)
-        except OSError as err:
-            reason = err.strerror or str(err) or type(err).__name__
-            raise UnreachableError(f"{host.name}: unreachable at {address}:{port}: {reason.lower()}") from None
-        # paramiko leaves Nagle on: each request/reply would stall ~40 ms on delayed ACKs.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            via = self._jump_transport(jump, depth + 1)
+            return via.open_channel("direct-tcpip", (address, port), ("127.0.0.1", 0), timeout=self.connect_timeout)
+        except HostKeyError as err:   # the jump host's key: still a key problem, not a network one
+            raise HostKeyError(f"{host.name}: through {jump.name}: {err}") from None
+        except TransportError as err:
+            raise UnreachableError(f"{host.name}: unreachable through {jump.name} ({err})") from None
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
+            raise UnreachableError(f"{host.name}: unreachable through {jump.name} at {address}:{port}: "
+                                   f"{reason.lower()}") from None
+
+    def _jump_transport(self, jump: Host, depth: int) -> paramiko.Transport:
+        """The jump host's connection; a failure is remembered briefly, so the hosts behind a
+        jump host that is down each report it at once instead of each waiting for a timeout."""
+        with self._lock:
+            failed = self._jump_failures.get(jump.name)
+        if failed is not None and time.monotonic() - failed[0] < JUMP_FAILURE_MEMORY:
+            raise failed[1]
+        try:
+            return self.transport(jump, depth=depth)
+        except TransportError as err:
+            with self._lock:
+                self._jump_failures[jump.name] = (time.monotonic(), err)
+            raise
+
+    def _connect(self, host: Host, depth: int = 0) -> paramiko.Transport:
+        route = self.route(host)
+        address, port, user, keys = route.address, route.port, route.user, list(route.keys)
+        sock = self._open_socket(host, route, depth)
         transport = _Transport(sock)
         names = self._host_names(host, address, port)
         known = self._known_keys(names)
@@ -193,7 +306,7 @@ class SSHPool:
         self.connects += 1
         return transport
 
-    def transport(self, host: Host, *, fresh: bool = False) -> paramiko.Transport:
+    def transport(self, host: Host, *, fresh: bool = False, depth: int = 0) -> paramiko.Transport:
         """The host's open connection, connecting (or reconnecting when it dropped) as needed."""
         with self._lock:
             host_lock = self._host_locks.setdefault(host.name, threading.Lock())
@@ -203,11 +316,8 @@ class SSHPool:
                 return current
             if current is not None:
                 current.close()
-            self._transports[host.name] = self._connect(host)
+            self._transports[host.name] = self._connect(host, depth)
             return self._transports[host.name]
-
-    def connect(self, host: Host) -> None:
-        self.transport(host)
 
     # ---- operations -----------------------------------------------------------------------
     def exec(self, host: Host, command: str, stdin: bytes | None = None, timeout: float = 60) -> ExecResult:

@@ -36,6 +36,7 @@ from ...protocol import MISSING_RC, SERVE_FLAG, SERVE_PROBE, SERVE_PROBE_TIMEOUT
 from ..errors import OutcomeUnknownError, TransportError
 from ..inventory import Host
 from ..orchestration.results import HostResult, Status
+from . import sudo
 from .base import Transport
 from .ssh import SSHPool
 
@@ -99,17 +100,31 @@ def agent_path(sha: str) -> str:
     return f"{AGENT_DIR}/agent-{sha}"
 
 
-def agent_command(sha: str) -> str:
+def agent_command(sha: str, become: str | None = None) -> str:
+    """The one-shot agent as the login user (root), or as root through `sudo -n` (become: sudo)."""
+    if become == "sudo":
+        return sudo.agent_command(sha)
     main = shlex.quote(f"{agent_path(sha)}/__main__.py")
     return f"[ -f {main} ] || exit {MISSING_RC}; exec {PYTHON} {PYTHON_FLAGS} {main}"
 
 
-def serve_command(sha: str) -> str:
-    return f"{agent_command(sha)} {SERVE_FLAG}"
+def serve_command(sha: str, become: str | None = None) -> str:
+    return f"{agent_command(sha, become)} {SERVE_FLAG}"
 
 
 def upload_agent(pool: SSHPool, host: Host, data: bytes, sha: str, timeout: float = 60) -> None:
-    """Upload the zipapp under a unique temporary name, then install it (INSTALL_SCRIPT)."""
+    """Upload the zipapp under a unique temporary name, then install it (INSTALL_SCRIPT; under
+    sudo the upload lands in the login user's home and sudo.INSTALLER, as root, checks and installs it)."""
+    if getattr(host, "become", None) == "sudo":
+        upload = f".orchestrator-agent-{sha}-{uuid.uuid4().hex[:8]}.pyz"   # relative: the user's home
+        r = pool.exec(host, sudo.upload_command(upload), stdin=data, timeout=timeout)
+        if r.rc == 0:
+            r = pool.exec(host, sudo.install_command(upload, sha), timeout=timeout)
+        if r.rc != 0:
+            refused = sudo.refusal(host.name, _login_user(pool, host), r.rc, r.stdout, r.stderr)
+            raise RuntimeError(refused or f"installing {agent_path(sha)} as root failed: "
+                                          f"{_first_line(r.stderr) or f'rc {r.rc}'}")
+        return
     path = agent_path(sha)
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
     r = pool.exec(host, f"mkdir -p {shlex.quote(AGENT_DIR)}", timeout=timeout)
@@ -121,6 +136,11 @@ def upload_agent(pool: SSHPool, host: Host, data: bytes, sha: str, timeout: floa
     r = pool.exec(host, f"{PYTHON} {PYTHON_FLAGS} - {args}", stdin=INSTALL_SCRIPT.encode(), timeout=timeout)
     if r.rc != 0:
         raise RuntimeError(f"installing {path} failed: {_first_line(r.stderr) or f'rc {r.rc}'}")
+
+
+def _login_user(pool: SSHPool, host: Host) -> str:
+    route = getattr(pool, "route", None)
+    return route(host).user if route is not None else getattr(host, "user", "?")
 
 
 def _first_line(text: str) -> str:
@@ -178,10 +198,10 @@ class AgentChannel:
         self._sent = 0  # bytes of the current line already out
 
     @classmethod
-    def open(cls, transport: paramiko.Transport, sha: str, timeout: float) -> "AgentChannel":
+    def open(cls, transport: paramiko.Transport, sha: str, timeout: float, become: str | None = None) -> "AgentChannel":
         chan = transport.open_session(timeout=timeout)
         try:
-            chan.exec_command(serve_command(sha))
+            chan.exec_command(serve_command(sha, become))
         except BaseException:
             chan.close()
             raise
@@ -330,7 +350,7 @@ class SSHTransport(Transport):
             result = self._call_resident(host, request, payload, timeout, started)
             if result is not None:
                 return result
-        command = agent_command(sha)
+        command = agent_command(sha, getattr(host, "become", None))
         try:
             r = self.pool.exec(host, command, stdin=payload, timeout=timeout)
             if r.rc == MISSING_RC and not r.stdout.strip():
@@ -345,6 +365,10 @@ class SSHTransport(Transport):
             with slot.lock:
                 slot.unknown[request.reqid] = str(err)
             raise
+        refused = sudo.refusal(host.name, _login_user(self.pool, host), r.rc, r.stdout, r.stderr) if getattr(host, "become", None) else None
+        if refused:
+            return HostResult(host=host.name, status=Status.FAILED, message=f"{request.label}: {refused}", rc=r.rc,
+                              stderr=r.stderr, duration=time.monotonic() - started)
         return parse_reply(host.name, request.label, r.rc, r.stdout, r.stderr, time.monotonic() - started)
 
     def _serving_channel(self, host: Host, slot: _HostSlot, sha: str, timeout: float) -> AgentChannel:
@@ -355,7 +379,7 @@ class SSHTransport(Transport):
             channel.close()
             channel = slot.channel = None
         if channel is None:
-            channel = AgentChannel.open(self.pool.transport(host), sha, timeout)
+            channel = AgentChannel.open(self.pool.transport(host), sha, timeout, getattr(host, "become", None))
             self.opened += 1
             try:
                 channel.probe(min(timeout, SERVE_PROBE_TIMEOUT))

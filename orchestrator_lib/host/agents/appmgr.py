@@ -35,7 +35,7 @@ def deploy(req: Request) -> Reply:
     # 1. the package
     backend = package.choose_backend()
     try:
-        pkg = package.ensure(backend, app, revision, downgrade=req.bool_arg("downgrade"))
+        pkg = package.ensure(backend, app, revision, downgrade=req.bool_arg("downgrade"), dry_run=req.dry_run)
     except ActionError as e:
         return fail(f"{app}: {e}", changed=False)
     data.update(package=pkg.message, previous=pkg.before)
@@ -50,6 +50,11 @@ def deploy(req: Request) -> Reply:
     # 3. restart only if needed
     restarted = pkg.changed or stale
     data["restarted"] = restarted
+    if req.dry_run:
+        would = f"{app} already at {revision} and running it" if not restarted else \
+            f"{pkg.message}; {svc} would be restarted" if pkg.changed else f"{svc} would be restarted (running {running})"
+        return Reply.done(restarted, would, dry_run=True, before=before, data=data,
+                          after={"package": pkg.after, "running": revision if restarted else running})
     if restarted:
         init = service.choose_backend(svc)
         try:

@@ -211,6 +211,9 @@ def block(req: Request) -> Reply:
     if _blocked(found):
         return Reply.ok(f"{source} already blocked", before=BLOCKED, after=BLOCKED,
                         data=_data(source, tag, chain, backend, True))
+    if req.dry_run:
+        return Reply.done(True, f"{source} would be blocked ({tag})", dry_run=True, before=_word(found),
+                          after=BLOCKED, data=_data(source, tag, chain, backend, True))
     _delete_all(backend, found, source, tag, chain, "blocking")
     for kind in BLOCK:
         r = backend.insert(kind, source, tag, chain)
@@ -231,6 +234,9 @@ def unblock(req: Request) -> Reply:
     if not found:
         return Reply.ok(f"{source} already unblocked", before=UNBLOCKED, after=UNBLOCKED,
                         data=_data(source, tag, chain, backend, False))
+    if req.dry_run:
+        return Reply.done(True, f"{source} would be unblocked", dry_run=True, before=_word(found),
+                          after=UNBLOCKED, data=_data(source, tag, chain, backend, False))
     if _delete_all(backend, found, source, tag, chain, "unblocking"):
         raise ActionError(f"unblocking {source}: rule still present after 100 deletions")
     return Reply.done(True, f"{source} unblocked", before=_word(found), after=UNBLOCKED,

@@ -10,7 +10,7 @@ import socket
 from collections import namedtuple
 
 from .. import core
-from ...protocol import ADMIN_AFTER
+from ...protocol import ADMIN_AFTER, DRAIN, MAINT, READY
 from ..core import ActionError, Reply, Request
 from .health import MAX_DEADLINE
 
@@ -34,11 +34,7 @@ class ServerState(namedtuple("ServerState", "backend name address op_state admin
 
     @property
     def admin(self) -> str:
-        if self.admin_state & MAINT_BITS:
-            return "maint"
-        if self.admin_state & DRAIN_BITS:
-            return "drain"
-        return "ready"
+        return MAINT if self.admin_state & MAINT_BITS else DRAIN if self.admin_state & DRAIN_BITS else READY
 
     def summary(self) -> dict:
         return {"address": self.address, "op": self.op, "admin": self.admin,
@@ -169,6 +165,11 @@ def _set(req: Request, action: str) -> tuple[Reply, RuntimeAPI, str, list[str]]:
     current = api.servers(backend)
     names = _servers(req, current, backend)
     todo = [n for n in names if current[n].admin != target]
+    if req.dry_run:
+        would = f"{backend}: {', '.join(todo)} would be set to {target}" if todo else \
+            f"{backend}: {', '.join(names)} already {target}"
+        return Reply.done(bool(todo), would, dry_run=True, before={n: current[n].admin for n in names},
+                          after={n: target for n in names}, data={"backend": backend, "changed": todo}), api, backend, names
     errors: dict[str, str] = {}
     for name in todo:
         try:
@@ -214,7 +215,7 @@ def drain(req: Request) -> Reply:
         raise ActionError(f"{req.label}: deadline must be 0 to {MAX_DEADLINE:g} s and interval a positive "
                           f"number of seconds, got {deadline:g} and {interval:g}")  # NaN would wait forever
     reply, api, backend, names = _set(req, "drain")
-    if reply.status == "failed":
+    if reply.status == "failed" or req.dry_run:
         return reply
     sys_ = core.system()
     start = sys_.monotonic()

@@ -213,6 +213,8 @@ def command(req: Request) -> Reply:
     if unknown:
         raise ActionError(f"{req.label}: ok_on takes WARNING, CRITICAL or UNKNOWN, not {', '.join(sorted(unknown))}")
     timeout = req.float_arg("timeout", 30.0)
+    if req.dry_run:  # what a command does is known only by running it
+        return Reply.done(True, f"would run {audit.redact_text(core.one_line(cmd, 200))}", dry_run=True)
     verdict, data = poll(lambda left: command_verdict(cmd, min(timeout, left), accept), **_loop_args(req))
     return _reply(req, verdict, data)
 

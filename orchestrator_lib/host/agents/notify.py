@@ -41,6 +41,9 @@ def send(req: Request) -> Reply:
                         data={"delivered": False, **audit.redact(payload)})
     if not webhook.startswith(("http://", "https://")):
         raise ActionError(f"{req.label}: webhook must be an http(s) URL")
+    if req.dry_run:
+        return Reply.done(True, f"would send to {recipient}", dry_run=True,
+                          data={"delivered": False, **audit.redact(payload)})
     status, answer = post_json(webhook, payload, req.float_arg("timeout", 10.0))
     if not 200 <= status < 300:
         raise ActionError(f"notify: webhook answered {status}: {core.one_line(answer, 200)}")

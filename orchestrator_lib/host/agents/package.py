@@ -303,13 +303,14 @@ class Outcome(namedtuple("Outcome", "changed before after message")):
 
 
 def ensure(backend: PackageBackend, name: str, version: str | None = None, *,
-           downgrade: bool = False, refresh: bool = False) -> Outcome:
-    """Bring `name` to `version` (None: newest available). Raises ActionError when it cannot."""
+           downgrade: bool = False, refresh: bool = False, dry_run: bool = False) -> Outcome:
+    """Bring `name` to `version` (None: newest available). Raises ActionError when it cannot.
+    `dry_run`: the same decisions on the index as it is (never refreshed), nothing installed."""
     cur = backend.state(name)
     if version is not None and cur.installed and cur.version == version and not refresh:
         return Outcome(False, cur.version, cur.version, f"{name} already at {version}")
-    refreshed = False
-    if refresh:
+    refreshed = dry_run  # a dry run reads the index as it is: refreshing writes it
+    if refresh and not dry_run:
         _refresh(backend)
         refreshed = True
     if version is None:
@@ -327,17 +328,21 @@ def ensure(backend: PackageBackend, name: str, version: str | None = None, *,
             known = backend.versions(name)
         if version not in known:
             have = ", ".join(known[:8]) or "none"
-            raise ActionError(f"{name} {version} is not available from the package sources (available: {have})")
+            stale = f"; a dry run reads the index as it is: if {version} was published since, refresh it first" \
+                if dry_run else ""
+            raise ActionError(f"{name} {version} is not available from the package sources (available: {have}{stale})")
     is_downgrade, converged = _plan(backend, cur, target, version, downgrade)
     if converged:
         return Outcome(False, cur.version, cur.version, converged)
+    verb = "downgraded" if is_downgrade else ("updated" if cur.version else "installed")
+    if dry_run:
+        return Outcome(True, cur.version, target, f"{name} would be {verb} {_shown(cur)} -> {target}")
     r = backend.install(name, target, cur.version, is_downgrade)
     after = backend.state(name)
     if not r.ok:
         raise ActionError(f"installing {name} {target} failed: {backend.error_line(r)} ({name} now {_shown(after)})")
     if not after.installed or backend.compare(after.version, target) != 0:
         raise ActionError(f"after installing {name} {target} the host reports {_shown(after)}")
-    verb = "downgraded" if is_downgrade else ("updated" if cur.version else "installed")
     return Outcome(True, cur.version, after.version, f"{name} {verb} {_shown(cur)} -> {after.version}")
 
 
@@ -388,8 +393,8 @@ def _version(req: Request) -> str | None:
     return version
 
 
-def _reply(name: str, backend: PackageBackend, out: Outcome) -> Reply:
-    return Reply.done(out.changed, out.message, before=out.before, after=out.after,
+def _reply(req: Request, name: str, backend: PackageBackend, out: Outcome) -> Reply:
+    return Reply.done(out.changed, out.message, dry_run=req.dry_run, before=out.before, after=out.after,
                       data={"name": name, "version": out.after, "previous": out.before,
                             "backend": backend.label})
 
@@ -401,9 +406,7 @@ def status(req: Request) -> Reply:
     version = st.version if st.installed else None
     text = f"{name} {version}" if version else f"{name} {st.state}"
     data = {"name": name, "version": version, "state": st.state, "backend": backend.label}
-    if req.bool_arg("candidate"):  # read-only: what `update` to the newest would install (plan mode)
-        data["candidate"] = backend.candidate(name)
-    if req.bool_arg("available"):  # read-only: the versions the host's current index offers (plan mode)
+    if req.bool_arg("available"):  # read-only: the versions the host's index offers (the deploy's pre-flight)
         data["available"] = backend.versions(name)
     return Reply.ok(text, before=version, after=version, data=data)
 
@@ -415,17 +418,17 @@ def install(req: Request) -> Reply:
     if version is None:
         st = backend.state(name)
         if st.installed:
-            return _reply(name, backend, Outcome(False, st.version, st.version, f"{name} {st.version} already installed"))
-    return _reply(name, backend, ensure(backend, name, version, downgrade=req.bool_arg("downgrade"),
-                                        refresh=req.bool_arg("refresh")))
+            return _reply(req, name, backend, Outcome(False, st.version, st.version, f"{name} {st.version} already installed"))
+    return _reply(req, name, backend, ensure(backend, name, version, downgrade=req.bool_arg("downgrade"),
+                                             refresh=req.bool_arg("refresh"), dry_run=req.dry_run))
 
 
 @agent.action
 def update(req: Request) -> Reply:
     """To `version`, or to the newest available; a downgrade only with downgrade=true."""
     name, version, backend = _name(req), _version(req), choose_backend()
-    return _reply(name, backend, ensure(backend, name, version, downgrade=req.bool_arg("downgrade"),
-                                        refresh=req.bool_arg("refresh")))
+    return _reply(req, name, backend, ensure(backend, name, version, downgrade=req.bool_arg("downgrade"),
+                                             refresh=req.bool_arg("refresh"), dry_run=req.dry_run))
 
 
 @agent.action
@@ -434,9 +437,11 @@ def remove(req: Request) -> Reply:
     purge = req.bool_arg("purge") or req.action == "purge"
     st = backend.state(name)
     if st.version is None and (st.state == "absent" or not purge):
-        return _reply(name, backend, Outcome(False, None, None, f"{name} already absent"))
+        return _reply(req, name, backend, Outcome(False, None, None, f"{name} already absent"))
+    if req.dry_run:
+        return _reply(req, name, backend, Outcome(True, st.version, None, f"{name} would be removed"))
     r = backend.remove(name, purge=purge)
     after = backend.state(name)
     if not r.ok or after.version is not None:
         raise ActionError(f"removing {name} failed: {backend.error_line(r)}")
-    return _reply(name, backend, Outcome(True, st.version, None, f"{name} removed (was {st.version or st.state})"))
+    return _reply(req, name, backend, Outcome(True, st.version, None, f"{name} removed (was {st.version or st.state})"))

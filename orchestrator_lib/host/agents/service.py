@@ -200,6 +200,9 @@ def start(req: Request) -> Reply:
     _require(st, backend)
     if st.running:
         return Reply.ok(f"{name} already running", before="running", after="running", data=_data(st, backend))
+    if req.dry_run:
+        return Reply.done(True, f"{name} would be started", dry_run=True, before="stopped", after="running",
+                          data=_data(st, backend))
     after, msg = converge_running(backend, name, wait, restart=False)
     return Reply.done(True, msg, before="stopped", after="running", data=_data(after, backend))
 
@@ -210,6 +213,9 @@ def stop(req: Request) -> Reply:
     _require(st, backend)
     if not st.running:
         return Reply.ok(f"{name} already stopped", before="stopped", after="stopped", data=_data(st, backend))
+    if req.dry_run:
+        return Reply.done(True, f"{name} would be stopped", dry_run=True, before="running", after="stopped",
+                          data=_data(st, backend))
     r = backend.stop(name, wait)
     after = backend.state(name)
     if after.running:
@@ -222,6 +228,9 @@ def restart(req: Request) -> Reply:
     """Always a change: a restart is asked for its side effect (reload code, libraries)."""
     name, backend, st, wait = _args(req)
     _require(st, backend)
+    if req.dry_run:
+        return Reply.done(True, f"{name} would be restarted", dry_run=True, before=_word(st.running),
+                          after="running", data=_data(st, backend, previous_pid=st.pid))
     after, msg = converge_running(backend, name, wait, restart=True)
     return Reply.done(True, msg, before=_word(st.running), after="running",
                       data=_data(after, backend, previous_pid=st.pid))
@@ -233,6 +242,9 @@ def reload(req: Request) -> Reply:
     _require(st, backend)
     if not st.running:
         raise ActionError(f"{name} is not running; nothing to reload")
+    if req.dry_run:
+        return Reply.done(True, f"{name} would be reloaded", dry_run=True, before="running", after="running",
+                          data=_data(st, backend))
     r = backend.reload(name, wait)
     after = backend.state(name)
     if not r.ok or not after.running:

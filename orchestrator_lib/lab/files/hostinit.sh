@@ -41,6 +41,10 @@ chmod 755 /run
 mount -o remount,bind,ro /
 mkdir -p /run/sshd /run/lock /run/runit/supervise /run/runit/sv /run/haproxy
 hostname "$name"
+# The host resolves its own name (sudo looks it up on every run, and warns when it cannot).
+if [ "$mode" = run ] && ! grep -q "[[:space:]]$name\$" /etc/hosts 2>/dev/null; then
+    printf '127.0.1.1\t%s\n' "$name" >> /etc/hosts
+fi
 ip link set lo up 2>/dev/null || true
 if [ -n "${LAB_ADDR:-}" ]; then
     ip addr replace "$LAB_ADDR" dev eth0

@@ -10,18 +10,33 @@ ln -sf /etc/sv/default-syslog /etc/runit/runsvdir/default/.default-syslog
 # Stock dotfiles: the machine's root .bashrc (pyenv) would cost every ssh command tens of ms.
 cp /etc/skel/.bashrc /etc/skel/.profile /root/
 rm -rf /root/.ssh
-mkdir -m 700 /root/.ssh
-cp /srv/lab-input/authorized_keys /root/.ssh/authorized_keys
-chmod 600 /root/.ssh/authorized_keys
+if [ "$LAB_ROOT_LOGIN" != no ]; then
+    mkdir -m 700 /root/.ssh
+    cp /srv/lab-input/authorized_keys /root/.ssh/authorized_keys
+    chmod 600 /root/.ssh/authorized_keys
+fi
+# The estate's login users (e.g. deploy): the same keys; root only through the agent's sudo rule.
+for user in $LAB_USERS; do
+    id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
+    usermod -p '*' "$user"   # no password, yet not locked ('!'): sshd without PAM refuses locked accounts
+    home=$(getent passwd "$user" | cut -d: -f6)
+    install -d -o "$user" -g "$user" -m 700 "$home/.ssh"
+    install -o "$user" -g "$user" -m 600 /srv/lab-input/authorized_keys "$home/.ssh/authorized_keys"
+done
+rm -f /etc/sudoers.d/orchestrator
+if [ -s /srv/lab-input/sudoers ]; then
+    install -o root -g root -m 0440 /srv/lab-input/sudoers /etc/sudoers.d/orchestrator
+    visudo -c -q -f /etc/sudoers.d/orchestrator
+fi
 # The forced command of the restricted (auditor) key: only the agent invocations rpc sends.
 install -o root -g root -m 0755 /srv/lab-input/orchestrator-gate /usr/local/sbin/orchestrator-gate
 # Which key may run which agent action (orchestrator_lib/host/policy.py): root's, read by all.
 mkdir -p /etc/orchestrator
 install -o root -g root -m 0644 /srv/lab-input/policy.json /etc/orchestrator/policy.json
-cat > /etc/ssh/sshd_config.d/lab.conf <<'CONF'
+cat > /etc/ssh/sshd_config.d/lab.conf <<CONF
 # First value wins in sshd_config: this file is included before Debian's defaults.
 HostKey /etc/ssh/ssh_host_ed25519_key
-PermitRootLogin prohibit-password
+PermitRootLogin $LAB_ROOT_LOGIN
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
