@@ -288,6 +288,11 @@ class FabricPeer:
 
 
 # ---- ansible-core ad-hoc ---------------------------------------------------------------------------
+#: ansible's forks: one per host up to 100 (each fork is a ~50 MB process: 1,000 of them would not fit
+#: beside a 1,000-host estate in 23 GB; ansible's docs suggest tens to hundreds)
+MAX_FORKS = 100
+
+
 class AnsiblePeer:
     """`ansible all -i INV -m command -a 'echo ok' -f N` with pipelining and ControlPersist, strict
     host keys against the lab's known_hosts, the interpreter given (no discovery round trip)."""
@@ -335,8 +340,8 @@ class AnsiblePeer:
     def run(self, hosts: list[Host], module: str = "command", args: str = "echo ok") -> None:
         inv = self.inventory_for(hosts)
         done = subprocess.run([str(VENV_BIN / "ansible"), "all", "-i", str(inv), "-m", module, "-a", args,
-                               "-f", str(len(hosts)), "-o"], env=self.env(), capture_output=True, text=True,
-                              timeout=600)
+                               "-f", str(min(len(hosts), MAX_FORKS)), "-o"], env=self.env(), capture_output=True,
+                              text=True, timeout=1800)
         lines = [ln for ln in done.stdout.splitlines() if ln.strip()]
         good = [ln for ln in lines if " | CHANGED " in ln or " | SUCCESS " in ln]
         if done.returncode != 0 or len(good) != len(hosts):
