@@ -345,3 +345,28 @@ def test_rpm_repository_versions_split_like_rpm():
     from orchestrator_lib.lab.rpmrepo import _version_release
     assert _version_release("4.2.6-3.el5") == ("4.2.6", "3.el5")
     assert _version_release("1.22.1-9~lab1") == ("1.22.1", "9~lab1")
+
+
+# apt-get's output when mywebapp's postinst failed (recorded on a lab web host, tests/integration/test_rpm.py)
+DPKG_FAILED = """Setting up mywebapp (4.2.6-3.el5) ...
+ln: failed to create symbolic link '/etc/service/mywebapp': File exists
+dpkg: error processing package mywebapp (--configure):
+ installed mywebapp package post-installation script subprocess returned error exit status 1
+Errors were encountered while processing:
+ mywebapp
+"""
+
+
+def test_a_dpkg_failure_is_told_in_dpkg_s_words_not_apt_s_sub_process_line():
+    r = core.CmdResult(100, DPKG_FAILED, "E: Sub-process /usr/bin/dpkg returned an error code (1)\n")
+    assert package.PackageBackend.error_line(r) == (
+        "dpkg: error processing package mywebapp (--configure): installed mywebapp package "
+        "post-installation script subprocess returned error exit status 1")
+    assert package.PackageBackend.error_line(core.CmdResult(100, "", "E: Unable to locate package x\n")) == \
+        "E: Unable to locate package x"
+
+
+def test_an_rpm_package_twice_in_the_database_shows_both_versions_as_half_installed():
+    st = package.PackageState("mywebapp", "4.2.6-3.el5", "duplicated", ("4.2.5-1.el5",))
+    assert not st.installed
+    assert package._shown(st) == "4.2.6-3.el5 + 4.2.5-1.el5 (half-installed: duplicated)"
