@@ -1,5 +1,7 @@
 """package agent: converged hosts run no package-manager write; changes are verified."""
+import json
 import pathlib
+import subprocess
 import sys
 
 import pytest
@@ -370,3 +372,23 @@ def test_an_rpm_package_twice_in_the_database_shows_both_versions_as_half_instal
     st = package.PackageState("mywebapp", "4.2.6-3.el5", "duplicated", ("4.2.5-1.el5",))
     assert not st.installed
     assert package._shown(st) == "4.2.6-3.el5 + 4.2.5-1.el5 (half-installed: duplicated)"
+
+
+EVR_CASES = [("1:1.0-1", "2.0-1"), ("4.2.6-3.el5", "4.2.6-10.el5"), ("4.2.7-1.el5", "4.2.6-3.el5"),
+             ("0:4.2.6-3.el5", "4.2.6-3.el5"), ("2:1.0-1.el8", "1:9.9-1.el9"), ("1.0-1.el8_2", "1.0-1.el8_10"),
+             ("1.0~rc1-1", "1.0-1"), ("1.0^git1-1", "1.0-1"), ("1.0-1.fc29", "1.0-1.fc29.1"), ("3.0.13-1", "3.0.13-1.el9")]
+
+
+def test_rpm_compare_agrees_with_rpm_s_own_label_compare():
+    """The agent's port against librpm itself (python3-rpm, which dnf needs, on the machine's python)."""
+    script = ("import json, rpm, sys\n"
+              "def evr(s):\n"
+              "    e, _, rest = s.rpartition(':') if ':' in s else ('0', '', s)\n"
+              "    v, _, r = rest.partition('-')\n"
+              "    return (e or '0', v, r)\n"
+              "print(json.dumps([rpm.labelCompare(evr(a), evr(b)) for a, b in json.loads(sys.argv[1])]))\n")
+    done = subprocess.run(["/usr/bin/python3", "-c", script, json.dumps(EVR_CASES)], capture_output=True, text=True)
+    if "No module named 'rpm'" in done.stderr:
+        pytest.skip("python3-rpm is not installed")
+    assert done.returncode == 0, done.stderr
+    assert [package.rpm_compare(a, b) for a, b in EVR_CASES] == json.loads(done.stdout)
