@@ -174,7 +174,8 @@ SCHEMAS: dict[str, dict[str, dict[str, Callable[[Any], Any]]]] = {
                          "identity": _name(FIELD, "a host name"), "user": _text(256), "password": _text(256),
                          "tls_ca": _text(65536), "tls_cert": _text(65536), "tls_key": _text(65536)}},
     "rpcutil": {"ping": {}, "facts": {}, "agents": {}},
-    "service": {a: {"name": _SERVICE, "wait": _WAIT} for a in ("status", "start", "stop", "restart", "reload")},
+    "service": {a: {"name": _SERVICE, "wait": _WAIT}
+                for a in ("status", "start", "stop", "restart", "reload", "enable", "disable")},
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
     "appmgr#deploy": ("app", "revision"), "firewall#*": ("source",), "haproxy#*": ("backend",),
