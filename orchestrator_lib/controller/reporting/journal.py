@@ -1,9 +1,12 @@
 """The run journal: what a deploy run did, host by host and step by step, appended as it happens
 to `<reports>/journal/<start>-<run>.jsonl` (one JSON object per line), so a run killed outright
 (SIGKILL, a cancelled CI job) still leaves its story behind. A request to a host is recorded
-before it is sent and its result when it returns; a request that can change a host and every
-step's outcome are fsync'd before the run goes on, so a SIGKILL loses at most what was in flight
-(and a power cut no more than that either).
+before it is sent and its result when it returns. Every line is written (os.write) before the
+run goes on, so a SIGKILL loses nothing the run did (the kernel keeps what was written); the
+"sent" line of a request that can change a host, every step's end and the run's end are also
+fsync'd, so a power cut loses at most the results of the step in flight, whose "sent" lines
+say which hosts it was changing. Result lines are not fsync'd one by one: the step's end covers
+them, and an fsync per host result was half the journal's cost.
 
 The next run reads the journals back (`JournalRun`): whether a run on the same hosts was
 interrupted, where, and which hosts had a request in flight; `-D resume` reads which hosts
@@ -106,7 +109,7 @@ class Journal:
     def result(self, reqid: str, label: str, result: HostResult) -> None:
         if label.startswith(UNJOURNALED):
             return
-        self.append("result", sync=label not in READ_ONLY, reqid=reqid, label=label, host=result.host,
+        self.append("result", reqid=reqid, label=label, host=result.host,
                     status=str(result.status), message=result.message, before=result.before, after=result.after)
         subject = before_of(label, result)
         if subject is not None:
