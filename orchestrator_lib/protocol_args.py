@@ -157,7 +157,7 @@ SCHEMAS: dict[str, dict[str, dict[str, Callable[[Any], Any]]]] = {
                "load": {"threshold": _number(0, 100000), **_LOOP}},
     "notify": {"send": {"recipient": _name(RECIPIENT, "a recipient (letters, digits, _.+#@:-)"),
                         "message": _text(8192), "sender": _text(256), "webhook": _url, "timeout": _TIMEOUT}},
-    "package": {"status": {"name": _PACKAGE, "candidate": _bool, "available": _bool},
+    "package": {"status": {"name": _PACKAGE, "candidate": _bool, "available": _bool, "version": _VERSION},
                 "install": {"name": _PACKAGE, "version": _VERSION, "downgrade": _bool, "refresh": _bool},
                 "update": {"name": _PACKAGE, "version": _VERSION, "downgrade": _bool, "refresh": _bool},
                 "remove": {"name": _PACKAGE, "purge": _bool}},

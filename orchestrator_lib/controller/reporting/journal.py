@@ -65,32 +65,40 @@ class Journal:
         self.where: dict[str, str] = {"feature": "", "scenario": "", "step": ""}
         self.befores: dict[tuple[str, str], Any] = {}  # (host, subject) -> state before this run
         self.fsyncs = 0
-        self.spent = 0.0  # seconds spent writing (summed over threads: an upper bound of its cost)
+        #: seconds in os.write and os.fsync themselves: fsyncs are serialized (one at a time), so
+        #: this is an upper bound of the wall time the journal adds, and no thread waits are counted
+        self._write_s = self._fsync_s = 0.0
         self.append("run", sync=True, run=run, caller=caller, env=env, pid=os.getpid(), started=started,
                     resumed=resumed)
 
     # ---- writing ----------------------------------------------------------------------------------
     def append(self, kind: str, *, sync: bool = False, **fields: Any) -> None:
-        started = time.perf_counter()
         line = json.dumps({"kind": kind, "t": round(time.time(), 3), **fields}, default=str, sort_keys=True)
         with self._lock:
             if self._fd < 0:
                 return
+            started = time.perf_counter()
             os.write(self._fd, (line + "\n").encode())
             self._written += 1
             mine = self._written
+            self._write_s += time.perf_counter() - started
         if sync:
             self._sync(mine)
-        self.spent += time.perf_counter() - started
 
     def _sync(self, upto: int) -> None:
         with self._sync_lock:
             if self._synced >= upto or self._fd < 0:
                 return
             covered = self._written
+            started = time.perf_counter()
             os.fsync(self._fd)
+            self._fsync_s += time.perf_counter() - started
             self.fsyncs += 1
             self._synced = covered
+
+    @property
+    def spent(self) -> float:
+        return self._write_s + self._fsync_s
 
     def scenario(self, feature: str, file: str, name: str) -> None:
         self.where = {"feature": file or feature, "scenario": name, "step": ""}
