@@ -156,7 +156,7 @@ def agent_durations(lab: Lab, names: list[str], since: str) -> dict:
         done = lab.exec_in(name, ["cat", "/var/log/orchestrator/audit.jsonl"])
         for line in done.stdout.splitlines():
             entry = json.loads(line)
-            if entry["time"] < since:
+            if entry["time"] < since or "duration" not in entry:  # "received" lines have none
                 continue
             per_action.setdefault(f"{entry['agent']}#{entry['action']}", []).append(entry["duration"])
     return {k: {"max": max(v), "median": sorted(v)[len(v) // 2], "calls": len(v)} for k, v in per_action.items()}
