@@ -31,10 +31,15 @@ class AuditLog:
 
     def _append(self, lines: list[str]) -> None:
         assert self.path is not None
+        text = "\n".join(lines) + "\n" if lines else ""
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a") as out:
-                out.write("\n".join(lines) + "\n" if lines else "")
+            try:
+                out = open(self.path, "a")
+            except FileNotFoundError:  # its folder, made once, not before every line
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                out = open(self.path, "a")
+            with out:
+                out.write(text)
 
     def check_writable(self) -> None:
         """Before the fan-out: raises AuditError when the log cannot be opened for appending, so a
