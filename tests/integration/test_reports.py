@@ -21,7 +21,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from orchestrator_lib.controller.reporting import ResultMatrix
-from tests.conftest import ROOT
+from tests.conftest import ROOT, interruptible
 
 SCREENSHOTS = ROOT / "reports" / "screenshots"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -121,7 +121,7 @@ def runs(lab, tmp_path_factory) -> dict[str, Run]:
     (where / "interrupted.feature").write_text(INTERRUPTED)
     # no JUnit here: behave's --junit captures the output this test watches for
     proc = subprocess.Popen(behave_command(where, "interrupted", where / "interrupted.feature", junit=False), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=interruptible)
     seen = []
     for line in proc.stdout:  # type: ignore[union-attr]
         seen.append(line)
