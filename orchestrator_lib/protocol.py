@@ -63,15 +63,17 @@ ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "haproxy": {"status": (), "disable": (), "enable": (), "drain": ()},
     "health": {"http": (), "command": ("runcommand",), "load": ()},
     "lease": {"status": (), "acquire": (), "renew": (), "release": ()},
+    "nats": {"status": (), "install": ()},
     "notify": {"send": ("sendmsg",)},
     "package": {"status": (), "install": (), "update": (), "remove": ("uninstall", "purge")},
     "rpcutil": {"ping": (), "facts": (), "agents": ()},
-    "service": {"status": (), "start": (), "stop": (), "restart": (), "reload": ()},
+    "service": {"status": (), "start": (), "stop": (), "restart": (), "reload": (), "enable": (), "disable": ()},
 }
 AGENTS = tuple(sorted(ACTIONS))
 #: the actions that only read a host (agent#action)
 READ_ONLY = frozenset({"rpcutil#ping", "rpcutil#facts", "rpcutil#agents", "package#status", "service#status",
-                       "firewall#status", "haproxy#status", "health#http", "health#load", "lease#status"})
+                       "firewall#status", "haproxy#status", "health#http", "health#load", "lease#status",
+                       "nats#status"})
 
 
 def action_names(agent: str, action: str) -> tuple[str, ...]:
