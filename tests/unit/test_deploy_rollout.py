@@ -232,3 +232,13 @@ def test_a_judgement_with_nothing_to_compare_is_refused_before_any_host_changes(
 def test_judgement_numbers_out_of_range_are_one_line_naming_the_step(tmp_path, n, alpha, why):
     with pytest.raises(RolloutStopped, match=f"^f.feature:7: .*{why}"):
         rollout.latency_judgement(make_deploy(tmp_path), "Then", "f.feature:7", 8080, n, alpha)
+
+
+def test_an_inconclusive_host_the_operator_went_on_after_passes_the_step_saying_so(tmp_path):
+    d, check = gated(tmp_path, ["batch(3)"], {"health#http": health({"web2": {"status": None, "error": "refused"}})})
+    r = d.scenario.rollout
+    assert rollout.gate(d, r.gates[0], d.hosts()[:3], 1, 3, ask=lambda q: True) == ""
+    d.matrix.start_step("Then", "after each batch", 7)
+    rollout.finish_analysis(d, check)
+    cell = d.matrix.scenarios[-1].steps[-1].cells["web2"]
+    assert cell.status is Outcome.OK and "inconclusive" in cell.message and "the operator chose to continue" in cell.message

@@ -330,6 +330,8 @@ def gate(d: Deploy, gates: list[AnalysisCheck], hosts: list[Host], number: int, 
             if answer is True:
                 analysis.limits = AnalysisLimits(analysis.limits.failures,
                                                  analysis.counts[Verdict.INCONCLUSIVE], analysis.limits.errors)
+                analysis.accepted.update(h for h, (v, _) in d.scenario.rollout.last.get(check.where, {}).items()
+                                         if v is Verdict.INCONCLUSIVE)
                 d.say("the operator chose to continue")
                 continue
             if answer is False:
@@ -353,6 +355,8 @@ def finish_analysis(d: Deploy, check: AnalysisCheck) -> None:
     analysis = r.analyses[check.where]
     for host, (verdict, detail) in r.last.get(check.where, {}).items():
         status = {Verdict.PASSED: Outcome.OK, Verdict.FAILED: Outcome.FAILED}.get(verdict, Outcome.FAILED)
+        if verdict is Verdict.INCONCLUSIVE and host in analysis.accepted:  # the operator's call, said so
+            status, detail = Outcome.OK, f"{detail} (the operator chose to continue)"
         d.matrix.record(host, Cell(status, f"{verdict}: {detail}", f"{check.agent}#{check.action}"))
     verdict = analysis.verdict()
     d.say(f"analysis {verdict}: {analysis.summary()}")
