@@ -77,7 +77,7 @@ def run_and_answer(terminal: Terminal, tmp_path: Path, name: str, answer: str) -
               "-D", "lint=off", "-D", f"report={report}"]
     # as a person runs it: no CI in the environment (the pytest run under CI sets it), a terminal
     command = (f"cd {shlex.quote(str(ROOT))} && env -u CI PYTHONPATH={shlex.quote(os.environ.get('PYTHONPATH', ''))} "
-               f"{shlex.join(behave)}; echo $? > {shlex.quote(str(rc_file))}; sleep 60")
+               f"{shlex.join(behave)}; echo $? > {shlex.quote(str(rc_file))}; sleep 600")  # the pane stays to be read
     terminal.start(name, command)
     shown = terminal.wait_for(name, QUESTION)
     assert "analysis inconclusive after batch 1 of 2" in shown, shown

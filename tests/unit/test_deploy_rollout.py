@@ -242,3 +242,18 @@ def test_an_inconclusive_host_the_operator_went_on_after_passes_the_step_saying_
     rollout.finish_analysis(d, check)
     cell = d.matrix.scenarios[-1].steps[-1].cells["web2"]
     assert cell.status is Outcome.OK and "inconclusive" in cell.message and "the operator chose to continue" in cell.message
+
+
+def test_the_html_report_shows_the_judgements_figures_and_plain_analyses_still_render(tmp_path):
+    from orchestrator_lib.controller.reporting.html import render
+    d, _ = judged(tmp_path, ["canary(1)", "batch(50%)"], {"health#latency": samples({"web3": 40.0})})
+    with pytest.raises(RolloutStopped):
+        d.act(d.hosts(), "package", "update", {}, options=d.step_options(RunOptions()))
+    j = d.matrix.scenarios[-1].rollout["analyses"]["f.feature:7"]["judgement"]
+    page = render(d.matrix)
+    assert "Canary judgement (f.feature:7)" in page and f"p = {j['p']:.3g}" in page
+    assert '<td class="samples">160</td>' in page and f'<td class="median">{j["canaries"]["median_ms"]}</td>' in page
+    plain, _ = gated(tmp_path, ["batch(3)"], {"health#http": health({"web2": {"status": 200, "version": "1.0"}})})
+    with pytest.raises(RolloutStopped):
+        plain.act(plain.hosts(), "package", "update", {}, options=plain.step_options(RunOptions()))
+    assert "analysis f.feature:7: failed" in render(plain.matrix) and "Canary judgement" not in render(plain.matrix)

@@ -97,3 +97,11 @@ def test_the_test_raising_is_an_error(monkeypatch):
 def test_a_level_outside_0_1_is_refused(alpha):
     with pytest.raises(ValueError, match="between 0 and 1"):
         judge_latency({"web1": [1.0]}, {"web2": [2.0]}, alpha)
+
+
+def test_a_margin_lets_the_canaries_be_that_much_slower():
+    canary, rest = {"web1": latencies(1, 40, 2.2)}, others(median=2.0)       # ~10% slower
+    assert judge_latency(canary, rest, 0.05).verdict is Verdict.FAILED
+    j = judge_latency(canary, rest, 0.05, margin=0.5)
+    assert j.verdict is Verdict.PASSED and "by more than 50%" in j.detail and j.to_dict()["margin"] == 0.5
+    assert judge_latency({"web1": latencies(1, 20, 40.0)}, rest, 0.05, margin=0.5).verdict is Verdict.FAILED

@@ -30,6 +30,8 @@ Deploy = Any
 #: behave's exit code when an inconclusive analysis paused the rollout (sysexits' EX_TEMPFAIL:
 #: "a temporary failure; the user is invited to retry"): run again with -D resume
 PAUSED_EXIT = 75
+#: seconds between a host's latency samples (the canary judgement)
+SPACING = 0.05
 
 
 class RolloutStopped(OrchestratorError):
@@ -50,6 +52,7 @@ class AnalysisCheck:
     inconclusive: int | None = None
     errors: int | None = None
     compare: float | None = None   # a canary judgement at this significance level (p < compare fails)
+    margin: float = 0.0            # ...allowing the canaries to be slower by this fraction
 
 
 @dataclass
@@ -210,6 +213,9 @@ def _sample_and_judge(d: Deploy, check: AnalysisCheck, canaries: list[Host],
     if not canaries:
         analysis.judgement = {}
         return Verdict.INCONCLUSIVE, "no data: no host of the first batch succeeded", {}
+    # every host's connection and resident agent ready first, so no host samples while another
+    # is still being connected (on a shared machine that would slow the first ones' samples)
+    d.call(canaries + others, "rpcutil", "ping", {}, RunOptions(timeout=CHECK_MARGIN))
     run = d.call(canaries + others, check.agent, check.action, dict(check.args), RunOptions(timeout=check.seconds + CHECK_MARGIN))
     samples: dict[str, list[float]] = {}
     notes, missing = [], []
@@ -233,9 +239,9 @@ def _sample_and_judge(d: Deploy, check: AnalysisCheck, canaries: list[Host],
     if lost:  # a canary not judged is no judgement of the canaries
         verdict = Verdict.ERROR if any(v is Verdict.ERROR for _, v, _ in lost) else Verdict.INCONCLUSIVE
         judgement = Judgement(verdict, f"no judgement: {', '.join(h for h, _, _ in lost)} (canary) gave no samples",
-                              check.compare, Side(mine), Side(theirs), None, tuple(notes))
+                              check.compare, Side(mine), Side(theirs), None, tuple(notes), check.margin)
     else:
-        judgement = judge_latency(mine, theirs, check.compare, notes)
+        judgement = judge_latency(mine, theirs, check.compare, notes, check.margin)
     verdict, detail = judgement.verdict, judgement.detail
     if notes:
         detail += f"; {'; '.join(notes)}"
@@ -376,16 +382,21 @@ def health_check(d: Deploy, text: str, where: str, port: int, seconds: float, fi
 
 
 def latency_judgement(d: Deploy, text: str, where: str, port: int, samples: int, alpha: float,
-                      **limits: int | None) -> AnalysisCheck:
+                      margin: float = 0.0, **limits: int | None) -> AnalysisCheck:
     """`samples` timed GETs of the health URL on the canaries and on the hosts not updated yet,
-    judged at significance `alpha` (one line naming the step when a number is out of range)."""
+    SPACING apart (a host's samples then span a second or more, so a passing burst of load
+    weighs on few of them), judged at significance `alpha`, allowing the canaries to be slower by
+    the fraction `margin` (one line naming the step when a number is out of range)."""
     if not 2 <= samples <= 1000:
         raise RolloutStopped(f"{where}: {samples} samples: take from 2 to 1000 per host")
     if not 0 < alpha < 1:
         raise RolloutStopped(f"{where}: p < {alpha:g}: the significance level must be between 0 and 1")
+    if not 0 <= margin <= 10:
+        raise RolloutStopped(f"{where}: by more than {margin:.0%}: give 0% to 1000%")
     timeout = 2.0
-    args = {"url": d.settings.health_url(port), "samples": samples, "timeout": timeout}
-    return AnalysisCheck(text, where, "health", "latency", args, (samples + 1) * timeout, compare=alpha, **limits)
+    args = {"url": d.settings.health_url(port), "samples": samples, "timeout": timeout, "interval": SPACING}
+    return AnalysisCheck(text, where, "health", "latency", args, (samples + 1) * (timeout + SPACING),
+                         compare=alpha, margin=margin, **limits)
 
 
 def load_check(text: str, where: str, threshold: float, seconds: float, **limits: int | None) -> AnalysisCheck:

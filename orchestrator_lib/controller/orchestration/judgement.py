@@ -3,6 +3,10 @@ A one-sided Mann-Whitney U test (scipy.stats.mannwhitneyu, alternative "greater"
 about the shape of the latency distribution, which is skewed and long-tailed), judged at the
 spec's significance level. Pure logic over samples in milliseconds; the deploy layer collects them.
 
+"Worse" may allow a margin (`by more than 20%`): the test is then of the canaries' samples against
+the others' multiplied by 1.2, so a canary must be shown slower than that to fail (a shift on the
+log scale: latencies vary by factors, not by fixed milliseconds).
+
 The four outcomes, as every analysis has them: passed (not shown to be slower), failed (slower,
 p < alpha), inconclusive (no judgement possible: scipy is not installed, a side gave no samples,
 or so few that even complete separation could not reach p < alpha), error (the test itself raised).
@@ -54,17 +58,19 @@ class Judgement:
     others: Side
     p: float | None = None
     notes: tuple[str, ...] = field(default=())
+    margin: float = 0.0               # the fraction the canaries may be slower by (0.2: 20%)
 
     @property
     def detail(self) -> str:
         """One line with the figures: the matrix cell's and the console's."""
         p = f", Mann-Whitney U p = {self.p:.3g}" if self.p is not None else ""
+        margin = f" by more than {self.margin:.0%}" if self.margin else ""
         return (f"{self.reason}: canaries {self.canaries.describe()}, other hosts {self.others.describe()}{p} "
-                f"(p < {self.alpha:g} fails)")
+                f"(slower{margin} at p < {self.alpha:g} fails)")
 
     def to_dict(self) -> dict[str, Any]:
         return {"verdict": self.verdict.value, "reason": self.reason, "test": "Mann-Whitney U, one-sided (greater)",
-                "p": self.p, "alpha": self.alpha, "canaries": self.canaries.to_dict(),
+                "p": self.p, "alpha": self.alpha, "margin": self.margin, "canaries": self.canaries.to_dict(),
                 "others": self.others.to_dict(), "notes": list(self.notes)}
 
 
@@ -81,14 +87,17 @@ def _round(value: float | None) -> float | None:
 
 
 def judge_latency(canaries: Mapping[str, Sequence[float]], others: Mapping[str, Sequence[float]],
-                  alpha: float, notes: Sequence[str] = ()) -> Judgement:
-    """Judge the canaries' latency samples (ms, per host) against the other hosts'."""
+                  alpha: float, notes: Sequence[str] = (), margin: float = 0.0) -> Judgement:
+    """Judge the canaries' latency samples (ms, per host) against the other hosts' (allowing the
+    canaries to be slower by the fraction `margin`)."""
     if not 0 < alpha < 1:
         raise ValueError(f"p < {alpha:g}: the significance level must be between 0 and 1")
+    if not 0 <= margin <= 10:
+        raise ValueError(f"a margin of {margin:.0%}: give 0% to 1000%")
     c, o = Side(dict(canaries)), Side(dict(others))
 
     def verdict(v: Verdict, reason: str, p: float | None = None) -> Judgement:
-        return Judgement(v, reason, alpha, c, o, p, tuple(notes))
+        return Judgement(v, reason, alpha, c, o, p, tuple(notes), margin)
 
     try:
         from scipy.stats import mannwhitneyu
@@ -101,11 +110,11 @@ def judge_latency(canaries: Mapping[str, Sequence[float]], others: Mapping[str, 
         return verdict(Verdict.INCONCLUSIVE, f"too few samples: with {n1} and {n2} the test cannot reach p < {alpha:g} "
                                              f"(at best p = {smallest_p(n1, n2):.3g})")
     try:
-        p = float(mannwhitneyu(c.pooled, o.pooled, alternative="greater").pvalue)
+        p = float(mannwhitneyu(c.pooled, [x * (1 + margin) for x in o.pooled], alternative="greater").pvalue)
     except (ValueError, TypeError, ArithmeticError) as e:
         return verdict(Verdict.ERROR, f"the test could not run: {' '.join(str(e).split())[:200]}")
     if math.isnan(p):
         return verdict(Verdict.INCONCLUSIVE, "no judgement: the test gave no p-value")
     if p < alpha:
-        return verdict(Verdict.FAILED, "the canaries are slower", p)
-    return verdict(Verdict.PASSED, "the canaries are not shown to be slower", p)
+        return verdict(Verdict.FAILED, f"the canaries are slower{f' by more than {margin:.0%}' if margin else ''}", p)
+    return verdict(Verdict.PASSED, f"the canaries are not shown to be slower{f' by more than {margin:.0%}' if margin else ''}", p)
