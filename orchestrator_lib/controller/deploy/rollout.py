@@ -31,7 +31,7 @@ Deploy = Any
 #: "a temporary failure; the user is invited to retry"): run again with -D resume
 PAUSED_EXIT = 75
 #: seconds between a host's latency samples (the canary judgement)
-SPACING = 0.05
+SPACING = 0.1
 
 
 class RolloutStopped(OrchestratorError):

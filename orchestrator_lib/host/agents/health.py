@@ -180,7 +180,8 @@ def latency(req: Request) -> Reply:
     """`samples` timed GETs of the URL, one after another (ms, rounded to 0.01), for the canary
     judgement: only answers with `expect_status` are samples, since a failing health answer says
     nothing about how fast a healthy one is. One untimed GET first: the agent's first request
-    pays for importing urllib (~50 ms), which no sample should carry. Ok when every request gave
+    pays for importing urllib (~50 ms), which no sample should carry; `interval` seconds before
+    each sample, the first too, so hosts sampled together are past their warm-ups when timing. Ok when every request gave
     a sample; failed otherwise, with the samples it got in the data either way."""
     url = req.str_arg("url")
     if not url.startswith(("http://", "https://")):
@@ -194,8 +195,8 @@ def latency(req: Request) -> Reply:
     samples: list[float] = []
     other: dict[str, int] = {}
     error = ""
-    for n in range(count):
-        if n and interval:
+    for _ in range(count):
+        if interval:  # before the first one too: the other hosts' warm-ups are over by then
             sys_.sleep(interval)
         start = sys_.monotonic()
         status, _body, error_now = fetch(url, timeout)
