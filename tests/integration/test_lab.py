@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -91,6 +92,18 @@ def test_a_stopped_host_refuses_connections_and_starts_again(fresh_lab):
         socket.create_connection(("10.231.0.16", 22), timeout=1).close()
     assert [r.running for r in fresh_lab.status() if r.name == "web6"] == [False]
     fresh_lab.start_host("web6")
+    socket.create_connection(("10.231.0.16", 22), timeout=1).close()
+
+
+def test_start_returns_once_the_host_answers_while_another_is_out_of_the_load_balancer(fresh_lab):
+    """After a failed deploy a host stays blocked on purpose: `start` of another host used to wait
+    60 s for HAProxy to see every web host UP, then fail."""
+    fresh_lab.exec_in("web2", ["iptables", "-I", "INPUT", "-s", "10.231.0.2", "-j", "DROP"])
+    assert eventually(lambda: op_states(fresh_lab)["web2"] == 0)
+    fresh_lab.stop_host("web6")
+    started = time.monotonic()
+    fresh_lab.start_host("web6")
+    assert time.monotonic() - started < 10
     socket.create_connection(("10.231.0.16", 22), timeout=1).close()
 
 
