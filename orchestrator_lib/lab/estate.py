@@ -41,7 +41,7 @@ ROLE_PORTS = {"web": (22, 8080, 80), "rpm": (22, 8080), "lb": (22, 80), "notify"
 SSH_ONLY_FROM = "lab-ssh-only-from"
 READY_TIMEOUT = 60.0
 #: What the lab's read-only auditor key may run: status reads only. Not health#command (its alias
-#: health#runcommand: `sh -c` anything, as root) nor health#http (makes the host fetch any URL).
+#: health#runcommand: `sh -c` anything, as root) nor health#http / health#latency (make the host fetch any URL).
 AUDITOR_ACTIONS = ("rpcutil#*", "package#status", "service#status", "haproxy#status",
                    "firewall#status", "health#load", "lease#status")
 #: The auditor key's forced command (installed by layer-base.sh from files/orchestrator-gate): it runs

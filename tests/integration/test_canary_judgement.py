@@ -22,8 +22,10 @@ Feature: judge
   Scenario: deploy, judging the canary's latency
     Given I want to update hosts named web1, web2, web3, web4
     When I update the package mywebapp to {new}
-    Then after the canaries the health check latency on port 8080 should not be worse than the other hosts' (20 samples, p < 0.01)
+    Then after the canaries the health check latency on port 8080 should not be worse than the other hosts' by more than 50% (20 samples, p < 0.01)
 """
+# The margin: on the lab an unchanged canary, just updated, came out 1-10% slower than the others in
+# most runs (p 0.02-0.5 over 13 runs); a test of "any slower at all" would fail now and then.
 
 
 def test_a_slower_canary_fails_the_judgement_and_an_unchanged_one_passes(fresh_lab, tmp_path):
@@ -34,7 +36,7 @@ def test_a_slower_canary_fails_the_judgement_and_an_unchanged_one_passes(fresh_l
     assert "rollout stopped after batch 1 of 3: analysis failed" in slow.out, slow.out
     judgement = slow.matrix.scenarios[0].rollout["analyses"]
     j = next(iter(judgement.values()))["judgement"]
-    assert j["verdict"] == "failed" and j["p"] < 0.01, j
+    assert j["verdict"] == "failed" and j["p"] < 0.01 and j["margin"] == 0.5, j
     assert list(j["canaries"]["hosts"]) == [canary] and j["canaries"]["samples"] == 20
     assert j["others"]["samples"] == 60 and j["canaries"]["median_ms"] > 40 > j["others"]["median_ms"]
     assert [h for h, s in statuses(slow).items() if s is Outcome.NOT_ATTEMPTED] == [h for h in HOSTS if h != canary]

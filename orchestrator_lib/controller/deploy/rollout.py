@@ -174,11 +174,12 @@ def ask_operator(question: str) -> bool | None:
     if os.environ.get("CI") or not sys.stdin.isatty():
         return None
     try:
-        with open("/dev/tty", "r+") as tty:
+        # unbuffered bytes: a text "r+" open of a terminal needs a seekable file and always raised
+        # (io.UnsupportedOperation, an OSError), so the question was never asked
+        with open("/dev/tty", "rb+", buffering=0) as tty:
             while True:
-                tty.write(f"\n{question} [c]ontinue / [a]bort: ")
-                tty.flush()
-                answer = tty.readline().strip().lower()
+                tty.write(f"\n{question} [c]ontinue / [a]bort: ".encode())
+                answer = tty.readline().decode(errors="replace").strip().lower()
                 if answer in ("c", "continue"):
                     return True
                 if answer in ("a", "abort", ""):
