@@ -11,7 +11,11 @@ peer starts.
 
 `echo ok`: ours (Session.shell, new Session each cold run; also as a fresh Python process, the
 way ansible is timed), raw paramiko threads (the floor), Fabric ThreadingGroup, ansible-core
-ad-hoc (command module, pipelining + ControlPersist, forks = N).
+ad-hoc (command module, pipelining + ControlPersist, forks = N), ansible-core + Mitogen (the same
+ad-hoc run with strategy mitogen_linear), pyinfra (`pyinfra INV exec -- echo ok`). ansible, Mitogen
+and pyinfra are processes (as their users run them); their "warm" run is the second process run
+right after the first: ansible's ControlPersist masters are still up then, while Mitogen and pyinfra
+keep nothing between processes, so theirs is a second cold start.
 rpcutil#ping: ours (Session.call: a resident agent per host, `--serve`, since 25e7377) against
 two floors: raw paramiko threads with one session per host running the same `agent --serve`
 command, one request line and one reply line per call (the floor for our design), and raw
@@ -27,8 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-from lib import (AnsiblePeer, FabricPeer, RawParamiko, RawResident, check_all, loadavg, log, machine, summary,
-                 timed, wait_quiet, write_result)
+from lib import (AnsiblePeer, FabricPeer, MitogenPeer, PyinfraPeer, RawParamiko, RawResident, check_all, loadavg,
+                 log, machine, summary, timed, wait_quiet, write_result)
 
 from orchestrator_lib.controller.transports import ssh_agent as rpc
 from orchestrator_lib.host.build import agent_archive
@@ -62,8 +66,15 @@ def main() -> int:
     ap.add_argument("--warm", type=int, default=3, help="warm runs after each cold run")
     ap.add_argument("--ansible-reps", default="1:3,10:3,50:3,100:2", help="size:reps for ansible")
     ap.add_argument("--ping-reps", default="1:5,10:5,50:3,100:3", help="size:reps for rpcutil#ping")
+    ap.add_argument("--mitogen-reps", default="1:3,10:3,50:3,100:3", help="size:reps for ansible + Mitogen")
+    ap.add_argument("--pyinfra-reps", default="1:3,10:3,50:3,100:3", help="size:reps for pyinfra")
     ap.add_argument("--no-ansible", action="store_true")
+    ap.add_argument("--no-mitogen", action="store_true")
+    ap.add_argument("--no-pyinfra", action="store_true")
+    ap.add_argument("--no-ping", action="store_true", help="leave out rpcutil#ping")
     ap.add_argument("--no-fabric", action="store_true")
+    ap.add_argument("--ping-warm", type=int, default=20,
+                    help="warm rpcutil#ping calls per cold one, ours and the raw resident floor alternating")
     ap.add_argument("--out", default="fanout")
     args = ap.parse_args()
 
@@ -75,11 +86,13 @@ def main() -> int:
         raise SystemExit(f"{env} has {len(all_hosts)} hosts, fewer than {max(sizes)}")
     ansible_reps = {int(k): int(v) for k, v in (p.split(":") for p in args.ansible_reps.split(","))}
     ping_reps = {int(k): int(v) for k, v in (p.split(":") for p in args.ping_reps.split(","))}
+    mitogen_reps = {int(k): int(v) for k, v in (p.split(":") for p in args.mitogen_reps.split(","))}
+    pyinfra_reps = {int(k): int(v) for k, v in (p.split(":") for p in args.pyinfra_reps.split(","))}
     data, sha = agent_archive()
     agent_cmd = rpc.agent_command(sha)
 
     out: dict = {"benchmark": "fanout", "machine": machine(), "env": Path(env).name,
-                 "command": " ".join(sys.argv), "reps": args.reps, "warm_per_cold": args.warm,
+                 "command": " ".join(sys.argv), "reps": args.reps, "warm_per_cold": args.warm, "ping_warm": args.ping_warm,
                  "loadavg_start": loadavg(), "sizes": {}}
 
     # The agent is uploaded on a host's first call (by content hash) and stays there: prime it
@@ -88,10 +101,12 @@ def main() -> int:
         t, r = timed(lambda: s.call(all_hosts[:max(sizes)], "rpcutil", "ping"))
         ours_ok(r, max(sizes), None)
         out["first_call_with_agent_upload"] = {"hosts": max(sizes), "seconds": t,
-                                               "note": "first rpcutil#ping after `lab up`: connect + agent upload (SFTP) + call"}
+                                               "note": "first rpcutil#ping after `lab up`: connect + agent install + call"}
         log(f"primed the agent on {max(sizes)} hosts in {t:.2f} s")
 
     ansible = None if args.no_ansible else AnsiblePeer(inventory, "fanout")
+    mitogen = None if args.no_mitogen else MitogenPeer(inventory, "fanout")
+    pyinfra = None if args.no_pyinfra else PyinfraPeer(inventory, "fanout")
     for n in sizes:
         hosts = all_hosts[:n]
         samples: dict[str, list[float]] = {}
@@ -158,21 +173,66 @@ def main() -> int:
             add("ansible_echo_warm", t)
             ansible.close()
 
-        def ours_ping() -> None:
-            holder = {}
+        def mitogen_echo() -> None:
+            assert mitogen is not None
+            for kind in ("cold", "warm"):
+                t, _ = timed(lambda: mitogen.run(hosts))
+                add(f"mitogen_echo_{kind}", t)
+            mitogen.close()
 
-            def cold():
-                holder["s"] = Session(env)
-                return holder["s"].call(hosts, "rpcutil", "ping")
-            t, r = timed(cold)
-            ours_ok(r, n, None)
-            add("ours_ping_cold", t)
-            s = holder["s"]
-            for _ in range(max(1, args.warm - 1)):
-                t, r = timed(lambda: s.call(hosts, "rpcutil", "ping"))
-                ours_ok(r, n, None)
-                add("ours_ping_warm", t)
-            s.close()
+        def pyinfra_echo() -> None:
+            assert pyinfra is not None
+            for kind in ("cold", "warm"):
+                t, _ = timed(lambda: pyinfra.run(hosts))
+                add(f"pyinfra_echo_{kind}", t)
+
+        def ping_pair(first: str):
+            """ours and the raw resident floor side by side: both cold (`first` goes first), then
+            --ping-warm warm calls each, alternating call by call (so a warm ratio is taken
+            between neighbours in time: its spread is the pair's, not the machine's drift)."""
+            def run() -> None:
+                holder = {}
+
+                def ours_cold():
+                    holder["s"] = Session(env)
+                    return holder["s"].call(hosts, "rpcutil", "ping")
+                res = RawResident(RawParamiko(inventory), rpc.serve_command(sha))
+
+                def check(v):
+                    bad = [x for x in v if x[0] != 0 or json.loads(x[1]).get("status") != "ok"]
+                    if bad:
+                        raise RuntimeError(f"raw resident ping: {bad[0]!r}")
+
+                def ours_warm():
+                    t, r = timed(lambda: holder["s"].call(hosts, "rpcutil", "ping"))
+                    ours_ok(r, n, None)
+                    add("ours_ping_warm", t)
+
+                def raw_warm():
+                    t, v = timed(lambda: res.run(hosts, request))
+                    check(v)
+                    add("raw_resident_ping_warm", t)
+
+                def ours_c():
+                    t, r = timed(ours_cold)
+                    ours_ok(r, n, None)
+                    add("ours_ping_cold", t)
+
+                def raw_c():
+                    t, v = timed(lambda: res.run(hosts, request))
+                    check(v)
+                    add("raw_resident_ping_cold", t)
+                colds = [ours_c, raw_c] if first == "ours" else [raw_c, ours_c]
+                for fn in colds:
+                    wait_quiet(max_busy=0.35, window=0.5, limit=5)
+                    fn()
+                warms = [ours_warm, raw_warm] if first == "ours" else [raw_warm, ours_warm]
+                for i in range(args.ping_warm):
+                    for fn in (warms if i % 2 == 0 else warms[::-1]):
+                        fn()
+                holder["s"].close()
+                res.close()
+            return run
 
         def raw_ping() -> None:
             raw = RawParamiko(inventory)
@@ -190,22 +250,6 @@ def main() -> int:
                 add("raw_ping_warm", t)
             raw.close()
 
-        def raw_resident_ping() -> None:
-            res = RawResident(RawParamiko(inventory), rpc.serve_command(sha))
-
-            def check(v):
-                bad = [x for x in v if x[0] != 0 or json.loads(x[1]).get("status") != "ok"]
-                if bad:
-                    raise RuntimeError(f"raw resident ping: {bad[0]!r}")
-            t, v = timed(lambda: res.run(hosts, request))
-            check(v)
-            add("raw_resident_ping_cold", t)
-            for _ in range(max(1, args.warm - 1)):
-                t, v = timed(lambda: res.run(hosts, request))
-                check(v)
-                add("raw_resident_ping_warm", t)
-            res.close()
-
         echo_peers = [("ours", ours_echo), ("ours-process", ours_process), ("raw", raw_echo)]
         if not args.no_fabric:
             echo_peers.append(("fabric", fabric_echo))
@@ -214,8 +258,12 @@ def main() -> int:
             peers = list(echo_peers)
             if ansible is not None and rep < ansible_reps.get(n, 1):
                 peers.append(("ansible", ansible_echo))
-            if rep < ping_reps.get(n, 3):
-                peers += [("ours-ping", ours_ping), ("raw-ping", raw_ping), ("raw-resident-ping", raw_resident_ping)]
+            if mitogen is not None and rep < mitogen_reps.get(n, 1):
+                peers.append(("mitogen", mitogen_echo))
+            if pyinfra is not None and rep < pyinfra_reps.get(n, 1):
+                peers.append(("pyinfra", pyinfra_echo))
+            if not args.no_ping and rep < ping_reps.get(n, 3):
+                peers += [("ping-pair", ping_pair("ours" if rep % 2 == 0 else "raw")), ("raw-ping", raw_ping)]
             k = rep % len(peers)
             for name, fn in peers[k:] + peers[:k]:  # rotate: nobody always goes first
                 # let the hosts finish tearing down the previous peer's sessions (and the

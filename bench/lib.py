@@ -23,6 +23,9 @@ REPO = BENCH.parent
 STATE = BENCH / ".state"
 RESULTS = BENCH / "results"
 VENV_BIN = BENCH / ".venv" / "bin"
+#: pyinfra needs paramiko < 5 (the project measures its own 5.x): it has a venv of its own, made by
+#: bench/run from bench/requirements-pyinfra.txt, without the system's site-packages.
+PYINFRA_BIN = BENCH / ".venv-pyinfra" / "bin"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
@@ -89,8 +92,20 @@ def machine() -> dict[str, Any]:
             "memory_gib": round(mem_kb / 1024 / 1024, 1), "kernel": platform.release(),
             "os": _os_name(), "python": platform.python_version(), "paramiko": paramiko.__version__,
             "ansible_core": version("ansible-core"), "fabric": version("fabric"), "invoke": version("invoke"),
+            "mitogen": version("mitogen"), "pyinfra": _pyinfra_version(), "matplotlib": version("matplotlib"),
             "cryptography": version("cryptography"), "openssh_client": ssh, "openssh_server": sshd,
             "git_commit": _git_commit()}
+
+
+def _pyinfra_version() -> str | None:
+    """pyinfra's version and the paramiko it runs on, from its own venv."""
+    python = PYINFRA_BIN / "python"
+    if not python.exists():
+        return None
+    done = subprocess.run([str(python), "-c", "from importlib.metadata import version as v; "
+                           "print(f\"{v('pyinfra')} (paramiko {v('paramiko')}, gevent {v('gevent')})\")"],
+                          capture_output=True, text=True)
+    return done.stdout.strip() or None
 
 
 def _os_name() -> str:
@@ -265,8 +280,10 @@ class AnsiblePeer:
     """`ansible all -i INV -m command -a 'echo ok' -f N` with pipelining and ControlPersist, strict
     host keys against the lab's known_hosts, the interpreter given (no discovery round trip)."""
 
+    strategy: str | None = None  # ansible's default (linear)
+
     def __init__(self, inventory: Inventory, tag: str) -> None:
-        self.dir = STATE / "ansible" / tag
+        self.dir = STATE / ("ansible" if self.strategy is None else f"ansible-{self.strategy}") / tag
         self.cp_dir = self.dir / "cp"
         for d in (self.dir / "tmp", self.cp_dir, self.dir / "home"):
             d.mkdir(parents=True, exist_ok=True)
@@ -277,8 +294,8 @@ class AnsiblePeer:
                     f"-o StrictHostKeyChecking=yes -o IdentitiesOnly=yes -o BatchMode=yes")
         self.cfg = self.dir / "ansible.cfg"
         self.cfg.write_text(
-            "[defaults]\n"
-            f"remote_user = root\nprivate_key_file = {self.key}\nhost_key_checking = True\n"
+            "[defaults]\n" + self.strategy_lines() +
+            f"remote_user = {first.user}\nprivate_key_file = {self.key}\nhost_key_checking = True\n"
             "interpreter_python = /usr/bin/python3\ngathering = explicit\n"
             f"local_tmp = {self.dir / 'tmp'}\nretry_files_enabled = False\n"
             "[connection]\npipelining = True\n"
@@ -287,6 +304,9 @@ class AnsiblePeer:
             "control_path = %(directory)s/%%h\n")
         self.inventories: dict[int, Path] = {}
         self.hosts = list(inventory.hosts.values())
+
+    def strategy_lines(self) -> str:
+        return ""
 
     def inventory_for(self, hosts: list[Host]) -> Path:
         path = self.dir / f"hosts-{len(hosts)}.ini"
@@ -311,6 +331,18 @@ class AnsiblePeer:
             raise RuntimeError(f"ansible: rc {done.returncode}, {len(good)} of {len(hosts)} ok: "
                                f"{(done.stdout + done.stderr).strip()[-400:]}")
 
+    def playbook(self, groups: dict[str, list[Host]], playbook: Path, extra: dict[str, str]) -> None:
+        """`ansible-playbook -i INV PLAYBOOK -e ...` with forks = all hosts; raises unless it all went."""
+        inv = self.dir / "deploy-hosts.ini"
+        inv.write_text("".join(f"[{g}]\n" + "".join(f"{h.name} ansible_host={h.address}\n" for h in members)
+                               for g, members in groups.items()))
+        forks = sum(len(m) for m in groups.values())
+        argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(inv), str(playbook), "-f", str(forks),
+                *[a for k, v in extra.items() for a in ("-e", f"{k}={v}")]]
+        done = subprocess.run(argv, env=self.env(), capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            raise RuntimeError(f"{self.strategy or 'ansible'}: rc {done.returncode}: {(done.stdout + done.stderr).strip()[-800:]}")
+
     def masters(self) -> list[Path]:
         return [p for p in self.cp_dir.iterdir() if p.is_socket()]
 
@@ -326,6 +358,71 @@ class AnsiblePeer:
         deadline = time.monotonic() + 10
         while self.masters() and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+class MitogenPeer(AnsiblePeer):
+    """ansible-core with the Mitogen strategy plugin, set up as Mitogen's docs say: in ansible.cfg
+    `strategy_plugins = <site-packages>/ansible_mitogen/plugins/strategy` and `strategy = mitogen_linear`;
+    everything else as AnsiblePeer (pipelining on; Mitogen keeps its own one connection per host
+    for the run, so ControlPersist plays no part)."""
+
+    strategy = "mitogen_linear"
+
+    def strategy_lines(self) -> str:
+        done = subprocess.run([str(VENV_BIN / "python"), "-c",
+                               "import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))"],
+                              capture_output=True, text=True, check=True)
+        plugins = Path(done.stdout.strip()) / "plugins" / "strategy"
+        return f"strategy_plugins = {plugins}\nstrategy = {self.strategy}\n"
+
+
+class PyinfraPeer:
+    """pyinfra 3 as its users run it: `pyinfra INVENTORY exec -- echo ok` (a process; pyinfra
+    connects to all hosts at once, gevent), an inventory.py with the lab's key and known_hosts and
+    strict host key checking, no agent or key search."""
+
+    def __init__(self, inventory: Inventory, tag: str) -> None:
+        self.dir = STATE / "pyinfra" / tag
+        self.dir.mkdir(parents=True, exist_ok=True)
+        first = next(iter(inventory.hosts.values()))
+        self.data = {"ssh_user": first.user, "ssh_port": first.port, "ssh_key": str(first.key),
+                     "ssh_known_hosts_file": str(inventory.known_hosts), "ssh_strict_host_key_checking": "yes",
+                     "ssh_allow_agent": False, "ssh_look_for_keys": False}
+
+    def inventory_for(self, hosts: list[Host], groups: dict[str, list[Host]] | None = None,
+                      data: dict[str, Any] | None = None) -> Path:
+        path = self.dir / f"inventory_{len(hosts)}.py"
+        groups = groups or {"bench": hosts}
+        merged = {**self.data, **(data or {})}
+        path.write_text("".join(f"{name} = ([{', '.join(repr((h.name, {'ssh_hostname': h.address})) for h in members)}], "
+                                f"{merged!r})\n" for name, members in groups.items()))
+        return path
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+        env["PATH"] = f"{PYINFRA_BIN}:{env.get('PATH', '')}"
+        return env
+
+    def run(self, hosts: list[Host], command: str = "echo ok") -> None:
+        inv = self.inventory_for(hosts)
+        done = subprocess.run([str(PYINFRA_BIN / "pyinfra"), "-y", str(inv), "exec", "--", command],
+                              env=self.env(), capture_output=True, text=True, timeout=900, cwd=self.dir)
+        if done.returncode != 0 or "Errors:" in done.stdout:
+            raise RuntimeError(f"pyinfra: rc {done.returncode}: {(done.stdout + done.stderr).strip()[-600:]}")
+
+    def deploy(self, groups: dict[str, list[Host]], deploy_file: Path, data: dict[str, Any]) -> None:
+        """`pyinfra -y INVENTORY DEPLOY.py`: a deploy file, the inventory's groups and group data."""
+        inv = self.dir / "deploy_inventory.py"
+        merged = {**self.data, **data}
+        inv.write_text("".join(f"{g} = ([{', '.join(repr((h.name, {'ssh_hostname': h.address})) for h in members)}], "
+                               f"{merged!r})\n" for g, members in groups.items()))
+        done = subprocess.run([str(PYINFRA_BIN / "pyinfra"), "-y", str(inv), str(deploy_file)],
+                              env=self.env(), capture_output=True, text=True, timeout=900, cwd=self.dir)
+        if done.returncode != 0:
+            raise RuntimeError(f"pyinfra: rc {done.returncode}: {(done.stdout + done.stderr).strip()[-800:]}")
+
+    def close(self) -> None:
+        pass
 
 
 def peers_available() -> dict[str, bool]:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
+sys.path.insert(0, str(BENCH))
 
 from orchestrator_lib.controller.transports.nats import NatsTransport, Signer  # noqa: E402
 from orchestrator_lib.host import policy  # noqa: E402
@@ -61,7 +62,8 @@ def vm_hwm(pid: int) -> int:
 class Agents:
     """The agent processes of one size and mode, stopped by PID (their stdin closed first)."""
 
-    def __init__(self, count: int, procs: int, mode: str, url: str, policy_path: Path, audit_dir: Path) -> None:
+    def __init__(self, count: int, procs: int, mode: str, url: str, policy_path: Path, audit_dir: Path,
+                 layout: str = "shared") -> None:
         self.procs: list[subprocess.Popen] = []
         per = -(-count // procs)
         for offset in range(0, count, per):
@@ -69,7 +71,8 @@ class Agents:
             env = {**os.environ, "ORCHESTRATOR_AUDIT_LOG": str(audit_dir / f"audit-{offset}.jsonl")}
             self.procs.append(subprocess.Popen(
                 [sys.executable, str(BENCH / "nats_agents.py"), "--url", url, "--collective", COLLECTIVE,
-                 "--offset", str(offset), "--count", str(n), "--mode", mode, "--policy", str(policy_path)],
+                 "--offset", str(offset), "--count", str(n), "--mode", mode, "--policy", str(policy_path),
+                 "--layout", layout],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env))
         for proc in self.procs:
             line = proc.stdout.readline()
@@ -109,24 +112,36 @@ def round_trip(transport: NatsTransport, count: int, *, payload: bytes | None = 
     return time.perf_counter() - started, len(replies)
 
 
-def measure(size: int, procs: int, repeat: int, transport: NatsTransport, broker: Broker,
-            policy_path: Path, audit_dir: Path) -> dict:
-    result: dict = {"nodes": size, "processes": procs}
-    floor = Agents(size, procs, "floor", broker.url, policy_path, audit_dir)
+def floor_round(size: int, procs: int, layout: str, repeat: int, transport: NatsTransport, broker: Broker,
+                policy_path: Path, audit_dir: Path) -> dict:
+    """The bare cost: one broadcast, N fixed replies, no signing, in the given layout."""
+    floor = Agents(size, procs, "floor", broker.url, policy_path, audit_dir, layout)
     try:
         cpu = floor.cpu_seconds()
         samples = [round_trip(transport, size, payload=b'{"trivial": true}') for _ in range(repeat)]
         floor_cpu = floor.cpu_seconds() - cpu
     finally:
         floor.stop()
-    result["floor"] = {"seconds": [round(s, 3) for s, _ in samples], "answered": [n for _, n in samples],
-                       "median": round(statistics.median(s for s, _ in samples), 3),
-                       "agents_cpu_us_per_reply": round(floor_cpu / (size * repeat) * 1e6, 1)}
-    real = Agents(size, procs, "real", broker.url, policy_path, audit_dir)
+    return {"layout": layout, "processes": procs, "seconds": [round(s, 3) for s, _ in samples],
+            "answered": [n for _, n in samples], "median": round(statistics.median(s for s, _ in samples), 3),
+            "agents_cpu_us_per_reply": round(floor_cpu / (size * repeat) * 1e6, 1)}
+
+
+def measure(size: int, procs: int, repeat: int, transport: NatsTransport, broker: Broker,
+            policy_path: Path, audit_dir: Path, layout: str) -> dict:
+    result: dict = {"nodes": size, "processes": procs, "layout": layout}
+    # the issue's floor: one subscription per agent (the broker fans out N copies); and the floor of
+    # the layout the real agents use, so the two columns differ only by the request path
+    result["floor"] = floor_round(size, procs, "own", repeat, transport, broker, policy_path, audit_dir)
+    if layout != "own":
+        result["floor_" + layout] = floor_round(size, procs, layout, repeat, transport, broker, policy_path,
+                                                audit_dir)
+    real = Agents(size, procs, "real", broker.url, policy_path, audit_dir, layout)
     try:
         rounds = []
         cpu = real.cpu_seconds()
         controller_cpu = time.process_time()
+        broker_cpu = broker_seconds(broker)
         for _ in range(repeat):
             discovery, found = round_trip(transport, size, flt=FILTER)
             ping, pinged = round_trip(transport, size, flt=FILTER)
@@ -134,17 +149,22 @@ def measure(size: int, procs: int, repeat: int, transport: NatsTransport, broker
                            "pinged": pinged, "total": round(discovery + ping, 3)})
         real_cpu = real.cpu_seconds() - cpu
         controller_cpu = time.process_time() - controller_cpu
+        broker_cpu = broker_seconds(broker) - broker_cpu
         result["agents_peak_mb"] = real.peak_mb()
     finally:
         real.stop()
+    requests = size * repeat * 2
     result["real"] = {"rounds": rounds,
                       "median_discovery": round(statistics.median(r["discovery"] for r in rounds), 3),
                       "median_ping": round(statistics.median(r["ping"] for r in rounds), 3),
                       "median_total": round(statistics.median(r["total"] for r in rounds), 3),
                       # CPU per agent request, whatever else shares the machine: wall time on an
-                      # idle machine is at least (agents' + controller's CPU) / cores
-                      "agents_cpu_us_per_request": round(real_cpu / (size * repeat * 2) * 1e6, 1),
-                      "controller_cpu_us_per_reply": round(controller_cpu / (size * repeat * 2) * 1e6, 1)}
+                      # idle machine is at least (agents' + controller's + broker's CPU) / cores
+                      "agents_cpu_us_per_request": round(real_cpu / requests * 1e6, 1),
+                      "controller_cpu_us_per_reply": round(controller_cpu / requests * 1e6, 1),
+                      "broker_cpu_us_per_request": round(broker_cpu / requests * 1e6, 1),
+                      "cpu_seconds": {"agents": round(real_cpu, 2), "controller": round(controller_cpu, 2),
+                                      "broker": round(broker_cpu, 2)}}
     audited = sum(1 for f in audit_dir.glob("audit-*.jsonl") for _ in f.open())
     result["audit_lines"] = audited
     for f in audit_dir.glob("audit-*.jsonl"):
@@ -152,10 +172,37 @@ def measure(size: int, procs: int, repeat: int, transport: NatsTransport, broker
     return result
 
 
+def broker_seconds(broker: Broker) -> float:
+    """CPU time the broker used so far."""
+    pid = broker.pid()
+    if not pid:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def agent_stages(key: Path, policy_path: Path, audit_dir: Path) -> dict:
+    """One agent request's CPU by stage, in this process (bench/nats_stages.py)."""
+    import nats_stages
+    saved = os.environ.get("ORCHESTRATOR_AUDIT_LOG")
+    os.environ["ORCHESTRATOR_AUDIT_LOG"] = str(audit_dir / "stages.jsonl")
+    try:
+        signer = NatsTransport([], COLLECTIVE, Signer(key), "bench@controller")
+        return nats_stages.measure(signer, policy_path, COLLECTIVE)
+    finally:
+        if saved is None:
+            os.environ.pop("ORCHESTRATOR_AUDIT_LOG", None)
+        else:
+            os.environ["ORCHESTRATOR_AUDIT_LOG"] = saved
+        (audit_dir / "stages.jsonl").unlink(missing_ok=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,50000")
-    parser.add_argument("--procs", type=int, default=4, help="agent processes for sizes above 1,000")
+    parser.add_argument("--procs", type=int, default=2, help="agent processes (2 for 2 cores: the request path is CPU-bound)")
+    parser.add_argument("--layout", choices=("shared", "own"), default="shared",
+                        help="real agents: one subscription per process (shared) or per agent (own)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", default=str(BENCH / "results" / "nats_scale.json"))
     args = parser.parse_args()
@@ -169,6 +216,8 @@ def main() -> int:
     policy_path.chmod(0o644)
     audit_dir = STATE / "audit"
     audit_dir.mkdir()
+    stages = agent_stages(key, policy_path, audit_dir)
+    print(json.dumps({"stages": stages}), flush=True)
     broker = Broker(STATE, ADDRESS, PORT, name="bench", monitor_port=MONITOR)
     broker.start()
     results = []
@@ -176,10 +225,10 @@ def main() -> int:
         transport = NatsTransport([broker.url], COLLECTIVE, Signer(key), "bench@controller").connect()
         try:
             for size in (int(s) for s in args.sizes.split(",")):
-                procs = 1 if size <= 1000 else args.procs
-                repeat = args.repeat if size < 50000 else max(1, args.repeat - 1)
+                procs = args.procs
+                repeat = args.repeat
                 started = time.monotonic()
-                results.append(measure(size, procs, repeat, transport, broker, policy_path, audit_dir))
+                results.append(measure(size, procs, repeat, transport, broker, policy_path, audit_dir, args.layout))
                 results[-1]["wall_seconds"] = round(time.monotonic() - started, 1)
                 print(json.dumps(results[-1]), flush=True)
         finally:
@@ -196,6 +245,7 @@ def main() -> int:
                                                   text=True).stdout.strip()},
         "controller_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         "broker_peak_rss_mb": broker_peak,
+        "agent_stages": stages,
         "results": results,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -3,12 +3,14 @@
 redact_text() are the one redaction, used by the controller's central audit log and the agents' replies too."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
 import time
 
 from ..protocol import Reply, Request, one_line
+from .policy import sha256
 from .system import system
 
 TYPE_CHECKING = False  # as in core: annotations only, typing costs every run
@@ -24,8 +26,15 @@ from .redact import REDACTED, WEBHOOK_KEY, redact, redact_text, secret_name  # n
 
 def utc_iso(ts: float) -> str:
     """ISO 8601 in UTC to the millisecond, `2023-11-14T22:13:20.123+00:00` (datetime would add ~1 ms
-    to every run for this one line)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}+00:00"
+    to every run for this one line; strftime is formatted once per second)."""
+    global _SECOND
+    second = int(ts)
+    if _SECOND[0] != second:
+        _SECOND = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return _SECOND[1] + f".{int(ts * 1000) % 1000:03d}+00:00"
+
+
+_SECOND: tuple[int, str] = (-1, "")
 
 
 #: How much of the log's end is read to find the previous line (lines are far shorter).
@@ -60,40 +69,98 @@ def log_path(env: dict[str, str] | None = None) -> str:
     return env.get(AUDIT_ENV) or AUDIT_PATH
 
 
+class _OpenLog:
+    """A long-lived agent's audit log, kept open: the descriptor, which file it is (when the path
+    names another file, it is opened again), and the end it last wrote with the SHA-256 of its last
+    line (the next line's `prev`, known without reading the file back while no other writer appended)."""
+
+    def __init__(self, fd: int, ident: tuple[int, int]) -> None:
+        import threading
+        self.fd, self.ident = fd, ident
+        self.end, self.last_hash = -1, ""
+        self.lock = threading.Lock()  # flock does not exclude threads sharing one descriptor
+
+
+_OPEN: dict[str, _OpenLog] = {}
+_ENCODER = json.JSONEncoder(default=str, allow_nan=False)
+
+
+def _open_log(path: str) -> _OpenLog:
+    """The cached descriptor of `path`, (re)opened when absent or when the path names another file
+    now (rotated, moved away, removed: checked on every line, so each line lands where the path
+    points when it is written). OSError when it cannot be opened."""
+    log = _OPEN.get(path)
+    try:
+        st = os.stat(path)
+        ident = (st.st_dev, st.st_ino)
+    except OSError:
+        ident = None
+    if log is not None and log.ident == ident:
+        return log
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o640)
+    except FileNotFoundError:  # the directory only when missing
+        os.makedirs(os.path.dirname(path) or ".", mode=0o750, exist_ok=True)
+        fd = os.open(path, flags, 0o640)
+    st = os.fstat(fd)
+    fresh = _OpenLog(fd, (st.st_dev, st.st_ino))
+    old = _OPEN.get(path)
+    _OPEN[path] = fresh
+    if old is not None:
+        with old.lock:
+            os.close(old.fd)
+    return fresh
+
+
 def write(line: dict[str, Any], env: dict[str, str] | None = None, path: str | None = None) -> str | None:
     """Append one line, chained to the one before it (`prev`: the SHA-256 of the previous line, so
     a line removed or edited afterwards breaks the chain: `verify` finds it). Returns None when
-    written, else why not (the caller decides whether that stops the request)."""
-    from .policy import sha256
+    written, else why not (the caller decides whether that stops the request). The file stays open
+    (a NATS agent writes thousands of lines); under its lock the previous line is read back only
+    when someone else wrote since this process did (the one-shot SSH agent, say)."""
     path = path or log_path(env)
-    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-    try:
+    for _ in range(2):
         try:
-            fd = os.open(path, flags, 0o640)
-        except FileNotFoundError:  # the directory only when missing (a long-lived agent writes thousands)
-            os.makedirs(os.path.dirname(path) or ".", mode=0o750, exist_ok=True)
-            fd = os.open(path, flags, 0o640)
-    except OSError as e:
-        return f"cannot write audit log {path}: {e.strerror or e}"
-    try:
-        import fcntl  # a built-in module: no cost worth counting
-        fcntl.flock(fd, fcntl.LOCK_EX)  # concurrent agents: read the last line and append as one step
-        size = os.fstat(fd).st_size
-        tail = os.pread(fd, min(size, TAIL), max(0, size - TAIL)) if size else b""
-        last = tail.rstrip(b"\n").rpartition(b"\n")[2]
-        text = json.dumps({**line, "prev": sha256(last).hex()[:32] if last else ""},
-                          default=str, allow_nan=False) + "\n"
-        os.write(fd, text.encode("utf-8"))
-        return None
-    except (OSError, ValueError) as e:
-        return f"cannot write audit log {path}: {getattr(e, 'strerror', None) or e}"
-    finally:
-        os.close(fd)  # releases the lock
+            log = _open_log(path)
+        except OSError as e:
+            return f"cannot write audit log {path}: {e.strerror or e}"
+        written = _append(log, line, path)
+        if written != "removed":
+            return written
+        _OPEN.pop(path, None)  # removed between the check and the lock: open the path again
+    return f"cannot write audit log {path}: removed while being written"
+
+
+def _append(log: _OpenLog, line: dict[str, Any], path: str) -> str | None:
+    with log.lock:
+        fd = log.fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # concurrent agents: read the last line and append as one step
+            try:
+                st = os.fstat(fd)
+                if st.st_nlink == 0:
+                    return "removed"
+                size = st.st_size
+                if size == log.end:
+                    prev = log.last_hash
+                else:
+                    tail = os.pread(fd, min(size, TAIL), max(0, size - TAIL)) if size else b""
+                    last = tail.rstrip(b"\n").rpartition(b"\n")[2]
+                    prev = sha256(last).hex()[:32] if last else ""
+                data = _ENCODER.encode({**line, "prev": prev}).encode("utf-8")
+                os.write(fd, data + b"\n")
+                log.end, log.last_hash = size + len(data) + 1, sha256(data).hex()[:32]
+                return None
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        except (OSError, ValueError) as e:
+            log.end = -1
+            return f"cannot write audit log {path}: {getattr(e, 'strerror', None) or e}"
 
 
 def verify(path: str) -> int | None:
     """The number of the first line whose `prev` does not match the line before it, or None."""
-    from .policy import sha256
     previous = b""
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):

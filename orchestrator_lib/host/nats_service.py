@@ -52,6 +52,11 @@ def node_subject(collective: str, identity: str) -> str:
     return f"{collective}.node.{identity}"
 
 
+def encode_reply(reply: Mapping[str, Any]) -> bytes:
+    """A reply on the wire: compact JSON, `identity` first (the controller reads it from there)."""
+    return json.dumps(reply, separators=(",", ":"), default=str).encode()
+
+
 def read_facts(facts_dir: str = FACTS_DIR) -> dict[str, str]:
     """The host's facts now, as rpcutil#facts reports them: the built-in ones under the custom
     facts of `facts_dir` (host/facts.py: *.json and *.yaml, a later file wins). A malformed file is
@@ -89,6 +94,7 @@ class Responder:
         self.env = dict(os.environ if env is None else env)
         self.started = time.time() if started is None else started
         self.replays = signing.ReplayCache()
+        self.keys: dict[str, tuple[bytes, str]] = {}
         self.lock = threading.Lock()
 
     def respond(self, data: bytes, broadcast: bool) -> dict[str, Any] | None:
@@ -98,7 +104,7 @@ class Responder:
                 body, fp = signing.open_envelope(
                     data, identity=self.identity, collective=self.collective, now=now,
                     started=self.started, replays=self.replays, fingerprint=policy.fingerprint,
-                    key_allowed=lambda key: policy.names_key(key, self.policy_path))
+                    key_allowed=lambda key: policy.names_key(key, self.policy_path), keys=self.keys)
         except signing.Refused as refused:
             self._audit_refusal(refused)
             return None if broadcast else self._reply(refused.body, core.Reply.failed(f"refused: {refused}"))
@@ -175,7 +181,7 @@ async def serve(config: Mapping[str, Any], match: Callable[[dict, Any], bool]) -
         async def on_message(msg: Any) -> None:
             reply = await loop.run_in_executor(workers, responder.respond, msg.data, broadcast)
             if reply is not None and msg.reply:
-                await nc.publish(msg.reply, json.dumps(reply, default=str).encode())
+                await nc.publish(msg.reply, encode_reply(reply))
         return on_message
 
     for agent in agents:

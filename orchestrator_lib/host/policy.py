@@ -34,6 +34,7 @@ import json
 import os
 import re
 from collections import namedtuple
+from fnmatch import fnmatchcase
 
 from ..protocol import ACTIONS, action_names, one_line
 from .system import system
@@ -77,14 +78,20 @@ class Identity(namedtuple("Identity", "fingerprints user", defaults=("",))):
 def sha256(data: bytes) -> bytes:
     """SHA-256 by CPython's built-in implementation when it has one: hashlib's loads OpenSSL, ~4 ms
     on every request (each one fingerprints its caller's key) for the same digest."""
-    try:
-        from _sha256 import sha256 as builtin      # CPython <= 3.11
-    except ImportError:
+    global _SHA256
+    if _SHA256 is None:
         try:
-            from _sha2 import sha256 as builtin    # CPython >= 3.12
+            from _sha256 import sha256 as builtin      # CPython <= 3.11
         except ImportError:
-            from hashlib import sha256 as builtin
-    return builtin(data).digest()
+            try:
+                from _sha2 import sha256 as builtin    # CPython >= 3.12
+            except ImportError:
+                from hashlib import sha256 as builtin
+        _SHA256 = builtin
+    return _SHA256(data).digest()
+
+
+_SHA256: Any = None
 
 
 def fingerprint(blob_b64: str) -> str:
@@ -347,7 +354,6 @@ def decide(policy: Mapping[str, Any], label: str | tuple[str, ...], identity: Id
     """Pure: does `policy` let `identity` run the action `label` names ("agent#action", or every
     label of one action, canonical first)? A deny matching any label denies; an allow must name
     the canonical label (or be "*" / "agent#*")."""
-    from fnmatch import fnmatchcase
     labels = (label,) if isinstance(label, str) else tuple(label)
     canonical = labels[0]
     agent = canonical.partition("#")[0]

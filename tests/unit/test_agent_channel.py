@@ -134,6 +134,9 @@ class FakeChan:
     def exec_command(self, command):
         self.command = command
 
+    def sendall(self, data):  # rpc uses it for the zipapp of an install
+        self.installed = getattr(self, "installed", []) + [bytes(data)]
+
     def settimeout(self, t):
         self.timeout = t
 
@@ -324,22 +327,25 @@ def test_a_partly_written_request_counts_as_written():
     assert r.status is Status.UNREACHABLE and "request p" in r.message and pool.exec_calls == []
 
 
-def test_missing_agent_exit_111_installs_then_serves():
+def test_missing_agent_exit_111_installs_and_serves_on_one_session():
     missing = FakeChan(lambda line: None, exit_rc=111, probe="die")
     good = FakeChan(echo_reqid)
-    pool = FakePool([missing, good], execs=[Exec(0), Exec(0)])  # mkdir, install script
+    pool = FakePool([missing, good])
     r = call(pool, reqid="i")
     assert r.status is Status.OK and r.message == "i"
-    assert pool.exec_calls[0][0] == "mkdir -p /var/lib/orchestrator" and len(pool.puts) == 1
-    assert pool.exec_calls[1][1] == rpc.INSTALL_SCRIPT.encode()
+    data, sha = rpc.agent_archive()
+    assert good.command == rpc.install_command(sha, serve=True) and good.installed == [rpc.install_input(data)]
+    assert pool.exec_calls == [] and pool.puts == []  # no mkdir, no SFTP, no separate install exec
     assert pool.opened == [missing, good] and missing.sent == []  # found missing by the probe
 
 
 def test_failed_install_is_a_failed_host_not_a_fallback():
-    pool = FakePool([FakeChan(lambda line: None, exit_rc=111, probe="die")],
-                    execs=[Exec(1, "", "mkdir: cannot create directory: Read-only file system\n")])
+    failing = FakeChan(lambda line: None, exit_rc=1, probe="die")
+    failing.err = b"Traceback (most recent call last):\nOSError: [Errno 30] Read-only file system\n"
+    pool = FakePool([FakeChan(lambda line: None, exit_rc=111, probe="die"), failing])
     r = call(pool)
     assert r.status is Status.FAILED and "Read-only file system" in r.message and r.rc == 111
+    assert pool.exec_calls == [] and failing.closed
 
 
 def test_reopen_failing_falls_back_to_the_one_shot_exec():
@@ -554,7 +560,7 @@ def test_end_to_end_install_serve_kill_reopen(tmp_path, monkeypatch):
     try:
         results = [call(pool, reqid=f"e{i}") for i in range(4)]
         assert all(r.status is Status.OK for r in results), [r.message for r in results]
-        assert len(pool.puts) == 1  # installed on exit 111, then served
+        assert pool.puts == [] and pool.exec_calls == []  # exit 111, then install + serve on one session
         serving = pool.procs[-1].p
         assert len(pool.procs) == 2 and serving.poll() is None
         facts = call(pool, reqid="f")
@@ -562,7 +568,7 @@ def test_end_to_end_install_serve_kill_reopen(tmp_path, monkeypatch):
         serving.kill()
         serving.wait()
         assert call(pool, reqid="after-kill").status is Status.OK
-        assert len(pool.procs) == 3 and pool.exec_calls[2:] == []  # mkdir + install only
+        assert len(pool.procs) == 3 and pool.exec_calls == []
         audit = [line["reqid"] for line in audit_results(str(log))]
         assert audit == ["e0", "e1", "e2", "e3", "f", "after-kill"]
     finally:
@@ -582,7 +588,9 @@ def test_end_to_end_forced_one_shot_command_falls_back_within_the_probe_time(tmp
         assert first.status is Status.OK, first.message
         assert time.monotonic() - t0 < 10
         assert call(pool, reqid="f2", timeout=300).status is Status.OK
-        assert len(pool.procs) == 2  # exit 111 (installed), then the one-shot agent that never served
+        # exit 111; the install session (installed, but the forced command never served); the
+        # one-shot agent that never answered the probe
+        assert len(pool.procs) == 3
     finally:
         transport_of(pool).close()
     # the probe ran nothing and left no audit line; each request ran once

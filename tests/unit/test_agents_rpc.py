@@ -63,21 +63,15 @@ def test_request_and_command_shape():
     assert pool.puts == []
 
 
-def test_missing_agent_is_uploaded_atomically_then_run():
-    pool = ScriptedPool([Exec(111), Exec(0), Exec(0), Exec(0, json.dumps(
+def test_missing_agent_is_installed_by_one_exec_then_run():
+    pool = ScriptedPool([Exec(111), Exec(0), Exec(0, json.dumps(
         {"status": "changed", "changed": True, "message": "m", "data": {"version": "2"}, "before": "1", "after": "2"}))])
     r = one_shot(pool, Request("package", "update", {"name": "x"}, reqid="r", caller="c"))
     assert (r.status, r.before, r.after, r.data) == (Status.CHANGED, "1", "2", {"version": "2"})
-    commands = [c for c, _ in pool.calls]
-    assert commands[1] == "mkdir -p /var/lib/orchestrator"
-    [(archive, size, mode)] = pool.puts
-    _, sha = rpc.agent_archive()
-    final = f"/var/lib/orchestrator/agent-{sha}"
-    assert archive.startswith(final + ".tmp-") and archive.endswith(".pyz")
-    assert size == len(rpc.agent_archive()[0]) and mode == 0o644
-    tmp = archive.removesuffix(".pyz")
-    assert pool.calls[2] == (f"/usr/bin/python3 -S -E - {archive} {tmp} {final}", rpc.INSTALL_SCRIPT.encode())
-    assert commands[3] == commands[0]
+    data, sha = rpc.agent_archive()
+    assert pool.calls[1] == (rpc.install_command(sha), b"%d\n" % len(data) + data)  # no SFTP, no mkdir
+    assert pool.calls[1][0].startswith("/usr/bin/python3 -S -E -c ") and pool.puts == []
+    assert pool.calls[2][0] == pool.calls[0][0]
 
 
 def test_non_json_reply_is_failed_with_stderr_line():
@@ -101,8 +95,8 @@ def test_failed_and_protocol_error_replies():
     assert r.status is Status.FAILED and r.message.endswith("/usr/bin/python3: not found")
 
 
-def test_failed_mkdir_is_reported():
-    pool = ScriptedPool([Exec(111), Exec(1, "", "mkdir: cannot create directory: Read-only file system\n")])
+def test_failed_install_is_reported():
+    pool = ScriptedPool([Exec(111), Exec(1, "", "OSError: [Errno 30] Read-only file system: '/var/lib/orchestrator'\n")])
     r = one_shot(pool, Request("a", "b", {}, reqid="r", caller="c"))
     assert r.status is Status.FAILED and "Read-only file system" in r.message and pool.puts == []
 
@@ -116,23 +110,23 @@ def test_new_reqid_and_caller():
 HOST_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
 
+def install(home, data: bytes, sha: str, *mode: str) -> subprocess.Popen:
+    """INSTALL_SCRIPT as the host runs it: the zipapp on stdin after its length."""
+    argv = [HOST_PYTHON, "-S", "-E", "-c", rpc.INSTALL_SCRIPT, str(home), sha, *mode]
+    p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdin.write(rpc.install_input(data))
+    p.stdin.flush()
+    return p
+
+
 def test_install_is_atomic_and_concurrent_installs_agree(tmp_path):
     """Several workers reaching a fresh host at once each install a copy: the first rename wins,
     the others drop theirs; no temporary file or directory is left, and the agent runs."""
     data, sha = rpc.agent_archive()
     final = tmp_path / f"agent-{sha}"
-
-    def start(tag):
-        archive = tmp_path / f"agent-{sha}.tmp-{tag}.pyz"
-        archive.write_bytes(data)
-        argv = [HOST_PYTHON, "-S", "-E", "-", str(archive), str(archive.with_suffix("")), str(final)]
-        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        p.stdin.write(rpc.INSTALL_SCRIPT)
-        p.stdin.close()
-        return p
-
-    procs = [start(tag) for tag in "abcd"]
+    procs = [install(tmp_path, data, sha) for _ in range(4)]
     for p in procs:
+        p.stdin.close()
         assert p.wait(timeout=120) == 0, p.stderr.read()
     assert sorted(p.name for p in tmp_path.iterdir()) == [final.name, "current"]  # and the pin naming it
     assert (tmp_path / "current").read_text() == final.name[len("agent-"):] + "\n"
@@ -143,9 +137,26 @@ def test_install_is_atomic_and_concurrent_installs_agree(tmp_path):
     assert json.loads(run.stdout)["status"] == "ok", run.stderr
 
     (final / "__main__.py").unlink()  # an incomplete directory in the way is an error, not an install
-    p = start("e")
-    assert p.wait(timeout=120) != 0 and "Directory not empty" in p.stderr.read()
+    p = install(tmp_path, data, sha)
+    p.stdin.close()
+    assert p.wait(timeout=120) != 0 and "Directory not empty" in p.stderr.read().decode()
     assert sorted(p.name for p in tmp_path.iterdir()) == [final.name, "current"]
+
+
+def test_install_refuses_bytes_whose_hash_is_not_the_name_and_then_serves_the_same_session(tmp_path):
+    """The directory's name is the content's hash: other bytes are refused before anything is
+    unpacked. With --serve the installed agent answers on the same stdin, right after the zipapp."""
+    data, sha = rpc.agent_archive()
+    p = install(tmp_path, data[:-1] + bytes([data[-1] ^ 1]), sha)
+    p.stdin.close()
+    assert p.wait(timeout=60) != 0 and b"does not have hash" in p.stderr.read()
+    assert list(tmp_path.iterdir()) == []
+    env = {"PATH": "/usr/bin:/bin", "ORCHESTRATOR_AUDIT_LOG": str(tmp_path / "audit.jsonl")}
+    argv = [HOST_PYTHON, "-S", "-E", "-c", rpc.INSTALL_SCRIPT, str(tmp_path / "lib"), sha, "--serve"]
+    done = subprocess.run(argv, input=rpc.install_input(data) + rpc.SERVE_PROBE, capture_output=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[0])["status"] == "failed"  # the probe's refusal: serving
+    assert (tmp_path / "lib" / "current").read_text() == sha + "\n"
 
 
 class LocalPool:
@@ -153,17 +164,14 @@ class LocalPool:
 
     def __init__(self, tmp):
         self.env = {"PATH": "/usr/bin:/bin", "ORCHESTRATOR_AUDIT_LOG": str(tmp / "audit.jsonl")}
-        self.puts = 0
+        self.installs = 0
 
     def exec(self, host, command, stdin=None, timeout=60):
         t = time.monotonic()
+        self.installs += "-c" in command.split()
         p = subprocess.run(["/bin/sh", "-c", command], input=stdin, capture_output=True, env=self.env, timeout=timeout)
         return Exec(p.returncode, p.stdout.decode(), p.stderr.decode(), time.monotonic() - t)
 
-    def put(self, host, data, path, mode=0o644):
-        self.puts += 1
-        pathlib.Path(path).write_bytes(data)
-        os.chmod(path, mode)
 
 
 def test_end_to_end_through_a_shell(tmp_path, monkeypatch):
@@ -172,9 +180,9 @@ def test_end_to_end_through_a_shell(tmp_path, monkeypatch):
         monkeypatch.setattr(rpc, "PYTHON", sys.executable)
     pool = LocalPool(tmp_path)
     r = one_shot(pool, Request("rpcutil", "ping", {}, reqid="e2e", caller="t@c"))
-    assert r.status is Status.OK and pool.puts == 1 and r.duration > 0
+    assert r.status is Status.OK and pool.installs == 1 and r.duration > 0
     r = one_shot(pool, Request("rpcutil", "facts", {}, reqid="e2e2", caller="t@c"))
-    assert r.status is Status.OK and pool.puts == 1 and r.data["facts"]["os_family"] and "cluster" not in r.data["facts"]
+    assert r.status is Status.OK and pool.installs == 1 and r.data["facts"]["os_family"] and "cluster" not in r.data["facts"]
     installed, pin = sorted((tmp_path / "lib" / "orchestrator").iterdir())  # no temporary file or directory left
     assert pin.name == "current"
     assert installed.name == f"agent-{rpc.agent_archive()[1]}"

@@ -3,6 +3,7 @@ invocations rpc sends and refuses everything else. Checked with `--check`, which
 against rpc's own command strings, so a change of rpc's command line fails here first."""
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -48,7 +49,7 @@ def test_a_missing_agent_exits_111_as_the_original_command_would():
         assert done.returncode == rpc.MISSING_RC == 111 and done.stdout == done.stderr == ""
 
 
-INSTALL = f"{rpc.PYTHON} {rpc.PYTHON_FLAGS} - /var/lib/orchestrator/agent-{SHA}.tmp-1.pyz /x /y"
+INSTALL = rpc.install_command(SHA)
 REFUSED = [
     (None, "an interactive shell"),
     ("", "an empty command"),
@@ -58,6 +59,8 @@ REFUSED = [
     ("id", "this command"),
     (f"mkdir -p {rpc.AGENT_DIR}", "installing the agent"),          # the install steps: the deployer's job
     (INSTALL, "installing the agent"),
+    (rpc.install_command(SHA, serve=True), "installing the agent"),
+    (f"{rpc.PYTHON} {rpc.PYTHON_FLAGS} - /var/lib/orchestrator/agent-{SHA}.tmp-1.pyz /x /y", "installing the agent"),
     (f"mkdir -p {rpc.AGENT_DIR}; id", "this command"),
     (rpc.agent_command(SHA) + "; id", "this command"),
     (rpc.agent_command(SHA) + " --serve; id", "this command"),
@@ -170,10 +173,8 @@ def test_an_install_pins_the_new_agent_and_removes_the_older_ones(tmp_path):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("__main__.py", "print('new')\n")
-    archive = tmp_path / "a.pyz"
-    archive.write_bytes(buf.getvalue())
-    final = home / "agent-bbbbbbbbbbbb"
-    subprocess.run(["python3", "-S", "-E", "-", str(archive), str(home / "agent-bbbbbbbbbbbb.tmp-9"), str(final)],
-                   input=rpc.INSTALL_SCRIPT, text=True, check=True, timeout=60)
-    assert (home / "current").read_text() == "bbbbbbbbbbbb\n"
-    assert sorted(p.name for p in home.iterdir()) == ["agent-bbbbbbbbbbbb", "agent-dddddddddddd.tmp-1234", "current"]
+    new = hashlib.sha256(buf.getvalue()).hexdigest()[:12]
+    subprocess.run(["python3", "-S", "-E", "-c", rpc.INSTALL_SCRIPT, str(home), new],
+                   input=rpc.install_input(buf.getvalue()), check=True, timeout=60)
+    assert (home / "current").read_text() == new + "\n"
+    assert sorted(p.name for p in home.iterdir()) == [f"agent-{new}", "agent-dddddddddddd.tmp-1234", "current"]

@@ -130,7 +130,8 @@ def test_a_filter_travels_as_typed_and_matches_a_host_by_its_own_facts():
 
 def test_the_service_bundle_runs_on_the_hosts_python_without_the_controller(tmp_path):
     """Debian's python3 (the lab hosts'), isolated: the bundle's own nats-py, discovery's matchers
-    without the inventory (no PyYAML), the ed25519 check by python3-cryptography."""
+    without the inventory (no PyYAML), the ed25519 check by python3-nacl (libsodium), which
+    scripts/setup installs beside python3-cryptography."""
     import subprocess
     import zipfile
     from io import BytesIO
@@ -150,4 +151,20 @@ print(signing._verifier().__name__, nats.__file__.startswith({str(tmp_path)!r}))
 """
     done = subprocess.run(["/usr/bin/python3", "-I", "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["verify_cryptography", "True"]
+    assert done.stdout.split() == ["verify_nacl", "True"]
+
+
+def test_without_pynacl_the_check_falls_back_to_cryptography(monkeypatch):
+    """A host without python3-nacl verifies with python3-cryptography: same answers."""
+    import sys
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from orchestrator_lib.host import signing
+    monkeypatch.setitem(sys.modules, "nacl.signing", None)  # import fails as on a host without it
+    verify = signing._verifier()
+    assert verify.__name__ == "verify_cryptography"
+    key = Ed25519PrivateKey.generate()
+    from cryptography.hazmat.primitives import serialization
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    assert verify(raw, key.sign(b"m"), b"m") and not verify(raw, key.sign(b"m"), b"n")

@@ -11,10 +11,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, TextIO
 
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
-
 from ..orchestration import HostResult
 from ...protocol import FAILURES
 
@@ -97,6 +93,11 @@ class Progress:
             while not stop.wait(self.every):
                 self._say(tally.line())
             return
+        # rich only here, when a terminal shows a step past its first second (its import is ~20 ms
+        # of every behave process's start otherwise)
+        from rich.console import Console
+        from rich.live import Live
+        from rich.text import Text
         console = Console(file=self.out, highlight=False, soft_wrap=True)
         with Live(Text(self.indent + tally.line()), console=console, transient=True, refresh_per_second=4) as live:
             while not stop.wait(0.25):

@@ -4,8 +4,9 @@ one request line on a resident agent per host.
 The agent is installed on a host as a directory named by the zipapp's content hash, unpacked and
 with its bytecode compiled by the host's own python3, so an action neither decompresses nor
 compiles anything: it is a bare interpreter start plus the few modules the action imports. The
-common case is a single exec: run the agent if it is there, else (exit 111) upload the zipapp,
-install it (see INSTALL_SCRIPT), and run again.
+common case is a single exec: run the agent if it is there, else (exit 111) send the zipapp on the
+stdin of one exec that installs it (see INSTALL_SCRIPT), and run again; for the resident agent that
+same session goes on to serve (first contact: the 111 exit, then one session).
 
 Resident agent (SSHTransport, unless made with resident=False): the first call to a host opens one SSH session running the agent with `--serve` and keeps it for the run; every
 call then writes its request as one line and reads one reply line (same JSON as the one-shot
@@ -45,40 +46,66 @@ PYTHON = "/usr/bin/python3"
 #: -S: no site module and no site-packages (the agent is stdlib only); -E: ignore PYTHON* variables.
 #: Never -B: the interpreter must be free to write bytecode, e.g. after a Python upgrade on the host.
 PYTHON_FLAGS = "-S -E"
-#: Run on the host by its python3 with (uploaded zipapp, temporary directory, final directory):
-#: unpack, compile (for the host's Python version, with tracebacks naming the final paths), then
-#: rename the directory into place. rename() is atomic, so a concurrent caller sees the whole agent
+#: Run on the host by its python3 as `python3 -S -E -c INSTALL_SCRIPT DIR SHA12 [--serve]`, with the
+#: zipapp on stdin after a header line giving its length (install_input): one SSH session, no SFTP, no
+#: file left behind. It reads exactly that many bytes (os.read: never past them), refuses them unless
+#: their sha256 starts with SHA12 (the directory's name is the content's hash), unpacks and compiles
+#: them (for the host's Python version, with tracebacks naming the final paths) into a temporary
+#: directory and renames it into place. rename() is atomic, so a concurrent caller sees the whole agent
 #: or none of it; when several callers race, the first rename wins and the others drop their copy.
 #: Then the install pins this agent (PIN_FILE, written atomically: the restricted keys' gate runs
 #: only the agent named there) and removes every other installed agent, so no caller can pick an
-#: older agent with older rules.
+#: older agent with older rules. With --serve it then becomes the resident agent (exec), on the same
+#: session: what follows the zipapp on stdin is the serve mode's (first contact = one session).
 PIN_FILE = f"{AGENT_DIR}/current"
 INSTALL_SCRIPT = """\
-import compileall, os, re, shutil, sys, zipfile
-archive, tmp, final = sys.argv[1:]
-try:
-    with zipfile.ZipFile(archive) as zf:
-        zf.extractall(tmp)
-    if not compileall.compile_dir(tmp, ddir=final, quiet=1):
-        sys.exit(f"cannot compile the agent in {tmp}")
+import compileall, hashlib, io, os, re, shutil, sys, tempfile, zipfile
+home, sha, *mode = sys.argv[1:]
+if not re.fullmatch(r"[0-9a-f]{12}", sha) or mode not in ([], ["--serve"]):
+    sys.exit("orchestrator install: usage: DIR SHA12 [--serve]")
+def read(n):
+    got = bytearray()
+    while len(got) < n:
+        chunk = os.read(0, n - len(got))
+        if not chunk:
+            sys.exit(f"orchestrator install: the upload ended after {len(got)} of {n} bytes")
+        got += chunk
+    return bytes(got)
+header = b""
+while not header.endswith(b"\\n") and len(header) < 16:
+    header += read(1)
+data = read(int(header))
+if not hashlib.sha256(data).hexdigest().startswith(sha):
+    sys.exit(f"orchestrator install: the upload does not have hash {sha}")
+name = f"agent-{sha}"
+final = os.path.join(home, name)
+os.makedirs(home, 0o755, exist_ok=True)
+if not os.path.isfile(os.path.join(final, "__main__.py")):
+    tmp = tempfile.mkdtemp(prefix=f"{name}.tmp-", dir=home)
     try:
-        os.rename(tmp, final)
-    except OSError:  # taken: fine if by another caller's complete copy
-        if not os.path.isfile(os.path.join(final, "__main__.py")):
-            raise
-finally:
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.unlink(archive)
-home, name = os.path.split(final)
+        zipfile.ZipFile(io.BytesIO(data)).extractall(tmp)
+        if not compileall.compile_dir(tmp, ddir=final, quiet=1):
+            sys.exit(f"orchestrator install: cannot compile the agent in {tmp}")
+        os.chmod(tmp, 0o755)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # taken: fine if by another caller's complete copy
+            if not os.path.isfile(os.path.join(final, "__main__.py")):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 pin = os.path.join(home, "current")
 pin_tmp = f"{pin}.tmp-{os.getpid()}"
 with open(pin_tmp, "w") as f:
-    f.write(name[len("agent-"):] + "\\n")
+    f.write(sha + "\\n")
 os.chmod(pin_tmp, 0o644)
 os.rename(pin_tmp, pin)
 for old in os.listdir(home):
     if re.fullmatch(r"agent-[0-9a-f]{12}", old) and old != name:
         shutil.rmtree(os.path.join(home, old), ignore_errors=True)
+if mode:
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-S", "-E", os.path.join(final, "__main__.py"), *mode])
 """
 
 
@@ -112,9 +139,21 @@ def serve_command(sha: str, become: str | None = None) -> str:
     return f"{agent_command(sha, become)} {SERVE_FLAG}"
 
 
+def install_command(sha: str, serve: bool = False) -> str:
+    """The root install (INSTALL_SCRIPT) of agent-<sha>; with `serve`, it then runs as the resident
+    agent on the same session."""
+    args = [PYTHON, *PYTHON_FLAGS.split(), "-c", INSTALL_SCRIPT, AGENT_DIR, sha] + ([SERVE_FLAG] if serve else [])
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def install_input(data: bytes) -> bytes:
+    """What INSTALL_SCRIPT reads on stdin: the zipapp's length on a line, then the zipapp."""
+    return b"%d\n" % len(data) + data
+
+
 def upload_agent(pool: SSHPool, host: Host, data: bytes, sha: str, timeout: float = 60) -> None:
-    """Upload the zipapp under a unique temporary name, then install it (INSTALL_SCRIPT; under
-    sudo the upload lands in the login user's home and sudo.INSTALLER, as root, checks and installs it)."""
+    """Install the agent with one exec, the zipapp on its stdin (INSTALL_SCRIPT; under sudo the
+    upload lands in the login user's home and sudo.INSTALLER, as root, checks and installs it)."""
     if getattr(host, "become", None) == "sudo":
         upload = f".orchestrator-agent-{sha}-{uuid.uuid4().hex[:8]}.pyz"   # relative: the user's home
         r = pool.exec(host, sudo.upload_command(upload), stdin=data, timeout=timeout)
@@ -125,17 +164,9 @@ def upload_agent(pool: SSHPool, host: Host, data: bytes, sha: str, timeout: floa
             raise RuntimeError(refused or f"installing {agent_path(sha)} as root failed: "
                                           f"{_first_line(r.stderr) or f'rc {r.rc}'}")
         return
-    path = agent_path(sha)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    r = pool.exec(host, f"mkdir -p {shlex.quote(AGENT_DIR)}", timeout=timeout)
+    r = pool.exec(host, install_command(sha), stdin=install_input(data), timeout=timeout)
     if r.rc != 0:
-        raise RuntimeError(f"mkdir -p {AGENT_DIR} failed: {_first_line(r.stderr) or f'rc {r.rc}'}")
-    archive = f"{tmp}.pyz"
-    pool.put(host, data, archive, 0o644)
-    args = " ".join(shlex.quote(a) for a in (archive, tmp, path))
-    r = pool.exec(host, f"{PYTHON} {PYTHON_FLAGS} - {args}", stdin=INSTALL_SCRIPT.encode(), timeout=timeout)
-    if r.rc != 0:
-        raise RuntimeError(f"installing {path} failed: {_first_line(r.stderr) or f'rc {r.rc}'}")
+        raise RuntimeError(f"installing {agent_path(sha)} failed: {_first_line(r.stderr) or f'rc {r.rc}'}")
 
 
 def _login_user(pool: SSHPool, host: Host) -> str:
@@ -188,6 +219,10 @@ class ServeUnavailable(Exception):
     """The session runs something that does not answer as `--serve` does (a forced command)."""
 
 
+class InstallFailed(Exception):
+    """The install-and-serve session ended before serving: the install's one-line reason."""
+
+
 class AgentChannel:
     """One SSH session running `agent --serve`: request line out, reply line in."""
 
@@ -206,6 +241,36 @@ class AgentChannel:
             chan.close()
             raise
         return cls(chan)
+
+    @classmethod
+    def install_and_serve(cls, transport: paramiko.Transport, sha: str, data: bytes,
+                          timeout: float) -> "AgentChannel":
+        """First contact in one session: INSTALL_SCRIPT receives the zipapp on stdin, installs it,
+        and execs the resident agent, which serves the rest of the session (probe first)."""
+        chan = transport.open_session(timeout=timeout)
+        try:
+            chan.settimeout(timeout)
+            chan.exec_command(install_command(sha, serve=True))
+            chan.sendall(install_input(data))
+        except BaseException:
+            chan.close()
+            raise
+        return cls(chan)
+
+    def stderr_after_exit(self, timeout: float = 5.0) -> str:
+        """All the session wrote on stderr once it ended (why an install failed)."""
+        out = b""
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                self.chan.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = self.chan.recv_stderr(65536)
+                if not chunk:
+                    break
+                out += chunk
+        except Exception:
+            pass
+        return out.decode(errors="replace")
 
     def dead(self) -> bool:
         """Already known to be gone, before we write anything to it."""
@@ -371,18 +436,33 @@ class SSHTransport(Transport):
                               stderr=r.stderr, duration=time.monotonic() - started)
         return parse_reply(host.name, request.label, r.rc, r.stdout, r.stderr, time.monotonic() - started)
 
-    def _serving_channel(self, host: Host, slot: _HostSlot, sha: str, timeout: float) -> AgentChannel:
+    def _serving_channel(self, host: Host, slot: _HostSlot, sha: str, timeout: float,
+                         install: bytes | None = None) -> AgentChannel:
         """The host's live resident session, opened and probed if there is none (caller holds
-        slot.lock). Raises what opening or probing raised; TransportError when the host is gone."""
+        slot.lock); with `install` (the zipapp), the session installs it first (first contact).
+        Raises what opening or probing raised; InstallFailed when the install did not complete;
+        TransportError when the host is gone."""
         channel = slot.channel
         if channel is not None and channel.dead():
             channel.close()
             channel = slot.channel = None
         if channel is None:
-            channel = AgentChannel.open(self.pool.transport(host), sha, timeout, getattr(host, "become", None))
+            transport = self.pool.transport(host)
+            if install is not None:
+                channel = AgentChannel.install_and_serve(transport, sha, install, timeout)
+            else:
+                channel = AgentChannel.open(transport, sha, timeout, getattr(host, "become", None))
             self.opened += 1
             try:
-                channel.probe(min(timeout, SERVE_PROBE_TIMEOUT))
+                # an install compiles the agent first: it has the call's timeout, not the probe's
+                channel.probe(timeout if install is not None else min(timeout, SERVE_PROBE_TIMEOUT))
+            except ChannelBroken as broken:
+                if install is not None and not _exited_ok(channel):  # (exit 0: installed, but not serving)
+                    why = channel.stderr_after_exit()
+                    channel.close()
+                    raise InstallFailed(f"installing {agent_path(sha)} failed: {_first_line(why) or broken}") from None
+                channel.close()
+                raise
             except BaseException:
                 channel.close()
                 raise
@@ -403,22 +483,31 @@ class SSHTransport(Transport):
             if slot.one_shot:
                 return None
             installed = False
-            for attempt in (1, 2):
+            install: bytes | None = None
+            for attempt in (1, 2, 3):  # serve; on exit 111 install + serve; a plain serve once more
                 try:
-                    channel = self._serving_channel(host, slot, sha, timeout)
+                    channel = self._serving_channel(host, slot, sha, timeout, install)
+                    install = None
                 except TransportError:
                     raise
                 except ServeUnavailable as why:  # a forced command: do not wait for it again
                     slot.one_shot = str(why)
                     return None
+                except InstallFailed as e:
+                    return HostResult(host=host.name, status=Status.FAILED, message=f"{label}: {e}",
+                                      rc=MISSING_RC, duration=time.monotonic() - started)
                 except ChannelBroken as broken:
+                    install = None
                     if broken.missing and not installed:
+                        installed = True
+                        if getattr(host, "become", None) != "sudo":
+                            install = data  # the next session installs, then serves
+                            continue
                         try:
                             upload_agent(self.pool, host, data, sha, timeout=timeout)
                         except RuntimeError as e:
                             return HostResult(host=host.name, status=Status.FAILED, message=f"{label}: {e}",
                                               rc=MISSING_RC, duration=time.monotonic() - started)
-                        installed = True
                     continue
                 except Exception:  # the session could not be opened
                     continue
@@ -439,6 +528,11 @@ class SSHTransport(Transport):
                     continue  # nothing went out: safe on a new session, or by the one-shot exec
                 return parse_reply(host.name, label, 0, line, stderr, time.monotonic() - started)
         return None
+
+
+def _exited_ok(channel: AgentChannel) -> bool:
+    chan = channel.chan
+    return bool(chan.exit_status_ready() and chan.recv_exit_status() == 0)
 
 
 def _unknown(host: Host, label: str, reqid: str, why: str, started: float) -> HostResult:
