@@ -66,7 +66,7 @@ ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "notify": {"send": ("sendmsg",)},
     "package": {"status": (), "install": (), "update": (), "remove": ("uninstall", "purge")},
     "rpcutil": {"ping": (), "facts": (), "agents": ()},
-    "service": {"status": (), "start": (), "stop": (), "restart": (), "reload": ()},
+    "service": {"status": (), "start": (), "stop": (), "restart": (), "reload": (), "enable": (), "disable": ()},
 }
 AGENTS = tuple(sorted(ACTIONS))
 #: the actions that only read a host (agent#action)

@@ -164,7 +164,8 @@ SCHEMAS: dict[str, dict[str, dict[str, Callable[[Any], Any]]]] = {
                 "update": {"name": _PACKAGE, "version": _VERSION, "downgrade": _bool, "refresh": _bool},
                 "remove": {"name": _PACKAGE, "purge": _bool}},
     "rpcutil": {"ping": {}, "facts": {}, "agents": {}},
-    "service": {a: {"name": _SERVICE, "wait": _WAIT} for a in ("status", "start", "stop", "restart", "reload")},
+    "service": {a: {"name": _SERVICE, "wait": _WAIT}
+                for a in ("status", "start", "stop", "restart", "reload", "enable", "disable")},
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
     "appmgr#deploy": ("app", "revision"), "firewall#*": ("source",), "haproxy#*": ("backend",),

@@ -39,6 +39,11 @@ ROLE_PORTS = {"web": (22, 8080, 80), "rpm": (22, 8080), "lb": (22, 80), "notify"
 #: A host with `lab: {ssh_from: HOST}` refuses SSH from anywhere but that host (its bastion): an
 #: iptables rule in its own network namespace, marked with this comment.
 SSH_ONLY_FROM = "lab-ssh-only-from"
+#: A web host's PID 1: runit (the default), or systemd (`lab: {role: web, service_manager: systemd}`),
+#: which runs sshd and the app as units in a cgroup2 subtree the lab makes for the host.
+SERVICE_MANAGERS = ("runit", "systemd")
+#: The ports a systemd web host answers on (the nginx stand-in is a runit-only service).
+SYSTEMD_PORTS = (22, 8080)
 READY_TIMEOUT = 60.0
 #: What the lab's read-only auditor key may run: status reads only. Not health#command (its alias
 #: health#runcommand: `sh -c` anything, as root) nor health#http / health#latency (make the host fetch any URL).
@@ -140,11 +145,25 @@ class Lab:
             source = host.lab.get("ssh_from")
             if source is not None and source not in inventory.hosts:
                 raise LabError(f"{inventory.path}: hosts.{host.name}.lab.ssh_from: no host {source!r} in the estate")
+            manager = host.lab.get("service_manager", "runit")
+            if manager not in SERVICE_MANAGERS:
+                raise LabError(f"{inventory.path}: hosts.{host.name}.lab.service_manager: expected one of "
+                               f"{', '.join(SERVICE_MANAGERS)}")
+            if manager == "systemd" and (self.role(host) != "web" or inventory.nats is not None):
+                raise LabError(f"{inventory.path}: hosts.{host.name}.lab.service_manager: systemd hosts are "
+                               f"web hosts of an SSH-only estate (role web, no nats: section)")
 
     # ---- naming and paths -------------------------------------------------------------------
     @staticmethod
     def role(host: Host) -> str:
         return str(host.lab.get("role", "plain"))
+
+    @staticmethod
+    def systemd(host: Host) -> bool:
+        return host.lab.get("service_manager", "runit") == "systemd"
+
+    def ports(self, host: Host) -> tuple[int, ...]:
+        return SYSTEMD_PORTS if self.systemd(host) else ROLE_PORTS[self.role(host)]
 
     def host(self, name: str) -> Host:
         try:
@@ -164,6 +183,8 @@ class Lab:
     def _layers_for(self, host: Host) -> str:
         role = self.role(host)
         names = ["base"] if role in ("plain", "bastion") else [role, "base"]
+        if self.systemd(host):
+            names.insert(0, "systemd")
         return ":".join(str(self.state_dir / "layers" / n) for n in names)
 
     # ---- processes ----------------------------------------------------------------------------
@@ -202,6 +223,36 @@ class Lab:
                 time.sleep(0.01)
         for host in hosts:
             self._pid_file(host).unlink(missing_ok=True)
+            if self.systemd(host):
+                self._remove_cgroup(host)
+
+    # ---- cgroups of systemd hosts -------------------------------------------------------------
+    def _cgroup(self, host: Host) -> Path:
+        """The host's cgroup2 directory: systemd inside sees it as its root (a cgroup namespace)
+        and builds its slices under it. On this machine's hybrid hierarchy cgroup2 is mounted on
+        /sys/fs/cgroup/unified; on a unified one, on /sys/fs/cgroup itself."""
+        mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+                  if line.split()[2] == "cgroup2"]
+        if not mounts:
+            raise LabError(f"{host.name}: a systemd lab host needs cgroup2, and none is mounted on this machine")
+        root = "/sys/fs/cgroup" if "/sys/fs/cgroup" in mounts else mounts[0]
+        return Path(root) / f"lab-{self.bridge}-{host.name}"
+
+    def _remove_cgroup(self, host: Host) -> None:
+        """Remove the host's cgroup tree, deepest first (its processes are gone by then)."""
+        top = self._cgroup(host)
+        if not top.exists():
+            return
+        deadline = time.monotonic() + 10
+        for path in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True) + [top]:
+            while True:
+                try:
+                    path.rmdir()
+                    break
+                except OSError as exc:  # EBUSY while a killed process of it has not exited yet
+                    if time.monotonic() > deadline:
+                        raise LabError(f"{host.name}: cannot remove its cgroup {path}: {exc.strerror}") from None
+                    time.sleep(0.02)
 
     def _ssh_source(self, host: Host) -> str | None:
         """The only address this host accepts SSH from (lab.ssh_from), or None for any."""
@@ -247,11 +298,25 @@ class Lab:
         upper = hdir / "upper"
         upper.mkdir(parents=True, exist_ok=True)
         self._write_facts(host, upper)
-        argv = ["ip", "netns", "exec", self._netns(host), "unshare", "-m", "-u", "-i", "-p", "-f",
-                "--mount-proc", "--kill-child", str(FILES / "hostinit.sh"), "run", host.name,
-                str(upper), self._layers_for(host), str(self.state_dir / "apt")]
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
                "LAB_ADDR": f"{host.address}/{self.subnet.prefixlen}"}
+        unshare = ["unshare", "-m", "-u", "-i", "-p", "-f", "--mount-proc", "--kill-child"]
+        enter: list[str] = []
+        if self.systemd(host):
+            # Its own cgroup (entered before unshare -C makes it the namespace's root) and machine id.
+            cgroup = self._cgroup(host)
+            self._remove_cgroup(host)
+            cgroup.mkdir()
+            machine_id = upper / "etc" / "machine-id"
+            if not machine_id.exists():
+                machine_id.parent.mkdir(parents=True, exist_ok=True)
+                machine_id.write_text(os.urandom(16).hex() + "\n")
+            enter = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(cgroup)]
+            unshare.insert(1, "-C")
+            env["LAB_INIT"] = "systemd"
+        # (`ip netns exec` mounts a sysfs of its own, without the machine's cgroup mounts: enter first.)
+        argv = [*enter, "ip", "netns", "exec", self._netns(host), *unshare, str(FILES / "hostinit.sh"), "run",
+                host.name, str(upper), self._layers_for(host), str(self.state_dir / "apt")]
         with open(hdir / "console.log", "ab") as log:
             proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
@@ -388,6 +453,8 @@ class Lab:
                        for role, (files, env) in jobs.items() if role in roles]
             for future in futures:
                 future.result()
+        if any(self.systemd(h) for h in self.hosts):
+            self._build_layer("systemd", ["web", "base"], {}, {})
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def is_up(self) -> bool:
@@ -441,7 +508,7 @@ class Lab:
         deadline = time.monotonic() + timeout
 
         def ready(host: Host) -> str | None:
-            for port in ROLE_PORTS[self.role(host)]:
+            for port in self.ports(host):
                 restricted = port == 22 and self._ssh_source(host) is not None
                 while not (self._listening(host, port) if restricted else _answers(host.address, port)):
                     if self._running_pid(host) is None:
@@ -499,6 +566,9 @@ class Lab:
         The mounts live in the hosts' own mount namespaces and go with their processes."""
         self._kill(*self.hosts)
         self._kill_leftovers()
+        for host in self.hosts:
+            if self.systemd(host):
+                self._remove_cgroup(host)
         if self.broker is not None:
             self.broker.stop()
         network.destroy(self.bridge)
@@ -589,7 +659,7 @@ class Lab:
             running = self._running_pid(host) is not None
             restricted = self._ssh_source(host) is not None
             ports = {p: running and (self._listening(host, p) if p == 22 and restricted else _answers(host.address, p))
-                     for p in ROLE_PORTS[self.role(host)]}
+                     for p in self.ports(host)}
             return HostStatus(host.name, host.address, self.role(host), running, ports)
 
         with ThreadPoolExecutor(min(64, max(1, len(self.hosts)))) as pool:

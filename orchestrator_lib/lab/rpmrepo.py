@@ -78,7 +78,8 @@ def _body(script: Path) -> str:
 def _scriptlets(src: Path) -> str:
     parts = []
     if (src / "postinst").exists():
-        parts.append("%post\nset -- configure\n" + _body(src / "postinst"))
+        parts.append('%post\nif [ "$1" = 1 ]; then set -- configure; else set -- configure upgrade; fi\n'
+                     + _body(src / "postinst"))
     if (src / "prerm").exists():
         parts.append('%preun\nif [ "$1" = 0 ]; then set -- remove; else set -- upgrade; fi\n' + _body(src / "prerm"))
     return "\n\n".join(parts)

@@ -1,5 +1,7 @@
 """package agent: converged hosts run no package-manager write; changes are verified."""
+import json
 import pathlib
+import subprocess
 import sys
 
 import pytest
@@ -345,3 +347,48 @@ def test_rpm_repository_versions_split_like_rpm():
     from orchestrator_lib.lab.rpmrepo import _version_release
     assert _version_release("4.2.6-3.el5") == ("4.2.6", "3.el5")
     assert _version_release("1.22.1-9~lab1") == ("1.22.1", "9~lab1")
+
+
+# apt-get's output when mywebapp's postinst failed (recorded on a lab web host, tests/integration/test_rpm.py)
+DPKG_FAILED = """Setting up mywebapp (4.2.6-3.el5) ...
+ln: failed to create symbolic link '/etc/service/mywebapp': File exists
+dpkg: error processing package mywebapp (--configure):
+ installed mywebapp package post-installation script subprocess returned error exit status 1
+Errors were encountered while processing:
+ mywebapp
+"""
+
+
+def test_a_dpkg_failure_is_told_in_dpkg_s_words_not_apt_s_sub_process_line():
+    r = core.CmdResult(100, DPKG_FAILED, "E: Sub-process /usr/bin/dpkg returned an error code (1)\n")
+    assert package.PackageBackend.error_line(r) == (
+        "dpkg: error processing package mywebapp (--configure): installed mywebapp package "
+        "post-installation script subprocess returned error exit status 1")
+    assert package.PackageBackend.error_line(core.CmdResult(100, "", "E: Unable to locate package x\n")) == \
+        "E: Unable to locate package x"
+
+
+def test_an_rpm_package_twice_in_the_database_shows_both_versions_as_half_installed():
+    st = package.PackageState("mywebapp", "4.2.6-3.el5", "duplicated", ("4.2.5-1.el5",))
+    assert not st.installed
+    assert package._shown(st) == "4.2.6-3.el5 + 4.2.5-1.el5 (half-installed: duplicated)"
+
+
+EVR_CASES = [("1:1.0-1", "2.0-1"), ("4.2.6-3.el5", "4.2.6-10.el5"), ("4.2.7-1.el5", "4.2.6-3.el5"),
+             ("0:4.2.6-3.el5", "4.2.6-3.el5"), ("2:1.0-1.el8", "1:9.9-1.el9"), ("1.0-1.el8_2", "1.0-1.el8_10"),
+             ("1.0~rc1-1", "1.0-1"), ("1.0^git1-1", "1.0-1"), ("1.0-1.fc29", "1.0-1.fc29.1"), ("3.0.13-1", "3.0.13-1.el9")]
+
+
+def test_rpm_compare_agrees_with_rpm_s_own_label_compare():
+    """The agent's port against librpm itself (python3-rpm, which dnf needs, on the machine's python)."""
+    script = ("import json, rpm, sys\n"
+              "def evr(s):\n"
+              "    e, _, rest = s.rpartition(':') if ':' in s else ('0', '', s)\n"
+              "    v, _, r = rest.partition('-')\n"
+              "    return (e or '0', v, r)\n"
+              "print(json.dumps([rpm.labelCompare(evr(a), evr(b)) for a, b in json.loads(sys.argv[1])]))\n")
+    done = subprocess.run(["/usr/bin/python3", "-c", script, json.dumps(EVR_CASES)], capture_output=True, text=True)
+    if "No module named 'rpm'" in done.stderr:
+        pytest.skip("python3-rpm is not installed")
+    assert done.returncode == 0, done.stderr
+    assert [package.rpm_compare(a, b) for a, b in EVR_CASES] == json.loads(done.stdout)

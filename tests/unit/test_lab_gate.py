@@ -178,3 +178,18 @@ def test_an_install_pins_the_new_agent_and_removes_the_older_ones(tmp_path):
                    input=rpc.install_input(buf.getvalue()), check=True, timeout=60)
     assert (home / "current").read_text() == new + "\n"
     assert sorted(p.name for p in home.iterdir()) == [f"agent-{new}", "agent-dddddddddddd.tmp-1234", "current"]
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("{role: web, service_manager: upstart}", "hosts.a.lab.service_manager: expected one of runit, systemd"),
+    ("{role: rpm, service_manager: systemd}", "hosts.a.lab.service_manager: systemd hosts are web hosts"),
+])
+def test_a_host_s_service_manager_is_checked_before_the_lab_starts(tmp_path, entry, message):
+    from orchestrator_lib.controller.errors import LabError
+    from orchestrator_lib.controller.inventory import load_inventory
+    env = tmp_path / "e.yaml"
+    env.write_text("name: t\nknown_hosts: s/known_hosts\ndefaults: {key: s/id}\nlab: {state_dir: s}\n"
+                   f"hosts:\n  a: {{address: 10.231.0.11, lab: {entry}}}\n")
+    with pytest.raises(LabError) as raised:
+        estate.Lab(load_inventory(env))
+    assert message in str(raised.value) and str(env) in str(raised.value)

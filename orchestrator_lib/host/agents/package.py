@@ -21,9 +21,10 @@ INSTALL_TIMEOUT = 900.0
 PACKAGE_NAME, VERSION = protocol_args.PACKAGE, protocol_args.VERSION
 
 
-class PackageState(namedtuple("PackageState", "name version state")):
+class PackageState(namedtuple("PackageState", "name version state others", defaults=((),))):
     """`version` is None when not installed; `state` is installed | absent | config-files |
-    half-configured | ..."""
+    half-configured | ... | duplicated (rpm: an interrupted transaction left `others`, further
+    versions, in the rpm database next to `version`, the newest)."""
     __slots__ = ()
 
     @property
@@ -43,13 +44,26 @@ class PackageBackend:
     def install(self, name: str, version: str | None, current: str | None, downgrade: bool) -> CmdResult: raise NotImplementedError
     def remove(self, name: str, purge: bool = False) -> CmdResult: raise NotImplementedError
 
+    def repair(self, state: PackageState, keep: str) -> CmdResult:
+        """Put a half-installed package right at version `keep` (backends that detect one)."""
+        raise ActionError(f"{state.name}: {self.label} cannot repair a package in state {state.state}")
+
     @staticmethod
     def error_line(r: CmdResult) -> str:
-        """apt/dnf print warnings before the error that matters: prefer the `E:`/`Error:` line."""
-        for ln in (r.stderr + "\n" + r.stdout).splitlines():
-            if ln.startswith(("E:", "Error:", "error:")):
-                return ln.strip()
-        return r.line()
+        """apt/dnf print warnings before the error that matters. The package manager's own words
+        say what failed (`dpkg: error processing package X (--configure):` and its indented
+        reason; rpm's `error: %post(X) scriptlet failed`), apt's `E: Sub-process /usr/bin/dpkg
+        returned an error code (1)` only that something did: prefer the former."""
+        lines = (r.stderr + "\n" + r.stdout).splitlines()
+        for i, ln in enumerate(lines):
+            if ln.startswith("dpkg: error"):
+                reason = lines[i + 1].strip() if i + 1 < len(lines) and lines[i + 1].startswith(" ") else ""
+                return f"{ln.strip()} {reason}".strip()
+        for prefixes in (("error: ",), ("E:", "Error:", "error:")):
+            for ln in lines:
+                if ln.startswith(prefixes) and "Sub-process" not in ln:
+                    return ln.strip()
+        return next((ln.strip() for ln in lines if ln.startswith(("E:", "Error:"))), r.line())
 
 
 class DpkgApt(PackageBackend):
@@ -207,6 +221,11 @@ class RpmDnf(PackageBackend):
     QF = "%{EPOCH}:%{VERSION}-%{RELEASE}\n"
 
     def state(self, name: str) -> PackageState:
+        """Installed, absent, or `duplicated`: rpm's half-installed package. An upgrade installs
+        the new package, then erases the old one; interrupted in between (killed, power loss, a
+        failed %preun of the old package) both stay in the rpm database, the newer one's files on
+        disk (yum check / `dnf check --duplicates`: "X is a duplicate with Y"). Install-only
+        packages (kernels) are several on purpose: `dnf check` does not call those duplicates."""
         r = core.run(["rpm", "-q", "--qf", self.QF, name])
         if r.rc != 0:
             if "is not installed" in r.stdout + r.stderr:
@@ -214,10 +233,35 @@ class RpmDnf(PackageBackend):
             raise ActionError(f"rpm -q {name}: {r.line()}")
         versions = [_clean_evr(v) for v in r.stdout.splitlines() if v.strip()]
         best = versions[0]
-        for v in versions[1:]:  # several installed (kernel-style): report the newest
+        for v in versions[1:]:
             if rpm_compare(v, best) > 0:
                 best = v
+        others = tuple(v for v in versions if v != best) or tuple(versions[1:])
+        if len(versions) > 1 and self._duplicated(name):
+            return PackageState(name, best, "duplicated", others)
         return PackageState(name, best, "installed")
+
+    @staticmethod
+    def _duplicated(name: str) -> bool:
+        """dnf's own verdict (only asked when rpm lists several versions): an install-only
+        package is no duplicate."""
+        r = core.run(["dnf", "-q", "-C", "check", "--duplicates"], timeout=300)
+        return any(ln.startswith(f"{name}-") and "is a duplicate with" in ln
+                   for ln in (r.stdout + "\n" + r.stderr).splitlines())
+
+    def repair(self, state: PackageState, keep: str) -> CmdResult:
+        """Red Hat's procedure for duplicates: drop the other versions' headers from the rpm
+        database only (`rpm -e --justdb --nodeps`: no scriptlets of a half-erased package run,
+        no file the kept one needs goes), then reinstall the kept version so its files and
+        scriptlets are whole again. Only this package is touched (`dnf remove --duplicates`
+        would act on every duplicated package on the host, and always keeps the newest)."""
+        drop = [v for v in (state.version, *state.others) if v != keep]
+        r = core.run(["rpm", "-e", "--justdb", "--nodeps", *(f"{state.name}-{v}" for v in drop)])
+        if not r.ok:
+            return r
+        repo = self.repo_of.get(keep)
+        enable = [f"--enablerepo={repo}"] if repo and not repo.startswith("@") else []
+        return core.run(["dnf", "-y", "-q", *enable, "reinstall", f"{state.name}-{keep}"], timeout=INSTALL_TIMEOUT)
 
     QUERY = ["dnf", "-q", "repoquery", "--qf", "%{epoch}:%{version}-%{release} %{repoid}\n"]
     #: An explicit version may sit in a repository that is disabled by default (a testing or
@@ -309,6 +353,8 @@ def ensure(backend: PackageBackend, name: str, version: str | None = None, *,
     cur = backend.state(name)
     if version is not None and cur.installed and cur.version == version and not refresh:
         return Outcome(False, cur.version, cur.version, f"{name} already at {version}")
+    if cur.state == "duplicated":
+        return _repair(backend, cur, version, downgrade=downgrade, dry_run=dry_run)
     refreshed = dry_run  # a dry run reads the index as it is: refreshing writes it
     if refresh and not dry_run:
         _refresh(backend)
@@ -346,6 +392,41 @@ def ensure(backend: PackageBackend, name: str, version: str | None = None, *,
     return Outcome(True, cur.version, after.version, f"{name} {verb} {_shown(cur)} -> {after.version}")
 
 
+def _repair(backend: PackageBackend, cur: PackageState, version: str | None, *,
+            downgrade: bool, dry_run: bool) -> Outcome:
+    """A half-installed rpm package (`duplicated`) when the deploy names what it wants: the deploy
+    says which version must remain, so converge to it, as an operator does by hand (Red Hat's
+    duplicate procedure) instead of failing every later run on the same host. The kept version is
+    the wanted one when it is among the duplicates (nothing to download: a reinstall), else the
+    newest, then the usual update or (only with downgrade=true) downgrade to the wanted one."""
+    name, versions = cur.name, (cur.version, *cur.others)
+    keep = version if version in versions else cur.version
+    if version is not None and version not in versions:
+        known = backend.versions(name)
+        if version not in known:
+            raise ActionError(f"{name} {version} is not available from the package sources "
+                              f"(available: {', '.join(known[:8]) or 'none'}); {name} is {_shown(cur)}")
+        _plan(backend, cur._replace(state="installed", others=()), version, version, downgrade)  # refuses before any change
+    else:
+        if keep != cur.version and not downgrade:  # the newer one's files are on disk: going back is a downgrade
+            raise ActionError(f"refusing to downgrade {name} from {_shown(cur)} to {keep} (pass downgrade=true to allow it)")
+        backend.versions(name)  # learns which repository offers `keep` (it may be a disabled one)
+    gone = ", ".join(v for v in versions if v != keep)
+    if dry_run:
+        return Outcome(True, _shown(cur), version or keep,
+                       f"{name} would be repaired ({_shown(cur)}: {gone} dropped, {keep} reinstalled)")
+    r = backend.repair(cur, keep)
+    after = backend.state(name)
+    if not r.ok or not after.installed or after.version != keep:
+        raise ActionError(f"repairing {name} ({_shown(cur)}) failed: "
+                          f"{backend.error_line(r) if not r.ok else 'the host reports ' + _shown(after)}")
+    repaired = f"{name} repaired: {gone} dropped from the rpm database, {keep} reinstalled"
+    if version == keep:
+        return Outcome(True, _shown(cur), keep, repaired)
+    out = ensure(backend, name, version, downgrade=downgrade)  # version None: the newest, as asked
+    return Outcome(True, _shown(cur), out.after, f"{repaired}; {out.message}")
+
+
 def _plan(backend: PackageBackend, cur: PackageState, target: str, version: str | None,
           downgrade: bool) -> tuple[bool, str]:
     """(is the install of `target` a downgrade, why nothing needs doing or ""). A package left
@@ -367,9 +448,12 @@ def _plan(backend: PackageBackend, cur: PackageState, target: str, version: str 
 
 
 def _shown(st: PackageState) -> str:
-    """`3.0.13-1`, `3.0.13-1 (half-configured)` or `absent`: what a message says the host has."""
+    """`3.0.13-1`, `3.0.13-1 (half-configured)`, `absent`, or for an rpm package left twice in
+    the database `4.2.6-3.el5 + 4.2.5-1.el5 (half-installed: duplicated)`."""
     if st.version is None:
         return "absent" if st.state == "absent" else st.state
+    if st.state == "duplicated":
+        return f"{' + '.join((st.version, *st.others))} (half-installed: duplicated)"
     return st.version if st.installed else f"{st.version} ({st.state})"
 
 
@@ -404,8 +488,10 @@ def status(req: Request) -> Reply:
     name, backend = _name(req), choose_backend()
     st = backend.state(name)
     version = st.version if st.installed else None
-    text = f"{name} {version}" if version else f"{name} {st.state}"
+    text = f"{name} {version}" if version else f"{name} {_shown(st) if st.state == 'duplicated' else st.state}"
     data = {"name": name, "version": version, "state": st.state, "backend": backend.label}
+    if st.others:
+        data["versions"] = [st.version, *st.others]
     if req.bool_arg("available"):  # read-only: the versions the host's index offers (the deploy's pre-flight)
         data["available"] = backend.versions(name)
     return Reply.ok(text, before=version, after=version, data=data)

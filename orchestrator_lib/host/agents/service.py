@@ -11,7 +11,7 @@ from ... import protocol_args
 from .. import core
 from ..core import ActionError, CmdResult, Reply, Request
 
-agent = core.Agent(__name__, "status, start, stop, restart, reload (runit, systemd, SysV init)")
+agent = core.Agent(__name__, "status, start, stop, restart, reload, enable, disable (runit, systemd, SysV init)")
 
 SERVICE_NAME = protocol_args.SERVICE  # matched whole (fullmatch)
 DEFAULT_WAIT = 30.0
@@ -30,6 +30,13 @@ class ServiceBackend:
     def stop(self, name: str, wait: float) -> CmdResult: raise NotImplementedError
     def restart(self, name: str, wait: float) -> CmdResult: raise NotImplementedError
     def reload(self, name: str, wait: float) -> CmdResult: raise NotImplementedError
+
+    def enabled(self, name: str) -> bool:
+        """Whether the service starts at boot."""
+        raise ActionError(f"{self.label}: enabling services at boot is not supported on this host")
+
+    def set_enabled(self, name: str, on: bool, wait: float) -> CmdResult:
+        raise ActionError(f"{self.label}: enabling services at boot is not supported on this host")
 
     def ready(self, name: str, wait: float) -> CmdResult | None:
         """The service's own readiness check, None when it has none."""
@@ -88,6 +95,19 @@ class Runit(ServiceBackend):
     def reload(self, name: str, wait: float) -> CmdResult:
         return self._sv("hup", name)
 
+    def enabled(self, name: str) -> bool:
+        """runit supervises (and starts at boot) exactly the services linked into /etc/service."""
+        return core.system().exists(f"{self.SVDIR}/{name}")
+
+    def set_enabled(self, name: str, on: bool, wait: float) -> CmdResult:
+        """Linking a service in also starts it (runit has no enabled-but-stopped without a `down`
+        file); unlinking stops its runsv, and with it the service."""
+        if on:
+            self._enable(name, wait)
+            return self._sv("status", name)
+        self._sv("-w", f"{wait:g}", "stop", name, timeout=wait + 10)
+        return core.run(["rm", "-f", f"{self.SVDIR}/{name}"])
+
     def ready(self, name: str, wait: float) -> CmdResult | None:
         if not core.system().exists(f"/etc/sv/{name}/check"):
             return None
@@ -113,6 +133,14 @@ class Systemd(ServiceBackend):
     def stop(self, name: str, wait: float) -> CmdResult: return self._ctl("stop", name, wait)
     def restart(self, name: str, wait: float) -> CmdResult: return self._ctl("restart", name, wait)
     def reload(self, name: str, wait: float) -> CmdResult: return self._ctl("reload", name, wait)
+
+    def enabled(self, name: str) -> bool:
+        """`systemctl is-enabled`: exit 0 for enabled (and static/alias/indirect), else 1."""
+        return core.run(["systemctl", "is-enabled", "--quiet", name]).rc == 0
+
+    def set_enabled(self, name: str, on: bool, wait: float) -> CmdResult:
+        """Boot-time only, as `systemctl enable|disable` without --now: start/stop stay separate."""
+        return self._ctl("enable" if on else "disable", name, wait)
 
 
 class SysV(ServiceBackend):
@@ -234,6 +262,36 @@ def restart(req: Request) -> Reply:
     after, msg = converge_running(backend, name, wait, restart=True)
     return Reply.done(True, msg, before=_word(st.running), after="running",
                       data=_data(after, backend, previous_pid=st.pid))
+
+
+def _set_enabled(req: Request, on: bool) -> Reply:
+    name, backend, st, wait = _args(req)
+    _require(st, backend)
+    word, was = ("enabled" if on else "disabled"), backend.enabled(name)
+    before = "enabled" if was else "disabled"
+    data = _data(st, backend, enabled=was)
+    if was == on:
+        return Reply.ok(f"{name} already {word}", before=before, after=word, data=data)
+    if req.dry_run:
+        return Reply.done(True, f"{name} would be {word}", dry_run=True, before=before, after=word, data=data)
+    r = backend.set_enabled(name, on, wait)
+    if backend.enabled(name) != on:
+        raise ActionError(f"{name} could not be {word}: {r.line()}")
+    return Reply.done(True, f"{name} {word}", before=before, after=word,
+                      data=_data(backend.state(name), backend, enabled=on))
+
+
+@agent.action
+def enable(req: Request) -> Reply:
+    """Start at boot (systemd: `systemctl enable`; runit: the /etc/service link, which starts it)."""
+    return _set_enabled(req, True)
+
+
+@agent.action
+def disable(req: Request) -> Reply:
+    """Not at boot (systemd: `systemctl disable`, the running service is left alone; runit:
+    unlinked, which stops it)."""
+    return _set_enabled(req, False)
 
 
 @agent.action

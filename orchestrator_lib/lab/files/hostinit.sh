@@ -3,7 +3,8 @@
 # network namespace). It gives the host copy-on-write views of the machine's system directories,
 # so packages, /etc and services are the host's own and the machine is never written.
 #
-#   hostinit.sh run   NAME UPPER LAYERS REPO            -> becomes the host's PID 1 (runsvdir)
+#   hostinit.sh run   NAME UPPER LAYERS REPO            -> becomes the host's PID 1 (runsvdir, or
+#                                                         systemd with LAB_INIT=systemd)
 #   hostinit.sh build NAME UPPER LAYERS REPO INPUT      -> runs INPUT/build.sh to fill an image layer
 #
 # UPPER is the directory that takes this host's (or layer's) writes; LAYERS is a ':'-separated list
@@ -34,13 +35,36 @@ if [ "$mode" = build ]; then
     mkdir -p /srv/lab-input
     mount --bind "$6" /srv/lab-input
 fi
+if [ "${LAB_INIT:-runit}" = systemd ]; then
+    # systemd as PID 1 (a container, as systemd-nspawn makes one): its own /dev with only the
+    # harmless nodes (its tmpfiles and udev units must not touch the machine's), /sys and
+    # /proc/sys read-only (no sysctl, udev or binfmt reaches the machine's kernel), and the
+    # cgroup2 subtree the lab made for this host (the cgroup namespace's root) on /sys/fs/cgroup.
+    mount -t tmpfs -o mode=755,nosuid "lab-$name-dev" /tmp
+    for n in null zero full random urandom tty; do
+        touch "/tmp/$n"
+        mount --bind "/dev/$n" "/tmp/$n"
+    done
+    mkdir /tmp/pts /tmp/shm /tmp/mqueue
+    mount -t devpts -o newinstance,ptmxmode=0666,mode=620 "lab-$name-devpts" /tmp/pts
+    ln -s pts/ptmx /tmp/ptmx
+    ln -s /proc/self/fd /tmp/fd
+    mount --move /tmp /dev
+    mount -t cgroup2 "lab-$name-cgroup" /sys/fs/cgroup
+    mount -o remount,bind,ro /sys
+    mount --bind /proc/sys /proc/sys
+    mount -o remount,bind,ro /proc/sys
+fi
 for d in /run /tmp /dev/shm; do
     mount -t tmpfs -o mode=1777 "lab-$name-tmpfs" "$d"
 done
 chmod 755 /run
 mount -o remount,bind,ro /
-mkdir -p /run/sshd /run/lock /run/runit/supervise /run/runit/sv /run/haproxy
+mkdir -p /run/sshd /run/lock /run/haproxy
+[ "${LAB_INIT:-runit}" = systemd ] || mkdir -p /run/runit/supervise /run/runit/sv
 hostname "$name"
+# systemd sets the hostname from /etc/hostname (the machine's, through the overlay): the host's own.
+[ "$mode" = run ] && [ "${LAB_INIT:-runit}" = systemd ] && echo "$name" > /etc/hostname
 # The host resolves its own name (sudo looks it up on every run, and warns when it cannot).
 if [ "$mode" = run ] && ! grep -q "[[:space:]]$name\$" /etc/hosts 2>/dev/null; then
     printf '127.0.1.1\t%s\n' "$name" >> /etc/hosts
@@ -53,5 +77,8 @@ fi
 
 if [ "$mode" = build ]; then
     exec /bin/sh /srv/lab-input/build.sh
+fi
+if [ "${LAB_INIT:-runit}" = systemd ]; then
+    exec env -i container=lab PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /lib/systemd/systemd
 fi
 exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin runsvdir -P /etc/service
