@@ -257,3 +257,9 @@ def test_the_html_report_shows_the_judgements_figures_and_plain_analyses_still_r
     with pytest.raises(RolloutStopped):
         plain.act(plain.hosts(), "package", "update", {}, options=plain.step_options(RunOptions()))
     assert "analysis f.feature:7: failed" in render(plain.matrix) and "Canary judgement" not in render(plain.matrix)
+
+
+def test_plan_mode_says_the_batches_of_a_steps_own_words_without_any_tag(tmp_path):
+    d = deploy(tmp_path, [], plan=True)
+    d.step_options(RunOptions("4"))
+    assert said(d)[-1] == "      plan: batches web1, web2, web3, web4 | web5, web6, web7, web8 | web9"
