@@ -21,6 +21,15 @@ Measured, interleaved per repetition, each from freshly reset web hosts (mywebap
   feature's hosts also `sv -w 30 restart mywebapp` (ready = /health answers) and HAProxy's
   detection of a firewall block and unblock (the firewall agent's rules, inserted with iptables in the
   hosts; HAProxy polled every 50 ms).
+- peers: the same deploy (bench/peers/: block the LB with the firewall agent's REJECT pair, wait
+  until HAProxy has the hosts DOWN, install the version, restart unless /health reports it, /health
+  reports it, unblock, wait until HAProxy has them UP) on the feature's hosts, written for pyinfra
+  (apt.packages) and as an Ansible playbook (apt module) run by plain ansible-core and by
+  ansible-core + Mitogen (mitogen_linear); each as a process from the same reset state, then once
+  more converged. The lab's login user (deploy) may run only the agent as root; for the peers'
+  runs a rule `deploy ALL=(root) NOPASSWD: ALL` is put into the feature's hosts and the LB
+  (/etc/sudoers.d/bench-peers, inside the hosts, removed at the end), so they become root by sudo,
+  as ours does.
 Orchestration overhead = median deploy wall time - median time of those direct parts.
 """
 from __future__ import annotations
@@ -28,13 +37,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import re
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from lib import REPO, loadavg, log, machine, summary, timed, write_result
+from lib import BENCH, REPO, AnsiblePeer, bytecode_env, MitogenPeer, PyinfraPeer, loadavg, log, machine, summary, timed, write_result
 
 from orchestrator_lib.host.agents import firewall
 from orchestrator_lib.host.agents.package import APT_ENV, APT_OPTS
@@ -156,7 +166,7 @@ def agent_durations(lab: Lab, names: list[str], since: str) -> dict:
         done = lab.exec_in(name, ["cat", "/var/log/orchestrator/audit.jsonl"])
         for line in done.stdout.splitlines():
             entry = json.loads(line)
-            if entry["time"] < since:
+            if entry["time"] < since or "duration" not in entry:  # "received" lines: no duration
                 continue
             per_action.setdefault(f"{entry['agent']}#{entry['action']}", []).append(entry["duration"])
     return {k: {"max": max(v), "median": sorted(v)[len(v) // 2], "calls": len(v)} for k, v in per_action.items()}
@@ -175,17 +185,34 @@ def feature_hosts(lab: Lab) -> list[str]:
     return [h.name for h in select(lab.inventory, Filter(classes=classes, facts=facts))]
 
 
-def behave_run() -> tuple[float, str | None]:
+def behave_env(bytecode: bool = True) -> dict[str, str]:
+    return bytecode_env() if bytecode else dict(os.environ)
+
+
+def behave_run(bytecode: bool = True) -> tuple[float, str | None]:
     t, done = timed(lambda: subprocess.run([sys.executable, "-m", "behave", str(FEATURE.relative_to(REPO))],
-                                           cwd=REPO, capture_output=True, text=True, timeout=600))
+                                           cwd=REPO, capture_output=True, text=True, timeout=600,
+                                           env=behave_env(bytecode)))
     if done.returncode != 0:
         return t, f"behave failed (rc {done.returncode}): {(done.stdout + done.stderr).strip()[-1200:]}"
     return t, None
 
 
+PEER_SUDOERS = "/etc/sudoers.d/bench-peers"
+
+
+def peer_sudo(lab: Lab, names: list[str], user: str, on: bool) -> None:
+    """Let the peers' login user become root by sudo on these hosts (on), or no more (off)."""
+    script = (f"echo '{user} ALL=(root) NOPASSWD: ALL' > {PEER_SUDOERS}.tmp && chmod 0440 {PEER_SUDOERS}.tmp && "
+              f"mv {PEER_SUDOERS}.tmp {PEER_SUDOERS}") if on else f"rm -f {PEER_SUDOERS}"
+    for n in names:
+        must(lab.exec_in(n, ["sh", "-c", script]), f"{n}: {PEER_SUDOERS}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--peers", default="pyinfra,mitogen,ansible", help="deploy peers to run ('' for none)")
     ap.add_argument("--out", default="deploy")
     args = ap.parse_args()
 
@@ -246,8 +273,11 @@ def main() -> int:
 
     def run_behave() -> None:
         reset()
-        for name in ("behave_cold", "behave_converged"):  # the second run finds nothing to change
-            t, err = behave_run()
+        # the second and third runs find nothing to change; the third as this machine's environment
+        # runs it (no bytecode cache: every module compiled at each start)
+        for name, bytecode in (("behave_cold", True), ("behave_converged", True),
+                               ("behave_converged_no_bytecode_cache", False)):
+            t, err = behave_run(bytecode)
             if err:
                 add("behave_errors", err)
                 log(err)
@@ -255,9 +285,36 @@ def main() -> int:
             add(name, t)
             assert installed_versions(lab, fhosts) == {NEW}
 
+    hosts_by_name = lab.inventory.hosts
+    groups = {"web": [hosts_by_name[n] for n in fhosts], "lb": [hosts_by_name[lb.name]]}
+    login = hosts_by_name[fhosts[0]].user if fhosts else "root"
+    peer_makers = {"pyinfra": lambda: PyinfraPeer(lab.inventory, "deploy"),
+                   "mitogen": lambda: MitogenPeer(lab.inventory, "deploy"),
+                   "ansible": lambda: AnsiblePeer(lab.inventory, "deploy")}
+    peers = {name: peer_makers[name]() for name in filter(None, args.peers.split(","))}
+    data = {"lb_address": lb_address, "package": PACKAGE, "version": NEW}
+
+    def peer_run(name: str):
+        peer = peers[name]
+        if name == "pyinfra":
+            return lambda: peer.deploy(groups, BENCH / "peers" / "seed_deploy_pyinfra.py", data)
+        return lambda: (peer.playbook(groups, BENCH / "peers" / "seed_deploy_ansible.yml", data), peer.close())
+
+    def run_peers() -> None:
+        for name in peers:
+            reset()
+            peer_sudo(lab, fhosts, login, True)
+            for kind in ("cold", "converged"):
+                t, _ = timed(peer_run(name))
+                add(f"{name}_{kind}", t)
+                assert installed_versions(lab, fhosts) == {NEW}, name
+
     runs = [("session", run_session), ("direct", run_direct)]
     if have_feature:
         runs.append(("behave", run_behave))
+        if peers:
+            runs.append(("peers", run_peers))
+            peer_sudo(lab, [lb.name], login, True)
     else:
         out["todo"] = (f"{FEATURE.relative_to(REPO)} is not in the repo yet: measured the equivalent "
                        "sequence through Session only. TODO: time `behave features/deploy_webapp.feature` "
@@ -271,6 +328,8 @@ def main() -> int:
             log(f"deploy rep {rep + 1}/{args.reps} done")
     finally:
         lab.reset(web)  # leave the web hosts as freshly provisioned
+        if peers and have_feature:
+            peer_sudo(lab, [lb.name], login, False)
         if not was_up:
             lab.down(progress=lambda m: log(m))
 
@@ -286,7 +345,8 @@ def main() -> int:
     res["agent_durations_cold"] = samples["agent_durations_cold"]
     res["overhead_session_cold"] = res["session_cold"]["total"]["median"] - med("apt_parallel_web")
     for name in ("apt_parallel_feature", "restart_parallel_feature", "lb_detect_down", "lb_detect_up",
-                 "apt_single_host", "behave_cold", "behave_converged"):
+                 "apt_single_host", "behave_cold", "behave_converged", "behave_converged_no_bytecode_cache",
+                 *[f"{p}_{k}" for p in peers for k in ("cold", "converged")]):
         if samples.get(name):
             res[name] = summary(samples[name])
     if samples.get("behave_errors"):

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from lib import (AnsiblePeer, FabricPeer, MitogenPeer, PyinfraPeer, RawParamiko, RawResident, check_all, loadavg,
-                 log, machine, summary, timed, wait_quiet, write_result)
+                 bytecode_env, log, machine, summary, timed, wait_quiet, write_result)
 
 from orchestrator_lib.controller.transports import ssh_agent as rpc
 from orchestrator_lib.host.build import agent_archive
@@ -136,7 +136,7 @@ def main() -> int:
 
         def ours_process() -> None:
             t, done = timed(lambda: subprocess.run([sys.executable, "-c", PROCESS_SCRIPT, env, str(n)],
-                                                   capture_output=True, text=True))
+                                                   capture_output=True, text=True, env=bytecode_env()))
             if done.returncode != 0:
                 raise RuntimeError(f"ours (process): {done.stderr[-400:]}")
             add("ours_echo_cold_process", t)

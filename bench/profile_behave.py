@@ -18,17 +18,19 @@ import time
 from pathlib import Path
 
 from lib import REPO, RESULTS, log
-from deploy import FEATURE
+from deploy import FEATURE, behave_env
 
 from orchestrator_lib.controller.inventory import load_inventory
 from orchestrator_lib.lab.estate import Lab
 
 
-def run_behave(report: Path) -> tuple[float, float, dict]:
+def run_behave(report: Path, profile: Path | None = None, bytecode: bool = True) -> tuple[float, float, dict]:
     started = time.time()
     t = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "behave", str(FEATURE.relative_to(REPO)), "-f", "json",
-                           "-o", str(report), "-f", "null"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    prof = ["-m", "cProfile", "-o", str(profile)] if profile else []
+    done = subprocess.run([sys.executable, *prof, "-m", "behave", str(FEATURE.relative_to(REPO)), "-f", "json",
+                           "-o", str(report), "-f", "null"], cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env=behave_env(bytecode))
     wall = time.perf_counter() - t
     if done.returncode != 0:
         raise RuntimeError(f"behave failed: {(done.stdout + done.stderr)[-800:]}")
@@ -44,6 +46,33 @@ def steps_of(report: list) -> list[tuple[str, float]]:
     return out
 
 
+#: what the main thread of a behave process spends its time in, outside the steps' own work
+PARTS = {"behave: load environment.py (imports the hooks and the library)": ("runner.py", "load_hooks"),
+         "behave: load steps/ (imports the step library)": ("runner.py", "load_step_definitions"),
+         "hooks: before_all (settings, lint, inventory, lab check, Session, Deploy, guard)": ("hooks.py", "before_all"),
+         "  of it: lint": ("hooks.py", "lint"),
+         "  of it: RunGuard (lock, journal)": ("guard.py", "__init__"),
+         "hooks: before_feature": ("hooks.py", "before_feature"),
+         "hooks: after_all (reports, recap, close)": ("hooks.py", "after_all"),
+         "  of it: write_reports (JSON, HTML)": ("hooks.py", "write_reports"),
+         "  of it: close_session": ("hooks.py", "close_session"),
+         "behave: parse features": ("parser.py", "parse_file"),
+         "behave: run (all)": ("runner.py", "run_model")}
+
+
+def where(prof: Path) -> dict[str, float]:
+    import pstats
+    stats = pstats.Stats(str(prof)).stats  # (file, line, name) -> (cc, nc, tt, ct, callers)
+    out = {}
+    for label, (file, name) in PARTS.items():
+        cts = [v[3] for (f, _, n), v in stats.items() if f.endswith(file) and n == name]
+        if cts:
+            out[label] = round(max(cts), 4)
+    total = max(v[3] for v in stats.values())
+    out["process (main thread, total)"] = round(total, 4)
+    return out
+
+
 def main() -> int:
     lab = Lab(load_inventory("local"))
     was_up = lab.is_up()
@@ -54,8 +83,14 @@ def main() -> int:
     out = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            for kind in ("cold", "converged"):
-                _, wall, report = run_behave(Path(tmp) / f"{kind}.json")
+            for kind in ("cold", "converged", "converged_no_bytecode_cache", "converged_cprofile"):
+                prof = Path(tmp) / "behave.prof" if kind == "converged_cprofile" else None
+                _, wall, report = run_behave(Path(tmp) / f"{kind}.json", prof, kind != "converged_no_bytecode_cache")
+                if prof:
+                    out["cprofile"] = where(prof)
+                    print("\nconverged, under cProfile (main thread; cumulative seconds):")
+                    for name, secs in out["cprofile"].items():
+                        print(f"  {secs:6.3f}  {name}")
                 steps = steps_of(report)
                 total_steps = sum(d for _, d in steps)
                 out[kind] = {"wall": wall, "steps": steps, "steps_total": total_steps,

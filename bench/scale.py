@@ -93,6 +93,9 @@ def main() -> int:
     ap.add_argument("--reps", default="200:3,500:3,1000:3", help="runs per mode: one number, or size:runs,...")
     ap.add_argument("--warm", type=int, default=1)
     ap.add_argument("--out", default="scale")
+    ap.add_argument("--peers-sizes", default="",
+                    help="also run fanout.py with every peer at these sizes on this estate, once each "
+                         "(-> results/fanout-big.json: the cost curves past 100 hosts), e.g. 300,1000")
     args = ap.parse_args()
 
     wanted = args.max_hosts
@@ -136,6 +139,14 @@ def main() -> int:
                        "failed_hosts": sum(max(0, r["failed"]) for r in rs),
                        "runs": rs}
                 for mode, rs in runs.items()}
+        if args.peers_sizes:  # the same estate, every peer, one repetition (ansible at 1,000: minutes per run)
+            sizes_p = ",".join(str(min(int(x), estate)) for x in args.peers_sizes.split(","))
+            one = ",".join(f"{x}:1" for x in sizes_p.split(","))
+            wait_quiet(limit=30)
+            done = subprocess.run([sys.executable, str(Path(__file__).parent / "fanout.py"), "--env", str(env),
+                                   "--sizes", sizes_p, "--reps", "1", "--warm", "1", "--ansible-reps", one,
+                                   "--mitogen-reps", one, "--pyinfra-reps", one, "--no-ping", "--out", "fanout-big"])
+            out["fanout_big_rc"] = done.returncode
     finally:
         try:
             out["lab_down_s"] = lab("down", env)

@@ -224,6 +224,11 @@ def build_parser() -> Parser:
     rpc.add_argument("agent", metavar="AGENT")
     rpc.add_argument("action", metavar="ACTION")
     rpc.add_argument("arguments", nargs="*", type=rpc_arg_type, metavar="KEY=VALUE")
+    install = sub.add_parser("install", parents=common,
+                             help="install or upgrade the NATS agent service on hosts, over SSH")
+    install.add_argument("what", choices=("nats",), metavar="nats",
+                         help="nats: the agent as a NATS service (bundle, config from the estate's nats:, "
+                              "runit or systemd service)")
     sudoers = sub.add_parser("sudoers", help="print the sudo rule a login user needs (become: sudo)")
     sudoers.add_argument("user", metavar="USER")
     init = sub.add_parser("init", help="write a starter deploy repository into DIR (never overwrites)")
@@ -406,9 +411,28 @@ def plan_rpc(session: Session, args: argparse.Namespace) -> Call:
     return Call(targets(session, args), args.agent, args.action, dict(args.arguments))
 
 
+def plan_install(session: Session, args: argparse.Namespace) -> Call:
+    """Upload the NATS service bundle to each host (as its login user), then nats#install as root:
+    a host whose upload failed is said on stderr and left out (the others go on)."""
+    from .controller import nats_install
+    from .host.build import nats_archive
+    hosts = targets(session, args)
+    data, sha = nats_archive()
+    path = nats_install.upload_path(sha)
+    call_args = nats_install.install_args(session.inventory, path, sha)
+    failed = nats_install.upload(session.pool, hosts, data, path)
+    for name, why in failed.items():
+        print(f"{name}  failed  {why}", file=sys.stderr)
+    if failed and len(failed) == len(hosts):
+        raise OrchestratorError(f"the NATS service bundle reached none of the {len(hosts)} hosts")
+    sha_of = per_host("sha", lambda r: r.data.get("sha"))
+    return Call([h for h in hosts if h.name not in failed], "nats", "install", call_args, summary=sha_of,
+                extra_json={"upload_failed": failed})
+
+
 PLANS: dict[str, Callable[[Session, argparse.Namespace], Call]] = {
     "ping": plan_ping, "facts": plan_facts, "package": plan_package, "service": plan_service,
-    "lb": plan_lb, "rpc": plan_rpc,
+    "lb": plan_lb, "rpc": plan_rpc, "install": plan_install,
 }
 
 
@@ -551,6 +575,10 @@ def run_command(args: argparse.Namespace) -> int:
         return run_lint(args)
     args.filter = check_arguments(args)
     out = Console(soft_wrap=True, highlight=False)
+    if args.command == "install":
+        if args.transport == "nats":
+            raise UsageError("install runs over SSH (it is what makes a host answer over NATS): drop --transport nats")
+        args.transport = "ssh"
     with Session(args.env, trust_on_first_use=args.tofu, preflight=refuse_if_down,
                  transport=args.transport) as session:
         if args.command == "find":
@@ -564,7 +592,7 @@ def run_command(args: argparse.Namespace) -> int:
             print(json.dumps(document, indent=2, default=str))
         else:
             render(call, result, args, out)
-        return EXIT_OK if result.ok else EXIT_FAILED
+        return EXIT_OK if result.ok and not call.extra_json.get("upload_failed") else EXIT_FAILED
 
 
 def as_orch_parser(parser: argparse.ArgumentParser, prog: str) -> argparse.ArgumentParser:

@@ -63,6 +63,7 @@ ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "haproxy": {"status": (), "disable": (), "enable": (), "drain": ()},
     "health": {"http": (), "command": ("runcommand",), "load": (), "latency": ()},
     "lease": {"status": (), "acquire": (), "renew": (), "release": ()},
+    "nats": {"status": (), "install": ()},
     "notify": {"send": ("sendmsg",)},
     "package": {"status": (), "install": (), "update": (), "remove": ("uninstall", "purge")},
     "rpcutil": {"ping": (), "facts": (), "agents": ()},
@@ -72,7 +73,7 @@ AGENTS = tuple(sorted(ACTIONS))
 #: the actions that only read a host (agent#action)
 READ_ONLY = frozenset({"rpcutil#ping", "rpcutil#facts", "rpcutil#agents", "package#status", "service#status",
                        "firewall#status", "haproxy#status", "health#http", "health#load", "health#latency",
-                       "lease#status"})
+                       "lease#status", "nats#status"})
 
 
 def action_names(agent: str, action: str) -> tuple[str, ...]:

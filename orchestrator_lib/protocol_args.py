@@ -43,6 +43,11 @@ SOCKET = re.compile(r"/run/haproxy/[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}\.sock")
 URL = re.compile(r"https?://(?:[^\s/?#@]{1,128}@)?[A-Za-z0-9.\[\]:_-]{1,255}(?:[/?#][\x21-\x7e]{0,2000})?")
 NAGIOS_STATES = re.compile(r"(?i:warning|critical|unknown)")
 RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
+#: nats#install: where `orch` uploaded the bundle (/tmp, its own name), the bundle's sha12, servers.
+UPLOAD = re.compile(r"/tmp/orchestrator-nats-[0-9a-f]{12}-[0-9a-f]{8}\.pyz")
+SHA12 = re.compile(r"[0-9a-f]{12}")
+NATS_URL = re.compile(r"(?:nats|tls)://[A-Za-z0-9.\[\]:_-]{1,255}:[0-9]{1,5}")
+COLLECTIVE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class ArgError(ValueError):
@@ -163,6 +168,13 @@ SCHEMAS: dict[str, dict[str, dict[str, Callable[[Any], Any]]]] = {
                 "install": {"name": _PACKAGE, "version": _VERSION, "downgrade": _bool, "refresh": _bool},
                 "update": {"name": _PACKAGE, "version": _VERSION, "downgrade": _bool, "refresh": _bool},
                 "remove": {"name": _PACKAGE, "purge": _bool}},
+    "nats": {"status": {},
+             "install": {"upload": _name(UPLOAD, "/tmp/orchestrator-nats-SHA-RANDOM.pyz"),
+                         "sha": _name(SHA12, "12 hex digits"),
+                         "servers": _names(_name(NATS_URL, "nats://HOST:PORT or tls://HOST:PORT"), 16),
+                         "collective": _name(COLLECTIVE, "a collective name"),
+                         "identity": _name(FIELD, "a host name"), "user": _text(256), "password": _text(256),
+                         "tls_ca": _text(65536), "tls_cert": _text(65536), "tls_key": _text(65536)}},
     "rpcutil": {"ping": {}, "facts": {}, "agents": {}},
     "service": {a: {"name": _SERVICE, "wait": _WAIT}
                 for a in ("status", "start", "stop", "restart", "reload", "enable", "disable")},
@@ -170,6 +182,7 @@ SCHEMAS: dict[str, dict[str, dict[str, Callable[[Any], Any]]]] = {
 REQUIRED: dict[str, tuple[str, ...]] = {
     "appmgr#deploy": ("app", "revision"), "firewall#*": ("source",), "haproxy#*": ("backend",),
     "health#http": ("url",), "health#latency": ("url",), "lease#acquire": ("run",), "lease#renew": ("run",), "lease#release": ("run",), "health#command": ("command",), "notify#send": ("recipient", "message"),
+    "nats#install": ("upload", "sha", "servers", "collective"),
     "package#*": ("name",), "service#*": ("name",)}
 
 

@@ -31,7 +31,10 @@ GROUP_KEYS = ("hosts",) + LOGIN_KEYS
 #: `become:` values: how a login user runs the agent as root (none: it logs in as root).
 BECOME_METHODS = ("sudo",)
 TRANSPORTS = ("ssh", "nats")
-NATS_KEYS = ("servers", "collective", "key", "credentials", "discovery_timeout", "ttl")
+NATS_KEYS = ("servers", "collective", "key", "credentials", "nkey", "user", "password_file", "tls", "agent",
+             "discovery_timeout", "ttl")
+NATS_TLS_KEYS = ("ca", "cert", "key")
+NATS_AGENT_KEYS = ("user", "password_file", "tls_cert", "tls_key")
 #: Where discovery reads facts and classes: the file, the hosts (one fan-out per run), or the hosts
 #: through a cache kept `facts_ttl` seconds (controller/discovery/livefacts.py has the merge rule).
 FACT_SOURCES = ("inventory", "live", "cached")
@@ -70,13 +73,32 @@ class Host:
 
 
 @dataclass(frozen=True)
+class NatsAgentCredentials:
+    """`nats.agent`: how the hosts' agents log in to the broker (`orch install nats` ships them)."""
+
+    user: str | None = None
+    password_file: Path | None = None  # the password is the file's content (never in the YAML)
+    tls_cert: Path | None = None       # client certificate (PEM), signed by nats.tls.ca
+    tls_key: Path | None = None
+
+
+@dataclass(frozen=True)
 class NatsSettings:
-    """The estate's `nats:` section: where the broker is and how this caller signs its requests."""
+    """The estate's `nats:` section: where the broker is, how this caller logs in to it (TLS, user
+    and password, nkey or .creds, as nats-py takes them) and signs its requests, and how the agents
+    log in (`agent`)."""
 
     servers: tuple[str, ...]
     collective: str = "orch"
     key: Path | None = None           # ed25519 private key (OpenSSH format) that signs requests
     credentials: Path | None = None   # a NATS .creds file, when the broker wants one
+    nkey: Path | None = None          # an nkey seed file
+    user: str | None = None
+    password_file: Path | None = None
+    tls_ca: Path | None = None        # the CA that signed the broker's certificate (and the clients')
+    tls_cert: Path | None = None      # this caller's client certificate and key (mutual TLS)
+    tls_key: Path | None = None
+    agent: NatsAgentCredentials = field(default_factory=NatsAgentCredentials)
     discovery_timeout: float = 2.0    # how long a broadcast collects replies
     ttl: float = 60.0                 # how long a request may wait before a host must refuse it
 
@@ -386,8 +408,28 @@ def _nats(src: _Source, value: Any, default_key: Path | None) -> NatsSettings:
     if not re.match(r"^[A-Za-z0-9_-]+$", collective):
         raise src.error(("nats", "collective"), f"expected letters, digits, '_' or '-', got {_describe(collective)}")
     key = _optional_path(src, ("nats", "key"), spec["key"]) if "key" in spec else default_key
+    tls = _mapping(src, ("nats", "tls"), spec.get("tls"), NATS_TLS_KEYS, "a mapping (ca, cert, key)")
+    agent = _mapping(src, ("nats", "agent"), spec.get("agent"), NATS_AGENT_KEYS, "a mapping")
+    if bool(tls.get("cert")) != bool(tls.get("key")):
+        raise src.error(("nats", "tls"), "a client certificate needs its key and a key its certificate (cert and key)")
+    if bool(agent.get("tls_cert")) != bool(agent.get("tls_key")):
+        raise src.error(("nats", "agent"), "tls_cert and tls_key go together")
+    users = {}
+    for where, mapping in ((("nats", "user"), spec), (("nats", "agent", "user"), agent)):
+        users[where] = _string(src, where, mapping["user"]) if mapping.get("user") is not None else None
     return NatsSettings(servers=tuple(servers), collective=collective, key=key,
                         credentials=_optional_path(src, ("nats", "credentials"), spec.get("credentials")),
+                        nkey=_optional_path(src, ("nats", "nkey"), spec.get("nkey")),
+                        user=users[("nats", "user")],
+                        password_file=_optional_path(src, ("nats", "password_file"), spec.get("password_file")),
+                        tls_ca=_optional_path(src, ("nats", "tls", "ca"), tls.get("ca")),
+                        tls_cert=_optional_path(src, ("nats", "tls", "cert"), tls.get("cert")),
+                        tls_key=_optional_path(src, ("nats", "tls", "key"), tls.get("key")),
+                        agent=NatsAgentCredentials(
+                            user=users[("nats", "agent", "user")],
+                            password_file=_optional_path(src, ("nats", "agent", "password_file"), agent.get("password_file")),
+                            tls_cert=_optional_path(src, ("nats", "agent", "tls_cert"), agent.get("tls_cert")),
+                            tls_key=_optional_path(src, ("nats", "agent", "tls_key"), agent.get("tls_key"))),
                         **numbers)
 
 

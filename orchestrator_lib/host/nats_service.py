@@ -14,7 +14,8 @@ whole estate talk).
 
 Config, /etc/orchestrator/nats.json: {"servers": ["nats://10.231.0.1:4222"], "collective": "orch",
 "identity": "web1" (default: the host name), "facts_dir": "/etc/orchestrator/facts.d",
-"classes_file": "/etc/orchestrator/classes.txt"}. Host side: stdlib, nats-py (shipped with the
+"classes_file": "/etc/orchestrator/classes.txt", "tls": {"ca": ..., "cert": ..., "key": ...},
+"user": ..., "password": ...} (the last two: mode 0600, written by nats#install). Host side: stdlib, nats-py (shipped with the
 service bundle: host/build.py) and an ed25519 implementation (signing.py).
 """
 from __future__ import annotations
@@ -50,6 +51,35 @@ def broadcast_subject(collective: str, agent: str) -> str:
 
 def node_subject(collective: str, identity: str) -> str:
     return f"{collective}.node.{identity}"
+
+
+def client_options(*, tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None,
+                   user: str | None = None, password: str | None = None, creds: str | None = None,
+                   nkey: str | None = None) -> dict[str, Any]:
+    """nats.connect's keyword arguments for TLS (the CA that signed the broker's certificate; a
+    client certificate for mutual TLS) and authentication (user and password, a .creds file or an
+    nkey seed), as nats-py takes them. The controller and the agents both build theirs here."""
+    options: dict[str, Any] = {}
+    if tls_ca or tls_cert:
+        import ssl
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls_ca or None)
+        if tls_cert:
+            context.load_cert_chain(tls_cert, tls_key or None)
+        options["tls"] = context
+    if user:
+        options["user"], options["password"] = user, password or ""
+    if creds:
+        options["user_credentials"] = creds
+    if nkey:
+        options["nkeys_seed"] = nkey
+    return options
+
+
+def config_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """client_options from the agent's config file (`tls`: {ca, cert, key}, `user`, `password`)."""
+    tls = config.get("tls") if isinstance(config.get("tls"), dict) else {}
+    return client_options(tls_ca=tls.get("ca"), tls_cert=tls.get("cert"), tls_key=tls.get("key"),
+                          user=config.get("user"), password=config.get("password"))
 
 
 def encode_reply(reply: Mapping[str, Any]) -> bytes:
@@ -168,10 +198,17 @@ async def serve(config: Mapping[str, Any], match: Callable[[dict, Any], bool]) -
     responder = Responder(identity, collective, match=match, local_host=local_host)
     workers = ThreadPoolExecutor(WORKERS)
     loop = asyncio.get_running_loop()
+    options = config_options(config)
+
+    async def one_line(error: Exception) -> None:  # nats-py would log a whole traceback
+        print(f"nats: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+
+    options["error_cb"] = one_line
     while True:
         try:
             nc = await nats.connect(servers=list(config["servers"]), name=identity, connect_timeout=2,
-                                    allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+                                    allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                                    **options)
             break
         except Exception as e:  # the broker is not up yet: a supervised service keeps trying
             print(f"nats: cannot connect to {config['servers']}: {type(e).__name__}: {e}", file=sys.stderr)

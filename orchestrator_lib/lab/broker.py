@@ -56,13 +56,15 @@ class Broker:
     """One nats-server for one lab, its files under `state_dir`."""
 
     def __init__(self, state_dir: Path, address: str, port: int, name: str = "lab",
-                 monitor_port: int = MONITOR_PORT) -> None:
+                 monitor_port: int = MONITOR_PORT, extra: str = "", scheme: str = "nats") -> None:
         self.dir = state_dir / "nats"
         self.address, self.port, self.name, self.monitor_port = address, port, name, monitor_port
+        #: more nats-server config (a `tls {}` and an `authorization {}` block: lab/natstls.py)
+        self.extra, self.scheme = extra, scheme
 
     @property
     def url(self) -> str:
-        return f"nats://{self.address}:{self.port}"
+        return f"{self.scheme}://{self.address}:{self.port}"
 
     @property
     def _pid_record(self) -> Path:
@@ -83,7 +85,7 @@ class Broker:
         self.dir.mkdir(parents=True, exist_ok=True)
         config = self.dir / "nats.conf"
         config.write_text(CONFIG.format(address=self.address, port=self.port, monitor=self.monitor_port,
-                                        name=self.name, pid_file=self.dir / "nats.pid"))
+                                        name=self.name, pid_file=self.dir / "nats.pid") + self.extra)
         with open(self.dir / "nats.log", "ab") as log:
             proc = subprocess.Popen([NATS_SERVER, "-c", str(config)], stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)

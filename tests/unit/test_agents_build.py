@@ -63,7 +63,7 @@ def test_zipapp_answers_ping_with_the_hosts_python(tmp_path):
     [audit] = audit_results(str(tmp_path / "audit.jsonl"))
     assert (audit["reqid"], audit["agent"], audit["action"]) == ("z1", "rpcutil", "ping")
     rc, reply, _ = run_pyz(pyz, {"agent": "rpcutil", "action": "agents"}, tmp_path)
-    assert reply["data"]["agents"] == ["appmgr", "firewall", "haproxy", "health", "lease", "notify", "package", "rpcutil", "service"]
+    assert reply["data"]["agents"] == ["appmgr", "firewall", "haproxy", "health", "lease", "nats", "notify", "package", "rpcutil", "service"]
 
 
 def test_zipapp_protocol_error_exit_code(tmp_path):

@@ -16,7 +16,7 @@ from orchestrator_lib import protocol  # noqa: E402
 from orchestrator_lib.host import core  # noqa: E402
 from orchestrator_lib.host.audit import results as audit_results  # noqa: E402
 
-ALL_AGENTS = ["appmgr", "firewall", "haproxy", "health", "lease", "notify", "package", "rpcutil", "service"]
+ALL_AGENTS = ["appmgr", "firewall", "haproxy", "health", "lease", "nats", "notify", "package", "rpcutil", "service"]
 
 
 def run_main(text: str) -> tuple[int, dict]:

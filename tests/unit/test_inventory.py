@@ -473,7 +473,7 @@ def test_an_unknown_agent_name_is_an_error_not_a_host_left_out_of_minus_a(env):
     )
     load = env("hosts:\n  web1: {address: 10.0.0.1, agents: [rpcutil, zz]}\n")
     assert error_of(load) == ("environments/x.yaml:2: hosts.web1.agents[1]: unknown agent 'zz' (agents: appmgr, "
-                              "firewall, haproxy, health, lease, notify, package, rpcutil, service)")
+                              "firewall, haproxy, health, lease, nats, notify, package, rpcutil, service)")
 
 
 def test_host_lab_must_be_a_mapping(env):

@@ -23,10 +23,11 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from ...host.nats_service import client_options
 from ...host.signing import seal
 from ...protocol import Request
 from ..errors import OrchestratorError, OutcomeUnknownError, UnreachableError
-from ..inventory import Host, Inventory
+from ..inventory import Host, Inventory, NatsSettings
 from ..orchestration.results import HostResult, Status
 from .base import Transport
 from .ssh_agent import parse_reply
@@ -74,10 +75,13 @@ class NatsTransport(Transport):
 
     def __init__(self, servers: Iterable[str], collective: str, signer: Signer | Path | None, caller: str, *,
                  ttl: float = 60.0, credentials: Path | None = None, name: str = "orch-controller",
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0, settings: NatsSettings | None = None) -> None:
         self.servers, self.collective = list(servers), collective
         self._signer, self.caller, self.ttl = signer, caller, ttl
         self.credentials, self.name, self.connect_timeout = credentials, name, connect_timeout
+        #: TLS and login (nats.tls, nats.user/password_file, nats.nkey), read at connect.
+        self.settings = settings
+        self.last_error = ""
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="nats-transport", daemon=True)
         self.nc: Any = None
@@ -94,7 +98,7 @@ class NatsTransport(Transport):
         if settings is None:
             raise NatsError(f"{inventory.path.name}: transport nats needs a 'nats:' section naming the broker's servers")
         return cls(settings.servers, settings.collective, settings.key, caller, ttl=settings.ttl,
-                   credentials=settings.credentials)
+                   credentials=settings.credentials, settings=settings)
 
     @property
     def signer(self) -> Signer:
@@ -126,6 +130,12 @@ class NatsTransport(Transport):
                                    "pending_size": PENDING_BYTES}
         if self.credentials is not None:
             options["user_credentials"] = str(self.credentials)
+        options.update(self._login_options())
+
+        async def quiet(error: Exception) -> None:  # nats-py logs a traceback by default: one line is ours
+            self.last_error = f"{type(error).__name__}: {error}"
+
+        options["error_cb"] = quiet
 
         async def connect() -> Any:
             return await nats.connect(**options)
@@ -134,6 +144,29 @@ class NatsTransport(Transport):
         except Exception as e:
             raise NatsError(f"cannot connect to the NATS broker {', '.join(self.servers)}: "
                             f"{type(e).__name__}: {e}") from None
+
+    def _login_options(self) -> dict[str, Any]:
+        """TLS and login from the estate's settings; a file that cannot be read or used is one error
+        naming it (never its content)."""
+        s = self.settings
+        if s is None:
+            return {}
+        password = None
+        if s.password_file is not None:
+            try:
+                password = s.password_file.read_text().strip()
+            except OSError as e:
+                raise NatsError(f"nats.password_file {s.password_file}: {e.strerror or e}") from None
+        for what, path in (("nats.tls.ca", s.tls_ca), ("nats.tls.cert", s.tls_cert), ("nats.tls.key", s.tls_key),
+                           ("nats.nkey", s.nkey)):
+            if path is not None and not path.is_file():
+                raise NatsError(f"{what} {path}: no such file")
+        try:
+            return client_options(tls_ca=_str(s.tls_ca), tls_cert=_str(s.tls_cert), tls_key=_str(s.tls_key),
+                                  user=s.user, password=password, nkey=_str(s.nkey))
+        except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+            raise NatsError(f"nats.tls: cannot use {s.tls_ca or ''} {s.tls_cert or ''}: "
+                            f"{type(e).__name__}: {e}".replace("  ", " ")) from None
 
     def close(self) -> None:
         if self.nc is not None:
@@ -236,6 +269,10 @@ class NatsTransport(Transport):
         finally:
             await sub.unsubscribe()
         return replies
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def reply_result(host: str, label: str, reply: Mapping[str, Any], duration: float = 0.0) -> HostResult:
