@@ -61,7 +61,7 @@ ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "appmgr": {"deploy": ("upgrade",)},
     "firewall": {"status": (), "block": (), "unblock": ()},
     "haproxy": {"status": (), "disable": (), "enable": (), "drain": ()},
-    "health": {"http": (), "command": ("runcommand",), "load": ()},
+    "health": {"http": (), "command": ("runcommand",), "load": (), "latency": ()},
     "lease": {"status": (), "acquire": (), "renew": (), "release": ()},
     "nats": {"status": (), "install": ()},
     "notify": {"send": ("sendmsg",)},
@@ -72,8 +72,8 @@ ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
 AGENTS = tuple(sorted(ACTIONS))
 #: the actions that only read a host (agent#action)
 READ_ONLY = frozenset({"rpcutil#ping", "rpcutil#facts", "rpcutil#agents", "package#status", "service#status",
-                       "firewall#status", "haproxy#status", "health#http", "health#load", "lease#status",
-                       "nats#status"})
+                       "firewall#status", "haproxy#status", "health#http", "health#load", "health#latency",
+                       "lease#status", "nats#status"})
 
 
 def action_names(agent: str, action: str) -> tuple[str, ...]:

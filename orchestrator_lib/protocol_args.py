@@ -159,10 +159,12 @@ SCHEMAS: dict[str, dict[str, dict[str, Callable[[Any], Any]]]] = {
                         "expect": _text(1024), "body": _text(1024), "timeout": _TIMEOUT, **_LOOP},
                "command": {"command": _text(4096), "ok_on": _names(_name(NAGIOS_STATES, "WARNING, CRITICAL or UNKNOWN"), 3),
                            "timeout": _TIMEOUT, **_LOOP},
-               "load": {"threshold": _number(0, 100000), **_LOOP}},
+               "load": {"threshold": _number(0, 100000), **_LOOP},
+               "latency": {"url": _url, "samples": _number(1, 1000, whole=True), "expect_status": _number(100, 599, whole=True),
+                           "timeout": _number(0, 60, above=True), "interval": _number(0, 60)}},
     "notify": {"send": {"recipient": _name(RECIPIENT, "a recipient (letters, digits, _.+#@:-)"),
                         "message": _text(8192), "sender": _text(256), "webhook": _url, "timeout": _TIMEOUT}},
-    "package": {"status": {"name": _PACKAGE, "candidate": _bool, "available": _bool},
+    "package": {"status": {"name": _PACKAGE, "candidate": _bool, "available": _bool, "version": _VERSION},
                 "install": {"name": _PACKAGE, "version": _VERSION, "downgrade": _bool, "refresh": _bool},
                 "update": {"name": _PACKAGE, "version": _VERSION, "downgrade": _bool, "refresh": _bool},
                 "remove": {"name": _PACKAGE, "purge": _bool}},
@@ -179,7 +181,7 @@ SCHEMAS: dict[str, dict[str, dict[str, Callable[[Any], Any]]]] = {
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
     "appmgr#deploy": ("app", "revision"), "firewall#*": ("source",), "haproxy#*": ("backend",),
-    "health#http": ("url",), "lease#acquire": ("run",), "lease#renew": ("run",), "lease#release": ("run",), "health#command": ("command",), "notify#send": ("recipient", "message"),
+    "health#http": ("url",), "health#latency": ("url",), "lease#acquire": ("run",), "lease#renew": ("run",), "lease#release": ("run",), "health#command": ("command",), "notify#send": ("recipient", "message"),
     "nats#install": ("upload", "sha", "servers", "collective"),
     "package#*": ("name",), "service#*": ("name",)}
 

@@ -3,11 +3,19 @@ fresh once per session and taken down at the end."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def interruptible() -> None:
+    """preexec_fn of a child process a test will Ctrl-C (SIGINT): a suite started in the
+    background by a shell without job control (`cmd &`) runs with SIGINT ignored, children
+    inherit that, and Python leaves an ignored SIGINT ignored, so the signal would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

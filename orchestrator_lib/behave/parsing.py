@@ -39,6 +39,13 @@ def parse_limits(text: str) -> dict[str, int]:
     return {words[kind]: int(n) for kind, n in re.findall(r"(failure|inconclusive|error) limit of (\d+)", text)}
 
 
+@parse.with_pattern(r"(?: by more than \d{1,4}%)?")
+def parse_margin(text: str) -> float:
+    """" by more than 20%" -> 0.2 (nothing: 0.0)."""
+    digits = re.findall(r"\d+", text)
+    return int(digits[0]) / 100 if digits else 0.0
+
+
 @parse.with_pattern(r"disable|drain|enable")
 def parse_lb_action(text: str) -> str:
     return text
@@ -59,6 +66,6 @@ def parse_seconds_word(text: str) -> str:
     return text
 
 
-register_type(Word=parse_word, Limits=parse_limits, Names=parse_names, RunOptions=parse_run_options,
+register_type(Word=parse_word, Limits=parse_limits, Margin=parse_margin, Names=parse_names, RunOptions=parse_run_options,
               LbAction=parse_lb_action, LbState=parse_lb_state, Hosts=parse_hosts_word,
               Seconds=parse_seconds_word)

@@ -51,8 +51,13 @@ class RolloutFormatter(Formatter):
             if match is None:
                 continue
             arguments = {a.name: a.value for a in match.arguments if a.name}
-            if getattr(match.func, "analysis", None) is not None:
-                out.write(f"  {text}\n    -> measured after each batch of the When at {last_when or '(none: once)'}\n")
+            builder = getattr(match.func, "analysis", None)
+            if builder is not None:
+                if getattr(builder, "once", False):
+                    out.write(f"  {text}\n    -> judged once, after the first batch (the canaries) of the When at "
+                              f"{last_when or '(none)'}, against the hosts it has not reached yet\n")
+                else:
+                    out.write(f"  {text}\n    -> measured after each batch of the When at {last_when or '(none: once)'}\n")
                 continue
             options = arguments.get("options")
             if options is None and not (step.step_type == "when" and not policy.empty):

@@ -255,8 +255,10 @@ class Session:
                          on_result)
 
     def _sending(self, request: Request) -> Callable[[Host], None]:
+        audit_sent = self.audit.sender(request)
+
         def sending(host: Host) -> None:
-            self.audit.sent(request, host.name)
+            audit_sent(host.name)
             if self.journal is not None:
                 self.journal.sent(request.reqid, request.label, host.name)
         return sending

@@ -1,4 +1,4 @@
-"""`python -m orchestrator_lib.lab up|down|status|stop|start|rekey|exec`: the lab from a terminal."""
+"""`python -m orchestrator_lib.lab up|down|status|stop|start|reset|rekey|slow|exec`: the lab from a terminal."""
 from __future__ import annotations
 
 import argparse
@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     rekey = sub.add_parser("rekey", help="give a host a new ssh host key")
     rekey.add_argument("host")
     rekey.add_argument("--update-known-hosts", action="store_true", help="also trust the new key")
+    slow = sub.add_parser("slow", help="fault injection: the host's mywebapp answers /health MS milliseconds later")
+    slow.add_argument("host")
+    slow.add_argument("ms", type=float, help="milliseconds to add to each /health answer (0: none)")
     run = sub.add_parser("exec", help="run a command inside a host (around the deployer)")
     run.add_argument("host")
     run.add_argument("argv", nargs=argparse.REMAINDER)
@@ -58,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         lab.reset(args.hosts or None)
     elif args.command == "rekey":
         lab.rekey(args.host, update_known_hosts=args.update_known_hosts)
+    elif args.command == "slow":
+        lab.slow_app(args.host, args.ms)
     elif args.command == "exec":
         done = lab.exec_in(args.host, args.argv)
         sys.stdout.write(done.stdout)

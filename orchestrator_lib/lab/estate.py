@@ -46,7 +46,7 @@ SERVICE_MANAGERS = ("runit", "systemd")
 SYSTEMD_PORTS = (22, 8080)
 READY_TIMEOUT = 60.0
 #: What the lab's read-only auditor key may run: status reads only. Not health#command (its alias
-#: health#runcommand: `sh -c` anything, as root) nor health#http (makes the host fetch any URL).
+#: health#runcommand: `sh -c` anything, as root) nor health#http / health#latency (make the host fetch any URL).
 AUDITOR_ACTIONS = ("rpcutil#*", "package#status", "service#status", "haproxy#status",
                    "firewall#status", "health#load", "lease#status")
 #: The auditor key's forced command (installed by layer-base.sh from files/orchestrator-gate): it runs
@@ -625,6 +625,18 @@ class Lab:
                 (ssh_dir / name).chmod(0o644 if name.endswith(".pub") else 0o600)
             self._spawn(host)
         self.wait_ready(hosts)
+
+    def slow_app(self, name: str, milliseconds: float) -> None:
+        """Fault injection: the host's mywebapp waits `milliseconds` before each /health answer
+        (0: as before). The app reads the file on each request; `reset` removes it."""
+        if not 0 <= milliseconds <= 10000:
+            raise LabError(f"slow {name}: {milliseconds:g} ms: give 0 to 10000")
+        fault = "/etc/mywebapp/fault-delay-ms"
+        script = f"rm -f {fault}" if milliseconds == 0 else \
+            f"mkdir -p /etc/mywebapp && echo {milliseconds:g} > {fault}.new && mv {fault}.new {fault}"
+        done = self.exec_in(name, ["sh", "-c", script])
+        if done.returncode != 0:
+            raise LabError(f"slow {name}: {done.stderr.strip() or 'exit ' + str(done.returncode)}")
 
     def rekey(self, name: str, update_known_hosts: bool = False) -> None:
         """Give a host a new host key (as after a reinstall), written while it is stopped."""

@@ -14,7 +14,7 @@ import uuid
 
 from orchestrator_lib.cli import main
 from orchestrator_lib.lab import Lab
-from tests.conftest import ROOT
+from tests.conftest import ROOT, interruptible
 
 HAGROUP_C = ["web3", "web6", "web9"]
 WEB = [f"web{i}" for i in range(1, 10)]
@@ -167,7 +167,8 @@ def test_ctrl_c_prints_what_finished_audits_the_request_and_exits_130(lab):
     command = f"case $(hostname) in web6) sleep 10;; esac; : {mark}"
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator_lib.cli", "rpc", "health", "command",
                              f"command={command}", "timeout=30", "-W", "hagroup=c", "--batch", "2", "--no-progress"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=interruptible)
     time.sleep(3)  # web3 has answered (a lab call takes well under a second), web6 is sleeping
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass
@@ -230,47 +228,6 @@ def own_feature(tmp_path: Path, name: str, text: str) -> list[str]:
     feature = tmp_path / f"{name}.feature"
     feature.write_text(text)
     return ["features/", str(feature), "--include", name]
-
-
-INTERRUPTED = """\
-Feature: interrupted
-  Scenario: block, then wait for a version that never comes
-    Given the load balancer has ip address 10.231.0.2
-    And I want to update hosts named web1, web2
-    And I want to pre-discover how many hosts to update
-    When I block the load balancer
-    Then the health check on port 8080 should report version 9.9.9 within 60 seconds
-    When I unblock the load balancer
-    Then traffic from the load balancer should be unblocked
-"""
-
-
-def test_ctrl_c_still_recaps_reports_and_names_the_hosts_left_blocked(fresh_lab, tmp_path):
-    """Ctrl-C used to leave no recap and no report: after_all waited for the health check still
-    running on the hosts (up to its 60 s), and the operator's second Ctrl-C cut it short."""
-    report = tmp_path / "report.json"
-    proc = subprocess.Popen([sys.executable, "-m", "behave", *own_feature(tmp_path, "interrupted", INTERRUPTED),
-                             "-D", f"report={report}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    seen = []
-    for line in proc.stdout:  # type: ignore[union-attr]
-        seen.append(line)
-        if "firewall#block:" in line:
-            break
-    time.sleep(1.0)           # into the health check's wait
-    proc.send_signal(signal.SIGINT)
-    interrupted = time.monotonic()
-    out = "".join(seen) + proc.communicate(timeout=30)[0]
-    assert proc.returncode != 0, out
-    assert time.monotonic() - interrupted < 15, "after_all waited for the hosts"
-    assert 'interrupted at "Then the health check on port 8080 should report version 9.9.9' in out
-    assert "left out of the load balancer: web1, web2 (firewall 10.231.0.2 blocked)" in out
-    assert 'web1: FAILED at "Then the health check on port 8080 should report version 9.9.9 within 60 seconds": ' \
-           'interrupted while running: outcome unknown' in out
-    assert 'Release gate: FAILED: interrupted at "Then the health check' in out and "Traceback" not in out
-    matrix = ResultMatrix.read_json(report)
-    assert matrix.interrupted.startswith('at "Then the health check') and not matrix.passed
-    assert blocked(fresh_lab, "web1") and blocked(fresh_lab, "web2")
 
 
 PLANNED = """\

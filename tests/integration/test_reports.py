@@ -21,7 +21,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from orchestrator_lib.controller.reporting import ResultMatrix
-from tests.conftest import ROOT
+from tests.conftest import ROOT, interruptible
 
 SCREENSHOTS = ROOT / "reports" / "screenshots"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -71,6 +71,8 @@ class Run:
     html: Path
     junit: Path
     host_audit: list[dict] = field(default_factory=list)   # web1's audit lines right after the run
+    stopped_in: float = 0.0                                 # seconds from Ctrl-C to the process's exit
+    left_blocked: set[str] = field(default_factory=set)     # web hosts the LB could not reach after it
     commit: str = ""                                        # the repository's HEAD when it ran
 
     @property
@@ -119,7 +121,7 @@ def runs(lab, tmp_path_factory) -> dict[str, Run]:
     (where / "interrupted.feature").write_text(INTERRUPTED)
     # no JUnit here: behave's --junit captures the output this test watches for
     proc = subprocess.Popen(behave_command(where, "interrupted", where / "interrupted.feature", junit=False), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=interruptible)
     seen = []
     for line in proc.stdout:  # type: ignore[union-attr]
         seen.append(line)
@@ -127,8 +129,12 @@ def runs(lab, tmp_path_factory) -> dict[str, Run]:
             break
     time.sleep(1.0)  # into the health check's wait
     proc.send_signal(signal.SIGINT)
+    interrupted = time.monotonic()
     text = "".join(seen) + proc.communicate(timeout=60)[0]
     out["interrupted"] = finished(where, "interrupted", text, proc.returncode)
+    out["interrupted"].stopped_in = time.monotonic() - interrupted
+    out["interrupted"].left_blocked = {h for h in ("web1", "web2", "web3")
+                                       if "deployer-block-10.231.0.2" in lab.exec_in(h, ["iptables", "-S", "INPUT"]).stdout}
     lab.reset()
     return out
 
@@ -210,6 +216,20 @@ def test_the_report_of_the_broken_release_puts_the_two_failing_hosts_first_with_
     open_report(browser, run, "report-failing-phone", PHONE)
     assert no_horizontal_scroll(browser)
     assert visible(browser, "#failing tr.host-row")[0].get_attribute("data-host") == "web1"
+
+
+def test_ctrl_c_still_recaps_and_names_the_hosts_left_blocked(runs):
+    """Ctrl-C used to leave no recap and no report: after_all waited for the health check still
+    running on the hosts (up to its 60 s), and the operator's second Ctrl-C cut it short."""
+    run = runs["interrupted"]
+    assert run.rc != 0 and run.stopped_in < 15, "after_all waited for the hosts"
+    assert 'interrupted at "Then the health check on port 8080 should report version 9.9.9' in run.out
+    assert "left out of the load balancer: web1, web2 (firewall 10.231.0.2 blocked)" in run.out
+    assert 'web1: FAILED at "Then the health check on port 8080 should report version 9.9.9 within 60 seconds": ' \
+           'interrupted while running: outcome unknown' in run.out
+    assert 'Release gate: FAILED: interrupted at "Then the health check' in run.out and "Traceback" not in run.out
+    assert run.matrix.interrupted.startswith('at "Then the health check') and not run.matrix.passed
+    assert run.left_blocked == {"web1", "web2"}
 
 
 def test_the_report_of_an_interrupted_run_says_where_it_stopped(runs, browser):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from orchestrator_lib.controller.reporting import Outcome, ResultMatrix
 from orchestrator_lib.controller.reporting.journal import JournalRun, journal_dir
+from tests.conftest import interruptible
 from tests.integration.test_features import (DE, NEW, OLD, ROOT, Done, behave, blocked, haproxy, own_feature,
                                              served_by_lb, snapshot, version)
 
@@ -22,7 +23,7 @@ JOURNALS = journal_dir(ROOT / "reports")
 def start(tmp_path: Path, name: str, *args: str) -> tuple[subprocess.Popen, Path]:
     report = tmp_path / f"{name}.json"
     proc = subprocess.Popen([sys.executable, "-m", "behave", *args, "-D", f"report={report}"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=interruptible)
     return proc, report
 
 

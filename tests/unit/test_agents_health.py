@@ -99,6 +99,30 @@ def test_http_unreachable_and_missing_field(app_factory):
     assert r.status == "failed" and "no JSON field 'version'" in r.message
 
 
+class TimedFake(FakeSystem):
+    """The fake host with the machine's clock, for timing real requests to the local App."""
+    def monotonic(self):
+        import time
+        return time.monotonic()
+
+
+def test_latency_times_each_answer_after_an_untimed_warm_up(app_factory):
+    app = app_factory((200, {"status": "ok"}))
+    r = call(TimedFake(), "health", "latency", url=app.url, samples=5)
+    assert r.status == "ok" and app.hits == 6              # the warm-up + 5 timed
+    assert len(r.data["samples_ms"]) == 5 and r.data["asked"] == 5 and r.data["other"] == {}
+    assert all(0 < ms < 2000 for ms in r.data["samples_ms"]) and "median" in r.message
+
+
+def test_latency_keeps_only_expected_answers_and_says_what_the_rest_were(app_factory):
+    app = app_factory((200, {}), (200, {}), (200, {}), (500, {"status": "failing"}))   # warm-up, 2 timed, then 500s
+    r = call(TimedFake(), "health", "latency", url=app.url, samples=4)
+    assert r.status == "failed" and len(r.data["samples_ms"]) == 2 and r.data["other"] == {"500": 2}
+    assert "2 of 4 requests" in r.message
+    r = call(TimedFake(), "health", "latency", url="http://127.0.0.1:9/health", samples=3, timeout=0.5)
+    assert r.status == "failed" and r.data["samples_ms"] == [] and r.data["other"] == {"no answer": 3}
+
+
 def test_dig():
     assert health.dig({"a": {"b": [1, {"c": 2}]}}, "a.b.1.c") == 2
     with pytest.raises(KeyError):

@@ -8,6 +8,7 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_agents_fakes import FakeSystem  # noqa: E402
 
+from orchestrator_lib import protocol_args  # noqa: E402
 from orchestrator_lib.host import core  # noqa: E402
 from orchestrator_lib.host.agents import lease  # noqa: E402
 
@@ -73,9 +74,11 @@ def test_release_frees_only_the_runs_own_lease(host):
 
 @pytest.mark.parametrize("args", [{"run": "a b"}, {"run": "../x"}, {"run": "r", "ttl": "nan"},
                                   {"run": "r", "ttl": 0}, {"run": "r", "ttl": 1e9}, {}])
-def test_bad_arguments_are_refused_in_one_line(host, args):
-    r = ask(host, "acquire", **args)
-    assert r.status == "failed" and "\n" not in r.message
+def test_bad_arguments_are_refused_in_one_line(args):
+    """The host refuses them before dispatch (protocol_args, checked by core.handle)."""
+    with pytest.raises(protocol_args.ArgError) as refused:
+        protocol_args.check("lease", "acquire", args)
+    assert "\n" not in str(refused.value)
 
 
 def test_a_torn_lease_file_holds_nothing(host, tmp_path):

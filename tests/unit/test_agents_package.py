@@ -73,6 +73,15 @@ def test_status_installed_and_absent():
     assert (r.status, r.data["version"], r.data["state"], r.message) == ("ok", None, "absent", "mywebapp absent")
 
 
+def test_status_lists_the_offered_versions_unless_the_host_has_the_one_wanted():
+    fake = dpkg_host("4.2.5-1.el5")
+    r = call(fake, "package", "status", name="mywebapp", available=True, version="4.2.6-3.el5")
+    assert "4.2.6-3.el5" in r.data["available"]
+    converged = dpkg_host("4.2.6-3.el5")
+    r = call(converged, "package", "status", name="mywebapp", available=True, version="4.2.6-3.el5")
+    assert "available" not in r.data and not any("apt-cache" in c for c in converged.calls)
+
+
 def test_a_dry_run_update_says_what_it_would_install_and_writes_nothing():
     fake = dpkg_host("4.2.5-1.el5")
     r = call(fake, "package", "update", dry_run=True, name="mywebapp")

@@ -169,3 +169,97 @@ def test_the_html_report_shows_the_budget_the_batches_and_a_pause(tmp_path):
     assert "failure budget 2 used of 1 allowed (@max_fail(1) of 9 hosts)" in page
     assert "When I update: web1, web2 | web3, web4 | web5, web6 | web7, web8 | web9 (stopped: failure budget" in page
     assert "Paused at &#34;When I update&#34; after batch 1 of 5" in page or 'Paused at "When I update"' in page
+
+
+# ---- the canary judgement: latency samples of the first batch against the hosts not reached yet --
+def samples(slow: dict[str, float], missing: dict[str, Status] = {}):
+    """health#latency answered with 20 samples per host around 2 ms (or `slow[host]` ms)."""
+    def reply(h, a):
+        if h.name in missing:
+            return HostResult(h.name, missing[h.name], "no route" if missing[h.name] is Status.UNREACHABLE
+                              else "health#latency: policy denies it")
+        base = slow.get(h.name, 2.0)
+        return HostResult(h.name, Status.OK, "20 samples", data={"samples_ms": [base + (i % 7) * 0.1 for i in range(20)]})
+    return reply
+
+
+def judged(tmp_path, tags, replies, alpha=0.01, **limits):
+    check = rollout.latency_judgement(make_deploy(tmp_path), "Then after the canaries", "f.feature:7", 8080, 20, alpha,
+                                      **limits)
+    return deploy(tmp_path, tags, replies, gates={0: [check]}, seed=1), check
+
+
+def test_a_slower_canary_stops_the_rollout_after_its_batch_with_the_figures(tmp_path):
+    d, _ = judged(tmp_path, ["canary(1)", "batch(50%)"], {"health#latency": samples({"web3": 40.0})})
+    assert [h.name for h in rollout.canaries_of(d, d.hosts())] == ["web3"]   # seed 1
+    with pytest.raises(RolloutStopped, match="after batch 1 of 3: analysis failed"):
+        d.act(d.hosts(), "package", "update", {}, options=d.step_options(RunOptions()))
+    sampled = [c for c in d.session.calls if c[0] == "health#latency"]
+    assert len(sampled) == 1 and sampled[0][1] == ["web3"] + [f"web{i}" for i in range(1, 10) if i != 3]
+    j = d.matrix.scenarios[-1].rollout["analyses"]["f.feature:7"]["judgement"]
+    assert j["verdict"] == "failed" and j["p"] < 0.01 and j["alpha"] == 0.01
+    assert (j["canaries"]["samples"], j["others"]["samples"]) == (20, 160)
+    assert j["canaries"]["median_ms"] > 40 > 3 > j["others"]["median_ms"]
+
+
+def test_an_unchanged_canary_passes_and_is_judged_once(tmp_path):
+    d, _ = judged(tmp_path, ["canary(1)", "batch(50%)"], {"health#latency": samples({})})
+    d.act(d.hosts(), "package", "update", {}, options=d.step_options(RunOptions()))
+    assert len([c for c in d.session.calls if c[0] == "health#latency"]) == 1
+    assert d.matrix.scenarios[-1].rollout["analyses"]["f.feature:7"]["judgement"]["verdict"] == "passed"
+
+
+def test_a_canary_without_samples_is_inconclusive_and_a_refused_check_is_taken_again_then_errs(tmp_path):
+    d, _ = judged(tmp_path, ["canary(1)", "batch(50%)"],
+                  {"health#latency": samples({}, {"web3": Status.UNREACHABLE})})
+    with pytest.raises(RolloutStopped, match="paused: analysis inconclusive"):
+        d.act(d.hosts(), "package", "update", {}, options=d.step_options(RunOptions()))
+    d, _ = judged(tmp_path, ["canary(1)", "batch(50%)"], {"health#latency": samples({}, {"web3": Status.FAILED})},
+                  errors=1)
+    with pytest.raises(RolloutStopped, match="analysis error"):
+        d.act(d.hosts(), "package", "update", {}, options=d.step_options(RunOptions()))
+    assert len([c for c in d.session.calls if c[0] == "health#latency"]) == 2   # the error limit 1: taken twice
+
+
+def test_a_judgement_with_nothing_to_compare_is_refused_before_any_host_changes(tmp_path):
+    d, _ = judged(tmp_path, [], {"health#latency": samples({})})
+    with pytest.raises(RolloutStopped, match="runs on all 9 hosts in one batch.*nothing was changed"):
+        d.act(d.hosts(), "package", "update", {}, options=d.step_options(RunOptions()))
+    assert d.session.calls == []
+
+
+@pytest.mark.parametrize("n, alpha, why", [(1, 0.05, "from 2 to 1000"), (20, 0.0, "between 0 and 1"), (20, 1.0, "between")])
+def test_judgement_numbers_out_of_range_are_one_line_naming_the_step(tmp_path, n, alpha, why):
+    with pytest.raises(RolloutStopped, match=f"^f.feature:7: .*{why}"):
+        rollout.latency_judgement(make_deploy(tmp_path), "Then", "f.feature:7", 8080, n, alpha)
+
+
+def test_an_inconclusive_host_the_operator_went_on_after_passes_the_step_saying_so(tmp_path):
+    d, check = gated(tmp_path, ["batch(3)"], {"health#http": health({"web2": {"status": None, "error": "refused"}})})
+    r = d.scenario.rollout
+    assert rollout.gate(d, r.gates[0], d.hosts()[:3], 1, 3, ask=lambda q: True) == ""
+    d.matrix.start_step("Then", "after each batch", 7)
+    rollout.finish_analysis(d, check)
+    cell = d.matrix.scenarios[-1].steps[-1].cells["web2"]
+    assert cell.status is Outcome.OK and "inconclusive" in cell.message and "the operator chose to continue" in cell.message
+
+
+def test_the_html_report_shows_the_judgements_figures_and_plain_analyses_still_render(tmp_path):
+    from orchestrator_lib.controller.reporting.html import render
+    d, _ = judged(tmp_path, ["canary(1)", "batch(50%)"], {"health#latency": samples({"web3": 40.0})})
+    with pytest.raises(RolloutStopped):
+        d.act(d.hosts(), "package", "update", {}, options=d.step_options(RunOptions()))
+    j = d.matrix.scenarios[-1].rollout["analyses"]["f.feature:7"]["judgement"]
+    page = render(d.matrix)
+    assert "Canary judgement (f.feature:7)" in page and f"p = {j['p']:.3g}" in page
+    assert '<td class="samples">160</td>' in page and f'<td class="median">{j["canaries"]["median_ms"]}</td>' in page
+    plain, _ = gated(tmp_path, ["batch(3)"], {"health#http": health({"web2": {"status": 200, "version": "1.0"}})})
+    with pytest.raises(RolloutStopped):
+        plain.act(plain.hosts(), "package", "update", {}, options=plain.step_options(RunOptions()))
+    assert "analysis f.feature:7: failed" in render(plain.matrix) and "Canary judgement" not in render(plain.matrix)
+
+
+def test_plan_mode_says_the_batches_of_a_steps_own_words_without_any_tag(tmp_path):
+    d = deploy(tmp_path, [], plan=True)
+    d.step_options(RunOptions("4"))
+    assert said(d)[-1] == "      plan: batches web1, web2, web3, web4 | web5, web6, web7, web8 | web9"

@@ -42,6 +42,8 @@ def test_changing_requests_and_step_ends_are_fsynced_group_committed(tmp_path):
     assert j.fsyncs == synced
     j.sent("q2", "package#update", "web1")
     assert j.fsyncs == synced + 1
+    j.result("q2", "package#update", HostResult("web1", Status.CHANGED))
+    assert j.fsyncs == synced + 1                 # written; the step's end covers it
     j.step_end("passed", {"web1": "changed"})
     assert j.fsyncs == synced + 2
 

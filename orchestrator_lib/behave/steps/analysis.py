@@ -1,7 +1,8 @@
 """Analysis between batches (`Then after each batch ...`): the check is measured on every batch
 of the When before it, before the next batch starts, with four outcomes: passed, failed (stops
 the rollout), inconclusive (no data: asks the operator at a terminal, else pauses the run) and
-error (the check could not run). Limits in words: `with a failure limit of 1`,
+error (the check could not run). The canary judgement (`after the canaries the health check
+latency ...`) is one such analysis, taken once after the first batch. Limits in words: `with a failure limit of 1`,
 `with an inconclusive limit of 1`, `with an error limit of 2` (defaults 0, 0, 4; tags
 @failure_limit(N) @inconclusive_limit(N) @error_limit(N) set them for a feature or scenario)."""
 from __future__ import annotations
@@ -44,6 +45,25 @@ def _load(d, text, where, threshold, seconds, unit="", limits=None):
 
 def _command(d, text, where, command, seconds, unit="", limits=None):
     return rollout.command_check(text, where, command, seconds, **(limits or {}))
+
+
+def _judge(d, text, where, port, samples, alpha, margin=0.0, limits=None):
+    return rollout.latency_judgement(d, text, where, port, samples, alpha, margin, **(limits or {}))
+
+
+_judge.once = True  # type: ignore[attr-defined]  # taken once, after the first batch (rollout_formatter says so)
+
+
+@then("after the canaries the health check latency on port {port:d} should not be worse than the other "
+      "hosts'{margin:Margin} ({samples:d} samples, p < {alpha:g}){limits:Limits}")
+@analysis_gate(_judge)
+def step_canary_latency(context, port, margin, samples, alpha, limits):
+    """The canary judgement: after the first batch of the When before it (the canaries under
+    @canary), `samples` timed GETs of http://127.0.0.1:PORT/health on each of its hosts and on
+    each host not reached yet, compared by a one-sided Mann-Whitney U test (scipy, the
+    `analysis` extra): p < alpha fails; too few samples, or no scipy, is inconclusive.
+    `... the other hosts' by more than 20% (...)` lets the canaries be up to 20% slower."""
+    _finish(context, _judge, port=port, samples=samples, alpha=alpha, margin=margin, limits=limits)
 
 
 @then("after each batch the health check on port {port:d} should report {field:Word} {value:Word} "

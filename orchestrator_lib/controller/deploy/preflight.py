@@ -97,7 +97,7 @@ def _notification(d: Deploy) -> tuple[list[Problem], str]:
 
 
 def _package(d: Deploy, targets: list[Host], name: str, version: str) -> tuple[list[Problem], str]:
-    run = _call(d, targets, "package", "status", {"name": name, "available": True})
+    run = _call(d, targets, "package", "status", {"name": name, "available": True, "version": version})
     problems: list[Problem] = []
     for host, r in run.results.items():
         offered = r.data.get("available")

@@ -3,7 +3,9 @@ to the Whens of the scenario. Each When runs batch by batch (the canaries first)
 fails or does not answer is charged to the scenario's ONE failure budget; the analysis steps that
 follow a When (`Then after each batch ...`) are measured on each batch before the next one starts.
 A failed or errored analysis stops the rollout; an inconclusive one asks the operator at a
-terminal and otherwise pauses the run (exit code PAUSED_EXIT; `-D resume` continues it)."""
+terminal and otherwise pauses the run (exit code PAUSED_EXIT; `-D resume` continues it).
+The canary judgement (`judge_canaries`) is an analysis too, taken once, after the first batch: the
+latency samples of that batch's hosts against those of the hosts the When has not reached yet."""
 from __future__ import annotations
 
 import os
@@ -15,6 +17,7 @@ from typing import Any, Callable, Mapping
 from ..errors import OrchestratorError
 from ..inventory import Host
 from ..orchestration import HostResult, RunOptions, RunResult, Status
+from ..orchestration.judgement import Judgement, Side, judge_latency
 from ..orchestration.results import failure_text
 from ..orchestration.rollout import (Analysis, AnalysisLimits, FailureBudget, RolloutPolicy, Verdict,
                                      choose_canaries, new_seed, plan_rollout, with_limits)
@@ -27,6 +30,8 @@ Deploy = Any
 #: behave's exit code when an inconclusive analysis paused the rollout (sysexits' EX_TEMPFAIL:
 #: "a temporary failure; the user is invited to retry"): run again with -D resume
 PAUSED_EXIT = 75
+#: seconds between a host's latency samples (the canary judgement)
+SPACING = 0.1
 
 
 class RolloutStopped(OrchestratorError):
@@ -46,6 +51,8 @@ class AnalysisCheck:
     failures: int | None = None
     inconclusive: int | None = None
     errors: int | None = None
+    compare: float | None = None   # a canary judgement at this significance level (p < compare fails)
+    margin: float = 0.0            # ...allowing the canaries to be slower by this fraction
 
 
 @dataclass
@@ -69,7 +76,8 @@ class ScenarioRollout:
     def to_dict(self) -> dict[str, Any]:
         return {"policy": self.policy.to_dict(), "seed": self.seed, "canaries": self.canaries,
                 "budget": None if self.budget is None else self.budget.to_dict(), "steps": self.steps,
-                "analyses": {w: {"verdict": a.verdict().value, "summary": a.summary(), **a.limits.to_dict()}
+                "analyses": {w: {"verdict": a.verdict().value, "summary": a.summary(), **a.limits.to_dict(),
+                                 **({"judgement": a.judgement} if a.judgement else {})}
                              for w, a in self.analyses.items()}}
 
 
@@ -166,17 +174,86 @@ def ask_operator(question: str) -> bool | None:
     if os.environ.get("CI") or not sys.stdin.isatty():
         return None
     try:
-        with open("/dev/tty", "r+") as tty:
+        # unbuffered bytes: a text "r+" open of a terminal needs a seekable file and always raised
+        # (io.UnsupportedOperation, an OSError), so the question was never asked
+        with open("/dev/tty", "rb+", buffering=0) as tty:
             while True:
-                tty.write(f"\n{question} [c]ontinue / [a]bort: ")
-                tty.flush()
-                answer = tty.readline().strip().lower()
+                tty.write(f"\n{question} [c]ontinue / [a]bort: ".encode())
+                answer = tty.readline().decode(errors="replace").strip().lower()
                 if answer in ("c", "continue"):
                     return True
                 if answer in ("a", "abort", ""):
                     return False
     except OSError:
         return None
+
+
+def judge_canaries(d: Deploy, check: AnalysisCheck, canaries: list[Host], others: list[Host]) -> Verdict:
+    """Latency samples from the first batch's hosts and the hosts not updated yet, in one fan-out
+    (so both sides see the same load on the controller and the network), judged by
+    judgement.judge_latency. A canary that gives no samples makes it inconclusive (or error, when
+    its check could not run); another host that gives none is left out, and said so. A judgement
+    that errs is taken again, as Argo measures again, until the error limit is exceeded."""
+    analysis = analysis_of(d, check)
+    last = d.scenario.rollout.last.setdefault(check.where, {})
+    label = "canaries " + ", ".join(h.name for h in canaries)
+    while True:
+        verdict, detail, per_host = _sample_and_judge(d, check, canaries, others)
+        analysis.measure(label, verdict, detail)
+        if verdict is not Verdict.ERROR or analysis.errors_in_a_row > analysis.limits.errors:
+            break
+        d.say(f"canary judgement: {verdict}: {detail}; taking it again")
+    last.update(per_host)
+    d.say(f"canary judgement after batch 1 ({check.where}): {verdict}: {detail}")
+    return analysis.verdict()
+
+
+def _sample_and_judge(d: Deploy, check: AnalysisCheck, canaries: list[Host],
+                      others: list[Host]) -> tuple[Verdict, str, dict[str, tuple[Verdict, str]]]:
+    analysis = analysis_of(d, check)
+    if not canaries:
+        analysis.judgement = {}
+        return Verdict.INCONCLUSIVE, "no data: no host of the first batch succeeded", {}
+    # every host's connection and resident agent ready first, so no host samples while another
+    # is still being connected (on a shared machine that would slow the first ones' samples)
+    d.call(canaries + others, "rpcutil", "ping", {}, RunOptions(timeout=CHECK_MARGIN))
+    run = d.call(canaries + others, check.agent, check.action, dict(check.args), RunOptions(timeout=check.seconds + CHECK_MARGIN))
+    samples: dict[str, list[float]] = {}
+    notes, missing = [], []
+    for host, result in run.results.items():
+        got = result.data.get("samples_ms") if isinstance(result.data, dict) else None
+        if isinstance(got, list) and got:
+            samples[host] = [float(x) for x in got]
+            if not result.ok:
+                notes.append(f"{host}: {result.message}")
+        elif isinstance(got, list):  # the action ran, and no request was answered as expected
+            missing.append((host, Verdict.INCONCLUSIVE, result.message))
+            notes.append(f"{host} gave no samples: {result.message}")
+        else:
+            verdict, why = classify(result)
+            missing.append((host, Verdict.INCONCLUSIVE if verdict is Verdict.FAILED else verdict, why))
+            notes.append(f"{host} gave no samples: {why}")
+    canary_names = {h.name for h in canaries}
+    lost = [(h, v, why) for h, v, why in missing if h in canary_names]
+    mine = {h.name: samples[h.name] for h in canaries if h.name in samples}
+    theirs = {h.name: samples[h.name] for h in others if h.name in samples}
+    if lost:  # a canary not judged is no judgement of the canaries
+        verdict = Verdict.ERROR if any(v is Verdict.ERROR for _, v, _ in lost) else Verdict.INCONCLUSIVE
+        judgement = Judgement(verdict, f"no judgement: {', '.join(h for h, _, _ in lost)} (canary) gave no samples",
+                              check.compare, Side(mine), Side(theirs), None, tuple(notes), check.margin)
+    else:
+        judgement = judge_latency(mine, theirs, check.compare, notes, check.margin)
+    verdict, detail = judgement.verdict, judgement.detail
+    if notes:
+        detail += f"; {'; '.join(notes)}"
+    analysis.judgement = judgement.to_dict()
+    per_host: dict[str, tuple[Verdict, str]] = {h.name: (verdict, detail) for h in canaries}
+    for h in others:
+        if h.name in samples:
+            side = judgement.others.to_dict()["hosts"][h.name]
+            per_host[h.name] = (Verdict.PASSED, f"compared with: median {side['median_ms']:.2f} ms of "
+                                                f"{side['samples']} samples")
+    return verdict, detail, per_host
 
 
 # ---- the rollout of one When --------------------------------------------------------------------------
@@ -195,6 +272,11 @@ def run_rollout(d: Deploy, hosts: list[Host], agent: str, action: str, args: Map
     record = {"step": r.step_text, "where": r.step_where, "batches": [[h.name for h in b] for b in batches],
               "stopped": ""}
     r.steps.append(record)
+    judged = [c for c in gates if c.compare is not None]
+    if judged and len(batches) < 2:
+        raise RolloutStopped(f"{judged[0].where}: the canary judgement compares the first batch of "
+                             f"\"{r.step_text}\" with the hosts it has not reached yet, but it runs on all "
+                             f"{len(hosts)} hosts in one batch: give it @canary(...) or batches; nothing was changed")
     started, stop = time.monotonic(), ""
     for number, batch in enumerate(batches, 1):
         run = d.call(batch, agent, action, args, one, subject, describe_result)
@@ -208,7 +290,8 @@ def run_rollout(d: Deploy, hosts: list[Host], agent: str, action: str, args: Map
                     else f"{len(bad)} host{'s' if len(bad) != 1 else ''} failed in batch {number} (no @max_fail budget)")
             break
         passed = [h for h in batch if run.results[h.name].ok]
-        stop = gate(d, gates, passed, number, len(batches), ask)
+        rest = [h for later in batches[number:] for h in later]
+        stop = gate(d, gates, passed, number, len(batches), ask, rest)
         if stop:
             break
     left = [h.name for h in hosts if h.name not in results]
@@ -234,10 +317,16 @@ def _done(batches: list[list[Host]], left: list[str]) -> int:
 
 
 def gate(d: Deploy, gates: list[AnalysisCheck], hosts: list[Host], number: int, total: int,
-         ask: Callable[[str], bool | None]) -> str:
-    """Run the analyses on a batch: "" to go on, else why the rollout stops."""
+         ask: Callable[[str], bool | None], rest: list[Host] = ()) -> str:
+    """Run the analyses on a batch: "" to go on, else why the rollout stops. A canary judgement
+    is taken after the first batch only (`rest`: the hosts the When has not reached yet)."""
     for check in gates:
-        verdict = measure(d, check, hosts)
+        if check.compare is not None:
+            if number > 1:
+                continue
+            verdict = judge_canaries(d, check, hosts, list(rest))
+        else:
+            verdict = measure(d, check, hosts)
         analysis = analysis_of(d, check)
         d.say(f"analysis after batch {number} of {total} ({check.where}): {verdict}: {analysis.summary()}")
         if verdict in (Verdict.FAILED, Verdict.ERROR):
@@ -248,6 +337,8 @@ def gate(d: Deploy, gates: list[AnalysisCheck], hosts: list[Host], number: int, 
             if answer is True:
                 analysis.limits = AnalysisLimits(analysis.limits.failures,
                                                  analysis.counts[Verdict.INCONCLUSIVE], analysis.limits.errors)
+                analysis.accepted.update(h for h, (v, _) in d.scenario.rollout.last.get(check.where, {}).items()
+                                         if v is Verdict.INCONCLUSIVE)
                 d.say("the operator chose to continue")
                 continue
             if answer is False:
@@ -263,11 +354,16 @@ def finish_analysis(d: Deploy, check: AnalysisCheck) -> None:
     """The analysis step itself: its verdict so far, with each host's last measurement as its cell.
     If no When measured it batch by batch, it measures every host now (one batch)."""
     r = d.scenario.rollout
+    if check.where not in r.analyses and check.compare is not None:
+        raise RolloutStopped(f"{check.where}: no canary judgement was taken: it is taken after the first batch "
+                             f"of the When before it, and no When before it ran")
     if check.where not in r.analyses:
         measure(d, check, d.hosts())
     analysis = r.analyses[check.where]
     for host, (verdict, detail) in r.last.get(check.where, {}).items():
         status = {Verdict.PASSED: Outcome.OK, Verdict.FAILED: Outcome.FAILED}.get(verdict, Outcome.FAILED)
+        if verdict is Verdict.INCONCLUSIVE and host in analysis.accepted:  # the operator's call, said so
+            status, detail = Outcome.OK, f"{detail} (the operator chose to continue)"
         d.matrix.record(host, Cell(status, f"{verdict}: {detail}", f"{check.agent}#{check.action}"))
     verdict = analysis.verdict()
     d.say(f"analysis {verdict}: {analysis.summary()}")
@@ -284,6 +380,24 @@ def health_check(d: Deploy, text: str, where: str, port: int, seconds: float, fi
     if field:
         args |= {"field": field, "expect": value}
     return AnalysisCheck(text, where, "health", "http", args, seconds, **limits)
+
+
+def latency_judgement(d: Deploy, text: str, where: str, port: int, samples: int, alpha: float,
+                      margin: float = 0.0, **limits: int | None) -> AnalysisCheck:
+    """`samples` timed GETs of the health URL on the canaries and on the hosts not updated yet,
+    SPACING apart (a host's samples then span a second or more, so a passing burst of load
+    weighs on few of them), judged at significance `alpha`, allowing the canaries to be slower by
+    the fraction `margin` (one line naming the step when a number is out of range)."""
+    if not 2 <= samples <= 1000:
+        raise RolloutStopped(f"{where}: {samples} samples: take from 2 to 1000 per host")
+    if not 0 < alpha < 1:
+        raise RolloutStopped(f"{where}: p < {alpha:g}: the significance level must be between 0 and 1")
+    if not 0 <= margin <= 10:
+        raise RolloutStopped(f"{where}: by more than {margin:.0%}: give 0% to 1000%")
+    timeout = 2.0
+    args = {"url": d.settings.health_url(port), "samples": samples, "timeout": timeout, "interval": SPACING}
+    return AnalysisCheck(text, where, "health", "latency", args, (samples + 1) * (timeout + SPACING),
+                         compare=alpha, margin=margin, **limits)
 
 
 def load_check(text: str, where: str, threshold: float, seconds: float, **limits: int | None) -> AnalysisCheck:

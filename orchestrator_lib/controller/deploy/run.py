@@ -163,6 +163,8 @@ class Deploy:
         checked = options.run_options(timeout)
         r = self.scenario.rollout
         if not r.active:
+            if self.plan and checked.batch_size is not None:  # the step's own words: its batches too
+                self.say(f"plan: batches {describe_batches(batches_for(self, self.hosts(), checked))}")
             return checked
         from .rollout import step_batch
         batch = step_batch(self, options.batch)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import threading
 import time
+from collections import deque
 from dataclasses import replace
 from queue import Empty, SimpleQueue
 from typing import Callable, Iterable, Protocol
@@ -26,38 +27,55 @@ class Named(Protocol):
 Task = Callable[[Named], HostResult]
 
 
-class _Pool:
-    """A fixed set of daemon worker threads fed from one queue.
+class _Workers:
+    """Daemon worker threads shared by every fan-out of the process, started when all are busy
+    and ending after IDLE_SECONDS without work: starting 64 threads for each call cost more
+    than a warm call to 100 hosts itself. Each fan-out bounds how many of its jobs run at once.
 
-    Not ThreadPoolExecutor on purpose: its threads are joined at interpreter exit and it cannot
-    replace a worker. A task that hangs past its deadline would then hold the CLI open after the
-    run has reported, and each hung task would shrink the pool for the batches after it.
-    Daemon threads are abandoned at exit, and `replace_hung_worker` keeps capacity constant."""
+    Not ThreadPoolExecutor on purpose: its threads are joined at interpreter exit and its size
+    is fixed. A task that hangs past its deadline would then hold the CLI open after the run has
+    reported, and each hung task would take a worker from the jobs after it; here it only keeps
+    its own thread busy, and the next job gets another."""
 
-    def __init__(self, size: int) -> None:
+    IDLE_SECONDS = 60.0
+
+    def __init__(self) -> None:
         self._jobs: SimpleQueue = SimpleQueue()
-        self._threads = 0
-        for _ in range(size):
-            self._spawn()
+        self._lock = threading.Lock()
+        self._idle = 0        # threads waiting for a job that no submitted job has claimed yet
+        self._started = 0
 
-    def _spawn(self) -> None:
-        self._threads += 1
-        threading.Thread(target=self._work, name=f"orchestrator-worker-{self._threads}",
-                         daemon=True).start()
-
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            job()
-
-    def submit(self, job: Callable[[], None]) -> None:
+    def submit(self, job: Callable[[], Callable[[], None]]) -> None:
+        """`job()` does the work and returns how to tell its fan-out it is done: the worker counts
+        itself idle before it tells, so a fan-out that starts next finds it idle."""
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+                start = False
+            else:
+                self._started += 1
+                start = True
+        if start:
+            threading.Thread(target=self._work, name=f"orchestrator-worker-{self._started}", daemon=True).start()
         self._jobs.put(job)
 
-    def replace_hung_worker(self) -> None:
-        self._spawn()
+    def _work(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get(timeout=self.IDLE_SECONDS)
+            except Empty:
+                with self._lock:
+                    if self._idle:  # unclaimed: no job is on its way for this thread
+                        self._idle -= 1
+                        return
+                continue
+            tell = job()
+            with self._lock:
+                self._idle += 1
+            tell()
 
-    def close(self) -> None:
-        for _ in range(self._threads):
-            self._jobs.put(None)
+
+_WORKERS = _Workers()
 
 
 def _from_exception(name: str, exc: BaseException) -> HostResult:
@@ -102,7 +120,7 @@ def run_on_hosts(hosts: Iterable[Named], task: Task, *, label: str, options: Run
     batch_of = {i: number for number, batch in enumerate(batches) for i in batch}
     wall_starts: dict[int, float] = {}
 
-    def job(i: int) -> None:
+    def job(i: int) -> Callable[[], None]:
         host, name = hosts[i], names[i]
         t0 = time.monotonic()
         wall_starts[i] = time.time()
@@ -129,56 +147,63 @@ def run_on_hosts(hosts: Iterable[Named], task: Task, *, label: str, options: Run
         except BaseException as exc:  # SystemExit etc.: still report, or the caller waits forever
             r = _from_exception(name, exc)
         # A copy, so a task may return one shared HostResult object for every host.
-        events.put(("done", i, replace(r, host=name, tries=n, duration=time.monotonic() - t0,
-                                       started=wall_starts[i], batch=batch_of[i])))
+        done = ("done", i, replace(r, host=name, tries=n, duration=time.monotonic() - t0,
+                                   started=wall_starts[i], batch=batch_of[i]))
+        return lambda: events.put(done)
 
     def finish(i: int, r: HostResult) -> None:
         results[i] = r
         if on_result is not None:
             on_result(r)
 
-    pool = _Pool(min(workers, max(len(b) for b in batches)))
-    try:
-        failed_so_far = 0
-        for number, batch in enumerate(batches):
-            pending = set(batch)
-            deadlines: list[tuple[float, int]] = []  # (deadline, host index), a heap
-            for i in batch:
-                pool.submit(lambda i=i: job(i))
-            while pending:
-                wait = None
-                if timeout is not None:
-                    while deadlines and deadlines[0][1] not in pending:
-                        heapq.heappop(deadlines)
-                    if deadlines:
-                        wait = max(0.0, deadlines[0][0] - time.monotonic())
-                try:
-                    kind, i, payload = events.get(timeout=wait)
-                except Empty:  # read every reply already queued before declaring a timeout
-                    now = time.monotonic()
-                    while deadlines and deadlines[0][0] <= now:
-                        _, i = heapq.heappop(deadlines)
-                        if i in pending:
-                            pending.discard(i)
-                            pool.replace_hung_worker()
-                            finish(i, HostResult(names[i], Status.FAILED,
-                                                 f"timed out after {timeout:g} s",
-                                                 tries=used_tries[i], duration=now - starts[i],
-                                                 started=wall_starts.get(i), batch=batch_of[i]))
-                    continue
-                if i not in pending:
-                    continue  # a late reply from a host already reported as timed out
-                if kind == "start":
-                    starts[i] = payload
-                    heapq.heappush(deadlines, (payload + timeout, i))
-                else:
-                    pending.discard(i)
-                    finish(i, payload)
-            failed_so_far += sum(results[i].status in FAILURES for i in batch)
-            if number < len(batches) - 1 and policy.should_stop(failed_so_far, len(hosts)):
-                break
-    finally:
-        pool.close()
+    failed_so_far = 0
+    for number, batch in enumerate(batches):
+        pending, todo = set(batch), deque(batch)
+        running = 0
+        deadlines: list[tuple[float, int]] = []  # (deadline, host index), a heap
+
+        def fill() -> None:  # at most `workers` of this fan-out's jobs at once
+            nonlocal running
+            while todo and running < workers:
+                running += 1
+                _WORKERS.submit(lambda i=todo.popleft(): job(i))
+
+        fill()
+        while pending:
+            wait = None
+            if timeout is not None:
+                while deadlines and deadlines[0][1] not in pending:
+                    heapq.heappop(deadlines)
+                if deadlines:
+                    wait = max(0.0, deadlines[0][0] - time.monotonic())
+            try:
+                kind, i, payload = events.get(timeout=wait)
+            except Empty:  # read every reply already queued before declaring a timeout
+                now = time.monotonic()
+                while deadlines and deadlines[0][0] <= now:
+                    _, i = heapq.heappop(deadlines)
+                    if i in pending:
+                        pending.discard(i)
+                        running -= 1  # its thread is abandoned to the task; the next job gets another
+                        finish(i, HostResult(names[i], Status.FAILED,
+                                             f"timed out after {timeout:g} s",
+                                             tries=used_tries[i], duration=now - starts[i],
+                                             started=wall_starts.get(i), batch=batch_of[i]))
+                fill()
+                continue
+            if i not in pending:
+                continue  # a late reply from a host already reported as timed out
+            if kind == "start":
+                starts[i] = payload
+                heapq.heappush(deadlines, (payload + timeout, i))
+            else:
+                pending.discard(i)
+                running -= 1
+                finish(i, payload)
+                fill()
+        failed_so_far += sum(results[i].status in FAILURES for i in batch)
+        if number < len(batches) - 1 and policy.should_stop(failed_so_far, len(hosts)):
+            break
 
     out = {}
     for i, name in enumerate(names):

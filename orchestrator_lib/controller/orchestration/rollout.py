@@ -305,6 +305,8 @@ class Analysis:
     limits: AnalysisLimits = AnalysisLimits()
     measurements: list[tuple[str, Verdict, str]] = field(default_factory=list)  # (host, verdict, detail)
     errors_in_a_row: int = 0
+    judgement: dict = field(default_factory=dict)  # a canary judgement's figures (judgement.Judgement.to_dict)
+    accepted: set[str] = field(default_factory=set)  # inconclusive measurements the operator chose to go on after
 
     def measure(self, host: str, verdict: Verdict, detail: str = "") -> None:
         self.measurements.append((host, verdict, detail))

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from ...host.audit import redact, redact_spec, redact_text
 from ...protocol import Request
@@ -30,10 +31,15 @@ class AuditLog:
 
     def _append(self, lines: list[str]) -> None:
         assert self.path is not None
+        text = "\n".join(lines) + "\n" if lines else ""
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a") as out:
-                out.write("\n".join(lines) + "\n" if lines else "")
+            try:
+                out = open(self.path, "a")
+            except FileNotFoundError:  # its folder, made once, not before every line
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                out = open(self.path, "a")
+            with out:
+                out.write(text)
 
     def check_writable(self) -> None:
         """Before the fan-out: raises AuditError when the log cannot be opened for appending, so a
@@ -49,18 +55,17 @@ class AuditLog:
             raise AuditError(f"cannot write the central audit log {self.path}: {e.strerror or e}; "
                              "nothing was sent") from None
 
-    def sent(self, request: Request, host: str) -> None:
-        """The request is about to go to `host`: written before it is sent, so a controller
-        killed while it runs still leaves a line for it (status "sent", no outcome yet)."""
+    def sender(self, request: Request) -> Callable[[str], None]:
+        """`sent(host)` for one request: its line is written before the request goes to `host`, so
+        a controller killed while it runs still leaves a line for it (status "sent", no outcome
+        yet). The redacted fields are worked out once per request, not once per host."""
         if self.path is None:
-            return
-        line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reqid": request.reqid,
-                           "caller": request.caller, "agent": request.agent, "action": request.action,
-                           "args": redact(dict(request.args)), "dry_run": request.dry_run, "host": host,
-                           "status": "sent", "message": "",
-                           **({"spec": redact_spec(request.spec)} if request.spec else {})}, sort_keys=True)
-        with self._lock, open(self.path, "a") as out:
-            out.write(line + "\n")
+            return lambda _host: None
+        fields = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reqid": request.reqid, "caller": request.caller,
+                  "agent": request.agent, "action": request.action, "args": redact(dict(request.args)),
+                  "dry_run": request.dry_run, "status": "sent", "message": "",
+                  **({"spec": redact_spec(request.spec)} if request.spec else {})}
+        return lambda host: self._append([json.dumps({**fields, "host": host}, sort_keys=True)])
 
     def record(self, request: Request, result: RunResult) -> None:
         """One line per host. A failure here warns (the fan-out ran: its results must not be lost)."""

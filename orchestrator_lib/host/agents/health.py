@@ -22,7 +22,7 @@ TYPE_CHECKING = False  # as in core: annotations only, typing costs every run
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-agent = core.Agent(__name__, "http, command (nrpe-style), load checks with tries/deadline")
+agent = core.Agent(__name__, "http, command (nrpe-style), load checks with tries/deadline; latency samples")
 
 NAGIOS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
 NRPE_CONFIGS = ("/etc/nagios/nrpe.cfg", "/etc/nagios/nrpe_local.cfg")
@@ -171,6 +171,51 @@ def http(req: Request) -> Reply:
     verdict, data = poll(lambda left: http_verdict(url, min(timeout, left), expect_status, field, expect, body),
                          **_loop_args(req))
     return _reply(req, verdict, data)
+
+
+# --------------------------------------------------------------------------- latency
+
+@agent.action
+def latency(req: Request) -> Reply:
+    """`samples` timed GETs of the URL, one after another (ms, rounded to 0.01), for the canary
+    judgement: only answers with `expect_status` are samples, since a failing health answer says
+    nothing about how fast a healthy one is. One untimed GET first: the agent's first request
+    pays for importing urllib (~50 ms), which no sample should carry; `interval` seconds before
+    each sample, the first too, so hosts sampled together are past their warm-ups when timing. Ok when every request gave
+    a sample; failed otherwise, with the samples it got in the data either way."""
+    url = req.str_arg("url")
+    if not url.startswith(("http://", "https://")):
+        raise ActionError(f"{req.label}: url must be http(s), got {url!r}")
+    count = req.int_arg("samples", 20)
+    expect_status = req.int_arg("expect_status", 200)
+    timeout = req.float_arg("timeout", 2.0)
+    interval = req.float_arg("interval", 0.0)
+    sys_ = core.system()
+    fetch(url, timeout)  # the warm-up, untimed
+    samples: list[float] = []
+    other: dict[str, int] = {}
+    error = ""
+    for _ in range(count):
+        if interval:  # before the first one too: the other hosts' warm-ups are over by then
+            sys_.sleep(interval)
+        start = sys_.monotonic()
+        status, _body, error_now = fetch(url, timeout)
+        took = round((sys_.monotonic() - start) * 1000, 2)
+        if status == expect_status:
+            samples.append(took)
+        else:
+            key = "no answer" if status is None else str(status)
+            other[key] = other.get(key, 0) + 1
+            error = error_now or f"answered {status}"
+    shown = audit.redact_text(url)
+    data = {"url": shown, "samples_ms": samples, "asked": count, "other": other}
+    if len(samples) == count:
+        ordered = sorted(samples)
+        median = (ordered[(count - 1) // 2] + ordered[count // 2]) / 2
+        return Reply.ok(f"{count} samples of {shown}: median {median:.2f} ms", data=data)
+    missing = ", ".join(f"{n} {what}" for what, n in sorted(other.items()))
+    return Reply.failed(f"{req.label}: {len(samples)} of {count} requests to {shown} answered {expect_status} "
+                        f"({missing}; last: {error})", data=data)
 
 
 # --------------------------------------------------------------------------- command (nrpe)

@@ -492,7 +492,10 @@ def status(req: Request) -> Reply:
     data = {"name": name, "version": version, "state": st.state, "backend": backend.label}
     if st.others:
         data["versions"] = [st.version, *st.others]
-    if req.bool_arg("available"):  # read-only: the versions the host's index offers (the deploy's pre-flight)
+    # read-only: the versions the host's index offers (the deploy's pre-flight). With `version`,
+    # a host that already has it is not asked (the index lookup is the pre-flight's slowest part)
+    wanted = req.str_arg("version", "")
+    if req.bool_arg("available") and not (wanted and version == wanted):
         data["available"] = backend.versions(name)
     return Reply.ok(text, before=version, after=version, data=data)
 
