@@ -62,6 +62,27 @@ def test_one_failure_budget_over_the_batches(fresh_lab, tmp_path):
     assert [h for h, s in statuses(zero).items() if s is Outcome.NOT_ATTEMPTED] == [f"web{i}" for i in range(3, 9)]
 
 
+def test_a_host_that_does_not_answer_is_charged_to_the_budget_before_any_change(fresh_lab, tmp_path):
+    """web2 is down: @max_fail(1) takes it (charged at the deploy lock, left out of the scenario)
+    and the others are updated; @max_fail(0) refuses the run before anything is changed."""
+    fresh_lab.stop_host("web2")
+    try:
+        one = behave_ci(tmp_path, "budget", BUDGET.format(max_fail=1, new=NEW), report="down-one")
+        assert one.rc != 0 and "Traceback" not in one.out, one.out  # web2 never got the release
+        assert "web2 did not answer: charged to the failure budget (1 of 1 used)" in one.out, one.out
+        assert statuses(one)["web2"] is Outcome.UNREACHABLE
+        assert all(version(fresh_lab, f"web{i}") == NEW for i in (1, 3, 4, 5, 6, 7, 8))
+        assert one.matrix.scenarios[0].rollout["budget"]["used"] == 1
+
+        fresh_lab.reset()
+        fresh_lab.stop_host("web2")
+        zero = behave_ci(tmp_path, "budget", BUDGET.format(max_fail=0, new=NEW), report="down-zero")
+        assert zero.rc != 0 and "web2 did not answer" in zero.out and "nothing was changed" in zero.out, zero.out
+        assert all(version(fresh_lab, f"web{i}") == OLD for i in (1, 3, 4, 5, 6, 7, 8))
+    finally:
+        fresh_lab.start_host("web2")
+
+
 CANARY = """\
 Feature: canary
   @canary(by=hagroup) @batch(50%)

@@ -14,10 +14,12 @@ from typing import Any
 
 from ..errors import OrchestratorError
 from ..inventory import Host
+from ..reporting import Cell, Outcome
 from ..reporting.journal import Journal, JournalRun, journal_dir, last_run_of, last_run_on
 from ..transports.ssh_agent import new_reqid
 from . import preflight
 from .lock import DeployLock
+from .rollout import budget_of
 from .run import Deploy
 
 
@@ -85,18 +87,39 @@ class RunGuard:
         assert self.lock is not None
         key = id(self.d.scenario)
         if key in self.checked:
-            self.lock.acquire(targets)
+            self._charge_unanswered(self.lock.acquire(targets, self._budget_left(targets)))
             return
         self.checked.add(key)
         # the lease and pre-flight at once (one round trip instead of two); a lock held by
         # another run is said first: who holds it matters more than what else is missing
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preflight") as pool:
             checked = pool.submit(preflight.check, self.d, targets, self.d.scenario.needs or preflight.Needs())
-            self.lock.acquire(targets)
+            missing = self.lock.acquire(targets, self._budget_left(targets))
             summary = checked.result()
+        self._charge_unanswered(missing)
         self._tell_interrupted(targets)
         if summary:
             self.d.say(summary)
+
+    def _budget_left(self, targets: list[Host]) -> int:
+        """How many hosts that do not answer the lock the scenario's @max_fail budget can take."""
+        if self.d.scenario.rollout.policy.max_fail is None or not targets:
+            return 0
+        budget = budget_of(self.d, targets)
+        return max(0, budget.allowed - budget.used)
+
+    def _charge_unanswered(self, missing: list[Host]) -> None:
+        """Hosts that did not answer the lock, within the budget: charged to it as unreachable, so
+        they leave the scenario before its first change (they would fail each step anyway)."""
+        if not missing:
+            return
+        budget = budget_of(self.d, self.d.hosts())
+        names = budget.charge([h.name for h in missing], "the deploy lock (did not answer)")
+        for name in names:
+            self.d.matrix.record(name, Cell(Outcome.UNREACHABLE, "did not answer the deploy lock", "lease#acquire"))
+        self.d.say(f"deploy lock: {', '.join(names)} did not answer: charged to the failure budget "
+                   f"({budget.used} of {budget.allowed} used) and left out of this scenario")
+        self.d.record_rollout()
 
     def _tell_interrupted(self, targets: list[Host]) -> None:
         """Once per run: the last other run on these hosts, if it never ended (killed), and where."""

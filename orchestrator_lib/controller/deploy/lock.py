@@ -11,7 +11,7 @@ import threading
 from typing import Callable, Iterable
 
 from ..inventory import Host
-from ..orchestration import HostResult, RunOptions, RunResult
+from ..orchestration import HostResult, RunOptions, RunResult, Status
 from ..session import Session
 from .run import DeployError
 
@@ -39,29 +39,38 @@ class DeployLock:
     def _args(self) -> dict:
         return {"run": self.run, "ttl": self.ttl, "feature": self.feature()}
 
-    def acquire(self, hosts: Iterable[Host]) -> None:
-        """Lease every host not yet held (the first by name alone, then the rest together).
-        Raises LockHeld naming the holder; takeovers of expired leases are said."""
+    def acquire(self, hosts: Iterable[Host], may_miss: int = 0) -> list[Host]:
+        """Lease every host not yet held: the first that answers alone, then the rest together.
+        Raises LockHeld naming the holder; takeovers of expired leases are said. Up to `may_miss`
+        hosts that do not answer (the scenario's failure budget can take them) are returned, not
+        leased; more than that is a refusal naming them, before anything is changed."""
         if self.lost:
             raise LockHeld(f"the deploy lock was lost on {', '.join(self.lost)}: {'; '.join(self.lost.values())}; "
                            f"stopping before the next change")
         todo = sorted((h for h in hosts if h.name not in self.held), key=lambda h: h.name)
-        if not todo:
-            return
         taken: list[Host] = []
-        for group in (todo[:1], todo[1:]):
-            if not group:
-                continue
+        missing: list[Host] = []
+        while todo:
+            # two runs started together meet on the first host that answers: exactly one gets it
+            group = todo[:1] if not taken else todo
+            todo = todo[len(group):]
             run = self.session.call(group, "lease", "acquire", self._args(), SIDE)
             won = [h for h in group if run.results[h.name].ok]
+            gone = [h for h in group if run.results[h.name].status is Status.UNREACHABLE]
             taken += won
+            missing += gone
             with self._lock:
                 self.held.update((h.name, h) for h in won)
             self._say_takeovers(run)
-            if not run.ok:
+            if len(won) + len(gone) < len(group) or len(missing) > may_miss:
                 self._give_back(taken)
-                raise LockHeld(self._refusal(run))
-        self._start_renewing()
+                raise LockHeld(self._refusal(run) if len(won) + len(gone) < len(group) else
+                               f"cannot take the deploy lock: {', '.join(h.name for h in missing)} did not answer "
+                               f"({run.results[missing[-1].name].message}); the failure budget allows {may_miss}; "
+                               f"nothing was changed")
+        if taken:
+            self._start_renewing()
+        return missing
 
     def _say_takeovers(self, run: RunResult) -> None:
         taken = {h: r.data["took_over"].get("text", "") for h, r in run.results.items()
@@ -72,8 +81,8 @@ class DeployLock:
                      f"(held by {'; '.join(whose)}: that run died or stalled)")
 
     def _refusal(self, run: RunResult) -> str:
-        bad = [r for r in run.results.values() if not r.ok]
-        first = bad[0]
+        bad = sorted((r for r in run.results.values() if not r.ok), key=lambda r: r.status is Status.UNREACHABLE)
+        first = bad[0]  # a holder or a refusal says more than a host that did not answer
         holder = first.data.get("holder") if isinstance(first.data.get("holder"), dict) else None
         others = f" (and {len(bad) - 1} more host{'s' if len(bad) > 2 else ''})" if len(bad) > 1 else ""
         if holder:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..inventory import Host
-from ..orchestration import RunOptions, RunResult
+from ..orchestration import RunOptions, RunResult, Status
 from ..reporting import Cell, Outcome
 from .run import Deploy, DeployError
 
@@ -101,9 +101,12 @@ def _package(d: Deploy, targets: list[Host], name: str, version: str) -> tuple[l
     problems: list[Problem] = []
     for host, r in run.results.items():
         offered = r.data.get("available")
+        if r.status is Status.UNREACHABLE:
+            continue  # the deploy lock, asked at the same time, refuses it or charges the failure budget
         if not r.ok:
             problems.append((host, "package#status", f"{r.status}: {r.message}"))
         elif isinstance(offered, list) and version not in offered and r.data.get("version") != version:
             problems.append((host, "package#status", f"{name} {version} is not offered by its package index "
                                                      f"(offers: {', '.join(offered) or 'nothing'})"))
-    return problems, "" if problems else f"{name} {version} offered on {len(targets)} hosts"
+    answered = sum(r.status is not Status.UNREACHABLE for r in run.results.values())
+    return problems, "" if problems else f"{name} {version} offered on {answered} hosts"
