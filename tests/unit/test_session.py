@@ -100,6 +100,8 @@ def test_ctrl_c_during_a_call_is_audited_then_raised_with_what_finished(tmp_path
         return HostResult(host.name, Status.OK, "pong")
 
     monkeypatch.setattr(session_module.rpc.SSHTransport, "call", fake_call)
+    # Python's own Ctrl-C handler, even where the suite was started with SIGINT ignored (`cmd &`)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     with Session(env) as session:
         hosts = list(session.inventory.hosts.values())
         try:
@@ -108,6 +110,7 @@ def test_ctrl_c_during_a_call_is_audited_then_raised_with_what_finished(tmp_path
                              on_result=lambda r: r.host == "web1" and web1_reported.set(), options=RunOptions(batch_size=2))
         finally:
             release.set()
+            signal.signal(signal.SIGINT, previous)
     stop = caught.value
     assert isinstance(stop, KeyboardInterrupt) and stop.running == ["web2"]
     assert {n: (str(r.status), r.message) for n, r in stop.result.results.items()} == {
