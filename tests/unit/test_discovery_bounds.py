@@ -28,7 +28,9 @@ def test_a_catastrophic_regex_is_stopped_and_reported_in_one_line(kwargs):
     t0 = time.monotonic()
     with pytest.raises(FilterError) as exc:
         select(Inventory(name="t", path=Path("t.yaml"), hosts={h.name: h for h in hosts}), Filter.parse(**kwargs))
-    assert time.monotonic() - t0 < 2
+    # unbounded, (a|aa)+$ on 60 characters backtracks for hours; the bound is loose because in the
+    # full suite, under load, this took up to 4.5 s of wall time (each search is stopped at 0.1 s)
+    assert time.monotonic() - t0 < 10
     assert "\n" not in str(exc.value) and "took over" in str(exc.value)
 
 
