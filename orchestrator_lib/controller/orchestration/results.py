@@ -121,15 +121,6 @@ class RunResult:
         }
 
 
-def failure_text(run: RunResult) -> str:
-    """The hosts a request did not succeed on, one line each: what a failed step says."""
-    bad = [r for r in run.results.values() if not r.ok]
-    lines = [f"{run.label} did not succeed on {', '.join(r.host for r in bad)} "
-             f"({len(bad)} of {len(run.results)} hosts):"]
-    lines += [f"  {r.host}: {r.status}: {r.message}" for r in bad]
-    return "\n".join(lines)
-
-
 def _plural(n: int, one: str, many: str) -> str:
     return one if n == 1 else many
 
