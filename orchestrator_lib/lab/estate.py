@@ -27,7 +27,7 @@ from ..controller.errors import LabError
 from ..controller.inventory import Host, Inventory
 from ..controller.transports import sudo
 from ..host import policy
-from . import aptrepo, broker, network, rpmrepo
+from . import aptrepo, broker, network, rpmrepo, snapshot
 
 FILES = Path(__file__).parent / "files"
 ROLES = ("web", "rpm", "lb", "notify", "plain", "bastion")
@@ -131,6 +131,8 @@ class Lab:
         self.client_key: Path = next(iter(inventory.hosts.values())).key  # type: ignore[assignment]
         self.state_dir = Path(settings.get("state_dir") or self.known_hosts.parent)
         self.hosts: list[Host] = list(inventory.hosts.values())
+        #: each host's snapshot (snapshot.host_state) right after it was last brought up or reset
+        self._clean: dict[str, str] = {}
         #: The lab's NATS broker, for an estate with a `nats:` section (its agents answer over NATS
         #: too, so `-D transport=nats` works on it); None for an SSH-only estate.
         self.broker: broker.Broker | None = None
@@ -498,6 +500,7 @@ class Lab:
         for host in self.hosts:
             self._spawn(host)
         self.wait_ready(self.hosts)
+        self._record_clean(self.hosts)
         elapsed = time.monotonic() - started
         progress(f"lab {self.inventory.name}: {len(self.hosts)} hosts up in {elapsed:.1f} s")
         return elapsed
@@ -564,6 +567,7 @@ class Lab:
     def down(self, progress=print) -> None:
         """Stop exactly the processes the lab started, then remove its links, namespaces and files.
         The mounts live in the hosts' own mount namespaces and go with their processes."""
+        self._clean.clear()
         self._kill(*self.hosts)
         self._kill_leftovers()
         for host in self.hosts:
@@ -625,6 +629,46 @@ class Lab:
                 (ssh_dir / name).chmod(0o644 if name.endswith(".pub") else 0o600)
             self._spawn(host)
         self.wait_ready(hosts)
+        self._record_clean(hosts)
+
+    # ---- which hosts changed since their reset --------------------------------------------------
+    def _snapshot(self, host: Host) -> str | None:
+        """snapshot.host_state of a running host; None when it is not running."""
+        pid = self._running_pid(host)
+        children = _children(pid) if pid is not None else []
+        if not children:
+            return None
+        try:
+            return snapshot.host_state(self._host_dir(host) / "upper", int(children[0]),
+                                       self.backend if self.role(host) == "lb" else None)
+        except OSError:  # stopped while we looked
+            return None
+
+    def _snapshots(self, hosts: list[Host]) -> dict[str, str | None]:
+        with ThreadPoolExecutor(min(16, max(1, len(hosts)))) as pool:
+            return dict(zip((h.name for h in hosts), pool.map(self._snapshot, hosts)))
+
+    def _record_clean(self, hosts: list[Host]) -> None:
+        for name, state in self._snapshots(hosts).items():
+            if state is None:
+                self._clean.pop(name, None)
+            else:
+                self._clean[name] = state
+
+    def changed_hosts(self) -> list[str]:
+        """The hosts that are not exactly as their last reset (or `up`) left them: files, tmpfs,
+        processes, mounts, firewall, HAProxy's server states (lab/snapshot.py). A host stopped, or
+        not reset by this Lab object, counts as changed."""
+        now = self._snapshots(self.hosts)
+        return [h.name for h in self.hosts if now[h.name] is None or now[h.name] != self._clean.get(h.name)]
+
+    def reset_changed(self) -> list[str]:
+        """Reset only the hosts that changed (see changed_hosts): the estate is then as a full
+        reset would leave it, at the cost of booting those hosts alone. Returns their names."""
+        changed = self.changed_hosts()
+        if changed:
+            self.reset(changed)
+        return changed
 
     def slow_app(self, name: str, milliseconds: float) -> None:
         """Fault injection: the host's mywebapp waits `milliseconds` before each /health answer

@@ -72,6 +72,29 @@ def test_haproxy_routes_to_the_web_hosts_and_stops_at_maint(fresh_lab):
     assert eventually(lambda: "web4" in served_hosts())
 
 
+def test_reset_changed_boots_again_exactly_the_hosts_changed_in_any_way(fresh_lab):
+    """The fixture's reset (fresh_lab): a file in a tmpfs, an HAProxy runtime command, a firewall
+    rule, a killed process, an agent request over SSH; every other host is left running as is."""
+    assert fresh_lab.changed_hosts() == []
+    pids = {h.name: fresh_lab._running_pid(h) for h in fresh_lab.hosts}
+    fresh_lab.exec_in("web3", ["touch", "/tmp/left-behind"])
+    haproxy(fresh_lab, "set server app/web4 state drain")
+    fresh_lab.exec_in("web5", ["iptables", "-I", "INPUT", "-s", "10.231.0.2", "-j", "DROP"])
+    fresh_lab.exec_in("web6", ["pkill", "-f", "[n]ginx-lab/server.py"])
+    from orchestrator_lib.controller.session import Session
+    with Session(Path(__file__).resolve().parents[2] / "environments" / "local.yaml") as session:
+        assert session.call([session.inventory.host("web7")], "package", "status", {"name": "mywebapp"}).ok
+    assert eventually(lambda: fresh_lab.changed_hosts() == ["lb1", "web3", "web5", "web6", "web7"]), \
+        fresh_lab.changed_hosts()
+    assert fresh_lab.reset_changed() == ["lb1", "web3", "web5", "web6", "web7"]
+    assert fresh_lab.changed_hosts() == []
+    after = {h.name: fresh_lab._running_pid(h) for h in fresh_lab.hosts}
+    assert {n for n in pids if after[n] != pids[n]} == {"lb1", "web3", "web5", "web6", "web7"}
+    assert fresh_lab.exec_in("web3", ["test", "-e", "/tmp/left-behind"]).returncode != 0
+    assert "DROP" not in fresh_lab.exec_in("web5", ["iptables", "-S", "INPUT"]).stdout
+    assert set(op_states(fresh_lab).values()) == {2}
+
+
 def test_a_firewall_rule_on_one_host_makes_haproxy_mark_it_down(fresh_lab):
     assert eventually(lambda: op_states(fresh_lab)["web5"] == 2)
     block = fresh_lab.exec_in("web5", ["iptables", "-I", "INPUT", "-s", "10.231.0.2", "-j", "DROP"])

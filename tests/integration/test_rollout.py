@@ -74,7 +74,7 @@ def test_a_host_that_does_not_answer_is_charged_to_the_budget_before_any_change(
         assert all(version(fresh_lab, f"web{i}") == NEW for i in (1, 3, 4, 5, 6, 7, 8))
         assert one.matrix.scenarios[0].rollout["budget"]["used"] == 1
 
-        fresh_lab.reset()
+        fresh_lab.reset_changed()
         fresh_lab.stop_host("web2")
         zero = behave_ci(tmp_path, "budget", BUDGET.format(max_fail=0, new=NEW), report="down-zero")
         assert zero.rc != 0 and "web2 did not answer" in zero.out and "nothing was changed" in zero.out, zero.out
