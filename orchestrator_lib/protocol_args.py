@@ -147,7 +147,7 @@ _LB = {"backend": _HAPROXY, "servers": _names(_HAPROXY), "server": _names(_HAPRO
 SCHEMAS: dict[str, dict[str, dict[str, Callable[[Any], Any]]]] = {
     "appmgr": {"deploy": {"app": _PACKAGE, "revision": _VERSION, "service": _SERVICE, "health_url": _url,
                           "health_field": _name(FIELD, "a field name"), "deadline": _number(0, MAX_SECONDS, above=True),
-                          "interval": _number(0.05, 60), "downgrade": _bool}},
+                          "interval": _number(0.05, 60), "downgrade": _bool, "wait": _WAIT}},
     "firewall": {"status": _FIREWALL, "block": _FIREWALL, "unblock": _FIREWALL},
     "lease": {"status": {}, "release": {"run": _name(RUN_ID, "a run id")},
               "acquire": {"run": _name(RUN_ID, "a run id"), "ttl": _number(0, MAX_SECONDS, above=True),

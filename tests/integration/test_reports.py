@@ -80,11 +80,11 @@ class Run:
         return ResultMatrix.read_json(self.json)
 
 
-def behave_command(out: Path, name: str, feature: Path | None, *, junit: bool = True) -> list[str]:
+def behave_command(out: Path, name: str, feature: Path | None, *extra: str, junit: bool = True) -> list[str]:
     """behave on a shipped feature (None) or a test's own (steps/ is found from the first path)."""
     paths = ["features/deploy_webapp.feature"] if feature is None else ["features/", str(feature), "--include", name]
     junit_args = ["--junit", f"--junit-directory={out / 'junit'}"] if junit else ["--no-junit"]
-    return [sys.executable, "-m", "behave", *paths, *junit_args, "-D", f"report={out / name}.json"]
+    return [sys.executable, "-m", "behave", *paths, *junit_args, *extra, "-D", f"report={out / name}.json"]
 
 
 def finished(out: Path, name: str, proc_out: str, rc: int) -> Run:
@@ -93,11 +93,11 @@ def finished(out: Path, name: str, proc_out: str, rc: int) -> Run:
 
 @pytest.fixture(scope="module")
 def runs(lab, tmp_path_factory) -> dict[str, Run]:
-    """The three runs, each on a freshly reset lab."""
+    """The three runs, each on a freshly reset lab (the hosts the run before changed are reset)."""
     base = tmp_path_factory.mktemp("runs")
     out: dict[str, Run] = {}
 
-    lab.reset()
+    lab.reset_changed()
     where = base / "passing"
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     done = subprocess.run(behave_command(where, "deploy_webapp", None), cwd=ROOT, capture_output=True, text=True,
@@ -107,15 +107,16 @@ def runs(lab, tmp_path_factory) -> dict[str, Run]:
     out["passing"].commit = head
     out["passing"].host_audit = [json.loads(line) for line in log.splitlines() if line.strip()]
 
-    lab.reset()
+    lab.reset_changed()
     where = base / "failing"
     where.mkdir()
     (where / "broken_release.feature").write_text(BROKEN)
-    done = subprocess.run(behave_command(where, "broken_release", where / "broken_release.feature"), cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    # the broken restart fails after 5 s without readiness, not the default 30
+    done = subprocess.run(behave_command(where, "broken_release", where / "broken_release.feature",
+                                         "-D", "service_wait=5"), cwd=ROOT, capture_output=True, text=True, timeout=300)
     out["failing"] = finished(where, "broken_release", done.stdout + done.stderr, done.returncode)
 
-    lab.reset()
+    lab.reset_changed()
     where = base / "interrupted"
     where.mkdir()
     (where / "interrupted.feature").write_text(INTERRUPTED)
@@ -135,7 +136,7 @@ def runs(lab, tmp_path_factory) -> dict[str, Run]:
     out["interrupted"].stopped_in = time.monotonic() - interrupted
     out["interrupted"].left_blocked = {h for h in ("web1", "web2", "web3")
                                        if "deployer-block-10.231.0.2" in lab.exec_in(h, ["iptables", "-S", "INPUT"]).stdout}
-    lab.reset()
+    lab.reset_changed()
     return out
 
 

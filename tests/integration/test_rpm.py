@@ -65,7 +65,7 @@ def test_the_rpm_backend_installs_updates_and_downgrades_only_when_asked(mixed):
 
 
 def test_the_mixed_estate_runs_the_shipped_features_and_a_rerun_changes_nothing(mixed, tmp_path):
-    mixed.reset()
+    mixed.reset_changed()
     env = ("-D", f"env={MIXED}")
     first = behave(tmp_path, "features/deploy_webapp.feature", *env, name="first")
     assert first.rc == 0, first.out
@@ -81,7 +81,7 @@ def test_the_mixed_estate_runs_the_shipped_features_and_a_rerun_changes_nothing(
     assert {c.status for c in update.cells.values()} == {Outcome.OK}
     assert all(second.matrix.recap(h).lasting == [] for h in second.matrix.hosts)
 
-    mixed.reset()
+    mixed.reset_changed()
     rolling = behave(tmp_path, "features/rolling_upgrade.feature", *env, name="rolling")
     assert rolling.rc == 0, rolling.out
     assert all(health(h)["version"] == NEW for h in DEB + RPM)
@@ -100,9 +100,11 @@ Feature: broken rpm release
 
 
 def test_the_broken_rpm_release_fails_the_gate_and_stays_out_of_the_load_balancer(mixed, tmp_path):
-    mixed.reset()
-    done = behave(tmp_path, *own_feature(tmp_path, "broken", BROKEN_RELEASE), "-D", f"env={MIXED}", "-D", "lint=off")
+    mixed.reset_changed()
+    done = behave(tmp_path, *own_feature(tmp_path, "broken", BROKEN_RELEASE), "-D", f"env={MIXED}", "-D", "lint=off",
+                  "-D", "service_wait=5")   # the restart's readiness wait, 30 s by default
     assert done.rc != 0 and "Release gate: FAILED" in done.out and "Traceback" not in done.out
+    assert "readiness check, 5 s allowed" in done.out, done.out
     assert done.matrix.bad_hosts() == ["web2", "web4"]
     assert all(installed(mixed, h) == BROKEN and blocked(mixed, h) for h in RPM)
     assert all(haproxy(mixed)[h][0] == "0" for h in RPM) and all(haproxy(mixed)[h][0] == "2" for h in DEB)

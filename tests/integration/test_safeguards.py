@@ -210,8 +210,10 @@ Feature: broken release
 
 
 def test_a_broken_release_is_rolled_back_on_the_failed_hosts_and_the_gate_still_fails(fresh_lab, tmp_path):
-    done = behave(tmp_path, *own_feature(tmp_path, "broken", BROKEN), "-D", "lint=off")
+    # -D service_wait=5: the broken restart fails once 5 s pass without readiness (30 s by default)
+    done = behave(tmp_path, *own_feature(tmp_path, "broken", BROKEN), "-D", "lint=off", "-D", "service_wait=5")
     assert done.rc != 0 and "Release gate: FAILED" in done.out and not done.matrix.passed
+    assert "readiness check, 5 s allowed" in done.out, done.out
     assert "Traceback" not in done.out
     rollback = done.matrix.scenarios[1]
     assert rollback.status == "passed", done.out

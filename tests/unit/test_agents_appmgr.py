@@ -77,6 +77,15 @@ def test_unhealthy_after_restart_fails_at_deadline(estate):
     assert r.data["health"]["attempts"] == 6
 
 
+@pytest.mark.parametrize("extra, allowed", [({}, "30"), ({"wait": 5}, "5"), ({"wait": 90, "deadline": 40}, "40")])
+def test_the_restart_waits_for_readiness_as_long_as_asked_within_the_deadline(estate, extra, allowed):
+    """`wait` (the controller's -D service_wait) bounds sv's wait for the readiness check; the
+    deadline still bounds the whole deploy."""
+    fake, app = estate("4.2.5-1.el5", running="4.2.5-1.el5")
+    assert deploy(fake, app, **extra).status == "changed"
+    assert [c for c in fake.calls if " restart " in c] == [f"sv -w {allowed} restart mywebapp"]
+
+
 def test_refused_downgrade_touches_nothing(estate):
     fake, app = estate("4.2.6-3.el5", running="4.2.6-3.el5")
     r = deploy(fake, app, revision="4.2.5-1.el5")

@@ -50,7 +50,7 @@ def test_a_deeply_nested_rpc_value_is_a_string_not_a_traceback():
 @pytest.mark.parametrize("data", [{"backend": "app;shutdown"}, {"backend": "app\nshow"},
                                   {"notify_webhook": "file:///{name}"}, {"notify_webhook": "gopher://{address}/x"},
                                   {"notify_webhook": "http:///{name}"}, {"lb_wait": "1e308"}, {"lb_wait": "7200"},
-                                  {"lb_wait": "nan"}, {"health_path": "/x y"}, {"health_path": "/x\x00"},
+                                  {"lb_wait": "nan"}, {"service_wait": "0"}, {"service_wait": "1e308"}, {"health_path": "/x y"}, {"health_path": "/x\x00"},
                                   {"notify_group": "a b"}])
 def test_bad_deploy_settings_are_refused_in_one_line(data):
     with pytest.raises(SettingsError) as exc:
@@ -108,5 +108,6 @@ def test_fuzz_deploy_settings_are_valid_or_refused_in_one_line(tmp_path_factory,
         assert "\n" not in str(e)
     else:
         assert math.isfinite(s.lb_wait) and 0 <= s.lb_wait <= 3600
+        assert 1 <= s.service_wait <= 600
         assert s.notify_webhook.startswith(("http://", "https://"))
         assert not s.backend or ";" not in s.backend

@@ -243,7 +243,7 @@ def error_of(**userdata: str) -> str:
     return str(failed.value)
 
 
-KNOWN = "(known: env, lab, plan, report, report_html, lint, backend, lb_wait, health_path, notify_group, notify_webhook, seed, resume, safeguards, lease_ttl, transport)"
+KNOWN = "(known: env, lab, plan, report, report_html, lint, backend, lb_wait, service_wait, health_path, notify_group, notify_webhook, seed, resume, safeguards, lease_ttl, transport)"
 
 
 def test_an_unknown_option_is_refused_with_a_did_you_mean_not_ignored():
@@ -257,6 +257,18 @@ def test_an_unknown_option_is_refused_with_a_did_you_mean_not_ignored():
 def test_lb_wait_is_a_finite_number_of_seconds(value):
     assert error_of(lb_wait=value).startswith(f"-D lb_wait={value.replace('-5', '-5.0')}: expected a number of seconds")
     assert Settings.from_userdata(UserData(lb_wait="0")).lb_wait == 0
+
+
+@pytest.mark.parametrize("value", ["0", "0.5", "601", "inf", "nan", "soon"])
+def test_service_wait_is_a_number_of_seconds_a_service_agent_accepts(value):
+    assert error_of(service_wait=value).startswith(f"-D service_wait=")
+    assert "expected a number of seconds" in error_of(service_wait=value)
+
+
+def test_service_wait_defaults_to_30_seconds_and_takes_a_shorter_or_longer_bound():
+    assert Settings.from_userdata(UserData()).service_wait == 30
+    assert Settings.from_userdata(UserData(service_wait="5")).service_wait == 5
+    assert Settings.from_userdata(UserData(service_wait="600")).service_wait == 600
 
 
 def test_bad_values_are_one_line_naming_the_option():

@@ -104,7 +104,7 @@ def test_restart_only_where_the_health_check_does_not_report_the_value(tmp_path)
                                          "service#restart": lambda h, a: HostResult(h.name, Status.CHANGED, "")}))
     ops.restart_unless_reporting(d, "app", 8080, "version", "1.1", StepOptions())
     assert said(d)[0] == "      1 of 2 hosts do not report version 1.1 on port 8080: web2"
-    assert d.session.calls[-1] == ("service#restart", ["web2"], {"name": "app"})
+    assert d.session.calls[-1] == ("service#restart", ["web2"], {"name": "app", "wait": 30.0})
     assert (cells(d)["web1"].status, cells(d)["web1"].message) == (Outcome.OK, "already reports version 1.1")
     assert (cells(d)["web2"].before, cells(d)["web2"].after) == ("running version 1.0", "restarted")
     reports["web2"] = "1.1"
@@ -117,6 +117,16 @@ def test_restart_unless_reporting_fails_on_hosts_that_gave_no_reading(tmp_path):
     with pytest.raises(DeployError, match=r"^health#http did not succeed on web1, web2 \(2 of 2 hosts\)"):
         ops.restart_unless_reporting(d, "app", 8080, "version", "1.1", StepOptions())
     assert not any(c[0] == "service#restart" for c in d.session.calls)
+
+
+def test_service_wait_bounds_every_hosts_wait_for_a_service_or_a_deployed_revision_to_be_ready(tmp_path):
+    d = two_hosts(make_deploy(tmp_path, service_wait=5.0))
+    ops.service_action(d, "app", "restart", StepOptions())
+    ops.service_action(d, "app", "stop", StepOptions())
+    ops.deploy_app(d, "app", "1.1", StepOptions())
+    asked = [(label, args) for label, _, args in d.session.calls if label.split("#")[0] in ("service", "appmgr")]
+    assert asked == [("service#restart", {"name": "app", "wait": 5.0}), ("service#stop", {"name": "app", "wait": 5.0}),
+                     ("appmgr#deploy", {"app": "app", "revision": "1.1", "wait": 5.0})]
 
 
 def test_plan_service_actions_are_dry_runs(tmp_path):

@@ -96,8 +96,8 @@ def deploy_app(d: Deploy, app: str, revision: str, options: StepOptions) -> None
     fan_out = d.step_options(options, 900.0)
     hosts, subject = d.hosts(), f"app {app}"
     d.scenario.facts["version"] = revision
-    d.act(hosts, "appmgr", "deploy", {"app": app, "revision": revision}, subject=subject, options=fan_out,
-          describe_result=_app_cell)
+    args = {"app": app, "revision": revision, "wait": d.settings.service_wait}
+    d.act(hosts, "appmgr", "deploy", args, subject=subject, options=fan_out, describe_result=_app_cell)
 
 
 # ---- services ---------------------------------------------------------------------------------------
@@ -118,10 +118,13 @@ def _service_cell(action: str, before: dict[str, str] | None = None):
 
 def service_action(d: Deploy, name: str, action: str, options: StepOptions,
                    hosts: list[Host] | None = None, before: dict[str, str] | None = None) -> None:
-    fan_out = d.step_options(options)
+    """A start or restart counts once the service passes its readiness check, within -D service_wait
+    seconds on each host (a stop, once it stopped); the SSH call gets that plus CHECK_MARGIN."""
+    wait = d.settings.service_wait
+    fan_out = d.step_options(options, max(300.0, wait + CHECK_MARGIN))
     hosts = d.hosts() if hosts is None else hosts
     subject = f"service {name}"
-    d.act(hosts, "service", action, {"name": name}, subject=subject, options=fan_out,
+    d.act(hosts, "service", action, {"name": name, "wait": wait}, subject=subject, options=fan_out,
           describe_result=_service_cell(action, before))
 
 

@@ -30,6 +30,8 @@ URL_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,1023}")
 WEBHOOK_SCHEMES = ("http", "https")
 #: HAProxy's checks notice a server in seconds; more than an hour is a typo, not a wait
 MAX_LB_WAIT = 3600.0
+#: what the service agent accepts as its `wait` (protocol_args: 0 to 600 s); at least a second to start
+MIN_SERVICE_WAIT, MAX_SERVICE_WAIT = 1.0, 600.0
 
 
 #: a health check that loops on the host gets this much longer on the SSH side
@@ -106,6 +108,7 @@ class Settings:
     lint: str = "on"                   # check the features before the run (orch lint); off: don't
     backend: str = ""                  # HAProxy backend when no step names one
     lb_wait: float = 10.0              # seconds HAProxy may take to see a host go down or up
+    service_wait: float = 30.0         # seconds a service (re)start may take to run and pass its readiness check
     health_path: str = "/health"       # path of "the health check on port N"
     notify_group: str = "notify"       # the estate's notification hosts (a group, else class roles::notify)
     notify_webhook: str = "http://{address}:8025/notify"
@@ -123,6 +126,9 @@ class Settings:
             raise SettingsError(f"-D lint={self.lint}: expected one of {', '.join(LINT_CHOICES)}")
         if not math.isfinite(self.lb_wait) or not 0 <= self.lb_wait <= MAX_LB_WAIT:
             raise SettingsError(f"-D lb_wait={self.lb_wait}: expected a number of seconds from 0 to {MAX_LB_WAIT:g}")
+        if not math.isfinite(self.service_wait) or not MIN_SERVICE_WAIT <= self.service_wait <= MAX_SERVICE_WAIT:
+            raise SettingsError(f"-D service_wait={self.service_wait}: expected a number of seconds from "
+                                f"{MIN_SERVICE_WAIT:g} to {MAX_SERVICE_WAIT:g}")
         if not URL_PATH.fullmatch(self.health_path):
             raise SettingsError(f"-D health_path={self.health_path!r}: expected a URL path starting with / "
                                 "(no spaces or control characters)")
@@ -181,6 +187,7 @@ class Settings:
                        report_html=str(userdata.get("report_html", "")),
                        lint=str(userdata.get("lint", cls.lint)).strip().lower(),
                        backend=str(userdata.get("backend", "")), lb_wait=_seconds(userdata, "lb_wait", cls.lb_wait),
+                       service_wait=_seconds(userdata, "service_wait", cls.service_wait),
                        health_path=_text(userdata, "health_path", cls.health_path),
                        notify_group=_text(userdata, "notify_group", cls.notify_group),
                        notify_webhook=_text(userdata, "notify_webhook", cls.notify_webhook),

@@ -21,6 +21,7 @@ def deploy(req: Request) -> Reply:
     field = req.str_arg("health_field", "version")
     deadline = req.float_arg("deadline", 60.0)
     interval = req.float_arg("interval", 0.5)
+    wait = req.float_arg("wait", service.DEFAULT_WAIT)  # for the restart to run and pass its readiness check
     if not package.PACKAGE_NAME.fullmatch(app) or not package.VERSION.fullmatch(revision):
         raise ActionError(f"{req.label}: invalid app {app!r} or revision {revision!r}")
     if not service.SERVICE_NAME.fullmatch(svc):
@@ -58,7 +59,7 @@ def deploy(req: Request) -> Reply:
     if restarted:
         init = service.choose_backend(svc)
         try:
-            service.converge_running(init, svc, min(deadline, 30.0), restart=True)
+            service.converge_running(init, svc, min(deadline, wait), restart=True)
         except ActionError as e:
             return fail(f"{app} {revision}: {e}", changed=True)
 
