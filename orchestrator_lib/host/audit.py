@@ -42,25 +42,30 @@ TAIL = 65536
 
 
 def entry(req: Request, reply: Reply | None, identity: Any, duration: float = 0.0,
-          event: str = "result") -> dict[str, Any]:
+          event: str = "result", received: dict[str, Any] | None = None) -> dict[str, Any]:
     """One audit line. `caller` is the key sshd verified; the request's own `caller` field is
-    only what the controller says it is, so it is kept as `declared_caller`."""
-    line = {
-        "time": utc_iso(system().time()),
-        "event": event,
-        "reqid": req.reqid,
-        "caller": getattr(identity, "label", None),
-        "declared_caller": req.caller,
-        "user": getattr(identity, "user", "") or None,
-        "agent": req.agent,
-        "action": req.action,
-        "args": redact(req.args),
-        "dry_run": req.dry_run,
-        **({"spec": redact_spec(req.spec)} if req.spec else {}),
-    }
+    only what the controller says it is, so it is kept as `declared_caller`. `received`: this
+    request's "received" entry, whose request fields the result line repeats (not built twice)."""
+    if received is not None:
+        line = {**received, "time": utc_iso(system().time()), "event": event}
+    else:
+        line = {
+            "time": utc_iso(system().time()),
+            "event": event,
+            "reqid": req.reqid,
+            "caller": getattr(identity, "label", None),
+            "declared_caller": req.caller,
+            "user": getattr(identity, "user", "") or None,
+            "agent": req.agent,
+            "action": req.action,
+            "args": redact(req.args) if req.args else {},
+            "dry_run": req.dry_run,
+            **({"spec": redact_spec(req.spec)} if req.spec else {}),
+        }
     if reply is not None:
+        message = reply.message
         line.update(status=reply.status, changed=bool(reply.changed),
-                    message=redact_text(one_line(reply.message)), duration=round(duration, 3))
+                    message=redact_text(one_line(message)) if message != "" else "", duration=round(duration, 3))
     return line
 
 
@@ -186,10 +191,12 @@ def redact_spec(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def record(req: Request, reply: Reply, identity: Any, duration: float = 0.0,
-           env: dict[str, str] | None = None, path: str | None = None) -> str | None:
-    """The result line. A failure to write it warns on stderr (the action has run: its reply must
-    still reach the controller) and is returned."""
-    error = write(entry(req, reply, identity, duration), env, path)
+           env: dict[str, str] | None = None, path: str | None = None,
+           received: dict[str, Any] | None = None) -> str | None:
+    """The result line (`received`: the request's "received" entry, see entry()). A failure to
+    write it warns on stderr (the action has run: its reply must still reach the controller) and is
+    returned."""
+    error = write(entry(req, reply, identity, duration, received=received), env, path)
     if error:
         print(f"warning: {error}", file=sys.stderr)
     return error

@@ -84,7 +84,11 @@ def config_options(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def encode_reply(reply: Mapping[str, Any]) -> bytes:
     """A reply on the wire: compact JSON, `identity` first (the controller reads it from there)."""
-    return json.dumps(reply, separators=(",", ":"), default=str).encode()
+    return _REPLY_ENCODER.encode(reply).encode()
+
+
+#: One encoder for every reply (json.dumps with options builds a new one per call).
+_REPLY_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
 def read_facts(facts_dir: str = FACTS_DIR) -> dict[str, str]:

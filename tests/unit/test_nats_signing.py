@@ -161,10 +161,27 @@ def test_without_pynacl_the_check_falls_back_to_cryptography(monkeypatch):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from orchestrator_lib.host import signing
-    monkeypatch.setitem(sys.modules, "nacl.signing", None)  # import fails as on a host without it
+    for module in ("nacl.signing", "nacl.bindings", "nacl.exceptions"):
+        monkeypatch.setitem(sys.modules, module, None)  # import fails as on a host without it
     verify = signing._verifier()
     assert verify.__name__ == "verify_cryptography"
     key = Ed25519PrivateKey.generate()
     from cryptography.hazmat.primitives import serialization
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     assert verify(raw, key.sign(b"m"), b"m") and not verify(raw, key.sign(b"m"), b"n")
+
+
+def test_the_libsodium_check_refuses_a_wrong_key_a_wrong_message_and_malformed_input():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from orchestrator_lib.host import signing
+    verify = signing._verifier()
+    assert verify.__name__ == "verify_nacl"
+    key, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    sig = key.sign(b"m")
+    assert verify(raw, sig, b"m")
+    assert not verify(raw, sig, b"n") and not verify(raw, other.sign(b"m"), b"m")
+    assert not verify(raw, sig[:63], b"m") and not verify(raw, sig + b"\0", b"m") and not verify(raw[:31], sig, b"m")
+    assert not verify(raw, bytes([sig[0] ^ 1]) + sig[1:], b"m")
