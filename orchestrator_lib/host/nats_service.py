@@ -83,12 +83,17 @@ def config_options(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def encode_reply(reply: Mapping[str, Any]) -> bytes:
-    """A reply on the wire: compact JSON, `identity` first (the controller reads it from there)."""
-    return _REPLY_ENCODER.encode(reply).encode()
+    """A reply on the wire: compact strict JSON (ASCII), `identity` first (the controller reads it
+    from there); a NaN an agent put in its data goes as a string (audit.redact), as over SSH."""
+    try:
+        return _REPLY_ENCODER.encode(reply).encode()
+    except ValueError:
+        from . import audit
+        return _REPLY_ENCODER.encode(audit.redact(dict(reply))).encode()
 
 
 #: One encoder for every reply (json.dumps with options builds a new one per call).
-_REPLY_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+_REPLY_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False)
 
 
 def read_facts(facts_dir: str = FACTS_DIR) -> dict[str, str]:
