@@ -124,20 +124,50 @@ def write(line: dict[str, Any], env: dict[str, str] | None = None, path: str | N
     written, else why not (the caller decides whether that stops the request). The file stays open
     (a NATS agent writes thousands of lines); under its lock the previous line is read back only
     when someone else wrote since this process did (the one-shot SSH agent, say)."""
-    path = path or log_path(env)
+    return _write_lines(path or log_path(env), [line])
+
+
+class Pending:
+    """Result lines held back to be written together (write_pending: one locked write per log):
+    a process answering a batch of messages (bench/nats_agents.py: thousands of simulated agents
+    in one process) writes their lines once per batch instead of once per request. Only lines
+    whose request's reply has not left yet belong here: the holder writes them before it sends
+    any reply of the batch (nats_service.Batch), so the guarantee "a reply leaves only after its
+    line is written" holds; a received line (before an action that may change the host) is never
+    held."""
+
+    def __init__(self) -> None:
+        self.lines: dict[str, list[dict[str, Any]]] = {}
+        self.count = 0
+
+    def add(self, line: dict[str, Any], env: dict[str, str] | None = None, path: str | None = None) -> None:
+        self.lines.setdefault(path or log_path(env), []).append(line)
+        self.count += 1
+
+
+def write_pending(pending: Pending) -> str | None:
+    """Write every held line (in order, chained, one write per log); None, or why some were not."""
+    error = None
+    for path, lines in pending.lines.items():
+        error = _write_lines(path, lines) or error
+    pending.lines.clear()
+    return error
+
+
+def _write_lines(path: str, lines: list[dict[str, Any]]) -> str | None:
     for _ in range(2):
         try:
             log = _open_log(path)
         except OSError as e:
             return f"cannot write audit log {path}: {e.strerror or e}"
-        written = _append(log, line, path)
+        written = _append(log, lines, path)
         if written != "removed":
             return written
         _OPEN.pop(path, None)  # removed between the check and the lock: open the path again
     return f"cannot write audit log {path}: removed while being written"
 
 
-def _append(log: _OpenLog, line: dict[str, Any], path: str) -> str | None:
+def _append(log: _OpenLog, lines: list[dict[str, Any]], path: str) -> str | None:
     with log.lock:
         fd = log.fd
         try:
@@ -153,9 +183,15 @@ def _append(log: _OpenLog, line: dict[str, Any], path: str) -> str | None:
                     tail = os.pread(fd, min(size, TAIL), max(0, size - TAIL)) if size else b""
                     last = tail.rstrip(b"\n").rpartition(b"\n")[2]
                     prev = sha256(last).hex()[:32] if last else ""
-                data = _ENCODER.encode({**line, "prev": prev}).encode("utf-8")
-                os.write(fd, data + b"\n")
-                log.end, log.last_hash = size + len(data) + 1, sha256(data).hex()[:32]
+                encode, chunks = _ENCODER.encode, []
+                for line in lines:
+                    data = encode({**line, "prev": prev}).encode("utf-8")
+                    prev = sha256(data).hex()[:32]
+                    chunks.append(data)
+                chunks.append(b"")
+                blob = b"\n".join(chunks)
+                os.write(fd, blob)
+                log.end, log.last_hash = size + len(blob), prev
                 return None
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)

@@ -112,7 +112,8 @@ def _bad_arguments(req: Request) -> str | None:
     return None
 
 
-def handle(obj: object, env: dict[str, str] | None = None, identity: Any = None, policy_path: str = "") -> Reply:
+def handle(obj: object, env: dict[str, str] | None = None, identity: Any = None, policy_path: str = "",
+           pending: audit.Pending | None = None) -> Reply:
     """The whole life of one request: policy, the action, its audit line(s). The policy decides on
     the action itself (policy.check resolves aliases to every name of it).
     Audit: every request leaves a result line, written before its reply is returned. A request that
@@ -126,7 +127,9 @@ def handle(obj: object, env: dict[str, str] | None = None, identity: Any = None,
     A request older than its ttl is refused as a denial is (audited, never run). The caller is the
     key sshd accepted (policy.identify), or `identity` when the caller proved its key otherwise (a
     signed request over a broker: host/signing.py); `policy_path` is for agents that are not the
-    host's (bench/)."""
+    host's (bench/). `pending`: hold a refused or read-only request's line there instead of writing
+    it now; the caller writes it (audit.write_pending) before the reply leaves, and refuses the
+    reply if it cannot (nats_service.Batch)."""
     env = policy.trusted_env(os.environ if env is None else env)
     req = Request.from_obj(obj)
     if identity is None:
@@ -136,8 +139,12 @@ def handle(obj: object, env: dict[str, str] | None = None, identity: Any = None,
               or _bad_arguments(req))
     line = audit.entry(req, None, identity, event="received")
     if denial:
-        audit.record(req, Reply.failed(denial), identity, env=env, received=line)
-        return Reply.failed(denial)
+        reply = Reply.failed(denial)
+        if pending is not None:
+            pending.add(audit.entry(req, reply, identity, received=line), env)
+        else:
+            audit.record(req, reply, identity, env=env, received=line)
+        return reply
     if req.dry_run or req.label not in READ_ONLY:
         unwritable = audit.write(line, env)
         if unwritable:
@@ -147,8 +154,12 @@ def handle(obj: object, env: dict[str, str] | None = None, identity: Any = None,
                                     "(the policy's \"audit\": \"best-effort\" allows it)")
     started = host.monotonic()
     reply = dispatch(req)
+    read_only = req.label in READ_ONLY and not req.dry_run
+    if read_only and pending is not None:
+        pending.add(audit.entry(req, reply, identity, host.monotonic() - started, received=line), env)
+        return reply
     unwritable = audit.record(req, reply, identity, duration=host.monotonic() - started, env=env, received=line)
-    if unwritable and req.label in READ_ONLY and not req.dry_run and policy.audit_required(policy_path):
+    if unwritable and read_only and policy.audit_required(policy_path):
         return Reply.failed(f"refused: {unwritable}; no reply leaves unaudited "
                             "(the policy's \"audit\": \"best-effort\" allows it)")
     return reply
