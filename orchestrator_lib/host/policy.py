@@ -120,8 +120,15 @@ def parse_auth_info(text: str) -> tuple[str, ...]:
 
 def host_run() -> bool:
     """True when this is the agent rpc installed on a host (not a checkout, a test, a zipapp in /tmp).
-    Decided by where the code lies, which no caller's environment can change."""
-    return os.path.abspath(__file__).startswith(AGENT_DIR)
+    Decided by where the code lies, which no caller's environment can change (memoized per
+    module path: every request asks, twice)."""
+    global _HOST_RUN
+    if _HOST_RUN[0] != __file__:
+        _HOST_RUN = (__file__, os.path.abspath(__file__).startswith(AGENT_DIR))
+    return _HOST_RUN[1]
+
+
+_HOST_RUN: tuple[str, bool] = ("", False)
 
 
 def _root_owned(path: str) -> bool:
