@@ -15,7 +15,9 @@ Layouts (`--layout`):
   broker fans every broadcast out to N subscriptions, as to N real hosts.
 
 Replies are published in batches (`--chunk` agents, then the event loop writes them out and reads
-on); nats-py's flusher writes them, there is no flush per reply. Prints `ready N` once subscribed,
+on); nats-py's flusher writes them, there is no flush per reply. A batch's audit lines (one per
+read-only request) are written in one locked write before any of its replies is published
+(host/nats_service.Batch), so no reply leaves before its line is in the log. Prints `ready N` once subscribed,
 then serves until stdin closes (the driver holds it open) or it is killed by PID.
 """
 from __future__ import annotations
@@ -30,8 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator_lib.controller.discovery import Filter  # noqa: E402
-from orchestrator_lib.host.nats_service import (LocalHost, Responder, broadcast_subject,  # noqa: E402
-                                                encode_reply, node_subject)
+from orchestrator_lib.host.nats_service import (Batch, LocalHost, Responder,  # noqa: E402
+                                                broadcast_subject, encode_reply, node_subject)
 
 PENDING = 1_000_000
 
@@ -87,10 +89,18 @@ async def main(args: argparse.Namespace) -> None:
 
     async def on_broadcast(msg) -> None:  # shared layout: every agent of the process, in turn
         data, reply_to = msg.data, msg.reply
+        batch = Batch()  # a chunk's audit lines are written once, before any of its replies goes out
         for n, agent in enumerate(agents.values(), 1):
-            await answer(agent, data, reply_to, True)
+            if isinstance(agent, bytes):
+                await publish(reply_to, agent)
+            else:
+                batch.answer(agent, data, True, reply_to)
             if n % args.chunk == 0:
+                for subject, reply in batch.replies():
+                    await publish(subject, reply)
                 await asyncio.sleep(0)  # let the flusher write this batch and the reader read
+        for subject, reply in batch.replies():
+            await publish(subject, reply)
 
     async def on_node(msg) -> None:
         agent = agents.get(msg.subject.rpartition(".")[2])

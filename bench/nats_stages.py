@@ -3,7 +3,9 @@ each stage timed (thread CPU time), for bench/nats_scale.py's report.
 
 Stages: `verify` (the ed25519 check itself), `envelope` (the rest of signing.open_envelope: JSON,
 key, policy names the key, collective/TTL/replay), `filter` (the discovery filter on facts and
-classes), `policy` (core.handle's policy.check), `audit` (the "received" and result lines),
+classes), `policy` (core.handle's policy.check), `audit` (building the audit entries, and writing them: the
+"received" line of an action that may change the host at once, the result lines of a chunk of 200
+agents together, as nats_agents.py does),
 `dispatch` (rpcutil#ping), `encode` (the reply's JSON), `other` (the remainder of respond and
 core.handle: Request parsing, argument schema, replies). The wrappers cost ~0.5 µs per stage.
 """
@@ -22,6 +24,8 @@ import nats_agents  # noqa: E402
 from orchestrator_lib.host import audit, core, nats_service, policy, signing  # noqa: E402
 from orchestrator_lib.protocol import Request  # noqa: E402
 
+#: Agents handled between two writes of their audit lines (nats_agents.py --chunk).
+CHUNK = 200
 STAGES = ("verify", "envelope", "filter", "policy", "audit", "dispatch", "encode", "other")
 
 
@@ -42,7 +46,8 @@ def measure(transport, policy_path: Path, collective: str, agents: int = 2000, r
 
     patches = [(signing, "verify_signature", "verify"), (signing, "open_envelope", "envelope"),
                (nats_service.Responder, "_matches", "filter"), (policy, "check", "policy"),
-               (audit, "write", "audit"), (core, "dispatch", "dispatch"),
+               (audit, "write", "audit"), (audit, "entry", "audit"), (audit, "write_pending", "audit"),
+               (core, "dispatch", "dispatch"),
                (nats_service, "encode_reply", "encode")]
     originals = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
     args = type("Args", (), {"offset": 0, "count": agents, "mode": "real", "collective": collective,
@@ -60,8 +65,12 @@ def measure(transport, policy_path: Path, collective: str, agents: int = 2000, r
             for stage in spent:
                 spent[stage] = 0
             start = clock()
-            for responder in responders:
-                nats_service.encode_reply(responder.respond(payload, True))
+            batch = nats_service.Batch()  # as nats_agents.py: lines written once per chunk of agents
+            for n, responder in enumerate(responders, 1):
+                batch.answer(responder, payload, True, "inbox")
+                if n % CHUNK == 0:
+                    batch.replies()
+            batch.replies()
             total = clock() - start
             per = {stage: ns / agents / 1000 for stage, ns in spent.items()}
             per["total"] = total / agents / 1000

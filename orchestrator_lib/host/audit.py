@@ -42,25 +42,30 @@ TAIL = 65536
 
 
 def entry(req: Request, reply: Reply | None, identity: Any, duration: float = 0.0,
-          event: str = "result") -> dict[str, Any]:
+          event: str = "result", received: dict[str, Any] | None = None) -> dict[str, Any]:
     """One audit line. `caller` is the key sshd verified; the request's own `caller` field is
-    only what the controller says it is, so it is kept as `declared_caller`."""
-    line = {
-        "time": utc_iso(system().time()),
-        "event": event,
-        "reqid": req.reqid,
-        "caller": getattr(identity, "label", None),
-        "declared_caller": req.caller,
-        "user": getattr(identity, "user", "") or None,
-        "agent": req.agent,
-        "action": req.action,
-        "args": redact(req.args),
-        "dry_run": req.dry_run,
-        **({"spec": redact_spec(req.spec)} if req.spec else {}),
-    }
+    only what the controller says it is, so it is kept as `declared_caller`. `received`: this
+    request's "received" entry, whose request fields the result line repeats (not built twice)."""
+    if received is not None:
+        line = {**received, "time": utc_iso(system().time()), "event": event}
+    else:
+        line = {
+            "time": utc_iso(system().time()),
+            "event": event,
+            "reqid": req.reqid,
+            "caller": getattr(identity, "label", None),
+            "declared_caller": req.caller,
+            "user": getattr(identity, "user", "") or None,
+            "agent": req.agent,
+            "action": req.action,
+            "args": redact(req.args) if req.args else {},
+            "dry_run": req.dry_run,
+            **({"spec": redact_spec(req.spec)} if req.spec else {}),
+        }
     if reply is not None:
+        message = reply.message
         line.update(status=reply.status, changed=bool(reply.changed),
-                    message=redact_text(one_line(reply.message)), duration=round(duration, 3))
+                    message=redact_text(one_line(message)) if message != "" else "", duration=round(duration, 3))
     return line
 
 
@@ -119,20 +124,50 @@ def write(line: dict[str, Any], env: dict[str, str] | None = None, path: str | N
     written, else why not (the caller decides whether that stops the request). The file stays open
     (a NATS agent writes thousands of lines); under its lock the previous line is read back only
     when someone else wrote since this process did (the one-shot SSH agent, say)."""
-    path = path or log_path(env)
+    return _write_lines(path or log_path(env), [line])
+
+
+class Pending:
+    """Result lines held back to be written together (write_pending: one locked write per log):
+    a process answering a batch of messages (bench/nats_agents.py: thousands of simulated agents
+    in one process) writes their lines once per batch instead of once per request. Only lines
+    whose request's reply has not left yet belong here: the holder writes them before it sends
+    any reply of the batch (nats_service.Batch), so the guarantee "a reply leaves only after its
+    line is written" holds; a received line (before an action that may change the host) is never
+    held."""
+
+    def __init__(self) -> None:
+        self.lines: dict[str, list[dict[str, Any]]] = {}
+        self.count = 0
+
+    def add(self, line: dict[str, Any], env: dict[str, str] | None = None, path: str | None = None) -> None:
+        self.lines.setdefault(path or log_path(env), []).append(line)
+        self.count += 1
+
+
+def write_pending(pending: Pending) -> str | None:
+    """Write every held line (in order, chained, one write per log); None, or why some were not."""
+    error = None
+    for path, lines in pending.lines.items():
+        error = _write_lines(path, lines) or error
+    pending.lines.clear()
+    return error
+
+
+def _write_lines(path: str, lines: list[dict[str, Any]]) -> str | None:
     for _ in range(2):
         try:
             log = _open_log(path)
         except OSError as e:
             return f"cannot write audit log {path}: {e.strerror or e}"
-        written = _append(log, line, path)
+        written = _append(log, lines, path)
         if written != "removed":
             return written
         _OPEN.pop(path, None)  # removed between the check and the lock: open the path again
     return f"cannot write audit log {path}: removed while being written"
 
 
-def _append(log: _OpenLog, line: dict[str, Any], path: str) -> str | None:
+def _append(log: _OpenLog, lines: list[dict[str, Any]], path: str) -> str | None:
     with log.lock:
         fd = log.fd
         try:
@@ -148,9 +183,15 @@ def _append(log: _OpenLog, line: dict[str, Any], path: str) -> str | None:
                     tail = os.pread(fd, min(size, TAIL), max(0, size - TAIL)) if size else b""
                     last = tail.rstrip(b"\n").rpartition(b"\n")[2]
                     prev = sha256(last).hex()[:32] if last else ""
-                data = _ENCODER.encode({**line, "prev": prev}).encode("utf-8")
-                os.write(fd, data + b"\n")
-                log.end, log.last_hash = size + len(data) + 1, sha256(data).hex()[:32]
+                encode, chunks = _ENCODER.encode, []
+                for line in lines:
+                    data = encode({**line, "prev": prev}).encode("utf-8")
+                    prev = sha256(data).hex()[:32]
+                    chunks.append(data)
+                chunks.append(b"")
+                blob = b"\n".join(chunks)
+                os.write(fd, blob)
+                log.end, log.last_hash = size + len(blob), prev
                 return None
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
@@ -186,10 +227,12 @@ def redact_spec(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def record(req: Request, reply: Reply, identity: Any, duration: float = 0.0,
-           env: dict[str, str] | None = None, path: str | None = None) -> str | None:
-    """The result line. A failure to write it warns on stderr (the action has run: its reply must
-    still reach the controller) and is returned."""
-    error = write(entry(req, reply, identity, duration), env, path)
+           env: dict[str, str] | None = None, path: str | None = None,
+           received: dict[str, Any] | None = None) -> str | None:
+    """The result line (`received`: the request's "received" entry, see entry()). A failure to
+    write it warns on stderr (the action has run: its reply must still reach the controller) and is
+    returned."""
+    error = write(entry(req, reply, identity, duration, received=received), env, path)
     if error:
         print(f"warning: {error}", file=sys.stderr)
     return error

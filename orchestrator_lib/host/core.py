@@ -19,7 +19,7 @@ import os
 import sys
 
 from ..protocol import (  # noqa: F401 -- the agents' names for the protocol's types
-    AGENTS, REPLY_STATUSES, SERVE_FLAG, SERVE_PROBE, ActionError, ProtocolError, Reply, Request, Status,
+    AGENTS, READ_ONLY, REPLY_STATUSES, SERVE_FLAG, SERVE_PROBE, ActionError, ProtocolError, Reply, Request, Status,
     action_names, one_line)
 from .. import protocol_args
 from . import audit, policy
@@ -112,32 +112,57 @@ def _bad_arguments(req: Request) -> str | None:
     return None
 
 
-def handle(obj: object, env: dict[str, str] | None = None, identity: Any = None, policy_path: str = "") -> Reply:
-    """The whole life of one request: policy, a "received" audit line, the action, a result line.
-    The policy decides on the action itself (policy.check resolves aliases to every name of it).
-    Nothing runs unless the received line is on disk (unless the policy says "audit":
-    "best-effort"): a request that cannot be audited is refused. Under sshd, test-only variables
+def handle(obj: object, env: dict[str, str] | None = None, identity: Any = None, policy_path: str = "",
+           pending: audit.Pending | None = None, loaded: Any = None) -> Reply:
+    """The whole life of one request: policy, the action, its audit line(s). The policy decides on
+    the action itself (policy.check resolves aliases to every name of it).
+    Audit: every request leaves a result line, written before its reply is returned. A request that
+    may change the host (an action outside protocol.READ_ONLY, or a dry run) also leaves a
+    "received" line before it runs, and nothing runs unless that line is on disk (unless the policy
+    says "audit": "best-effort"): a request that cannot be audited is refused, and a killed agent
+    still leaves a trace. A request refused before dispatch, or a read-only action, has only its
+    result line (nothing ran, or nothing could change); when that line cannot be written the reply
+    is a refusal too (its data is not returned unaudited). Under sshd, test-only variables
     (ORCHESTRATOR_AUDIT_LOG) are ignored unless root enabled them on the host (policy.trusted_env).
     A request older than its ttl is refused as a denial is (audited, never run). The caller is the
     key sshd accepted (policy.identify), or `identity` when the caller proved its key otherwise (a
     signed request over a broker: host/signing.py); `policy_path` is for agents that are not the
-    host's (bench/)."""
+    host's (bench/). `pending`: hold a refused or read-only request's line there instead of writing
+    it now; the caller writes it (audit.write_pending) before the reply leaves, and refuses the
+    reply if it cannot (nats_service.Batch). `loaded`: the policy.snapshot() the caller already
+    checked the request's key against (the same version decides the action)."""
     env = policy.trusted_env(os.environ if env is None else env)
     req = Request.from_obj(obj)
     if identity is None:
         identity = policy.identify(env)
     host = system()
-    denial = (req.expired(host.time()) or policy.check(req.agent, req.action, identity, path=policy_path)
+    denial = (req.expired(host.time()) or policy.check(req.agent, req.action, identity, path=policy_path, loaded=loaded)
               or _bad_arguments(req))
-    unwritable = audit.received(req, identity, env)
-    if unwritable:
-        print(f"error: {unwritable}", file=sys.stderr)
-        if policy.audit_required(policy_path):
-            return Reply.failed(f"refused: {unwritable}; no request runs unaudited "
-                                "(the policy's \"audit\": \"best-effort\" allows it)")
+    line = audit.entry(req, None, identity, event="received")
+    if denial:
+        reply = Reply.failed(denial)
+        if pending is not None:
+            pending.add(audit.entry(req, reply, identity, received=line), env)
+        else:
+            audit.record(req, reply, identity, env=env, received=line)
+        return reply
+    if req.dry_run or req.label not in READ_ONLY:
+        unwritable = audit.write(line, env)
+        if unwritable:
+            print(f"error: {unwritable}", file=sys.stderr)
+            if policy.audit_required(policy_path):
+                return Reply.failed(f"refused: {unwritable}; no request runs unaudited "
+                                    "(the policy's \"audit\": \"best-effort\" allows it)")
     started = host.monotonic()
-    reply = Reply.failed(denial) if denial else dispatch(req)
-    audit.record(req, reply, identity, duration=host.monotonic() - started, env=env)
+    reply = dispatch(req)
+    read_only = req.label in READ_ONLY and not req.dry_run
+    if read_only and pending is not None:
+        pending.add(audit.entry(req, reply, identity, host.monotonic() - started, received=line), env)
+        return reply
+    unwritable = audit.record(req, reply, identity, duration=host.monotonic() - started, env=env, received=line)
+    if unwritable and read_only and policy.audit_required(policy_path):
+        return Reply.failed(f"refused: {unwritable}; no reply leaves unaudited "
+                            "(the policy's \"audit\": \"best-effort\" allows it)")
     return reply
 
 

@@ -83,8 +83,17 @@ def config_options(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def encode_reply(reply: Mapping[str, Any]) -> bytes:
-    """A reply on the wire: compact JSON, `identity` first (the controller reads it from there)."""
-    return json.dumps(reply, separators=(",", ":"), default=str).encode()
+    """A reply on the wire: compact strict JSON (ASCII), `identity` first (the controller reads it
+    from there); a NaN an agent put in its data goes as a string (audit.redact), as over SSH."""
+    try:
+        return _REPLY_ENCODER.encode(reply).encode()
+    except ValueError:
+        from . import audit
+        return _REPLY_ENCODER.encode(audit.redact(dict(reply))).encode()
+
+
+#: One encoder for every reply (json.dumps with options builds a new one per call).
+_REPLY_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False)
 
 
 def read_facts(facts_dir: str = FACTS_DIR) -> dict[str, str]:
@@ -127,14 +136,17 @@ class Responder:
         self.keys: dict[str, tuple[bytes, str]] = {}
         self.lock = threading.Lock()
 
-    def respond(self, data: bytes, broadcast: bool) -> dict[str, Any] | None:
+    def respond(self, data: bytes, broadcast: bool, pending: Any = None) -> dict[str, Any] | None:
+        """The reply object (None: no reply). `pending` (an audit.Pending): see core.handle; Batch
+        is the one holder that passes it."""
         now = core.system().time()
+        loaded = policy.snapshot(self.policy_path)  # one version of the policy for the whole request
         try:
             with self.lock:  # the replay cache is shared by the worker threads
                 body, fp = signing.open_envelope(
                     data, identity=self.identity, collective=self.collective, now=now,
                     started=self.started, replays=self.replays, fingerprint=policy.fingerprint,
-                    key_allowed=lambda key: policy.names_key(key, self.policy_path), keys=self.keys)
+                    key_allowed=lambda key: policy.names_key(key, self.policy_path, loaded), keys=self.keys)
         except signing.Refused as refused:
             self._audit_refusal(refused)
             return None if broadcast else self._reply(refused.body, core.Reply.failed(f"refused: {refused}"))
@@ -145,7 +157,8 @@ class Responder:
         body = {**body, "caller": fp}  # the audit's caller is the verified key, never the body's word
         identity = policy.Identity((fp,))
         try:
-            reply = core.handle(body, self.env, identity=identity, policy_path=self.policy_path)
+            reply = core.handle(body, self.env, identity=identity, policy_path=self.policy_path, pending=pending,
+                                loaded=loaded)
         except core.ProtocolError as e:
             reply = core.Reply.failed(f"protocol error: {e}")
         return self._reply(body, reply)
@@ -169,6 +182,44 @@ class Responder:
         identity = policy.Identity((refused.key,) if refused.key else ())
         audit.record(req, core.Reply.failed(f"refused: {refused}"), identity,
                      env=policy.trusted_env(self.env))
+
+
+class Batch:
+    """The replies of several requests handled in a row (by one agent or by many simulated ones in
+    one process), with the audit lines of their refused and read-only requests written together
+    (audit.Pending: one locked write per log) before any reply of the batch leaves: `replies()`
+    writes them, then hands the encoded replies to send. When they cannot be written, the replies
+    whose lines were held are refusals (unless the policy says "audit": "best-effort"), as
+    core.handle does for one request. Lines of requests that may change the host are not held."""
+
+    def __init__(self) -> None:
+        from . import audit
+        self.pending = audit.Pending()
+        self.out: list[tuple[str, dict[str, Any], bool, Responder]] = []
+
+    def answer(self, responder: Responder, data: bytes, broadcast: bool, reply_to: str) -> None:
+        held = self.pending.count
+        reply = responder.respond(data, broadcast, self.pending)
+        if reply is not None and reply_to:
+            self.out.append((reply_to, reply, self.pending.count > held, responder))
+
+    def replies(self) -> list[tuple[str, bytes]]:
+        """(reply subject, encoded reply) of every request since the last call, once their audit
+        lines are written."""
+        from . import audit
+        error = audit.write_pending(self.pending) if self.pending.count else None
+        self.pending.count = 0
+        if error:
+            print(f"error: {error}", file=sys.stderr)
+        out = []
+        for reply_to, reply, held, responder in self.out:
+            if error and held and policy.audit_required(responder.policy_path):
+                refused = core.Reply.failed(f"refused: {error}; no reply leaves unaudited "
+                                            "(the policy's \"audit\": \"best-effort\" allows it)")
+                reply = responder._reply(reply, refused)
+            out.append((reply_to, encode_reply(reply)))
+        self.out = []
+        return out
 
 
 def load_config(path: str = CONFIG_PATH) -> dict[str, Any]:

@@ -69,20 +69,25 @@ def blob_of(raw: bytes) -> bytes:
 
 
 def _verifier() -> Callable[[bytes, bytes, bytes], bool]:
-    """verify(raw_public_key, signature, message) -> bool, by the fastest implementation present."""
+    """verify(raw_public_key, signature, message) -> bool, by the fastest implementation present:
+    libsodium's crypto_sign_open through PyNaCl's binding (nacl.signing.VerifyKey around it costs
+    ~20 µs more per call here, for a key object and argument checks done below), else `cryptography`
+    (OpenSSL: ~125-170 µs here against ~70 µs)."""
     try:
-        from nacl.exceptions import BadSignatureError
-        from nacl.signing import VerifyKey
-
-        def verify_nacl(raw: bytes, sig: bytes, message: bytes) -> bool:
-            try:
-                VerifyKey(raw).verify(message, sig)
-                return True
-            except (BadSignatureError, ValueError, TypeError):
-                return False
-        return verify_nacl
+        from nacl.bindings import crypto_sign_open
+        from nacl.exceptions import CryptoError
     except ImportError:
         pass
+    else:
+        def verify_nacl(raw: bytes, sig: bytes, message: bytes) -> bool:
+            if len(sig) != 64 or len(raw) != 32:
+                return False
+            try:
+                crypto_sign_open(sig + message, raw)
+                return True
+            except (CryptoError, ValueError, TypeError):
+                return False
+        return verify_nacl
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 

@@ -22,13 +22,17 @@ def estate():
         made.append(app)
         fake.files.update({"/run/runit/.keep": "", "/etc/sv/mywebapp/run": "", "/etc/sv/mywebapp/check": "",
                            "/etc/service/mywebapp": ""})
-        fake.on(r"^sv status mywebapp$", (0, "run: mywebapp: (pid 10) 9s\n", ""))
+        pid = {"now": 10}
+        fake.on(r"^sv status mywebapp$", lambda _l: (0, f"run: mywebapp: (pid {pid['now']}) 9s\n", ""))
 
-        def restart(_line):
+        def restart(_line):  # runsv starts the app again (wanted up): a new pid, the new version
             code = 200 if healthy else 500
             app.answers = [(code, {"status": "ok" if healthy else "failing", "version": fake.state["version"]})]
-            return (0, "ok: run: mywebapp: (pid 11) 0s\n", "")
-        fake.on(r"^sv -w \S+ restart mywebapp$", restart)
+            pid["now"] += 1
+            return (0, "", "")
+        fake.on(r"^sv term mywebapp$", restart)
+        fake.on(r"^sv (cont|up) mywebapp$", (0, "", ""))
+        fake.on(r"exec \./check' check /etc/service/mywebapp$", (0, "", ""))
         fake.on(r"^sv -w \S+ check mywebapp$", (0, "ok: run: mywebapp: (pid 11) 1s\n", ""))
         return fake, app
     yield make
@@ -57,7 +61,7 @@ def test_upgrade_installs_restarts_and_waits_for_the_new_version(estate):
     assert r.after == {"package": "4.2.6-3.el5", "running": "4.2.6-3.el5"}
     assert r.data["restarted"] is True and r.data["health"]["passed"] is True
     order = [c.split()[0] + " " + c.split()[1] for c in fake.writes()]
-    assert order == ["apt-get install", "sv -w"]
+    assert order == ["apt-get install", "sv term", "sv up"]
     assert "mywebapp updated 4.2.5-1.el5 -> 4.2.6-3.el5; restarted mywebapp; healthy at 4.2.6-3.el5" == r.message
 
 

@@ -17,7 +17,7 @@ from orchestrator_lib.host import audit, core, policy
 
 Answer = tuple[int, str, str] | core.CmdResult | Callable[[str], Any]
 WRITE_COMMANDS = re.compile(r"^(apt-get (install|remove|purge|update)|dpkg (-i|--install|--remove|-r|-P)|"
-                            r"dnf -y|sv .*(start|stop|restart|up|down|hup)|systemctl (start|stop|restart|reload)|"
+                            r"dnf -y|sv .*(start|stop|restart|up|down|hup|term|kill)|systemctl (start|stop|restart|reload)|"
                             r"service \S+ (start|stop|restart|reload)|i?p?6?tables .* -[IDA] |nft (add|insert|delete))")
 
 

@@ -30,12 +30,20 @@ def runit_host(running: bool = True, check: bool = True) -> FakeSystem:
         state.update(running=True, pid=state["pid"] + 1)
         return (0, f"ok: run: mywebapp: (pid {state['pid']}) 0s\n", "")
 
+    def term(_line):  # runsv starts the service again (wanted up): a new pid
+        if state["running"]:
+            state["pid"] += 1
+        return (0, "", "")
+
     def stop(_line):
         state["running"] = False
         return (0, "ok: down: mywebapp: 0s, normally up\n", "")
 
     fake.on(r"^sv status mywebapp$", status)
-    fake.on(r"^sv -w 30 (restart|start) mywebapp$", restart)
+    fake.on(r"^sv -w 30 start mywebapp$", restart)
+    fake.on(r"^sv term mywebapp$", term)
+    fake.on(r"^sv (cont|up) mywebapp$", (0, "", ""))
+    fake.on(r"exec \./check' check /etc/service/mywebapp$", (0, "", ""))
     fake.on(r"^sv -w 30 stop mywebapp$", stop)
     fake.on(r"^sv -w 30 check mywebapp$", lambda _l: (0, f"ok: run: mywebapp: (pid {state['pid']}) 1s\n", ""))
     fake.state = state
@@ -109,10 +117,20 @@ def test_restart_fails_when_readiness_check_fails():
 
 def test_restart_fails_when_process_does_not_run():
     fake = runit_host()
-    fake.on(r"^sv -w 30 restart", (1, "timeout: down: mywebapp: 0s, normally up, want up\n", ""))
-    fake.state["running"] = False
+    fake.on(r"^sv term mywebapp$", lambda _l: fake.state.update(running=False) or (0, "", ""))
     r = call(fake, "service", "restart", name="mywebapp")
     assert r.status == "failed" and "mywebapp did not restart: timeout: down" in r.message
+    assert 29 <= sum(fake.sleeps) <= 31  # it looked again until the wait was over
+
+
+def test_restart_waits_for_the_new_process_to_pass_its_check():
+    """sv's own -w looks every 420 ms; the agent looks every 50 ms until ./check passes."""
+    fake = runit_host()
+    answers = iter([(1, "", "curl: (7) Failed to connect"), (1, "", "curl: (7) Failed to connect"), (0, "", "")])
+    fake.on(r"exec \./check' check /etc/service/mywebapp$", lambda _l: next(answers))
+    r = call(fake, "service", "restart", name="mywebapp")
+    assert r.status == "changed" and r.message == "mywebapp restarted and ready"
+    assert fake.sleeps == [0.05, 0.05]
 
 
 def test_stop_and_stop_again():

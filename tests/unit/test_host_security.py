@@ -47,7 +47,7 @@ def request(action="command", **kw):
 def test_with_no_policy_file_a_host_denies_everything_and_audits_the_refusal(isolated, on_a_host, ran):
     reply = core.handle(request(), env=auth_file(isolated))
     assert reply.status == "failed" and "no policy" in reply.message and ran == []
-    assert [(x["event"], x.get("status")) for x in lines(isolated)] == [("received", None), ("result", "failed")]
+    assert [(x["event"], x.get("status")) for x in lines(isolated)] == [("result", "failed")]  # nothing ran: one line
 
 
 def test_the_documented_opt_out_allows_everything(isolated, on_a_host, ran):
@@ -99,14 +99,35 @@ def test_a_policy_not_owned_by_root_or_in_a_writable_directory_denies_on_a_host(
 
 
 # ---- the audit log ------------------------------------------------------------------------------
-def test_a_received_line_is_on_disk_before_the_action_runs(isolated, monkeypatch):
+def test_a_received_line_is_on_disk_before_an_action_that_may_change_the_host_runs(isolated, monkeypatch):
     write_policy(isolated, {"default": "allow"})
     seen = []
-    rpcutil = core.load_agent("rpcutil")
-    monkeypatch.setitem(rpcutil.actions, "ping", lambda req: seen.append(lines(isolated)) or core.Reply.ok("pong"))
-    core.handle({"reqid": "k1", "agent": "rpcutil", "action": "ping"}, env=auth_file(isolated))
+    health = core.load_agent("health")
+    monkeypatch.setitem(health.actions, "command", lambda req: seen.append(lines(isolated)) or core.Reply.ok("ran"))
+    core.handle({"reqid": "k1", "agent": "health", "action": "command", "args": {"command": "id"}},
+                env=auth_file(isolated))
     assert [x["event"] for x in seen[0]] == ["received"] and seen[0][0]["reqid"] == "k1"
     assert [x["event"] for x in lines(isolated)] == ["received", "result"]
+    assert lines(isolated)[1]["args"] == {"command": "id"} and lines(isolated)[1]["caller"] == FP
+
+
+def test_a_read_only_action_leaves_one_line_written_before_its_reply(isolated, monkeypatch):
+    write_policy(isolated, {"default": "allow"})
+    reply = core.handle({"reqid": "k2", "agent": "rpcutil", "action": "ping"}, env=auth_file(isolated))
+    assert reply.status == "ok"
+    assert [(x["event"], x["reqid"], x["status"]) for x in lines(isolated)] == [("result", "k2", "ok")]
+    dry = core.handle({"reqid": "k3", "agent": "health", "action": "command", "args": {"command": "id"},
+                       "dry_run": True}, env=auth_file(isolated))
+    assert dry.status != "failed"
+    assert [x["event"] for x in lines(isolated)[1:]] == ["received", "result"]  # a dry run relies on the action
+
+
+def test_a_read_only_reply_whose_line_cannot_be_written_is_refused(isolated, monkeypatch):
+    write_policy(isolated, {"default": "allow"})
+    monkeypatch.setattr(audit, "AUDIT_PATH", str(isolated / "file" / "audit.jsonl"))
+    (isolated / "file").write_text("")  # a file where the log's directory should be
+    reply = core.handle({"reqid": "k4", "agent": "rpcutil", "action": "facts"}, env=auth_file(isolated))
+    assert reply.status == "failed" and reply.message.startswith("refused: cannot write audit log") and not reply.data
 
 
 def test_an_unwritable_audit_log_refuses_the_request(isolated, ran, monkeypatch):
@@ -147,9 +168,10 @@ def test_the_log_is_hash_chained_so_an_edit_is_found(isolated):
     path = isolated / "audit.jsonl"
     assert audit.verify(str(path)) is None
     text = path.read_text().splitlines()
-    text[2] = text[2].replace('"c1"', '"c9"')
+    assert len(text) == 3  # rpcutil#ping is read-only: one line each
+    text[1] = text[1].replace('"c1"', '"c9"')
     path.write_text("\n".join(text) + "\n")
-    assert audit.verify(str(path)) == 4
+    assert audit.verify(str(path)) == 3
 
 
 # ---- the serve loop -----------------------------------------------------------------------------

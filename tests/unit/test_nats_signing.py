@@ -161,10 +161,64 @@ def test_without_pynacl_the_check_falls_back_to_cryptography(monkeypatch):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from orchestrator_lib.host import signing
-    monkeypatch.setitem(sys.modules, "nacl.signing", None)  # import fails as on a host without it
+    for module in ("nacl.signing", "nacl.bindings", "nacl.exceptions"):
+        monkeypatch.setitem(sys.modules, module, None)  # import fails as on a host without it
     verify = signing._verifier()
     assert verify.__name__ == "verify_cryptography"
     key = Ed25519PrivateKey.generate()
     from cryptography.hazmat.primitives import serialization
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     assert verify(raw, key.sign(b"m"), b"m") and not verify(raw, key.sign(b"m"), b"n")
+
+
+def test_the_libsodium_check_refuses_a_wrong_key_a_wrong_message_and_malformed_input():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from orchestrator_lib.host import signing
+    verify = signing._verifier()
+    assert verify.__name__ == "verify_nacl"
+    key, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    sig = key.sign(b"m")
+    assert verify(raw, sig, b"m")
+    assert not verify(raw, sig, b"n") and not verify(raw, other.sign(b"m"), b"m")
+    assert not verify(raw, sig[:63], b"m") and not verify(raw, sig + b"\0", b"m") and not verify(raw[:31], sig, b"m")
+    assert not verify(raw, bytes([sig[0] ^ 1]) + sig[1:], b"m")
+
+
+def _batch_responder(tmp_path, audit_path, name="web1"):
+    rules = tmp_path / "policy.json"
+    rules.write_text(json.dumps({"rules": [{"key": FP, "allow": ["rpcutil#*"]}]}))
+    rules.chmod(0o644)
+    return Responder(name, "orch", match=lambda flt, host: True, local_host=lambda: LocalHost(name, {}, (), ()),
+                     policy_path=str(rules), env={"ORCHESTRATOR_AUDIT_LOG": str(audit_path)}, started=0.0)
+
+
+def test_a_batch_writes_its_lines_before_handing_out_any_reply_and_keeps_the_chain(tmp_path):
+    from orchestrator_lib.host import audit
+    from orchestrator_lib.host.nats_service import Batch
+    log = tmp_path / "audit.jsonl"
+    agents = [_batch_responder(tmp_path, log, f"sim{i}") for i in range(3)]
+    payload = seal(body(time=time.time(), reqid="p1", to=None), BLOB, KEY.sign)
+    batch = Batch()
+    for agent in agents:
+        batch.answer(agent, payload, True, "inbox")
+    assert not log.exists()                                  # held: no reply has left yet
+    out = batch.replies()
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [(e["event"], e["reqid"], e["status"]) for e in lines] == [("result", "p1", "ok")] * 3
+    assert [json.loads(data)["identity"] for _, data in out] == ["sim0", "sim1", "sim2"]
+    assert audit.verify(str(log)) is None and batch.replies() == []
+
+
+def test_a_batch_whose_lines_cannot_be_written_refuses_the_replies_it_held(tmp_path):
+    from orchestrator_lib.host.nats_service import Batch
+    (tmp_path / "file").write_text("")                        # a file where the log's directory should be
+    agent = _batch_responder(tmp_path, tmp_path / "file" / "audit.jsonl")
+    batch = Batch()
+    batch.answer(agent, seal(body(time=time.time(), reqid="p2"), BLOB, KEY.sign), True, "inbox")
+    [(subject, data)] = batch.replies()
+    reply = json.loads(data)
+    assert subject == "inbox" and reply["status"] == "failed" and reply["message"].startswith("refused: cannot write")
+    assert reply["reqid"] == "p2" and not reply["data"]

@@ -3,10 +3,11 @@ to `<reports>/journal/<start>-<run>.jsonl` (one JSON object per line), so a run 
 (SIGKILL, a cancelled CI job) still leaves its story behind. A request to a host is recorded
 before it is sent and its result when it returns. Every line is written (os.write) before the
 run goes on, so a SIGKILL loses nothing the run did (the kernel keeps what was written); the
-"sent" line of a request that can change a host, every step's end and the run's end are also
-fsync'd, so a power cut loses at most the results of the step in flight, whose "sent" lines
-say which hosts it was changing. Result lines are not fsync'd one by one: the step's end covers
-them, and an fsync per host result was half the journal's cost.
+"sent" line of a request that can change a host, the end of a step that sent one, and the run's
+end are also fsync'd, so a power cut loses at most the results of the step in flight, whose
+"sent" lines say which hosts it was changing. Result lines are not fsync'd one by one: the
+step's end covers them (an fsync per host result was half the journal's cost), and a read-only
+step's end is not fsync'd at all (losing it loses nothing a resume needs).
 
 The next run reads the journals back (`JournalRun`): whether a run on the same hosts was
 interrupted, where, and which hosts had a request in flight; `-D resume` reads which hosts
@@ -65,6 +66,7 @@ class Journal:
         self.where: dict[str, str] = {"feature": "", "scenario": "", "step": ""}
         self.befores: dict[tuple[str, str], Any] = {}  # (host, subject) -> state before this run
         self.fsyncs = 0
+        self._changing = False  # the step running now sent a changing request
         #: seconds in os.write and os.fsync themselves: fsyncs are serialized (one at a time), so
         #: this is an upper bound of the wall time the journal adds, and no thread waits are counted
         self._write_s = self._fsync_s = 0.0
@@ -106,13 +108,15 @@ class Journal:
 
     def step(self, text: str) -> None:
         self.where = {**self.where, "step": text}
+        self._changing = False
         self.append("step", step=text)
 
     def sent(self, reqid: str, label: str, host: str) -> None:
         if label.startswith(UNJOURNALED):
             return
-        self.append("sent", sync=label not in READ_ONLY, reqid=reqid, label=label, host=host,
-                    step=self.where["step"])
+        changing = label not in READ_ONLY
+        self._changing = self._changing or changing
+        self.append("sent", sync=changing, reqid=reqid, label=label, host=host, step=self.where["step"])
 
     def result(self, reqid: str, label: str, result: HostResult) -> None:
         if label.startswith(UNJOURNALED):
@@ -131,7 +135,9 @@ class Journal:
             self.append("before", host=host, subject=subject, before=before)
 
     def step_end(self, status: str, cells: Mapping[str, str]) -> None:
-        self.append("step_end", sync=True, step=self.where["step"], status=status, hosts=dict(cells))
+        """fsync'd after a step that changed hosts (it covers their result lines); a read-only
+        step's end lost to a power cut costs nothing: resume re-runs the read-only step."""
+        self.append("step_end", sync=self._changing, step=self.where["step"], status=status, hosts=dict(cells))
 
     def scenario_end(self, status: str, targeted: Iterable[str], outcomes: Mapping[str, Iterable[str]],
                      carried: Iterable[str] = ()) -> None:

@@ -49,6 +49,10 @@ CONF
 rm -f /etc/ssh/ssh_host_*
 # apt sees only the lab repository: its main suite and the NotAutomatic "proposed" one (aptrepo.py).
 rm -rf /etc/apt/sources.list.d/* /etc/apt/sources.list
+# ... and keeps its indexes as an installed Debian server does: this machine's container image
+# turns off apt's binary cache (docker-clean) and keeps the lists compressed (docker-gzip-indexes),
+# which makes every apt-cache call re-read 700 KB of dpkg status and the lists (~25 ms more).
+rm -f /etc/apt/apt.conf.d/docker-clean /etc/apt/apt.conf.d/docker-gzip-indexes
 cp /srv/lab-input/lab.list /etc/apt/sources.list.d/lab.list
 apt-get -qq -o Acquire::Languages=none update
 mkdir -p /var/log/orchestrator /var/lib/orchestrator
