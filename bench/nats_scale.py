@@ -6,7 +6,8 @@ with the lab's config; stopped by PID at the end):
 - floor: N trivial agents (no signing, a fixed reply) answer one broadcast: the broker's and
   nats-py's bare cost;
 - real:  N agents on the host's own request path (bench/nats_agents.py: signature, policy key,
-  TTL/replay, filter on facts and classes, core.handle = policy, rpcutil#ping, audit line) answer
+  TTL/replay, filter on facts and classes, core.handle = policy, rpcutil#ping, audit line: one per
+  request, rpcutil#ping being read-only, written per chunk of agents before their replies) answer
   discovery (a signed rpcutil#ping broadcast carrying the filter `-C roles::web`, collected until all
   N answered) and then one more ping round (the same broadcast again, as `mco ping` does).
 
@@ -35,7 +36,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
-from orchestrator_lib.controller.transports.nats import NatsTransport, Signer  # noqa: E402
+from orchestrator_lib.controller.transports.nats import NatsTransport, Signer, decode_reply  # noqa: E402
 from orchestrator_lib.host import policy  # noqa: E402
 from orchestrator_lib.host.signing import _verifier  # noqa: E402
 from orchestrator_lib.lab.broker import Broker  # noqa: E402
@@ -241,6 +242,7 @@ def main() -> int:
         "bench": "nats_scale", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "loadavg_end": os.getloadavg(), "ed25519": verify.__name__,
+                    "reply_decoder": getattr(decode_reply, "__module__", None) or "json",
                     "nats_server": subprocess.run(["/usr/sbin/nats-server", "--version"], capture_output=True,
                                                   text=True).stdout.strip()},
         "controller_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,

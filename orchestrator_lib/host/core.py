@@ -113,7 +113,7 @@ def _bad_arguments(req: Request) -> str | None:
 
 
 def handle(obj: object, env: dict[str, str] | None = None, identity: Any = None, policy_path: str = "",
-           pending: audit.Pending | None = None) -> Reply:
+           pending: audit.Pending | None = None, loaded: Any = None) -> Reply:
     """The whole life of one request: policy, the action, its audit line(s). The policy decides on
     the action itself (policy.check resolves aliases to every name of it).
     Audit: every request leaves a result line, written before its reply is returned. A request that
@@ -129,13 +129,14 @@ def handle(obj: object, env: dict[str, str] | None = None, identity: Any = None,
     signed request over a broker: host/signing.py); `policy_path` is for agents that are not the
     host's (bench/). `pending`: hold a refused or read-only request's line there instead of writing
     it now; the caller writes it (audit.write_pending) before the reply leaves, and refuses the
-    reply if it cannot (nats_service.Batch)."""
+    reply if it cannot (nats_service.Batch). `loaded`: the policy.snapshot() the caller already
+    checked the request's key against (the same version decides the action)."""
     env = policy.trusted_env(os.environ if env is None else env)
     req = Request.from_obj(obj)
     if identity is None:
         identity = policy.identify(env)
     host = system()
-    denial = (req.expired(host.time()) or policy.check(req.agent, req.action, identity, path=policy_path)
+    denial = (req.expired(host.time()) or policy.check(req.agent, req.action, identity, path=policy_path, loaded=loaded)
               or _bad_arguments(req))
     line = audit.entry(req, None, identity, event="received")
     if denial:

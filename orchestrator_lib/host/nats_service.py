@@ -140,12 +140,13 @@ class Responder:
         """The reply object (None: no reply). `pending` (an audit.Pending): see core.handle; Batch
         is the one holder that passes it."""
         now = core.system().time()
+        loaded = policy.snapshot(self.policy_path)  # one version of the policy for the whole request
         try:
             with self.lock:  # the replay cache is shared by the worker threads
                 body, fp = signing.open_envelope(
                     data, identity=self.identity, collective=self.collective, now=now,
                     started=self.started, replays=self.replays, fingerprint=policy.fingerprint,
-                    key_allowed=lambda key: policy.names_key(key, self.policy_path), keys=self.keys)
+                    key_allowed=lambda key: policy.names_key(key, self.policy_path, loaded), keys=self.keys)
         except signing.Refused as refused:
             self._audit_refusal(refused)
             return None if broadcast else self._reply(refused.body, core.Reply.failed(f"refused: {refused}"))
@@ -156,7 +157,8 @@ class Responder:
         body = {**body, "caller": fp}  # the audit's caller is the verified key, never the body's word
         identity = policy.Identity((fp,))
         try:
-            reply = core.handle(body, self.env, identity=identity, policy_path=self.policy_path, pending=pending)
+            reply = core.handle(body, self.env, identity=identity, policy_path=self.policy_path, pending=pending,
+                                loaded=loaded)
         except core.ProtocolError as e:
             reply = core.Reply.failed(f"protocol error: {e}")
         return self._reply(body, reply)

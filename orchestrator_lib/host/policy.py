@@ -345,13 +345,23 @@ def load_policy(path: str = "") -> dict[str, Any] | None:
     return policy
 
 
-def names_key(fingerprint: str, path: str = "") -> bool:
+def snapshot(path: str = "") -> tuple[dict[str, Any] | None, PolicyError | None]:
+    """(the policy or None, None) or (None, why it cannot be trusted): load_policy read once for
+    the several checks of one request (names_key, check), so a request sees one version of it."""
+    try:
+        return load_policy(path), None
+    except PolicyError as e:
+        return None, e
+
+
+def names_key(fingerprint: str, path: str = "",
+              loaded: tuple[dict[str, Any] | None, PolicyError | None] | None = None) -> bool:
     """Does the policy name this key in a rule of its own? The test for callers that authenticate
     by signing (host/signing.py): with no SSH login in front, a key is known to a host only when its
-    policy lists it; `"*"` rules, no policy and an invalid policy know no key."""
-    try:
-        policy = load_policy(path)
-    except PolicyError:
+    policy lists it; `"*"` rules, no policy and an invalid policy know no key. `loaded`: this
+    request's snapshot() of it."""
+    policy, error = snapshot(path) if loaded is None else loaded
+    if error is not None:
         return False
     return policy is not None and any(isinstance(r, dict) and r.get("key") == fingerprint
                                       for r in policy.get("rules", []))
@@ -385,17 +395,18 @@ def audit_required(path: str = "") -> bool:
     return policy is None or policy.get("audit", "required") != "best-effort"
 
 
-def check(agent: str, action: str, identity: Identity, path: str = "") -> str | None:
-    """None when allowed, else the one-line denial message for the reply and the audit log."""
+def check(agent: str, action: str, identity: Identity, path: str = "",
+          loaded: tuple[dict[str, Any] | None, PolicyError | None] | None = None) -> str | None:
+    """None when allowed, else the one-line denial message for the reply and the audit log.
+    `loaded`: this request's snapshot() of the policy at `path`."""
     names = action_names(agent, action)
     labels = tuple(f"{agent}#{n}" for n in names)
     label = f"{agent}#{action}" if names[0] == action else f"{agent}#{action} (alias of {labels[0]})"
     path = path or POLICY_PATH
-    try:
-        policy = load_policy(path)
-    except PolicyError as e:
+    policy, error = snapshot(path) if loaded is None else loaded
+    if error is not None:
         return (f"denied by policy: {path} is invalid, every request is denied "
-                f"({one_line(e, 160)}); {label} for {identity.label}")
+                f"({one_line(error, 160)}); {label} for {identity.label}")
     if policy is None:
         if not host_run():
             return None
