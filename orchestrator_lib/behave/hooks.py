@@ -123,8 +123,9 @@ def before_all(context: Any) -> None:
         run.matrix.env, run.matrix.plan = run.settings.env, run.settings.plan
         if run.settings.lint == "on":
             lint(context)
-        run.lab = ensure_lab(load_inventory(run.settings.env))
-        session = Session(run.settings.env, preflight=refuse_if_down, transport=run.settings.transport or None)
+        inventory = load_inventory(run.settings.env)  # parsed once: the lab check and the session share it
+        run.lab = ensure_lab(inventory)
+        session = Session(inventory, preflight=refuse_if_down, transport=run.settings.transport or None)
         run.matrix.identity.caller = session.caller
         context.deploy = run.deploy = Deploy(run.settings, session, run.matrix)
         run.deploy.progress = Progress.for_output(quiet=bool(getattr(context.config, "quiet", False)))

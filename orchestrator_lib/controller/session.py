@@ -59,15 +59,15 @@ def interrupted_result(label: str, hosts: list[Host], finished: Mapping[str, Hos
 class Session:
     """Everything one run shares. Use as a context manager, or call close()."""
 
-    def __init__(self, env: str | Path = "local", *, trust_on_first_use: bool = False,
+    def __init__(self, env: str | Path | Inventory = "local", *, trust_on_first_use: bool = False,
                  caller: str | None = None, audit_path: Path | None = DEFAULT_AUDIT,
                  connect_timeout: float = 5.0, workers: int = 64,
                  preflight: Callable[[Inventory], None] | None = None, transport: str | None = None,
                  facts_cache: Path | None = None, warn: Callable[[str], None] | None = None) -> None:
         """`preflight(inventory)` runs before every request and may refuse it (the lab's
         `refuse_if_down`: never send to a lab whose network is down). `transport`: ssh or nats
-        (default: the estate's `transport:`)."""
-        self.inventory: Inventory = load_inventory(env)
+        (default: the estate's `transport:`). `env`: an estate's name or file, or one already loaded."""
+        self.inventory: Inventory = env if isinstance(env, Inventory) else load_inventory(env)
         self.transport_name = transport or self.inventory.transport
         if self.transport_name not in TRANSPORTS:
             raise OrchestratorError(f"unknown transport {self.transport_name!r} (known: {', '.join(TRANSPORTS)})")

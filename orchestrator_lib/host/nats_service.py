@@ -120,6 +120,18 @@ def read_classes(path: str = CLASSES_FILE) -> tuple[str, ...]:
         return ()
 
 
+_ENV: dict[str, str] | None = None
+
+
+def _process_env() -> dict[str, str]:
+    """This process's environment as a dict, taken once: the Responders of one process (thousands
+    in bench/nats_agents.py) share it rather than each holding a copy (~2 KB apiece)."""
+    global _ENV
+    if _ENV is None:
+        _ENV = dict(os.environ)
+    return _ENV
+
+
 class Responder:
     """One agent's request path, broker-independent: bytes of a request in, the reply object out
     (None: no reply). The NATS service runs one per host; bench/ runs thousands per process."""
@@ -130,7 +142,7 @@ class Responder:
         self.identity, self.collective = identity, collective
         self.match, self.local_host = match, local_host
         self.policy_path = policy_path
-        self.env = dict(os.environ if env is None else env)
+        self.env = _process_env() if env is None else dict(env)
         self.started = time.time() if started is None else started
         self.replays = signing.ReplayCache()
         self.keys: dict[str, tuple[bytes, str]] = {}

@@ -60,6 +60,13 @@ class System:
         except OSError:
             return None
 
+    def listdir(self, path: str) -> list[str] | None:
+        """The names in a directory; None when it cannot be read (absent, not a directory)."""
+        try:
+            return os.listdir(path)
+        except OSError:
+            return None
+
     def symlink(self, target: str, path: str) -> None:
         os.symlink(target, path)
 

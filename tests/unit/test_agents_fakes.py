@@ -70,6 +70,11 @@ class FakeSystem(core.System):
     def read_text(self, path: str) -> str | None:
         return self.files.get(path)
 
+    def listdir(self, path: str) -> list[str] | None:
+        prefix = path.rstrip("/") + "/"
+        names = {f[len(prefix):].split("/")[0] for f in self.files if f.startswith(prefix)}
+        return sorted(n for n in names if n and n != ".keep") if names or path in self.files else None
+
     def symlink(self, target: str, path: str) -> None:
         self.calls.append(f"ln -s {target} {path}")
         self.files[path] = f"-> {target}"

@@ -401,3 +401,59 @@ def test_rpm_compare_agrees_with_rpm_s_own_label_compare():
         pytest.skip("python3-rpm is not installed")
     assert done.returncode == 0, done.stderr
     assert [package.rpm_compare(a, b) for a, b in EVR_CASES] == json.loads(done.stdout)
+
+
+DPKG_STATUS = """Package: libc6
+Status: install ok installed
+Architecture: amd64
+Version: 2.36-9+deb12u4
+
+Package: libc6
+Status: install ok installed
+Architecture: i386
+Version: 2.36-9+deb12u4
+
+Package: mywebapp
+Status: install ok installed
+Priority: optional
+Version: 4.2.5-1.el5
+Description: the lab's web app
+ Version: 9.9 (a description line, not the field)
+
+Package: broken
+Status: install reinstreq half-configured
+Version: 1.0-1
+
+Package: gone
+Status: deinstall ok config-files
+Version: 2.0-1
+"""
+
+
+def dpkg_database(updates: tuple[str, ...] = ()) -> FakeSystem:
+    """A Debian host whose dpkg status file is DPKG_STATUS; no dpkg-query rule unless a test adds one."""
+    fake = debian()
+    fake.files["/var/lib/dpkg/status"] = DPKG_STATUS
+    fake.files["/var/lib/dpkg/updates/.keep"] = ""
+    for name in updates:
+        fake.files[f"/var/lib/dpkg/updates/{name}"] = "Package: mywebapp\n"
+    return fake
+
+
+def test_state_read_from_dpkgs_status_file_without_a_process():
+    fake = dpkg_database(updates=("tmp.i",))  # dpkg's scratch file is no pending change
+    with core.use_system(fake):
+        apt = package.DpkgApt()
+        assert apt.state("mywebapp") == package.PackageState("mywebapp", "4.2.5-1.el5", "installed")
+        assert apt.state("broken") == package.PackageState("broken", "1.0-1", "half-configured")
+        assert apt.state("gone") == package.PackageState("gone", None, "config-files")
+        assert apt.state("mywebapp-extra") == package.PackageState("mywebapp-extra", None, "absent")
+    assert fake.calls == []
+
+
+def test_dpkg_query_decides_for_pending_changes_and_multiarch():
+    for fake, name in ((dpkg_database(updates=("0001",)), "mywebapp"), (dpkg_database(), "libc6")):
+        fake.on(r"^dpkg-query -W", (0, "install ok installed\t7.0-1\n", ""))
+        with core.use_system(fake):
+            assert package.DpkgApt().state(name).version == "7.0-1"
+        assert [c.split()[0] for c in fake.calls] == ["dpkg-query"]

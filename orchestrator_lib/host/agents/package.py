@@ -70,7 +70,13 @@ class DpkgApt(PackageBackend):
     label = "dpkg-apt"
     INSTALLED = {"installed", "triggers-pending", "triggers-awaited"}
 
+    #: dpkg's database: one stanza a package instance, and the journal of changes not yet merged
+    STATUS, UPDATES = "/var/lib/dpkg/status", "/var/lib/dpkg/updates"
+
     def state(self, name: str) -> PackageState:
+        found = self._read_status(name)
+        if found is not None:
+            return self._state(name, *found)
         r = core.run(["dpkg-query", "-W", "-f=${Status}\t${Version}\n", name])
         if r.rc != 0:
             if "no packages found" in r.stderr or "not installed" in r.stderr or r.rc == 1:
@@ -78,6 +84,36 @@ class DpkgApt(PackageBackend):
             raise ActionError(f"dpkg-query {name}: {r.line()}")
         line = next((ln for ln in r.stdout.splitlines() if ln.strip()), "")
         status, _, version = line.partition("\t")
+        return self._state(name, status, version)
+
+    def _read_status(self, name: str) -> tuple[str, str] | None:
+        """(Status, Version) of `name` read from dpkg's status file, as dpkg-query reads it but
+        without its process (~1 ms instead of ~17 ms a call, and a deploy asks several times a
+        host); ("", "") when dpkg does not know it. None, and dpkg-query decides, when dpkg has
+        changes not yet merged into the file (an interrupted run's updates/ journal) or the
+        package has several instances (multi-arch)."""
+        sys_ = core.system()
+        pending = sys_.listdir(self.UPDATES)
+        if pending is None or any(n != "tmp.i" for n in pending):
+            return None
+        text = sys_.read_text(self.STATUS)
+        if not text:
+            return None
+        text = "\n" + text
+        line = f"\nPackage: {name}\n"
+        start = text.find(line)
+        if start < 0:
+            return "", ""
+        if text.find(line, start + len(line)) >= 0:
+            return None
+        end = text.find("\n\n", start + 1)
+        fields = dict(ln.partition(": ")[::2] for ln in text[start + 1:end if end >= 0 else None].splitlines()
+                      if ln and not ln[0].isspace())
+        return fields.get("Status", "").strip(), fields.get("Version", "").strip()
+
+    def _state(self, name: str, status: str, version: str) -> PackageState:
+        if not status:
+            return PackageState(name, None, "absent")
         words = status.split()
         state = words[-1] if words else "unknown"
         if state in self.INSTALLED:
