@@ -151,8 +151,7 @@ def handle(obj: object, env: dict[str, str] | None = None, identity: Any = None,
         if unwritable:
             print(f"error: {unwritable}", file=sys.stderr)
             if policy.audit_required(policy_path):
-                return Reply.failed(f"refused: {unwritable}; no request runs unaudited "
-                                    "(the policy's \"audit\": \"best-effort\" allows it)")
+                return unaudited(unwritable, "no request runs")
     started = host.monotonic()
     reply = dispatch(req)
     read_only = req.label in READ_ONLY and not req.dry_run
@@ -161,9 +160,14 @@ def handle(obj: object, env: dict[str, str] | None = None, identity: Any = None,
         return reply
     unwritable = audit.record(req, reply, identity, duration=host.monotonic() - started, env=env, received=line)
     if unwritable and read_only and policy.audit_required(policy_path):
-        return Reply.failed(f"refused: {unwritable}; no reply leaves unaudited "
-                            "(the policy's \"audit\": \"best-effort\" allows it)")
+        return unaudited(unwritable, "no reply leaves")
     return reply
+
+
+def unaudited(why: str, what: str) -> Reply:
+    """The refusal when an audit line cannot be written and the policy requires one (`what`: no
+    request runs / no reply leaves)."""
+    return Reply.failed(f"refused: {why}; {what} unaudited (the policy's \"audit\": \"best-effort\" allows it)")
 
 
 def _print_traceback() -> None:

@@ -226,9 +226,7 @@ class Batch:
         out = []
         for reply_to, reply, held, responder in self.out:
             if error and held and policy.audit_required(responder.policy_path):
-                refused = core.Reply.failed(f"refused: {error}; no reply leaves unaudited "
-                                            "(the policy's \"audit\": \"best-effort\" allows it)")
-                reply = responder._reply(reply, refused)
+                reply = responder._reply(reply, core.unaudited(error, "no reply leaves"))
             out.append((reply_to, encode_reply(reply)))
         self.out = []
         return out
