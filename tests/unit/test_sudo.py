@@ -74,3 +74,43 @@ def test_an_agent_that_ran_is_no_refusal():
     assert sudo.refusal("web2", "deploy", 0, "", "sudo: a password is required") is None
     assert sudo.refusal("web2", "deploy", 1, '{"status": "failed"}', "sudo: x") is None
     assert sudo.refusal("web2", "deploy", 1, "", "Traceback ...\nValueError: x") is None
+
+
+def test_first_contact_installs_from_the_first_bytes_and_serves_the_rest(tmp_path):
+    """install_and_serve_command under a stand-in sudo (runs its command as this user): the
+    installer gets exactly the zipapp, the agent it installed gets every line after it."""
+    import hashlib
+    import io
+    import os
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("__main__.py", "import sys\nfor line in sys.stdin: print('served', sys.argv[1:], line.strip())\n")
+    data = buf.getvalue()
+    sha = hashlib.sha256(data).hexdigest()[:12]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sudo").write_text('#!/bin/sh\n[ "$1" = -n ] && shift\nexec "$@"\n')
+    (bin_dir / "sudo").chmod(0o755)
+    agents = tmp_path / "agents"
+    command = sudo.install_and_serve_command(sha, len(data)).replace(sudo.AGENT_DIR, str(agents))
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    done = subprocess.run(["sh", "-c", command], input=data + b"one\ntwo\n", capture_output=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().splitlines() == ["served ['--serve'] one", "served ['--serve'] two"]
+    assert (agents / "current").read_text() == sha + "\n"
+
+
+def test_first_contact_with_bytes_of_another_hash_installs_nothing_and_serves_nothing(tmp_path):
+    import os
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sudo").write_text('#!/bin/sh\n[ "$1" = -n ] && shift\nexec "$@"\n')
+    (bin_dir / "sudo").chmod(0o755)
+    agents = tmp_path / "agents"
+    data = b"PK not the agent"
+    command = sudo.install_and_serve_command("0" * 12, len(data)).replace(sudo.AGENT_DIR, str(agents))
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    done = subprocess.run(["sh", "-c", command], input=data + b"one\n", capture_output=True, env=env)
+    assert done.returncode != 0 and b"does not have hash" in done.stderr and done.stdout == b""
+    assert not agents.exists() or not any(agents.glob("agent-*"))

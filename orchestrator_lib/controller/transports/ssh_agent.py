@@ -152,21 +152,25 @@ def install_input(data: bytes) -> bytes:
 
 
 def upload_agent(pool: SSHPool, host: Host, data: bytes, sha: str, timeout: float = 60) -> None:
-    """Install the agent with one exec, the zipapp on its stdin (INSTALL_SCRIPT; under sudo the
-    upload lands in the login user's home and sudo.INSTALLER, as root, checks and installs it)."""
+    """Install the agent with one exec, the zipapp on its stdin (INSTALL_SCRIPT; under sudo,
+    sudo.INSTALLER as root, which checks the bytes' hash before installing them)."""
     if getattr(host, "become", None) == "sudo":
-        upload = f".orchestrator-agent-{sha}-{uuid.uuid4().hex[:8]}.pyz"   # relative: the user's home
-        r = pool.exec(host, sudo.upload_command(upload), stdin=data, timeout=timeout)
-        if r.rc == 0:
-            r = pool.exec(host, sudo.install_command(upload, sha), timeout=timeout)
-        if r.rc != 0:
-            refused = sudo.refusal(host.name, _login_user(pool, host), r.rc, r.stdout, r.stderr)
-            raise RuntimeError(refused or f"installing {agent_path(sha)} as root failed: "
-                                          f"{_first_line(r.stderr) or f'rc {r.rc}'}")
-        return
-    r = pool.exec(host, install_command(sha), stdin=install_input(data), timeout=timeout)
+        r = pool.exec(host, sudo.install_command(sha), stdin=data, timeout=timeout)
+    else:
+        r = pool.exec(host, install_command(sha), stdin=install_input(data), timeout=timeout)
     if r.rc != 0:
-        raise RuntimeError(f"installing {agent_path(sha)} failed: {_first_line(r.stderr) or f'rc {r.rc}'}")
+        raise RuntimeError(install_failure(pool, host, sha, r.rc, r.stderr))
+
+
+def install_failure(pool: SSHPool, host: Host, sha: str, rc: int | None, stderr: str) -> str:
+    """Why an install did not happen, in one line: sudo's refusal (naming the rule it needs), or
+    the installer's own last word."""
+    if getattr(host, "become", None) == "sudo":
+        refused = sudo.refusal(host.name, _login_user(pool, host), 1 if rc is None else rc, "", stderr)
+        if refused:
+            return refused
+        return f"installing {agent_path(sha)} as root failed: {_first_line(stderr) or f'rc {rc}'}"
+    return f"installing {agent_path(sha)} failed: {_first_line(stderr) or f'rc {rc}'}"
 
 
 def _login_user(pool: SSHPool, host: Host) -> str:
@@ -244,18 +248,26 @@ class AgentChannel:
 
     @classmethod
     def install_and_serve(cls, transport: paramiko.Transport, sha: str, data: bytes,
-                          timeout: float) -> "AgentChannel":
-        """First contact in one session: INSTALL_SCRIPT receives the zipapp on stdin, installs it,
-        and execs the resident agent, which serves the rest of the session (probe first)."""
+                          timeout: float, become: str | None = None) -> "AgentChannel":
+        """First contact in one session: the installer (INSTALL_SCRIPT, or sudo.INSTALLER as root)
+        receives the zipapp on stdin and installs it, then the resident agent serves the rest of
+        the session (probe first)."""
+        if become == "sudo":
+            command, stdin = sudo.install_and_serve_command(sha, len(data)), data
+        else:
+            command, stdin = install_command(sha, serve=True), install_input(data)
         chan = transport.open_session(timeout=timeout)
         try:
             chan.settimeout(timeout)
-            chan.exec_command(install_command(sha, serve=True))
-            chan.sendall(install_input(data))
+            chan.exec_command(command)
+            chan.sendall(stdin)
         except BaseException:
             chan.close()
             raise
         return cls(chan)
+
+    def exit_status(self) -> int | None:
+        return self.chan.recv_exit_status() if self.chan.exit_status_ready() else None
 
     def stderr_after_exit(self, timeout: float = 5.0) -> str:
         """All the session wrote on stderr once it ended (why an install failed)."""
@@ -448,10 +460,11 @@ class SSHTransport(Transport):
             channel = slot.channel = None
         if channel is None:
             transport = self.pool.transport(host)
+            become = getattr(host, "become", None)
             if install is not None:
-                channel = AgentChannel.install_and_serve(transport, sha, install, timeout)
+                channel = AgentChannel.install_and_serve(transport, sha, install, timeout, become)
             else:
-                channel = AgentChannel.open(transport, sha, timeout, getattr(host, "become", None))
+                channel = AgentChannel.open(transport, sha, timeout, become)
             self.opened += 1
             try:
                 # an install compiles the agent first: it has the call's timeout, not the probe's
@@ -459,8 +472,9 @@ class SSHTransport(Transport):
             except ChannelBroken as broken:
                 if install is not None and not _exited_ok(channel):  # (exit 0: installed, but not serving)
                     why = channel.stderr_after_exit()
+                    rc = channel.exit_status()
                     channel.close()
-                    raise InstallFailed(f"installing {agent_path(sha)} failed: {_first_line(why) or broken}") from None
+                    raise InstallFailed(install_failure(self.pool, host, sha, rc, why or str(broken))) from None
                 channel.close()
                 raise
             except BaseException:
@@ -500,14 +514,7 @@ class SSHTransport(Transport):
                     install = None
                     if broken.missing and not installed:
                         installed = True
-                        if getattr(host, "become", None) != "sudo":
-                            install = data  # the next session installs, then serves
-                            continue
-                        try:
-                            upload_agent(self.pool, host, data, sha, timeout=timeout)
-                        except RuntimeError as e:
-                            return HostResult(host=host.name, status=Status.FAILED, message=f"{label}: {e}",
-                                              rc=MISSING_RC, duration=time.monotonic() - started)
+                        install = data  # the next session installs, then serves
                     continue
                 except Exception:  # the session could not be opened
                     continue

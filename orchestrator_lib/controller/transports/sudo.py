@@ -1,12 +1,13 @@
 """`become: sudo`: log in as a plain user, run the agent as root through `sudo -n`.
 
 Nothing the login user can write is run as root. The agent runs from its root-owned directory
-(/var/lib/orchestrator/agent-<sha12>/); to install it, the zipapp is uploaded where the login user
-may write (its home directory), and a root-run step, INSTALLER, reads those bytes once on stdin,
-checks that their sha256 starts with the <sha12> the directory will be named by, unpacks and compiles
-them into a root-owned directory and renames it into place. INSTALLER is a fixed one-line program:
-the sudo rule (sudoers_rule) names it exactly, so the login user's sudo rights are the agent
-and its installer, never a shell or `python3 -` with code of their choosing.
+(/var/lib/orchestrator/agent-<sha12>/); to install it, a root-run step, INSTALLER, reads the
+zipapp's bytes once on stdin, checks that their sha256 starts with the <sha12> the directory will be
+named by, unpacks and compiles them into a root-owned directory and renames it into place. INSTALLER
+is a fixed one-line program: the sudo rule (sudoers_rule) names it exactly, so the login user's sudo
+rights are the agent and its installer, never a shell or `python3 -` with code of their choosing.
+The bytes reach it on the session's stdin, no file is left in the login user's home: first contact
+is one session that installs and then serves (install_and_serve_command).
 
 One `sudo` per resident agent (the serve session lives for the run), so sudo's start cost is paid
 once per host and run, not per call.
@@ -51,15 +52,18 @@ def agent_command(sha: str, serve: bool = False) -> str:
     return f"[ -f {main} ] || exit 111; exec sudo -n {PYTHON} -S -E {main}" + (" --serve" if serve else "")
 
 
-def upload_command(upload: str) -> str:
-    """Write stdin (the zipapp) to `upload` in the login user's home, readable by that user only."""
-    return f"umask 077 && cat > {shlex.quote(upload)}"
+def install_command(sha: str) -> str:
+    """INSTALLER as root on the session's whole stdin (the zipapp), for the one-shot path."""
+    return f"exec sudo -n {PYTHON} -S -E -c {shlex.quote(INSTALLER)} {sha}"
 
 
-def install_command(upload: str, sha: str) -> str:
-    """Feed the uploaded file to INSTALLER as root, then remove the upload whatever happened."""
-    up = shlex.quote(upload)
-    return (f"sudo -n {PYTHON} -S -E -c {shlex.quote(INSTALLER)} {sha} < {up}; rc=$?; rm -f {up}; exit $rc")
+def install_and_serve_command(sha: str, size: int) -> str:
+    """First contact in one session: the first `size` bytes of stdin (the zipapp) go to INSTALLER
+    as root, then the resident agent serves the rest of the session as root. `head -c` is GNU
+    coreutils' (Debian, RHEL): it reads no byte past `size`, so the serve mode gets every line
+    that follows. Exits with INSTALLER's (or sudo's) status when the install did not happen."""
+    return (f"head -c {int(size)} | sudo -n {PYTHON} -S -E -c {shlex.quote(INSTALLER)} {sha} || exit; "
+            f"exec sudo -n {PYTHON} -S -E {shlex.quote(_main(sha))} --serve")
 
 
 def _escape(text: str) -> str:
