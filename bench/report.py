@@ -42,6 +42,14 @@ def paired(d: dict | None, a: str, b: str) -> list[float]:
     return [x / y for x, y in zip(samples(d, a), samples(d, b)) if y]
 
 
+def per_repetition(pairs: list[float], calls: int) -> list[float]:
+    """The median of each repetition's `calls` paired ratios (the samples come repetition after
+    repetition): a ratio per repetition, whose spread is the run-to-run one, not a single call's."""
+    if calls <= 0:
+        return []
+    return [statistics.median(pairs[i:i + calls]) for i in range(0, len(pairs) - calls + 1, calls)]
+
+
 def spread(xs: list[float]) -> dict | None:
     """median, min-max and (from 4 samples) the interquartile range."""
     if not xs:
@@ -149,13 +157,17 @@ def fanout_section(f: dict, big: dict | None = None) -> tuple[list[str], list[tu
               "one line in (the floor for this design); *raw one-shot* = raw paramiko threads exec'ing the agent "
               "once per call. Ours and the raw resident floor run side by side: both cold, then "
               f"{f.get('ping_warm', '?')} warm calls each, alternating call by call, so each warm ratio is between "
-              "neighbours in time.", "",
-              "| N | ours cold | raw resident cold | ours/raw resident, cold | ours warm | raw resident warm | ours/raw resident, warm | raw one-shot warm |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "neighbours in time. *per call*: every pair's ratio (one call's jitter, a few ms, is in its spread); "
+              "*per repetition*: the median of each repetition's pairs, one ratio per cold start (the spread "
+              "between repetitions; the target is judged on it).", "",
+              "| N | ours cold | raw resident cold | ours/raw resident, cold | ours warm | raw resident warm | ours/raw resident, warm, per call | warm, per repetition | raw one-shot warm |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    warm_calls = int(f.get("ping_warm") or 0)
     for n, d in sizes.items():
         lines.append(f"| {n} | {s(med(d, 'ours_ping_cold'))} | {s(med(d, 'raw_resident_ping_cold'))} | "
                      f"{rs(spread(paired(d, 'ours_ping_cold', 'raw_resident_ping_cold')))} | {s(med(d, 'ours_ping_warm'), 4)} | "
                      f"{s(med(d, 'raw_resident_ping_warm'), 4)} | {rs(spread(paired(d, 'ours_ping_warm', 'raw_resident_ping_warm')))} | "
+                     f"{rs(spread(per_repetition(paired(d, 'ours_ping_warm', 'raw_resident_ping_warm'), warm_calls)))} | "
                      f"{s(med(d, 'raw_ping_warm'))} |")
     lines += ["", *chart("fanout-ping")]
     targets = []
@@ -178,8 +190,9 @@ def fanout_section(f: dict, big: dict | None = None) -> tuple[list[str], list[tu
           "ours_echo_cold_process", "mitogen_echo_cold", 1.0, True)
         t("warm fan-out to 100 hosts faster than pyinfra", "< 1.00x", "ours_echo_warm", "pyinfra_echo_warm", 1.0, True)
         t("warm fan-out to 100 hosts faster than ansible + Mitogen", "< 1.00x", "ours_echo_warm", "mitogen_echo_warm", 1.0, True)
-        t("warm rpcutil#ping on 100 hosts within 1.1x of the raw resident floor", "≤ 1.10x",
-          "ours_ping_warm", "raw_resident_ping_warm", 1.1)
+        r = spread(per_repetition(paired(d100, "ours_ping_warm", "raw_resident_ping_warm"), warm_calls))
+        targets.append(("warm rpcutil#ping on 100 hosts within 1.1x of the raw resident floor (median of each "
+                        "repetition's paired calls)", "≤ 1.10x", rs(r), None if not r else r["q3"] <= 1.1))
     return lines, targets
 
 

@@ -320,6 +320,7 @@ class Session:
         self.transport.close()
         if self.transport_name != "ssh":  # shell runs over SSH whatever the transport
             self.pool.close()
+        self.audit.close()
 
     def __enter__(self) -> "Session":
         return self

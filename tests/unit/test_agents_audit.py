@@ -121,3 +121,27 @@ def test_words_that_merely_contain_key_are_not_secrets():
     assert audit.redact_text("monkey=3 hockey: 2 keyword=x") == "monkey=3 hockey: 2 keyword=x"
     assert audit.redact_text("key=v api_key=a apikey=b ssh-key: c") == "key=*** api_key=*** apikey=*** ssh-key: ***"
     assert audit.redact({"monkey": 1, "private_key": 2}) == {"monkey": 1, "private_key": "***"}
+
+
+def test_the_central_log_follows_a_rotation_between_requests(tmp_path):
+    """The log stays open between requests; a log moved away (logrotate) gets no more lines:
+    the next request writes to a new file at the path."""
+    from orchestrator_lib.controller.orchestration import HostResult, RunResult, Status
+    from orchestrator_lib.controller.reporting import AuditLog
+    path = tmp_path / "logs" / "audit.jsonl"
+    log = AuditLog(path)
+
+    def request(reqid):
+        req = core.Request("rpcutil", "ping", {}, reqid=reqid, caller="c")
+        log.check_writable()
+        log.sender(req)("web1")
+        log.record(req, RunResult("rpcutil#ping", {"web1": HostResult("web1", Status.OK, "pong")}, 0.1))
+
+    request("one")
+    path.rename(tmp_path / "logs" / "audit.jsonl.1")
+    request("two")
+    log.close()
+    old = [json.loads(x) for x in (tmp_path / "logs" / "audit.jsonl.1").read_text().splitlines()]
+    new = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [(e["reqid"], e["host"], e["status"]) for e in old] == [("one", "web1", "sent"), ("one", "web1", "ok")]
+    assert [(e["reqid"], e["host"], e["status"]) for e in new] == [("two", "web1", "sent"), ("two", "web1", "ok")]

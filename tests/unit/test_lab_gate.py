@@ -36,7 +36,7 @@ def test_rpcs_agent_invocations_pass():
 
 def test_the_sudo_installer_is_refused_like_any_install():
     from orchestrator_lib.controller.transports import sudo
-    for command in (sudo.upload_command(".orchestrator-agent-x.pyz"), sudo.install_command(".orchestrator-agent-x.pyz", SHA)):
+    for command in (sudo.install_command(SHA), sudo.install_and_serve_command(SHA, 81533)):
         done = gate(command, "--check")
         assert done.returncode == 99 and "refused installing the agent" in done.stderr
 

@@ -8,6 +8,7 @@ A write that fails after the fan-out (disk full meanwhile) warns on stderr; the 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -25,21 +26,43 @@ class AuditError(OrchestratorError):
 
 
 class AuditLog:
+    """Appends to one file, kept open (O_APPEND: other controllers may append to the same log) while
+    the path still names it: each request checks that once (check_writable) and reopens the path
+    when it was moved or removed, as logging's WatchedFileHandler does for log rotation."""
+
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._file_id: tuple[int, int] | None = None
+
+    def _reopen_if_moved(self) -> int:
+        """The descriptor for the file the path names now (caller holds the lock)."""
+        assert self.path is not None
+        try:
+            st = os.stat(self.path)
+            now = (st.st_dev, st.st_ino)
+        except FileNotFoundError:
+            now = None
+        if self._fd is not None and now != self._file_id:
+            os.close(self._fd)
+            self._fd = None
+        if self._fd is None:
+            if now is None:  # its folder, made once, not before every line
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            st = os.fstat(fd)
+            self._fd, self._file_id = fd, (st.st_dev, st.st_ino)
+        return self._fd
 
     def _append(self, lines: list[str]) -> None:
-        assert self.path is not None
-        text = "\n".join(lines) + "\n" if lines else ""
+        if not lines:
+            return
+        data = ("\n".join(lines) + "\n").encode()
         with self._lock:
-            try:
-                out = open(self.path, "a")
-            except FileNotFoundError:  # its folder, made once, not before every line
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                out = open(self.path, "a")
-            with out:
-                out.write(text)
+            fd = self._fd if self._fd is not None else self._reopen_if_moved()
+            while data:
+                data = data[os.write(fd, data):]
 
     def check_writable(self) -> None:
         """Before the fan-out: raises AuditError when the log cannot be opened for appending, so a
@@ -49,35 +72,40 @@ class AuditLog:
             return
         try:
             with self._lock:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                open(self.path, "a").close()
+                self._reopen_if_moved()
         except OSError as e:
             raise AuditError(f"cannot write the central audit log {self.path}: {e.strerror or e}; "
                              "nothing was sent") from None
 
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = self._file_id = None
+
     def sender(self, request: Request) -> Callable[[str], None]:
         """`sent(host)` for one request: its line is written before the request goes to `host`, so
         a controller killed while it runs still leaves a line for it (status "sent", no outcome
-        yet). The redacted fields are worked out once per request, not once per host."""
+        yet). The line is made once per request; only the host is added per host."""
         if self.path is None:
             return lambda _host: None
         fields = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reqid": request.reqid, "caller": request.caller,
                   "agent": request.agent, "action": request.action, "args": redact(dict(request.args)),
                   "dry_run": request.dry_run, "status": "sent", "message": "",
                   **({"spec": redact_spec(request.spec)} if request.spec else {})}
-        return lambda host: self._append([json.dumps({**fields, "host": host}, sort_keys=True)])
+        head = json.dumps(fields, sort_keys=True)[:-1] + ', "host": '
+        return lambda host: self._append([head + json.dumps(host) + "}"])
 
     def record(self, request: Request, result: RunResult) -> None:
         """One line per host. A failure here warns (the fan-out ran: its results must not be lost)."""
         if self.path is None:
             return
-        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        safe_args = redact(dict(request.args))
-        lines = [json.dumps({"time": now, "reqid": request.reqid, "caller": request.caller, "agent": request.agent,
-                             "action": request.action, "args": safe_args, "dry_run": request.dry_run, "host": r.host,
-                             "status": str(r.status), "message": redact_text(r.message),
-                             **({"spec": redact_spec(request.spec)} if request.spec else {})}, sort_keys=True)
-                 for r in result.results.values()]
+        fields = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reqid": request.reqid, "caller": request.caller,
+                  "agent": request.agent, "action": request.action, "args": redact(dict(request.args)),
+                  "dry_run": request.dry_run, **({"spec": redact_spec(request.spec)} if request.spec else {})}
+        head = json.dumps(fields, sort_keys=True)[:-1]
+        lines = [f'{head}, "host": {json.dumps(r.host)}, "status": {json.dumps(str(r.status))}, '
+                 f'"message": {json.dumps(redact_text(r.message))}}}' for r in result.results.values()]
         try:
             self._append(lines)
         except OSError as e:
