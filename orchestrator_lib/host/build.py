@@ -17,6 +17,9 @@ HOST_DIR = Path(__file__).resolve().parent
 LIBRARY_DIR = HOST_DIR.parent
 #: Controller-only modules that must not be shipped.
 EXCLUDE = frozenset({"build.py"})
+#: Modules only the NATS service runs (its bundle adds them): left out of the SSH agent, whose
+#: first contact compiles every module it ships.
+NATS_ONLY = ("host/nats_service.py", "host/signing.py")
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 ROOT_MAIN = b'''"""Host agent entry point: one JSON request on stdin, one JSON reply on stdout."""
 import sys
@@ -29,13 +32,15 @@ sys.exit(main())
 PACKAGE_INIT = b'"""orchestrator_lib, host side: only the protocol and the host package are shipped."""\n'
 
 
-def sources(library_dir: Path = LIBRARY_DIR) -> dict[str, bytes]:
-    """Archive path -> bytes, for every file the zipapp holds: protocol.py and host/ (recursively)."""
+def sources(library_dir: Path = LIBRARY_DIR, *, nats: bool = False) -> dict[str, bytes]:
+    """Archive path -> bytes, for every file the zipapp holds: protocol.py and host/ (recursively),
+    without the NATS service's own modules unless `nats`."""
     files = {"__main__.py": ROOT_MAIN, "orchestrator_lib/__init__.py": PACKAGE_INIT}
     shipped = [library_dir / "protocol.py", library_dir / "protocol_args.py", *sorted((library_dir / "host").rglob("*.py"))]
     for path in shipped:
-        if path.exists() and path.name not in EXCLUDE and "__pycache__" not in path.parts:
-            files["orchestrator_lib/" + path.relative_to(library_dir).as_posix()] = path.read_bytes()
+        rel = path.relative_to(library_dir).as_posix()
+        if path.exists() and path.name not in EXCLUDE and "__pycache__" not in path.parts and (nats or rel not in NATS_ONLY):
+            files["orchestrator_lib/" + rel] = path.read_bytes()
     return files
 
 
@@ -100,7 +105,7 @@ def nats_sources(library_dir: Path = LIBRARY_DIR) -> dict[str, bytes]:
     which is pure Python and no Debian package: shipped from the controller's own install, so a host
     needs neither PyPI access nor pip, and the bytes a host runs are the ones the hash names."""
     import nats
-    files = sources(library_dir)
+    files = sources(library_dir, nats=True)
     files["__main__.py"] = NATS_MAIN
     files["orchestrator_lib/controller/__init__.py"] = CONTROLLER_INIT
     files["orchestrator_lib/controller/discovery/__init__.py"] = DISCOVERY_INIT

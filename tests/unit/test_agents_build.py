@@ -111,3 +111,10 @@ def test_build_cli(tmp_path, capsys):
     _, sha = build.agent_archive()
     assert capsys.readouterr().out.startswith(f"agent-{sha}.pyz ")
     assert (tmp_path / "out.pyz").read_bytes() == build.agent_archive()[0]
+
+
+def test_the_nats_service_ships_in_its_bundle_only():
+    ssh = build.sources()
+    nats = build.nats_sources()
+    for rel in build.NATS_ONLY:
+        assert "orchestrator_lib/" + rel not in ssh and "orchestrator_lib/" + rel in nats
