@@ -103,8 +103,14 @@ def main() -> int:
     # once, timed for information, so the measured calls are the steady state.
     with Session(env) as s:
         t, r = timed(lambda: s.call(all_hosts[:max(sizes)], "rpcutil", "ping"))
-        ours_ok(r, max(sizes), None)
-        out["first_call_with_agent_upload"] = {"hosts": max(sizes), "seconds": t,
+        missed = [h for h in all_hosts[:max(sizes)] if not r.results[h.name].ok]
+        if missed:  # 1,000 handshakes and installs at once on 2 cores: a few may time out; prime those again
+            log(f"priming: {len(missed)} hosts did not answer ({r.tally()}); once more for them")
+            out["priming_missed"] = [h.name for h in missed]
+            ours_ok(s.call(missed, "rpcutil", "ping"), len(missed), None)
+        else:
+            ours_ok(r, max(sizes), None)
+        out["first_call_with_agent_upload"] = {"hosts": max(sizes), "seconds": t, "missed": len(missed),
                                                "note": "first rpcutil#ping after `lab up`: connect + agent install + call"}
         log(f"primed the agent on {max(sizes)} hosts in {t:.2f} s")
 
