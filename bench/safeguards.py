@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from lib import REPO, loadavg, log, machine, summary, write_result
+from profile_behave import steps_of
 
 from orchestrator_lib.controller.inventory import load_inventory
 from orchestrator_lib.controller.reporting.journal import JournalRun, journal_dir
@@ -67,10 +68,7 @@ def run(safeguards: bool) -> tuple[float, float, float]:
     took = re.search(r"Took (\d+)min (\d+\.\d+)s", done.stdout)
     if not took:
         raise RuntimeError("behave printed no 'Took' line")
-    durations = [(f"{st['keyword']} {st['name']}", st.get("result", {}).get("duration", 0.0))
-                 for feature in json.loads(steps.read_text()) for element in feature.get("elements", [])
-                 for st in element.get("steps", [])]
-    ours = sum(d for name, d in durations if name not in LB_WAITS)
+    ours = sum(d for name, d in steps_of(json.loads(steps.read_text())) if name not in LB_WAITS)
     return wall, int(took.group(1)) * 60 + float(took.group(2)), ours
 
 

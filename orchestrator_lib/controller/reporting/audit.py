@@ -25,6 +25,15 @@ class AuditError(OrchestratorError):
     """The central audit log cannot be written: nothing is sent."""
 
 
+def _head(request: Request, **extra: str) -> str:
+    """A line's JSON up to its closing brace: what every host's line of `request` shares (redacted
+    once per request); the per-host fields follow it."""
+    fields = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reqid": request.reqid, "caller": request.caller,
+              "agent": request.agent, "action": request.action, "args": redact(dict(request.args)),
+              "dry_run": request.dry_run, **extra, **({"spec": redact_spec(request.spec)} if request.spec else {})}
+    return json.dumps(fields, sort_keys=True)[:-1]
+
+
 class AuditLog:
     """Appends to one file, kept open (O_APPEND: other controllers may append to the same log) while
     the path still names it: each request checks that once (check_writable) and reopens the path
@@ -89,21 +98,14 @@ class AuditLog:
         yet). The line is made once per request; only the host is added per host."""
         if self.path is None:
             return lambda _host: None
-        fields = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reqid": request.reqid, "caller": request.caller,
-                  "agent": request.agent, "action": request.action, "args": redact(dict(request.args)),
-                  "dry_run": request.dry_run, "status": "sent", "message": "",
-                  **({"spec": redact_spec(request.spec)} if request.spec else {})}
-        head = json.dumps(fields, sort_keys=True)[:-1] + ', "host": '
+        head = _head(request, status="sent", message="") + ', "host": '
         return lambda host: self._append([head + json.dumps(host) + "}"])
 
     def record(self, request: Request, result: RunResult) -> None:
         """One line per host. A failure here warns (the fan-out ran: its results must not be lost)."""
         if self.path is None:
             return
-        fields = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reqid": request.reqid, "caller": request.caller,
-                  "agent": request.agent, "action": request.action, "args": redact(dict(request.args)),
-                  "dry_run": request.dry_run, **({"spec": redact_spec(request.spec)} if request.spec else {})}
-        head = json.dumps(fields, sort_keys=True)[:-1]
+        head = _head(request)
         lines = [f'{head}, "host": {json.dumps(r.host)}, "status": {json.dumps(str(r.status))}, '
                  f'"message": {json.dumps(redact_text(r.message))}}}' for r in result.results.values()]
         try:

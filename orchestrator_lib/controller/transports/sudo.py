@@ -45,16 +45,25 @@ def _main(sha: str) -> str:
     return f"{AGENT_DIR}/agent-{sha}/__main__.py"
 
 
+def _as_root(sha: str, serve: bool = False) -> str:
+    """The installed agent through `sudo -n`, exactly as the sudo rule names it."""
+    return f"sudo -n {PYTHON} -S -E {shlex.quote(_main(sha))}" + (" --serve" if serve else "")
+
+
+def _installer(sha: str) -> str:
+    """INSTALLER through `sudo -n`, exactly as the sudo rule names it; the zipapp on its stdin."""
+    return f"sudo -n {PYTHON} -S -E -c {shlex.quote(INSTALLER)} {sha}"
+
+
 def agent_command(sha: str, serve: bool = False) -> str:
     """The agent as root: `[ -f main ] || exit 111` as the login user (the directory is world-readable),
     then `sudo -n` on the root-owned path."""
-    main = shlex.quote(_main(sha))
-    return f"[ -f {main} ] || exit 111; exec sudo -n {PYTHON} -S -E {main}" + (" --serve" if serve else "")
+    return f"[ -f {shlex.quote(_main(sha))} ] || exit 111; exec {_as_root(sha, serve)}"
 
 
 def install_command(sha: str) -> str:
     """INSTALLER as root on the session's whole stdin (the zipapp), for the one-shot path."""
-    return f"exec sudo -n {PYTHON} -S -E -c {shlex.quote(INSTALLER)} {sha}"
+    return f"exec {_installer(sha)}"
 
 
 def install_and_serve_command(sha: str, size: int) -> str:
@@ -62,8 +71,7 @@ def install_and_serve_command(sha: str, size: int) -> str:
     as root, then the resident agent serves the rest of the session as root. `head -c` is GNU
     coreutils' (Debian, RHEL): it reads no byte past `size`, so the serve mode gets every line
     that follows. Exits with INSTALLER's (or sudo's) status when the install did not happen."""
-    return (f"head -c {int(size)} | sudo -n {PYTHON} -S -E -c {shlex.quote(INSTALLER)} {sha} || exit; "
-            f"exec sudo -n {PYTHON} -S -E {shlex.quote(_main(sha))} --serve")
+    return f"head -c {int(size)} | {_installer(sha)} || exit; exec {_as_root(sha, serve=True)}"
 
 
 def _escape(text: str) -> str:
